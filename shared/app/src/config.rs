@@ -1,0 +1,102 @@
+//! Configuration every shell builds the same way, from whatever lookup its platform has
+//! (Spin variables, Lambda environment, host flags).
+
+use gocoffee_core::{Email, Password};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("`{0}` is not set")]
+    Missing(&'static str),
+    #[error("`{name}` is invalid: {why}")]
+    Invalid { name: &'static str, why: String },
+}
+
+#[derive(Clone)]
+pub struct Config {
+    /// HMAC key for access tokens (HS256). At least 32 bytes.
+    pub jwt_secret: Vec<u8>,
+    pub access_token_ttl_s: i64,
+    pub refresh_token_ttl_s: i64,
+    /// The first admin: created on its first login when no account has that email yet, since
+    /// nobody can register as staff.
+    pub bootstrap_admin: Option<(Email, Password)>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("access_token_ttl_s", &self.access_token_ttl_s)
+            .field("refresh_token_ttl_s", &self.refresh_token_ttl_s)
+            .field("bootstrap_admin", &self.bootstrap_admin.as_ref().map(|(e, _)| e))
+            .finish_non_exhaustive()
+    }
+}
+
+pub const ISSUER: &str = "gocoffee";
+
+impl Config {
+    /// Names of the variables [`Config::from_lookup`] reads.
+    pub const VARIABLES: [&'static str; 5] = ["jwt_secret", "access_token_ttl_seconds", "refresh_token_ttl_seconds", "admin_email", "admin_password"];
+
+    /// Builds the config from a lookup of variable names (lower snake case). Empty values count
+    /// as unset.
+    pub fn from_lookup(lookup: impl Fn(&'static str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name| lookup(name).filter(|v| !v.trim().is_empty());
+        let jwt_secret = get("jwt_secret").ok_or(ConfigError::Missing("jwt_secret"))?;
+        if jwt_secret.len() < 32 {
+            return Err(ConfigError::Invalid { name: "jwt_secret", why: "use at least 32 bytes".into() });
+        }
+        let seconds = |name, default: i64| -> Result<i64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=31_536_000).contains(n))
+                    .ok_or(ConfigError::Invalid { name, why: "expected a number of seconds between 1 and 31536000".into() }),
+            }
+        };
+        let bootstrap_admin = match (get("admin_email"), get("admin_password")) {
+            (Some(email), Some(password)) => Some((
+                Email::parse(&email).map_err(|e| ConfigError::Invalid { name: "admin_email", why: e.to_string() })?,
+                Password::parse(&password).map_err(|e| ConfigError::Invalid { name: "admin_password", why: e.to_string() })?,
+            )),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::Missing("admin_password")),
+            (None, Some(_)) => return Err(ConfigError::Missing("admin_email")),
+        };
+        Ok(Config {
+            jwt_secret: jwt_secret.into_bytes(),
+            access_token_ttl_s: seconds("access_token_ttl_seconds", 900)?,
+            refresh_token_ttl_s: seconds("refresh_token_ttl_seconds", 30 * 24 * 3600)?,
+            bootstrap_admin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&'static str) -> Option<String> + 'a {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn a_short_or_missing_secret_is_refused() {
+        assert_eq!(Config::from_lookup(lookup(&[])).map(|_| ()), Err(ConfigError::Missing("jwt_secret")));
+        assert!(matches!(Config::from_lookup(lookup(&[("jwt_secret", "short")])), Err(ConfigError::Invalid { name: "jwt_secret", .. })));
+    }
+
+    #[test]
+    fn defaults_apply_and_the_admin_needs_both_halves() {
+        let secret = ("jwt_secret", "0123456789abcdef0123456789abcdef");
+        let c = Config::from_lookup(lookup(&[secret])).expect("valid");
+        assert_eq!((c.access_token_ttl_s, c.bootstrap_admin.is_none()), (900, true));
+        assert_eq!(Config::from_lookup(lookup(&[secret, ("admin_email", "a@b.co")])).map(|_| ()), Err(ConfigError::Missing("admin_password")));
+        let c = Config::from_lookup(lookup(&[secret, ("admin_email", "Boss@Shop.co"), ("admin_password", "long enough pw")])).expect("valid");
+        assert_eq!(c.bootstrap_admin.map(|(e, _)| e.as_str().to_owned()), Some("boss@shop.co".into()));
+        assert!(!format!("{:?}", Config::from_lookup(lookup(&[secret])).expect("valid")).contains("0123"));
+    }
+}

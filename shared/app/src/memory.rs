@@ -1,0 +1,248 @@
+//! In-memory adapters for every port: for app tests and examples, never for production. They keep
+//! the same contracts as the real adapters (conflicts, atomic appends, ordering, paging).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+use gocoffee_core::{KitchenTicket, MenuItem, Order, StoredEvent};
+
+use crate::ports::*;
+
+#[derive(Default)]
+struct State {
+    users: Vec<UserRecord>,
+    refresh: HashMap<String, RefreshTokenRecord>,
+    menu: Option<Vec<MenuItem>>,
+    orders: BTreeMap<String, Order>,
+    events: HashMap<String, Vec<StoredEvent>>,
+    idempotency: HashMap<(String, String), IdempotencyRecord>,
+    processed: HashSet<(String, String)>,
+    outbox: Vec<StoredEvent>,
+    published: Vec<StoredEvent>,
+}
+
+/// One store holding every kind of state, like the single SQLite database or DynamoDB table.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: RefCell<State>,
+    /// When set, every call fails as an unreachable store would.
+    pub fail: std::cell::Cell<bool>,
+}
+
+impl MemoryStore {
+    fn check(&self) -> StoreResult<()> {
+        if self.fail.get() { Err(StoreError::Unavailable("memory store set to fail".into())) } else { Ok(()) }
+    }
+
+    /// Events relayed to the stream so far, in order.
+    pub fn published(&self) -> Vec<StoredEvent> {
+        self.state.borrow().published.clone()
+    }
+
+    fn with_menu<T>(&self, f: impl FnOnce(&mut Vec<MenuItem>) -> T) -> T {
+        let mut s = self.state.borrow_mut();
+        let menu = s.menu.get_or_insert_with(gocoffee_core::menu::default_menu);
+        f(menu)
+    }
+}
+
+#[async_trait(?Send)]
+impl UserStore for MemoryStore {
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        self.check()?;
+        let mut s = self.state.borrow_mut();
+        if s.users.iter().any(|u| u.email == user.email || u.id == user.id) {
+            return Err(StoreError::Conflict);
+        }
+        s.users.push(user.clone());
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
+        self.check()?;
+        Ok(self.state.borrow().users.iter().find(|u| u.email == email).cloned())
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        self.check()?;
+        Ok(self.state.borrow().users.iter().find(|u| u.id == id).cloned())
+    }
+
+    async fn save_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()> {
+        self.check()?;
+        self.state.borrow_mut().refresh.insert(token.token_hash.clone(), token.clone());
+        Ok(())
+    }
+
+    async fn take_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
+        self.check()?;
+        Ok(self.state.borrow_mut().refresh.remove(token_hash))
+    }
+}
+
+#[async_trait(?Send)]
+impl MenuStore for MemoryStore {
+    async fn menu(&self) -> StoreResult<Vec<MenuItem>> {
+        self.check()?;
+        Ok(self.with_menu(|m| m.clone()))
+    }
+
+    async fn menu_item(&self, id: &str) -> StoreResult<Option<MenuItem>> {
+        self.check()?;
+        Ok(self.with_menu(|m| m.iter().find(|i| i.id == id).cloned()))
+    }
+
+    async fn insert_menu_item(&self, item: &MenuItem) -> StoreResult<()> {
+        self.check()?;
+        self.with_menu(|m| {
+            if m.iter().any(|i| i.id == item.id) {
+                return Err(StoreError::Conflict);
+            }
+            m.push(item.clone());
+            Ok(())
+        })
+    }
+
+    async fn replace_menu_item(&self, item: &MenuItem) -> StoreResult<bool> {
+        self.check()?;
+        Ok(self.with_menu(|m| match m.iter_mut().find(|i| i.id == item.id) {
+            Some(slot) => {
+                *slot = item.clone();
+                true
+            }
+            None => false,
+        }))
+    }
+}
+
+fn page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, String)) -> Page<T> {
+    let next = (items.len() > limit).then(|| key(&items[limit - 1]));
+    items.truncate(limit);
+    Page { items, next }
+}
+
+#[async_trait(?Send)]
+impl OrderStore for MemoryStore {
+    async fn create_order(&self, order: &Order, placed: &StoredEvent, idempotency: Option<&IdempotencyRecord>) -> StoreResult<()> {
+        self.check()?;
+        let mut s = self.state.borrow_mut();
+        if s.orders.contains_key(&order.id) {
+            return Err(StoreError::Conflict);
+        }
+        if let Some(rec) = idempotency {
+            let k = (rec.owner.clone(), rec.key.clone());
+            if s.idempotency.get(&k).is_some_and(|r| r.expires_at_ms > placed.occurred_at_ms) {
+                return Err(StoreError::Conflict);
+            }
+            s.idempotency.insert(k, rec.clone());
+        }
+        s.orders.insert(order.id.clone(), order.clone());
+        s.events.insert(order.id.clone(), vec![placed.clone()]);
+        s.outbox.push(placed.clone());
+        Ok(())
+    }
+
+    async fn append(&self, order: &Order, events: &[StoredEvent], expected_version: u64, processed: Option<(&str, &str)>) -> StoreResult<()> {
+        self.check()?;
+        let mut s = self.state.borrow_mut();
+        let current = s.orders.get(&order.id).map(|o| o.version);
+        if current != Some(expected_version) {
+            return Err(StoreError::Conflict);
+        }
+        if let Some((consumer, event_id)) = processed {
+            if !s.processed.insert((consumer.into(), event_id.into())) {
+                return Err(StoreError::Conflict);
+            }
+        }
+        s.orders.insert(order.id.clone(), order.clone());
+        s.events.entry(order.id.clone()).or_default().extend(events.iter().cloned());
+        s.outbox.extend(events.iter().cloned());
+        Ok(())
+    }
+
+    async fn order(&self, id: &str) -> StoreResult<Option<Order>> {
+        self.check()?;
+        Ok(self.state.borrow().orders.get(id).cloned())
+    }
+
+    async fn events(&self, id: &str) -> StoreResult<Vec<StoredEvent>> {
+        self.check()?;
+        Ok(self.state.borrow().events.get(id).cloned().unwrap_or_default())
+    }
+
+    async fn orders(&self, q: &OrderQuery) -> StoreResult<Page<Order>> {
+        self.check()?;
+        let s = self.state.borrow();
+        let mut items: Vec<Order> = s
+            .orders
+            .values()
+            .filter(|o| q.customer_id.as_ref().is_none_or(|c| *c == o.customer_id))
+            .filter(|o| q.status.is_none_or(|st| st == o.status))
+            .filter(|o| q.after.as_ref().is_none_or(|(t, id)| (o.placed_at_ms, &o.id) < (*t, id)))
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| (b.placed_at_ms, &b.id).cmp(&(a.placed_at_ms, &a.id)));
+        Ok(page(items, q.limit, |o| (o.placed_at_ms, o.id.clone())))
+    }
+
+    async fn kitchen_queue(&self, limit: usize, after: Option<(i64, String)>) -> StoreResult<Page<KitchenTicket>> {
+        self.check()?;
+        let s = self.state.borrow();
+        let mut items: Vec<KitchenTicket> = s
+            .orders
+            .values()
+            .filter_map(KitchenTicket::for_order)
+            .filter(|t| after.as_ref().is_none_or(|(at, id)| (t.placed_at_ms, &t.order_id) > (*at, id)))
+            .collect();
+        items.sort_by(|a, b| (a.placed_at_ms, &a.order_id).cmp(&(b.placed_at_ms, &b.order_id)));
+        Ok(page(items, limit, |t| (t.placed_at_ms, t.order_id.clone())))
+    }
+
+    async fn idempotency_record(&self, owner: &str, key: &str, now_ms: i64) -> StoreResult<Option<IdempotencyRecord>> {
+        self.check()?;
+        Ok(self.state.borrow().idempotency.get(&(owner.into(), key.into())).filter(|r| r.expires_at_ms > now_ms).cloned())
+    }
+
+    async fn is_processed(&self, consumer: &str, event_id: &str) -> StoreResult<bool> {
+        self.check()?;
+        Ok(self.state.borrow().processed.contains(&(consumer.into(), event_id.into())))
+    }
+
+    async fn mark_processed(&self, consumer: &str, event_id: &str) -> StoreResult<()> {
+        self.check()?;
+        self.state.borrow_mut().processed.insert((consumer.into(), event_id.into()));
+        Ok(())
+    }
+}
+
+#[async_trait(?Send)]
+impl EventRelay for MemoryStore {
+    async fn relay(&self) -> StoreResult<usize> {
+        self.check()?;
+        let mut s = self.state.borrow_mut();
+        let pending = std::mem::take(&mut s.outbox);
+        let n = pending.len();
+        s.published.extend(pending);
+        Ok(n)
+    }
+}
+
+/// A clock that only moves when told.
+pub struct ManualClock(pub std::cell::Cell<i64>);
+
+impl ManualClock {
+    pub fn new(ms: i64) -> Self {
+        ManualClock(std::cell::Cell::new(ms))
+    }
+
+    pub fn advance(&self, ms: i64) {
+        self.0.set(self.0.get() + ms);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.get()
+    }
+}

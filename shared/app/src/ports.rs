@@ -1,0 +1,162 @@
+//! The ports: narrow traits named for what the use cases need. Adapters implement them per
+//! platform (SQLite on Spin and the local host, DynamoDB/Kinesis on AWS, memory in tests).
+//!
+//! Futures are `?Send`: a Spin component is single-threaded, and the Lambda runtime awaits one
+//! invocation at a time.
+
+use async_trait::async_trait;
+use gocoffee_core::{KitchenTicket, MenuItem, Order, OrderStatus, Role, StoredEvent};
+
+/// Why a port call failed, in the terms the app can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness or expected-version condition failed: someone else wrote first.
+    #[error("conflicting write")]
+    Conflict,
+    /// The backing service failed or is unreachable; the caller may retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub password_hash: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    /// SHA-256 of the token, hex. The token itself is never stored.
+    pub token_hash: String,
+    pub user_id: String,
+    pub expires_at_ms: i64,
+}
+
+#[async_trait(?Send)]
+pub trait UserStore {
+    /// Creates a user; [`StoreError::Conflict`] when the email is taken.
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    async fn save_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()>;
+    /// Removes the token and returns it, so each refresh token works once.
+    async fn take_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>>;
+}
+
+#[async_trait(?Send)]
+pub trait MenuStore {
+    /// Every item, in menu order. A store that has never been written holds the default menu.
+    async fn menu(&self) -> StoreResult<Vec<MenuItem>>;
+    async fn menu_item(&self, id: &str) -> StoreResult<Option<MenuItem>>;
+    /// Adds an item; [`StoreError::Conflict`] when the id is taken.
+    async fn insert_menu_item(&self, item: &MenuItem) -> StoreResult<()>;
+    /// Replaces an existing item; `false` when there is no item with that id.
+    async fn replace_menu_item(&self, item: &MenuItem) -> StoreResult<bool>;
+}
+
+/// The first response to an idempotent request, kept so a retry gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub owner: String,
+    pub key: String,
+    pub request_hash: String,
+    pub status: u16,
+    pub body: String,
+    pub location: Option<String>,
+    pub expires_at_ms: i64,
+}
+
+/// Which orders a list query wants, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OrderQuery {
+    pub customer_id: Option<String>,
+    pub status: Option<OrderStatus>,
+    pub limit: usize,
+    /// Continue after this (placed_at_ms, id).
+    pub after: Option<(i64, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Where the next page starts, when there may be one.
+    pub next: Option<(i64, String)>,
+}
+
+#[async_trait(?Send)]
+pub trait OrderStore {
+    /// Writes a new order's first event, its read models, the event's outbox entry and the
+    /// idempotency record in one atomic write. [`StoreError::Conflict`] when the order id or the
+    /// idempotency key already exists.
+    async fn create_order(&self, order: &Order, placed: &StoredEvent, idempotency: Option<&IdempotencyRecord>) -> StoreResult<()>;
+
+    /// Appends `events` to the order's log if its version is still `expected_version`, updates the
+    /// read models to `order` (the state after the events) and queues the events for publishing,
+    /// all in one write; with `processed`, also records that `(consumer, event_id)` is handled.
+    /// [`StoreError::Conflict`] when another writer got there first.
+    async fn append(&self, order: &Order, events: &[StoredEvent], expected_version: u64, processed: Option<(&str, &str)>) -> StoreResult<()>;
+
+    async fn order(&self, id: &str) -> StoreResult<Option<Order>>;
+    /// The order's whole log, oldest first.
+    async fn events(&self, id: &str) -> StoreResult<Vec<StoredEvent>>;
+    async fn orders(&self, query: &OrderQuery) -> StoreResult<Page<Order>>;
+    /// Orders on the kitchen board, oldest first.
+    async fn kitchen_queue(&self, limit: usize, after: Option<(i64, String)>) -> StoreResult<Page<KitchenTicket>>;
+
+    /// The live (unexpired at `now_ms`) record for `(owner, key)`.
+    async fn idempotency_record(&self, owner: &str, key: &str, now_ms: i64) -> StoreResult<Option<IdempotencyRecord>>;
+
+    async fn is_processed(&self, consumer: &str, event_id: &str) -> StoreResult<bool>;
+    async fn mark_processed(&self, consumer: &str, event_id: &str) -> StoreResult<()>;
+}
+
+/// Publishes what the stores queued for the event stream (the transactional outbox), in order.
+#[async_trait(?Send)]
+pub trait EventRelay {
+    /// Publishes pending events and returns how many went out.
+    async fn relay(&self) -> StoreResult<usize>;
+}
+
+pub trait Clock {
+    fn now_ms(&self) -> i64;
+}
+
+pub trait Entropy {
+    fn fill(&self, buf: &mut [u8]);
+
+    fn u128(&self) -> u128 {
+        let mut b = [0u8; 16];
+        self.fill(&mut b);
+        u128::from_le_bytes(b)
+    }
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default()
+    }
+}
+
+/// The platform's CSPRNG (WASI random on Spin, the OS elsewhere).
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        if let Err(e) = getrandom::fill(buf) {
+            // A platform without a CSPRNG cannot issue ids or tokens safely; there is no fallback.
+            panic!("no secure random source: {e}");
+        }
+    }
+}

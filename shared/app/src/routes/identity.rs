@@ -1,0 +1,173 @@
+//! Registration, login, token refresh and the caller's own account.
+
+use gocoffee_core::{Email, Password, Role};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{self, DECOY_HASH};
+use crate::http::{ApiError, Response, json, no_content, parse_json};
+use crate::ports::{RefreshTokenRecord, StoreError, UserRecord};
+use crate::{Ctx, Services};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    email: String,
+    password: String,
+    role: Role,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+#[derive(Serialize)]
+struct UserView<'a> {
+    id: &'a str,
+    email: &'a str,
+    name: Option<&'a str>,
+    role: Role,
+    created_at: String,
+}
+
+fn user_view(u: &UserRecord) -> UserView<'_> {
+    UserView { id: &u.id, email: &u.email, name: u.name.as_deref(), role: u.role, created_at: crate::http::rfc3339(u.created_at_ms) }
+}
+
+fn parse_name(name: Option<String>) -> Result<Option<String>, ApiError> {
+    match name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) {
+        Some(n) if n.chars().count() > 80 || n.chars().any(char::is_control) => {
+            Err(ApiError::unprocessable("invalid_name", "name must be at most 80 printable characters"))
+        }
+        other => Ok(other),
+    }
+}
+
+async fn create(svc: &Services<'_>, email: Email, password: &Password, name: Option<String>, role: Role, now_ms: i64) -> Result<UserRecord, ApiError> {
+    let password_hash = auth::hash_password(password.expose(), svc.entropy)
+        .map_err(|_| ApiError::unprocessable("weak_password", "that password cannot be used"))?;
+    let user = UserRecord { id: svc.new_id(), email: email.as_str().to_owned(), name, role, password_hash, created_at_ms: now_ms };
+    match svc.users.create_user(&user).await {
+        Ok(()) => Ok(user),
+        Err(StoreError::Conflict) => Err(ApiError::conflict("email_taken", "an account with that email already exists")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Issues an access token and a new refresh token for `user`.
+async fn session(ctx: &Ctx<'_>, user: &UserRecord, status: StatusCode) -> Result<Response, ApiError> {
+    let svc = ctx.svc;
+    let access = auth::issue_access_token(svc.config, &user.id, user.role, ctx.now_ms).map_err(|e| {
+        tracing::error!(request_id = %ctx.request_id, error = %e, "signing an access token failed");
+        ApiError::unavailable()
+    })?;
+    let (refresh, hash) = auth::new_refresh_token(svc.entropy);
+    let record = RefreshTokenRecord { token_hash: hash, user_id: user.id.clone(), expires_at_ms: ctx.now_ms + svc.config.refresh_token_ttl_s * 1000 };
+    svc.users.save_refresh_token(&record).await?;
+    Ok(json(
+        status,
+        &serde_json::json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": svc.config.access_token_ttl_s,
+            "refresh_token": refresh,
+            "user": user_view(user),
+        }),
+    ))
+}
+
+pub async fn register(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let body: Credentials = parse_json(ctx.req)?;
+    let email = Email::parse(&body.email)?;
+    let password = Password::parse(&body.password)?;
+    let name = parse_name(body.name)?;
+    let user = create(ctx.svc, email, &password, name, Role::Customer, ctx.now_ms).await?;
+    tracing::info!(request_id = %ctx.request_id, user_id = %user.id, "registered");
+    session(ctx, &user, StatusCode::CREATED).await
+}
+
+pub async fn login(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let body: Credentials = parse_json(ctx.req)?;
+    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "email or password is wrong");
+    let Ok(email) = Email::parse(&body.email) else {
+        return Err(invalid());
+    };
+    let svc = ctx.svc;
+    let mut user = svc.users.user_by_email(email.as_str()).await?;
+    if user.is_none() {
+        user = bootstrap_admin(ctx, &email, &body.password).await?;
+    }
+    match user {
+        Some(user) if auth::verify_password(&body.password, &user.password_hash) => session(ctx, &user, StatusCode::OK).await,
+        Some(_) => Err(invalid()),
+        None => {
+            // Spend the same time as a real check so response times don't reveal accounts.
+            auth::verify_password(&body.password, DECOY_HASH);
+            Err(invalid())
+        }
+    }
+}
+
+/// The configured first admin, created on its first login.
+async fn bootstrap_admin(ctx: &Ctx<'_>, email: &Email, password: &str) -> Result<Option<UserRecord>, ApiError> {
+    let Some((admin_email, admin_password)) = &ctx.svc.config.bootstrap_admin else { return Ok(None) };
+    if admin_email != email || admin_password.expose() != password {
+        return Ok(None);
+    }
+    match create(ctx.svc, admin_email.clone(), admin_password, Some("Administrator".into()), Role::Admin, ctx.now_ms).await {
+        Ok(user) => {
+            tracing::info!(request_id = %ctx.request_id, user_id = %user.id, "bootstrap admin created");
+            Ok(Some(user))
+        }
+        // A concurrent first login created it.
+        Err(e) if e.code == "email_taken" => Ok(ctx.svc.users.user_by_email(email.as_str()).await?),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let body: RefreshBody = parse_json(ctx.req)?;
+    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_refresh_token", "the refresh token is invalid, used or expired");
+    let record = ctx.svc.users.take_refresh_token(&auth::token_hash(&body.refresh_token)).await?.ok_or_else(invalid)?;
+    if record.expires_at_ms <= ctx.now_ms {
+        return Err(invalid());
+    }
+    let user = ctx.svc.users.user_by_id(&record.user_id).await?.ok_or_else(invalid)?;
+    session(ctx, &user, StatusCode::OK).await
+}
+
+pub async fn logout(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let body: RefreshBody = parse_json(ctx.req)?;
+    ctx.svc.users.take_refresh_token(&auth::token_hash(&body.refresh_token)).await?;
+    Ok(no_content())
+}
+
+pub async fn me(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let caller = ctx.caller()?;
+    let user = ctx.svc.users.user_by_id(&caller.user_id).await?.ok_or_else(|| ApiError::not_found("account"))?;
+    Ok(json(StatusCode::OK, &user_view(&user)))
+}
+
+pub async fn create_user(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let caller = ctx.require(Role::Admin)?;
+    let body: NewUser = parse_json(ctx.req)?;
+    let email = Email::parse(&body.email)?;
+    let password = Password::parse(&body.password)?;
+    let name = parse_name(body.name)?;
+    let user = create(ctx.svc, email, &password, name, body.role, ctx.now_ms).await?;
+    tracing::info!(request_id = %ctx.request_id, admin = %caller.user_id, user_id = %user.id, role = %user.role, "account created");
+    Ok(json(StatusCode::CREATED, &user_view(&user)))
+}

@@ -1,0 +1,426 @@
+//! The use cases over in-memory adapters: routes called directly with requests, no server.
+
+use gocoffee_app::consumer::{ConsumerError, handle_order_event};
+use gocoffee_app::memory::{ManualClock, MemoryStore};
+use gocoffee_app::ports::{Entropy, OrderStore};
+use gocoffee_app::{Config, Group, Services, handle};
+use gocoffee_core::{Email, Password};
+use serde_json::{Value, json};
+
+struct Counter(std::cell::Cell<u64>);
+
+impl Entropy for Counter {
+    fn fill(&self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0.set(self.0.get() + 1);
+            let bytes = self.0.get().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+}
+
+struct World {
+    store: MemoryStore,
+    clock: ManualClock,
+    entropy: Counter,
+    config: Config,
+}
+
+struct Reply {
+    status: u16,
+    body: Value,
+    headers: http::HeaderMap,
+}
+
+const ADMIN: (&str, &str) = ("admin@gocoffee.test", "admin password 1");
+
+impl World {
+    fn new() -> World {
+        World {
+            store: MemoryStore::default(),
+            clock: ManualClock::new(1_700_000_000_000),
+            entropy: Counter(Default::default()),
+            config: Config {
+                jwt_secret: b"test-secret-test-secret-test-secret!".to_vec(),
+                access_token_ttl_s: 900,
+                refresh_token_ttl_s: 3600,
+                bootstrap_admin: Some((Email::parse(ADMIN.0).expect("email"), Password::parse(ADMIN.1).expect("password"))),
+            },
+        }
+    }
+
+    fn svc(&self) -> Services<'_> {
+        Services { users: &self.store, menu: &self.store, orders: &self.store, relay: &self.store, clock: &self.clock, entropy: &self.entropy, config: &self.config }
+    }
+
+    fn raw(&self, method: &str, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
+        self.clock.advance(1);
+        let mut b = http::Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            b = b.header("content-type", ct);
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let resp = pollster::block_on(handle(&self.svc(), None, b.body(body).expect("request")));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = if resp.body().is_empty() { Value::Null } else { serde_json::from_slice(resp.body()).expect("JSON body") };
+        if status >= 400 {
+            assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string(), "error shape: {body}");
+        }
+        Reply { status, body, headers }
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let (ct, bytes) = match body {
+            Some(v) => (Some("application/json"), serde_json::to_vec(&v).expect("json")),
+            None => (None, vec![]),
+        };
+        self.raw(method, path, token, ct, bytes, &[])
+    }
+
+    fn register(&self, email: &str) -> String {
+        let r = self.call("POST", "/api/v1/auth/register", None, Some(json!({"email": email, "password": "password 123"})));
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    fn login(&self, email: &str, password: &str) -> Reply {
+        self.call("POST", "/api/v1/auth/login", None, Some(json!({"email": email, "password": password})))
+    }
+
+    fn admin(&self) -> String {
+        let r = self.login(ADMIN.0, ADMIN.1);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    fn staff(&self, email: &str, role: &str) -> String {
+        let admin = self.admin();
+        let r = self.call("POST", "/api/v1/auth/users", Some(&admin), Some(json!({"email": email, "password": "staff password", "role": role})));
+        assert_eq!(r.status, 201, "{}", r.body);
+        self.login(email, "staff password").body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    fn place(&self, token: &str) -> String {
+        let r = self.call("POST", "/api/v1/orders", Some(token), Some(json!({"lines": [{"item_id": "latte", "size": "medium", "modifiers": ["oat-milk"], "quantity": 2}]})));
+        assert_eq!(r.status, 202, "{}", r.body);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Delivers everything published so far to the order consumer, like the stream would.
+    fn deliver_all(&self) {
+        let mut delivered = 0;
+        loop {
+            let published = self.store.published();
+            if delivered == published.len() {
+                break;
+            }
+            for e in &published[delivered..] {
+                let payload = serde_json::to_vec(e).expect("event");
+                pollster::block_on(handle_order_event(&self.svc(), &payload)).expect("handled");
+            }
+            delivered = published.len();
+            pollster::block_on(gocoffee_app::ports::EventRelay::relay(&self.store)).expect("relay");
+        }
+    }
+}
+
+#[test]
+fn health_answers_without_auth() {
+    let w = World::new();
+    let r = w.call("GET", "/health", None, None);
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("ok")));
+}
+
+#[test]
+fn register_login_me_and_refresh_rotation() {
+    let w = World::new();
+    let token = w.register("Ada@Example.com");
+    let me = w.call("GET", "/api/v1/auth/me", Some(&token), None);
+    assert_eq!((me.status, me.body["email"].as_str(), me.body["role"].as_str()), (200, Some("ada@example.com"), Some("customer")));
+
+    assert_eq!(w.login("ada@example.com", "wrong password").status, 401);
+    assert_eq!(w.login("nobody@example.com", "password 123").body["error"]["code"], "invalid_credentials");
+    let login = w.login("ada@example.com", "password 123");
+    assert_eq!(login.status, 200);
+    let refresh = login.body["refresh_token"].as_str().expect("refresh").to_owned();
+
+    let r1 = w.call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh})));
+    assert_eq!(r1.status, 200);
+    let again = w.call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh})));
+    assert_eq!((again.status, again.body["error"]["code"].as_str()), (401, Some("invalid_refresh_token")), "a refresh token works once");
+
+    let next = r1.body["refresh_token"].as_str().expect("rotated");
+    assert_eq!(w.call("POST", "/api/v1/auth/logout", None, Some(json!({"refresh_token": next}))).status, 204);
+    assert_eq!(w.call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": next}))).status, 401);
+}
+
+#[test]
+fn registering_twice_or_with_bad_input_is_rejected() {
+    let w = World::new();
+    w.register("ada@example.com");
+    let dup = w.call("POST", "/api/v1/auth/register", None, Some(json!({"email": "ADA@example.com", "password": "password 123"})));
+    assert_eq!((dup.status, dup.body["error"]["code"].as_str()), (409, Some("email_taken")));
+    let weak = w.call("POST", "/api/v1/auth/register", None, Some(json!({"email": "bob@example.com", "password": "short"})));
+    assert_eq!((weak.status, weak.body["error"]["code"].as_str()), (422, Some("weak_password")));
+    let role = w.call("POST", "/api/v1/auth/register", None, Some(json!({"email": "eve@example.com", "password": "password 123", "role": "admin"})));
+    assert_eq!((role.status, role.body["error"]["code"].as_str()), (400, Some("invalid_body")), "nobody self-registers as staff");
+}
+
+#[test]
+fn tokens_expire_and_forged_ones_are_refused() {
+    let w = World::new();
+    let token = w.register("ada@example.com");
+    assert_eq!(w.call("GET", "/api/v1/auth/me", Some("garbage"), None).body["error"]["code"], "invalid_token");
+    assert_eq!(w.call("GET", "/api/v1/auth/me", None, None).status, 401);
+    w.clock.advance(901_000);
+    assert_eq!(w.call("GET", "/api/v1/auth/me", Some(&token), None).status, 401);
+}
+
+#[test]
+fn only_an_admin_creates_staff_accounts() {
+    let w = World::new();
+    let customer = w.register("ada@example.com");
+    let r = w.call("POST", "/api/v1/auth/users", Some(&customer), Some(json!({"email": "b@example.com", "password": "staff password", "role": "barista"})));
+    assert_eq!(r.status, 403);
+    let barista = w.staff("barista@example.com", "barista");
+    let me = w.call("GET", "/api/v1/auth/me", Some(&barista), None);
+    assert_eq!(me.body["role"], "barista");
+    // The bootstrap admin is created once; a wrong password for it is just a wrong password.
+    assert_eq!(w.login(ADMIN.0, "not the password").status, 401);
+    assert_eq!(w.login(ADMIN.0, ADMIN.1).body["user"]["role"], "admin");
+}
+
+#[test]
+fn the_menu_is_public_and_managers_change_it() {
+    let w = World::new();
+    let menu = w.call("GET", "/api/v1/menu", None, None);
+    assert_eq!(menu.status, 200);
+    assert!(menu.body["items"].as_array().expect("items").len() >= 15);
+
+    let barista = w.staff("barista@example.com", "barista");
+    let manager = w.staff("manager@example.com", "manager");
+    let new_item = json!({"name": "Iced Latte", "category": "drink", "sizes": [{"size": "medium", "price_cents": 475}]});
+    assert_eq!(w.call("POST", "/api/v1/menu/items", Some(&barista), Some(new_item.clone())).status, 403);
+    let created = w.call("POST", "/api/v1/menu/items", Some(&manager), Some(new_item.clone()));
+    assert_eq!((created.status, created.headers["location"].to_str().ok()), (201, Some("/api/v1/menu/items/iced-latte")));
+    assert_eq!(w.call("POST", "/api/v1/menu/items", Some(&manager), Some(new_item)).status, 409);
+
+    let patched = w.call("PATCH", "/api/v1/menu/items/iced-latte", Some(&manager), Some(json!({"available": false})));
+    assert_eq!((patched.status, patched.body["available"].as_bool()), (200, Some(false)));
+    assert_eq!(w.call("PATCH", "/api/v1/menu/items/nope", Some(&manager), Some(json!({"available": false}))).status, 404);
+    assert_eq!(w.call("GET", "/api/v1/menu/items/iced-latte", None, None).body["available"], false);
+
+    let customer = w.register("ada@example.com");
+    let r = w.call("POST", "/api/v1/orders", Some(&customer), Some(json!({"lines": [{"item_id": "iced-latte", "quantity": 1}]})));
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("item_unavailable")));
+}
+
+#[test]
+fn an_order_goes_from_placed_to_collected_with_its_history() {
+    let w = World::new();
+    let customer = w.register("ada@example.com");
+    let barista = w.staff("barista@example.com", "barista");
+    let placed = w.call("POST", "/api/v1/orders", Some(&customer), Some(json!({
+        "lines": [{"item_id": "latte", "size": "large", "modifiers": ["extra-shot"], "quantity": 2, }, {"item_id": "croissant", "quantity": 1}],
+        "note": "no foam"
+    })));
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let id = placed.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(placed.headers["location"].to_str().ok(), Some(format!("/api/v1/orders/{id}").as_str()));
+    assert_eq!((placed.body["status"].as_str(), placed.body["total_cents"].as_u64()), (Some("pending"), Some(2 * 590 + 325)));
+
+    // The stream carries OrderPlaced; the consumer confirms and the kitchen sees the ticket.
+    w.deliver_all();
+    assert_eq!(w.call("GET", &format!("/api/v1/orders/{id}"), Some(&customer), None).body["status"], "confirmed");
+    let queue = w.call("GET", "/api/v1/kitchen/queue", Some(&barista), None);
+    assert_eq!(queue.body["items"][0]["order_id"].as_str(), Some(id.as_str()));
+    assert_eq!(queue.body["items"][0]["note"], "no foam");
+
+    assert_eq!(w.call("POST", &format!("/api/v1/kitchen/orders/{id}/start"), Some(&customer), None).status, 403);
+    assert_eq!(w.call("POST", &format!("/api/v1/kitchen/orders/{id}/start"), Some(&barista), None).body["status"], "preparing");
+    assert_eq!(w.call("POST", &format!("/api/v1/orders/{id}/collect"), Some(&customer), None).status, 409);
+    assert_eq!(w.call("POST", &format!("/api/v1/kitchen/orders/{id}/ready"), Some(&barista), None).body["status"], "ready");
+    assert_eq!(w.call("GET", "/api/v1/kitchen/queue", Some(&barista), None).body["items"].as_array().map(Vec::len), Some(0));
+    assert_eq!(w.call("POST", &format!("/api/v1/orders/{id}/collect"), Some(&customer), None).body["status"], "completed");
+
+    let history = w.call("GET", &format!("/api/v1/orders/{id}/events"), Some(&customer), None);
+    let names: Vec<&str> = history.body["events"].as_array().expect("events").iter().map(|e| e["type"].as_str().expect("type")).collect();
+    assert_eq!(names, ["OrderPlaced", "OrderConfirmed", "PreparationStarted", "OrderReady", "OrderCompleted"]);
+    let versions: Vec<u64> = history.body["events"].as_array().expect("events").iter().map(|e| e["version"].as_u64().expect("v")).collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    w.deliver_all();
+    let published: Vec<&str> = w.store.published().iter().map(|e| e.event.name()).collect::<Vec<_>>().into_iter().collect();
+    assert_eq!(published, names, "every event went out on the stream, in order");
+}
+
+#[test]
+fn a_retried_post_with_the_same_idempotency_key_returns_the_first_order() {
+    let w = World::new();
+    let customer = w.register("ada@example.com");
+    let body = serde_json::to_vec(&json!({"lines": [{"item_id": "espresso", "size": "double", "quantity": 1}]})).expect("json");
+    let first = w.raw("POST", "/api/v1/orders", Some(&customer), Some("application/json"), body.clone(), &[("idempotency-key", "k-1")]);
+    let second = w.raw("POST", "/api/v1/orders", Some(&customer), Some("application/json"), body, &[("idempotency-key", "k-1")]);
+    assert_eq!((first.status, second.status), (202, 202));
+    assert_eq!(first.body["id"], second.body["id"]);
+    assert_eq!(second.headers["idempotent-replayed"], "true");
+    assert_eq!(w.call("GET", "/api/v1/orders", Some(&customer), None).body["items"].as_array().map(Vec::len), Some(1));
+
+    let other = serde_json::to_vec(&json!({"lines": [{"item_id": "espresso", "size": "single", "quantity": 1}]})).expect("json");
+    let misuse = w.raw("POST", "/api/v1/orders", Some(&customer), Some("application/json"), other, &[("idempotency-key", "k-1")]);
+    assert_eq!((misuse.status, misuse.body["error"]["code"].as_str()), (422, Some("idempotency_key_reused")));
+}
+
+#[test]
+fn customers_only_see_their_own_orders() {
+    let w = World::new();
+    let ada = w.register("ada@example.com");
+    let bob = w.register("bob@example.com");
+    let barista = w.staff("barista@example.com", "barista");
+    let id = w.place(&ada);
+    w.place(&bob);
+    assert_eq!(w.call("GET", &format!("/api/v1/orders/{id}"), Some(&bob), None).status, 404);
+    assert_eq!(w.call("GET", &format!("/api/v1/orders/{id}/events"), Some(&bob), None).status, 404);
+    assert_eq!(w.call("POST", &format!("/api/v1/orders/{id}/cancel"), Some(&bob), None).status, 404);
+    assert_eq!(w.call("GET", &format!("/api/v1/orders/{id}"), Some(&barista), None).status, 200);
+    assert_eq!(w.call("GET", "/api/v1/orders", Some(&bob), None).body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(w.call("GET", "/api/v1/orders", Some(&barista), None).body["items"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn cancel_rules_depend_on_role_and_status() {
+    let w = World::new();
+    let ada = w.register("ada@example.com");
+    let barista = w.staff("barista@example.com", "barista");
+    let manager = w.staff("manager@example.com", "manager");
+
+    let early = w.place(&ada);
+    let r = w.call("POST", &format!("/api/v1/orders/{early}/cancel"), Some(&ada), Some(json!({"reason": "changed my mind"})));
+    assert_eq!(r.body["status"], "cancelled");
+
+    let started = w.place(&ada);
+    w.deliver_all();
+    w.call("POST", &format!("/api/v1/kitchen/orders/{started}/start"), Some(&barista), None);
+    let r = w.call("POST", &format!("/api/v1/orders/{started}/cancel"), Some(&ada), None);
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("illegal_transition")));
+    assert_eq!(w.call("POST", &format!("/api/v1/orders/{started}/cancel"), Some(&barista), None).body["status"], "cancelled");
+
+    let ready = w.place(&ada);
+    w.deliver_all();
+    w.call("POST", &format!("/api/v1/kitchen/orders/{ready}/start"), Some(&barista), None);
+    w.call("POST", &format!("/api/v1/kitchen/orders/{ready}/ready"), Some(&barista), None);
+    assert_eq!(w.call("POST", &format!("/api/v1/orders/{ready}/cancel"), Some(&manager), None).status, 409);
+
+    assert_eq!(w.call("POST", &format!("/api/v1/orders/{early}/refund"), Some(&barista), None).status, 403);
+    assert_eq!(w.call("POST", &format!("/api/v1/orders/{early}/refund"), Some(&manager), None).body["status"], "refunded");
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx() {
+    let w = World::new();
+    let ada = w.register("ada@example.com");
+    let post = |ct: Option<&str>, body: &[u8]| w.raw("POST", "/api/v1/orders", Some(&ada), ct, body.to_vec(), &[]);
+    let code = |r: Reply| (r.status, r.body["error"]["code"].as_str().unwrap_or("").to_owned());
+    assert_eq!(code(post(Some("application/json"), b"{not json")), (400, "malformed_json".into()));
+    assert_eq!(code(post(Some("text/plain"), b"{}")), (415, "unsupported_media_type".into()));
+    assert_eq!(code(post(Some("application/json"), &vec![b' '; 70_000])), (413, "body_too_large".into()));
+    assert_eq!(code(post(Some("application/json"), br#"{"lines":[],"extra":1}"#)), (400, "invalid_body".into()));
+    assert_eq!(code(post(Some("application/json"), br#"{"lines":[{"item_id":"latte","size":"small","quantity":1,"price_cents":1}]}"#)), (400, "invalid_body".into()));
+    assert_eq!(code(post(Some("application/json"), br#"{"lines":[{"item_id":"unicorn","quantity":1}]}"#)), (422, "unknown_item".into()));
+    assert_eq!(code(post(Some("application/json"), br#"{"lines":[{"item_id":"latte","size":"small","quantity":21}]}"#)), (422, "invalid_quantity".into()));
+    assert_eq!(code(post(Some("application/json"), br#"{"lines":[]}"#)), (422, "empty_order".into()));
+    assert_eq!(code(w.raw("POST", "/api/v1/orders", Some(&ada), Some("application/json"), b"{}".to_vec(), &[("idempotency-key", "")])), (400, "invalid_idempotency_key".into()));
+    assert_eq!(code(w.call("GET", "/api/v1/orders?limit=0", Some(&ada), None)), (400, "invalid_limit".into()));
+    assert_eq!(code(w.call("GET", "/api/v1/orders?status=lost", Some(&ada), None)), (400, "invalid_status".into()));
+    assert_eq!(code(w.call("GET", "/api/v1/orders?cursor=%%%", Some(&ada), None)), (400, "invalid_cursor".into()));
+    assert_eq!(code(w.call("GET", "/api/v1/nope", None, None)), (404, "not_found".into()));
+    let r = w.call("DELETE", "/api/v1/orders", Some(&ada), None);
+    assert_eq!((r.status, r.headers["allow"].to_str().ok()), (405, Some("POST, GET")));
+}
+
+#[test]
+fn a_failing_store_is_a_503_not_a_500() {
+    let w = World::new();
+    w.store.fail.set(true);
+    let r = w.call("GET", "/api/v1/menu", None, None);
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (503, Some("unavailable")));
+    assert_eq!(r.headers["retry-after"], "1");
+}
+
+#[test]
+fn the_same_event_delivered_twice_has_one_effect() {
+    let w = World::new();
+    let ada = w.register("ada@example.com");
+    let id = w.place(&ada);
+    pollster::block_on(gocoffee_app::ports::EventRelay::relay(&w.store)).expect("relay");
+    let placed = serde_json::to_vec(&w.store.published()[0]).expect("event");
+    for _ in 0..3 {
+        pollster::block_on(handle_order_event(&w.svc(), &placed)).expect("handled");
+    }
+    let events = pollster::block_on(w.store.events(&id)).expect("events");
+    assert_eq!(events.iter().map(|e| e.event.name()).collect::<Vec<_>>(), ["OrderPlaced", "OrderConfirmed"]);
+}
+
+#[test]
+fn a_poison_message_is_not_retryable_and_a_missing_order_is() {
+    let w = World::new();
+    let err = pollster::block_on(handle_order_event(&w.svc(), b"{\"nope\":1}")).expect_err("poison");
+    assert!(matches!(err, ConsumerError::Poison(_)) && !err.is_retryable());
+    let ada = w.register("ada@example.com");
+    w.place(&ada);
+    pollster::block_on(gocoffee_app::ports::EventRelay::relay(&w.store)).expect("relay");
+    let mut event = w.store.published()[0].clone();
+    event.order_id = "01UNKNOWNUNKNOWNUNKNOWNUNK".into();
+    let err = pollster::block_on(handle_order_event(&w.svc(), &serde_json::to_vec(&event).expect("json"))).expect_err("missing");
+    assert!(err.is_retryable());
+}
+
+#[test]
+fn a_cancelled_order_is_not_confirmed_by_a_late_event() {
+    let w = World::new();
+    let ada = w.register("ada@example.com");
+    let id = w.place(&ada);
+    w.call("POST", &format!("/api/v1/orders/{id}/cancel"), Some(&ada), None);
+    w.deliver_all();
+    assert_eq!(w.call("GET", &format!("/api/v1/orders/{id}"), Some(&ada), None).body["status"], "cancelled");
+}
+
+#[test]
+fn order_lists_page_with_a_cursor() {
+    let w = World::new();
+    let ada = w.register("ada@example.com");
+    let ids: Vec<String> = (0..5).map(|_| w.place(&ada)).collect();
+    let mut seen = vec![];
+    let mut url = "/api/v1/orders?limit=2".to_owned();
+    loop {
+        let page = w.call("GET", &url, Some(&ada), None);
+        seen.extend(page.body["items"].as_array().expect("items").iter().map(|o| o["id"].as_str().expect("id").to_owned()));
+        match page.body["next_cursor"].as_str() {
+            Some(c) => url = format!("/api/v1/orders?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+}
+
+#[test]
+fn a_group_serves_only_its_own_routes() {
+    let w = World::new();
+    let req = http::Request::builder().uri("/api/v1/menu").body(vec![]).expect("request");
+    let r = pollster::block_on(handle(&w.svc(), Some(Group::Orders), req));
+    assert_eq!(r.status(), 404);
+}
+
+#[test]
+fn the_request_id_is_echoed() {
+    let w = World::new();
+    let r = w.raw("GET", "/health", None, None, vec![], &[("x-request-id", "abc-123")]);
+    assert_eq!(r.headers["x-request-id"], "abc-123");
+}

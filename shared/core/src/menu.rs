@@ -1,0 +1,329 @@
+//! The menu: items with sizes, modifiers and prices in cents, and the seeded default menu.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Cents, DomainError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Drink,
+    Food,
+}
+
+/// One size an item comes in, with its base price.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizePrice {
+    pub size: String,
+    pub price_cents: Cents,
+}
+
+/// A modifier a customer may add to an item (an extra shot, a milk choice). Modifiers that share
+/// a `group` are alternatives: a line may pick at most one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModifierOption {
+    pub id: String,
+    pub name: String,
+    pub price_cents: Cents,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MenuItem {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub category: Category,
+    pub sizes: Vec<SizePrice>,
+    pub modifiers: Vec<ModifierOption>,
+    pub available: bool,
+}
+
+impl MenuItem {
+    pub fn size(&self, size: &str) -> Option<&SizePrice> {
+        self.sizes.iter().find(|s| s.size == size)
+    }
+
+    pub fn modifier(&self, id: &str) -> Option<&ModifierOption> {
+        self.modifiers.iter().find(|m| m.id == id)
+    }
+}
+
+/// The whole menu, as the pricing rules see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Menu {
+    pub items: Vec<MenuItem>,
+}
+
+impl Menu {
+    pub fn item(&self, id: &str) -> Option<&MenuItem> {
+        self.items.iter().find(|i| i.id == id)
+    }
+}
+
+pub const MAX_PRICE: Cents = Cents(100_000);
+const MAX_SIZES: usize = 6;
+const MAX_MODIFIERS: usize = 30;
+
+/// A manager's request to add an item, as it arrives; [`NewMenuItem::parse`] makes a [`MenuItem`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMenuItem {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub category: Category,
+    pub sizes: Vec<SizePrice>,
+    #[serde(default)]
+    pub modifiers: Vec<ModifierOption>,
+    #[serde(default = "yes")]
+    pub available: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl NewMenuItem {
+    pub fn parse(self) -> Result<MenuItem, DomainError> {
+        let id = match self.id {
+            Some(id) => id,
+            None => slug(&self.name),
+        };
+        let item = MenuItem {
+            id,
+            name: self.name.trim().to_owned(),
+            description: self.description.trim().to_owned(),
+            category: self.category,
+            sizes: self.sizes,
+            modifiers: self.modifiers,
+            available: self.available,
+        };
+        validate_item(&item)?;
+        Ok(item)
+    }
+}
+
+/// A partial update of an item. Absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MenuItemPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<Category>,
+    pub sizes: Option<Vec<SizePrice>>,
+    pub modifiers: Option<Vec<ModifierOption>>,
+    pub available: Option<bool>,
+}
+
+impl MenuItemPatch {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.description.is_none()
+            && self.category.is_none()
+            && self.sizes.is_none()
+            && self.modifiers.is_none()
+            && self.available.is_none()
+    }
+
+    /// Applies the patch to a copy of `item` and checks the result.
+    pub fn apply(self, item: &MenuItem) -> Result<MenuItem, DomainError> {
+        if self.is_empty() {
+            return Err(DomainError::validation("empty_patch", "the patch changes nothing"));
+        }
+        let mut next = item.clone();
+        if let Some(name) = self.name {
+            next.name = name.trim().to_owned();
+        }
+        if let Some(description) = self.description {
+            next.description = description.trim().to_owned();
+        }
+        if let Some(category) = self.category {
+            next.category = category;
+        }
+        if let Some(sizes) = self.sizes {
+            next.sizes = sizes;
+        }
+        if let Some(modifiers) = self.modifiers {
+            next.modifiers = modifiers;
+        }
+        if let Some(available) = self.available {
+            next.available = available;
+        }
+        validate_item(&next)?;
+        Ok(next)
+    }
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_owned()
+}
+
+fn validate_item(item: &MenuItem) -> Result<(), DomainError> {
+    let bad = |code, msg: String| Err(DomainError::validation(code, msg));
+    if !is_slug(&item.id) {
+        return bad("invalid_item_id", "item id must be 1-64 lowercase letters, digits or dashes".into());
+    }
+    let name_len = item.name.chars().count();
+    if !(1..=80).contains(&name_len) {
+        return bad("invalid_name", "name must be 1 to 80 characters".into());
+    }
+    if item.description.chars().count() > 500 {
+        return bad("invalid_description", "description must be at most 500 characters".into());
+    }
+    if item.sizes.is_empty() || item.sizes.len() > MAX_SIZES {
+        return bad("invalid_sizes", format!("an item needs 1 to {MAX_SIZES} sizes"));
+    }
+    for (i, s) in item.sizes.iter().enumerate() {
+        if !is_slug(&s.size) {
+            return bad("invalid_sizes", format!("size `{}` must be a lowercase word", s.size));
+        }
+        if item.sizes[..i].iter().any(|o| o.size == s.size) {
+            return bad("invalid_sizes", format!("size `{}` is listed twice", s.size));
+        }
+        if s.price_cents > MAX_PRICE {
+            return bad("invalid_price", format!("price must be at most {MAX_PRICE}"));
+        }
+    }
+    if item.modifiers.len() > MAX_MODIFIERS {
+        return bad("invalid_modifiers", format!("an item takes at most {MAX_MODIFIERS} modifiers"));
+    }
+    for (i, m) in item.modifiers.iter().enumerate() {
+        if !is_slug(&m.id) || m.name.trim().is_empty() || m.name.chars().count() > 80 {
+            return bad("invalid_modifiers", format!("modifier `{}` needs a slug id and a name", m.id));
+        }
+        if item.modifiers[..i].iter().any(|o| o.id == m.id) {
+            return bad("invalid_modifiers", format!("modifier `{}` is listed twice", m.id));
+        }
+        if m.price_cents > MAX_PRICE {
+            return bad("invalid_price", format!("price must be at most {MAX_PRICE}"));
+        }
+    }
+    Ok(())
+}
+
+fn sizes(prices: &[(&str, u64)]) -> Vec<SizePrice> {
+    prices.iter().map(|&(size, c)| SizePrice { size: size.into(), price_cents: Cents(c) }).collect()
+}
+
+fn modifier(id: &str, name: &str, cents: u64, group: Option<&str>) -> ModifierOption {
+    ModifierOption { id: id.into(), name: name.into(), price_cents: Cents(cents), group: group.map(Into::into) }
+}
+
+fn espresso_modifiers(milk: bool) -> Vec<ModifierOption> {
+    let mut m = vec![
+        modifier("extra-shot", "Extra shot", 90, None),
+        modifier("decaf", "Decaf", 0, None),
+        modifier("vanilla-syrup", "Vanilla syrup", 60, None),
+        modifier("caramel-syrup", "Caramel syrup", 60, None),
+    ];
+    if milk {
+        m.extend([
+            modifier("whole-milk", "Whole milk", 0, Some("milk")),
+            modifier("skim-milk", "Skim milk", 0, Some("milk")),
+            modifier("oat-milk", "Oat milk", 70, Some("milk")),
+            modifier("almond-milk", "Almond milk", 70, Some("milk")),
+            modifier("soy-milk", "Soy milk", 60, Some("milk")),
+        ]);
+    }
+    m
+}
+
+fn item(id: &str, name: &str, description: &str, category: Category, sizes: Vec<SizePrice>, modifiers: Vec<ModifierOption>) -> MenuItem {
+    MenuItem { id: id.into(), name: name.into(), description: description.into(), category, sizes, modifiers, available: true }
+}
+
+/// The menu a new shop starts with.
+pub fn default_menu() -> Vec<MenuItem> {
+    use Category::{Drink, Food};
+    let cup = |s, m, l| sizes(&[("small", s), ("medium", m), ("large", l)]);
+    vec![
+        item("espresso", "Espresso", "A double shot of our house blend.", Drink, sizes(&[("single", 250), ("double", 320)]), espresso_modifiers(false)),
+        item("americano", "Americano", "Espresso lengthened with hot water.", Drink, cup(320, 370, 420), espresso_modifiers(true)),
+        item("cappuccino", "Cappuccino", "Espresso, steamed milk and a thick cap of foam.", Drink, cup(380, 430, 480), espresso_modifiers(true)),
+        item("latte", "Caffè Latte", "Espresso with silky steamed milk.", Drink, cup(400, 450, 500), espresso_modifiers(true)),
+        item("flat-white", "Flat White", "Ristretto shots with velvety microfoam.", Drink, sizes(&[("small", 420), ("medium", 470)]), espresso_modifiers(true)),
+        item("mocha", "Caffè Mocha", "Espresso, chocolate and steamed milk, topped with cream.", Drink, cup(450, 500, 550), espresso_modifiers(true)),
+        item("macchiato", "Macchiato", "Espresso marked with a spoon of foam.", Drink, sizes(&[("single", 300), ("double", 360)]), espresso_modifiers(false)),
+        item("cortado", "Cortado", "Equal parts espresso and warm milk.", Drink, sizes(&[("regular", 390)]), espresso_modifiers(true)),
+        item("cold-brew", "Cold Brew", "Steeped for 18 hours, served over ice.", Drink, cup(400, 450, 500), espresso_modifiers(true)),
+        item("chai-latte", "Chai Latte", "Spiced black tea with steamed milk.", Drink, cup(400, 450, 500), espresso_modifiers(true).into_iter().filter(|m| m.id != "extra-shot" && m.id != "decaf").collect()),
+        item("matcha-latte", "Matcha Latte", "Stone-ground green tea with steamed milk.", Drink, cup(450, 500, 550), espresso_modifiers(true).into_iter().filter(|m| m.id != "extra-shot" && m.id != "decaf").collect()),
+        item("hot-chocolate", "Hot Chocolate", "Dark chocolate melted into steamed milk.", Drink, cup(350, 400, 450), vec![modifier("whipped-cream", "Whipped cream", 50, None), modifier("oat-milk", "Oat milk", 70, Some("milk"))]),
+        item("croissant", "Butter Croissant", "Flaky, baked every morning.", Food, sizes(&[("regular", 325)]), vec![modifier("warmed", "Warmed", 0, None)]),
+        item("blueberry-muffin", "Blueberry Muffin", "Loaded with wild blueberries.", Food, sizes(&[("regular", 350)]), vec![modifier("warmed", "Warmed", 0, None)]),
+        item("avocado-toast", "Avocado Toast", "Sourdough, smashed avocado, chilli flakes.", Food, sizes(&[("regular", 850)]), vec![modifier("add-egg", "Poached egg", 150, None)]),
+        item("banana-bread", "Banana Bread", "A thick slice, lightly toasted.", Food, sizes(&[("regular", 375)]), vec![modifier("butter", "Salted butter", 50, None)]),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_menu_is_valid_and_has_unique_ids() {
+        let menu = default_menu();
+        assert!(menu.len() >= 15);
+        for (i, item) in menu.iter().enumerate() {
+            validate_item(item).unwrap_or_else(|e| panic!("{}: {e}", item.id));
+            assert!(menu[..i].iter().all(|o| o.id != item.id), "duplicate {}", item.id);
+        }
+    }
+
+    fn new_item(json: &str) -> Result<MenuItem, DomainError> {
+        serde_json::from_str::<NewMenuItem>(json).expect("well-formed").parse()
+    }
+
+    #[test]
+    fn a_new_item_gets_a_slug_from_its_name() {
+        let item = new_item(r#"{"name":"Iced Oat Latte!","category":"drink","sizes":[{"size":"medium","price_cents":500}]}"#).expect("valid");
+        assert_eq!(item.id, "iced-oat-latte");
+        assert!(item.available);
+    }
+
+    #[test]
+    fn new_items_breaking_the_rules_are_rejected_with_a_code() {
+        let cases = [
+            (r#"{"name":"","category":"food","sizes":[{"size":"regular","price_cents":1}]}"#, "invalid_item_id"),
+            (r#"{"id":"x","name":"X","category":"food","sizes":[]}"#, "invalid_sizes"),
+            (r#"{"id":"x","name":"X","category":"food","sizes":[{"size":"regular","price_cents":1},{"size":"regular","price_cents":2}]}"#, "invalid_sizes"),
+            (r#"{"id":"x","name":"X","category":"food","sizes":[{"size":"regular","price_cents":100001}]}"#, "invalid_price"),
+            (r#"{"id":"Bad Id","name":"X","category":"food","sizes":[{"size":"regular","price_cents":1}]}"#, "invalid_item_id"),
+        ];
+        for (json, code) in cases {
+            assert_eq!(new_item(json).map_err(|e| e.code()), Err(code), "{json}");
+        }
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let latte = default_menu().into_iter().find(|i| i.id == "latte").expect("latte");
+        let patch: MenuItemPatch = serde_json::from_str(r#"{"available":false}"#).expect("patch");
+        let next = patch.apply(&latte).expect("valid");
+        assert!(!next.available);
+        assert_eq!(next.sizes, latte.sizes);
+        assert_eq!(MenuItemPatch::default().apply(&latte).map_err(|e| e.code()), Err("empty_patch"));
+    }
+}

@@ -1,0 +1,632 @@
+//! Orders: the request a customer sends, server-side pricing, the status machine, and the events
+//! that record every change. An order is the fold of its events; [`Order::decide`] turns a
+//! command into the events it causes, or an error, without touching any state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::menu::Menu;
+use crate::{Cents, DomainError, Role};
+
+pub const MAX_LINES: usize = 50;
+pub const MAX_QUANTITY: u32 = 20;
+pub const MAX_NOTE_CHARS: usize = 280;
+pub const MAX_MODIFIERS_PER_LINE: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Preparing,
+    Ready,
+    Completed,
+    Cancelled,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 7] = [
+        OrderStatus::Pending,
+        OrderStatus::Confirmed,
+        OrderStatus::Preparing,
+        OrderStatus::Ready,
+        OrderStatus::Completed,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Preparing => "preparing",
+            OrderStatus::Ready => "ready",
+            OrderStatus::Completed => "completed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        OrderStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Statuses in which the kitchen has the order on its board.
+    pub fn in_kitchen(self) -> bool {
+        matches!(self, OrderStatus::Confirmed | OrderStatus::Preparing)
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    /// Paid at the counter on pickup: the order is confirmed without a payment step.
+    #[default]
+    PayAtCounter,
+}
+
+/// One line of an order as the client sends it. Prices are never taken from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    pub item_id: String,
+    #[serde(default)]
+    pub size: Option<String>,
+    #[serde(default)]
+    pub modifiers: Vec<String>,
+    pub quantity: u32,
+}
+
+/// The body of `POST /orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub lines: Vec<OrderLine>,
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub payment_method: PaymentMethod,
+}
+
+/// A line after the server priced it from the menu.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedLine {
+    pub item_id: String,
+    pub name: String,
+    pub size: String,
+    pub modifiers: Vec<String>,
+    pub quantity: u32,
+    pub unit_price_cents: Cents,
+    pub line_total_cents: Cents,
+}
+
+/// What an order is once placed: priced lines, total, note, payment method.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricedOrder {
+    pub lines: Vec<PricedLine>,
+    pub total_cents: Cents,
+    pub note: Option<String>,
+    pub payment_method: PaymentMethod,
+}
+
+impl OrderRequest {
+    /// Checks the limits and prices every line from `menu`.
+    pub fn price(&self, menu: &Menu) -> Result<PricedOrder, DomainError> {
+        if self.lines.is_empty() {
+            return Err(DomainError::validation("empty_order", "an order needs at least one line"));
+        }
+        if self.lines.len() > MAX_LINES {
+            return Err(DomainError::validation("too_many_lines", format!("an order has at most {MAX_LINES} lines")));
+        }
+        let note = match self.note.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(n) if n.chars().count() > MAX_NOTE_CHARS => {
+                return Err(DomainError::validation("note_too_long", format!("the note is at most {MAX_NOTE_CHARS} characters")));
+            }
+            Some(n) if n.chars().any(|c| c.is_control() && c != '\n') => {
+                return Err(DomainError::validation("invalid_note", "the note may not contain control characters"));
+            }
+            Some(n) => Some(n.to_owned()),
+        };
+        let mut lines = Vec::with_capacity(self.lines.len());
+        let mut total = Cents::ZERO;
+        for (index, line) in self.lines.iter().enumerate() {
+            let priced = price_line(menu, line).map_err(|e| at_line(index, e))?;
+            total = total.checked_add(priced.line_total_cents)?;
+            lines.push(priced);
+        }
+        Ok(PricedOrder { lines, total_cents: total, note, payment_method: self.payment_method })
+    }
+}
+
+fn at_line(index: usize, e: DomainError) -> DomainError {
+    match e {
+        DomainError::Validation { code, message } => DomainError::Validation { code, message: format!("line {}: {message}", index + 1) },
+        other => other,
+    }
+}
+
+fn price_line(menu: &Menu, line: &OrderLine) -> Result<PricedLine, DomainError> {
+    let item = menu.item(&line.item_id).ok_or_else(|| DomainError::UnknownItem(line.item_id.clone()))?;
+    if !item.available {
+        return Err(DomainError::ItemUnavailable(item.id.clone()));
+    }
+    if !(1..=MAX_QUANTITY).contains(&line.quantity) {
+        return Err(DomainError::validation("invalid_quantity", format!("quantity must be 1 to {MAX_QUANTITY}")));
+    }
+    let size = match (&line.size, item.sizes.as_slice()) {
+        (Some(size), _) => item.size(size).ok_or_else(|| {
+            let known: Vec<&str> = item.sizes.iter().map(|s| s.size.as_str()).collect();
+            DomainError::validation("unknown_size", format!("`{}` comes in {}, not `{size}`", item.id, known.join(", ")))
+        })?,
+        (None, [only]) => only,
+        (None, _) => return Err(DomainError::validation("size_required", format!("choose a size for `{}`", item.id))),
+    };
+    if line.modifiers.len() > MAX_MODIFIERS_PER_LINE {
+        return Err(DomainError::validation("too_many_modifiers", format!("a line takes at most {MAX_MODIFIERS_PER_LINE} modifiers")));
+    }
+    let mut unit = size.price_cents;
+    let mut groups: Vec<&str> = Vec::new();
+    for (i, id) in line.modifiers.iter().enumerate() {
+        let m = item.modifier(id).ok_or_else(|| DomainError::validation("unknown_modifier", format!("`{}` has no modifier `{id}`", item.id)))?;
+        if line.modifiers[..i].contains(id) {
+            return Err(DomainError::validation("duplicate_modifier", format!("modifier `{id}` is listed twice")));
+        }
+        if let Some(group) = m.group.as_deref() {
+            if groups.contains(&group) {
+                return Err(DomainError::validation("conflicting_modifiers", format!("choose one {group} option")));
+            }
+            groups.push(group);
+        }
+        unit = unit.checked_add(m.price_cents)?;
+    }
+    Ok(PricedLine {
+        item_id: item.id.clone(),
+        name: item.name.clone(),
+        size: size.size.clone(),
+        modifiers: line.modifiers.clone(),
+        quantity: line.quantity,
+        unit_price_cents: unit,
+        line_total_cents: unit.checked_mul(u64::from(line.quantity))?,
+    })
+}
+
+/// Who is acting on an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The platform itself (the order consumer, a saga step).
+    System,
+    User { id: String, role: Role },
+}
+
+impl Actor {
+    pub fn id(&self) -> &str {
+        match self {
+            Actor::System => "system",
+            Actor::User { id, .. } => id,
+        }
+    }
+}
+
+/// What happened to an order. The serialized form is the wire format on the orders stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum OrderEvent {
+    OrderPlaced { customer_id: String, order: PricedOrder },
+    OrderConfirmed,
+    PreparationStarted,
+    OrderReady,
+    OrderCompleted,
+    OrderCancelled { reason: Option<String> },
+    OrderRefunded,
+}
+
+impl OrderEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OrderEvent::OrderPlaced { .. } => "OrderPlaced",
+            OrderEvent::OrderConfirmed => "OrderConfirmed",
+            OrderEvent::PreparationStarted => "PreparationStarted",
+            OrderEvent::OrderReady => "OrderReady",
+            OrderEvent::OrderCompleted => "OrderCompleted",
+            OrderEvent::OrderCancelled { .. } => "OrderCancelled",
+            OrderEvent::OrderRefunded => "OrderRefunded",
+        }
+    }
+}
+
+/// An event as stored in the order's log and published on the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub order_id: String,
+    /// Position in the order's log, from 1.
+    pub version: u64,
+    pub occurred_at_ms: i64,
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(flatten)]
+    pub event: OrderEvent,
+}
+
+/// The current state of an order: the fold of its events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub customer_id: String,
+    pub status: OrderStatus,
+    pub lines: Vec<PricedLine>,
+    pub total_cents: Cents,
+    pub note: Option<String>,
+    pub payment_method: PaymentMethod,
+    pub placed_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub version: u64,
+}
+
+/// Something an actor asks to do to an existing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Confirm,
+    StartPreparation,
+    MarkReady,
+    Collect,
+    Cancel,
+    Refund,
+}
+
+impl Command {
+    fn verb(self) -> &'static str {
+        match self {
+            Command::Confirm => "confirm",
+            Command::StartPreparation => "start preparing",
+            Command::MarkReady => "mark ready",
+            Command::Collect => "collect",
+            Command::Cancel => "cancel",
+            Command::Refund => "refund",
+        }
+    }
+}
+
+impl Order {
+    /// A newly placed order: what `OrderPlaced` at version 1 makes.
+    pub fn open(id: &str, customer_id: &str, placed: &PricedOrder, at_ms: i64) -> Order {
+        Order {
+            id: id.to_owned(),
+            customer_id: customer_id.to_owned(),
+            status: OrderStatus::Pending,
+            lines: placed.lines.clone(),
+            total_cents: placed.total_cents,
+            note: placed.note.clone(),
+            payment_method: placed.payment_method,
+            placed_at_ms: at_ms,
+            updated_at_ms: at_ms,
+            version: 1,
+        }
+    }
+
+    /// Starts an order from its first event; `None` unless that event is `OrderPlaced`.
+    fn placed(first: &StoredEvent) -> Option<Order> {
+        match &first.event {
+            OrderEvent::OrderPlaced { customer_id, order } => {
+                Some(Order { version: first.version, ..Order::open(&first.order_id, customer_id, order, first.occurred_at_ms) })
+            }
+            _ => None,
+        }
+    }
+
+    /// Folds an order's log. `None` for an empty log or one that doesn't start with `OrderPlaced`.
+    pub fn from_events(events: &[StoredEvent]) -> Option<Order> {
+        let (first, rest) = events.split_first()?;
+        let mut order = Order::placed(first)?;
+        for e in rest {
+            order.apply(e);
+        }
+        Some(order)
+    }
+
+    /// Applies one recorded event. Events are facts: they were checked by [`Order::decide`]
+    /// before they were written, so this does not check again.
+    pub fn apply(&mut self, e: &StoredEvent) {
+        self.status = match e.event {
+            OrderEvent::OrderPlaced { .. } => OrderStatus::Pending,
+            OrderEvent::OrderConfirmed => OrderStatus::Confirmed,
+            OrderEvent::PreparationStarted => OrderStatus::Preparing,
+            OrderEvent::OrderReady => OrderStatus::Ready,
+            OrderEvent::OrderCompleted => OrderStatus::Completed,
+            OrderEvent::OrderCancelled { .. } => OrderStatus::Cancelled,
+            OrderEvent::OrderRefunded => OrderStatus::Refunded,
+        };
+        self.version = e.version;
+        self.updated_at_ms = e.occurred_at_ms;
+    }
+
+    /// The status `command` leads to from `self.status` when `actor` gives it, or why not.
+    ///
+    /// Customers may cancel until preparation starts; staff until the order is ready. Only the
+    /// system confirms; baristas and above run the kitchen; managers and above refund.
+    pub fn decide(&self, command: Command, actor: &Actor, reason: Option<String>) -> Result<OrderEvent, DomainError> {
+        use OrderStatus::*;
+        let role = match actor {
+            Actor::System => None,
+            Actor::User { role, .. } => Some(*role),
+        };
+        let staff = role.is_none_or(Role::is_staff);
+        let illegal = || DomainError::IllegalTransition { from: self.status, action: command.verb() };
+        match command {
+            Command::Confirm => {
+                if role.is_some() {
+                    return Err(DomainError::NotPermitted("only the platform confirms orders"));
+                }
+                (self.status == Pending).then_some(OrderEvent::OrderConfirmed).ok_or_else(illegal)
+            }
+            Command::StartPreparation | Command::MarkReady => {
+                if !staff {
+                    return Err(DomainError::NotPermitted("only kitchen staff can do this"));
+                }
+                match (command, self.status) {
+                    (Command::StartPreparation, Confirmed) => Ok(OrderEvent::PreparationStarted),
+                    (Command::MarkReady, Preparing) => Ok(OrderEvent::OrderReady),
+                    _ => Err(illegal()),
+                }
+            }
+            Command::Collect => (self.status == Ready).then_some(OrderEvent::OrderCompleted).ok_or_else(illegal),
+            Command::Cancel => {
+                let allowed = match self.status {
+                    Pending | Confirmed => true,
+                    Preparing => staff,
+                    _ => false,
+                };
+                if allowed {
+                    Ok(OrderEvent::OrderCancelled { reason })
+                } else if self.status == Preparing {
+                    Err(DomainError::IllegalTransition { from: self.status, action: "cancel (preparation has started; ask the staff)" })
+                } else {
+                    Err(illegal())
+                }
+            }
+            Command::Refund => {
+                if !role.is_none_or(|r| r.at_least(Role::Manager)) {
+                    return Err(DomainError::NotPermitted("only a manager can refund"));
+                }
+                matches!(self.status, Completed | Cancelled).then_some(OrderEvent::OrderRefunded).ok_or_else(illegal)
+            }
+        }
+    }
+}
+
+/// The kitchen's view of an order while it is on the board (confirmed or preparing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KitchenTicket {
+    pub order_id: String,
+    pub status: OrderStatus,
+    pub lines: Vec<PricedLine>,
+    pub note: Option<String>,
+    pub placed_at_ms: i64,
+}
+
+impl KitchenTicket {
+    /// The ticket for `order`, or `None` when the order is not in the kitchen.
+    pub fn for_order(order: &Order) -> Option<KitchenTicket> {
+        order.status.in_kitchen().then(|| KitchenTicket {
+            order_id: order.id.clone(),
+            status: order.status,
+            lines: order.lines.clone(),
+            note: order.note.clone(),
+            placed_at_ms: order.placed_at_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::menu::default_menu;
+    use proptest::prelude::*;
+
+    fn menu() -> Menu {
+        Menu { items: default_menu() }
+    }
+
+    fn line(item: &str, size: Option<&str>, modifiers: &[&str], quantity: u32) -> OrderLine {
+        OrderLine { item_id: item.into(), size: size.map(Into::into), modifiers: modifiers.iter().map(|m| m.to_string()).collect(), quantity }
+    }
+
+    fn request(lines: Vec<OrderLine>) -> OrderRequest {
+        OrderRequest { lines, note: None, payment_method: PaymentMethod::PayAtCounter }
+    }
+
+    #[test]
+    fn prices_come_from_the_menu_with_modifiers_times_quantity() {
+        let priced = request(vec![
+            line("latte", Some("large"), &["extra-shot", "oat-milk"], 2),
+            line("croissant", None, &[], 1),
+        ])
+        .price(&menu())
+        .expect("valid");
+        assert_eq!(priced.lines[0].unit_price_cents, Cents(500 + 90 + 70));
+        assert_eq!(priced.lines[0].line_total_cents, Cents(2 * 660));
+        assert_eq!(priced.lines[1].size, "regular");
+        assert_eq!(priced.total_cents, Cents(1320 + 325));
+    }
+
+    #[test]
+    fn invalid_lines_are_rejected_with_stable_codes() {
+        let m = menu();
+        let code = |lines: Vec<OrderLine>| request(lines).price(&m).map_err(|e| e.code());
+        assert_eq!(code(vec![]), Err("empty_order"));
+        assert_eq!(code(vec![line("latte", Some("large"), &[], 1); 51]), Err("too_many_lines"));
+        assert_eq!(code(vec![line("latte", Some("large"), &[], 0)]), Err("invalid_quantity"));
+        assert_eq!(code(vec![line("latte", Some("large"), &[], 21)]), Err("invalid_quantity"));
+        assert_eq!(code(vec![line("unicorn-frappe", None, &[], 1)]), Err("unknown_item"));
+        assert_eq!(code(vec![line("latte", Some("venti"), &[], 1)]), Err("unknown_size"));
+        assert_eq!(code(vec![line("latte", None, &[], 1)]), Err("size_required"));
+        assert_eq!(code(vec![line("latte", Some("small"), &["glitter"], 1)]), Err("unknown_modifier"));
+        assert_eq!(code(vec![line("latte", Some("small"), &["oat-milk", "soy-milk"], 1)]), Err("conflicting_modifiers"));
+        assert_eq!(code(vec![line("latte", Some("small"), &["extra-shot", "extra-shot"], 1)]), Err("duplicate_modifier"));
+        assert_eq!(code(vec![line("latte", Some("large"), &[], 20); 50]).map(|_| ()), Ok(()));
+    }
+
+    #[test]
+    fn an_unavailable_item_cannot_be_ordered() {
+        let mut m = menu();
+        m.items.iter_mut().filter(|i| i.id == "mocha").for_each(|i| i.available = false);
+        let r = request(vec![line("mocha", Some("small"), &[], 1)]).price(&m);
+        assert_eq!(r.map_err(|e| e.code()), Err("item_unavailable"));
+    }
+
+    #[test]
+    fn long_notes_are_rejected_and_blank_notes_dropped() {
+        let mut r = request(vec![line("espresso", Some("single"), &[], 1)]);
+        r.note = Some("x".repeat(MAX_NOTE_CHARS + 1));
+        assert_eq!(r.price(&menu()).map_err(|e| e.code()), Err("note_too_long"));
+        r.note = Some("   ".into());
+        assert_eq!(r.price(&menu()).map(|p| p.note), Ok(None));
+    }
+
+    fn placed() -> Order {
+        let order = request(vec![line("espresso", Some("single"), &[], 1)]).price(&menu()).expect("valid");
+        let first = StoredEvent {
+            event_id: "e1".into(),
+            order_id: "o1".into(),
+            version: 1,
+            occurred_at_ms: 10,
+            actor: "u1".into(),
+            correlation_id: None,
+            event: OrderEvent::OrderPlaced { customer_id: "u1".into(), order },
+        };
+        Order::from_events(&[first]).expect("placed")
+    }
+
+    fn in_status(status: OrderStatus) -> Order {
+        Order { status, ..placed() }
+    }
+
+    fn user(role: Role) -> Actor {
+        Actor::User { id: "someone".into(), role }
+    }
+
+    /// The whole transition table: every status x command x actor, against the rules in the docs.
+    #[test]
+    fn the_status_machine_allows_exactly_the_documented_transitions() {
+        use OrderStatus::*;
+        let actors = [Actor::System, user(Role::Customer), user(Role::Barista), user(Role::Manager), user(Role::Admin)];
+        let commands = [Command::Confirm, Command::StartPreparation, Command::MarkReady, Command::Collect, Command::Cancel, Command::Refund];
+        for status in OrderStatus::ALL {
+            for command in commands {
+                for actor in &actors {
+                    let role = match actor {
+                        Actor::System => None,
+                        Actor::User { role, .. } => Some(*role),
+                    };
+                    let staff = role.is_none_or(|r| r.is_staff());
+                    let expected = match (command, status) {
+                        (Command::Confirm, Pending) => role.is_none().then_some(Confirmed),
+                        (Command::StartPreparation, Confirmed) => staff.then_some(Preparing),
+                        (Command::MarkReady, Preparing) => staff.then_some(Ready),
+                        (Command::Collect, Ready) => Some(Completed),
+                        (Command::Cancel, Pending | Confirmed) => Some(Cancelled),
+                        (Command::Cancel, Preparing) => staff.then_some(Cancelled),
+                        (Command::Refund, Completed | Cancelled) => role.is_none_or(|r| r.at_least(Role::Manager)).then_some(Refunded),
+                        _ => None,
+                    };
+                    let mut order = in_status(status);
+                    let got = order.decide(command, actor, None).map(|event| {
+                        order.apply(&StoredEvent { event_id: "e".into(), order_id: "o1".into(), version: 2, occurred_at_ms: 20, actor: actor.id().into(), correlation_id: None, event });
+                        order.status
+                    });
+                    assert_eq!(got.ok(), expected, "{command:?} from {status} by {actor:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cancelling_a_ready_order_is_rejected_as_a_conflict() {
+        let e = in_status(OrderStatus::Ready).decide(Command::Cancel, &user(Role::Manager), None).expect_err("illegal");
+        assert_eq!((e.code(), e.kind()), ("illegal_transition", crate::ErrorKind::Conflict));
+    }
+
+    #[test]
+    fn a_customer_cannot_cancel_once_preparation_has_started() {
+        let e = in_status(OrderStatus::Preparing).decide(Command::Cancel, &user(Role::Customer), None).expect_err("too late");
+        assert_eq!(e.code(), "illegal_transition");
+    }
+
+    #[test]
+    fn the_fold_of_events_follows_the_lifecycle() {
+        let mut events = vec![];
+        let first = placed();
+        let mut order = first.clone();
+        let steps = [(Command::Confirm, Actor::System), (Command::StartPreparation, user(Role::Barista)), (Command::MarkReady, user(Role::Barista)), (Command::Collect, user(Role::Customer))];
+        events.push(StoredEvent { event_id: "e1".into(), order_id: "o1".into(), version: 1, occurred_at_ms: 10, actor: "u1".into(), correlation_id: None, event: OrderEvent::OrderPlaced { customer_id: "u1".into(), order: PricedOrder { lines: first.lines.clone(), total_cents: first.total_cents, note: None, payment_method: PaymentMethod::PayAtCounter } } });
+        for (i, (command, actor)) in steps.iter().enumerate() {
+            let event = order.decide(*command, actor, None).expect("legal");
+            let stored = StoredEvent { event_id: format!("e{}", i + 2), order_id: "o1".into(), version: i as u64 + 2, occurred_at_ms: 20 + i as i64, actor: actor.id().into(), correlation_id: None, event };
+            order.apply(&stored);
+            events.push(stored);
+        }
+        let folded = Order::from_events(&events).expect("folds");
+        assert_eq!(folded, order);
+        assert_eq!((folded.status, folded.version, folded.updated_at_ms), (OrderStatus::Completed, 5, 23));
+    }
+
+    #[test]
+    fn a_log_that_does_not_start_with_order_placed_is_no_order() {
+        let e = StoredEvent { event_id: "e".into(), order_id: "o".into(), version: 1, occurred_at_ms: 0, actor: "system".into(), correlation_id: None, event: OrderEvent::OrderConfirmed };
+        assert_eq!(Order::from_events(&[e]), None);
+        assert_eq!(Order::from_events(&[]), None);
+    }
+
+    #[test]
+    fn events_round_trip_through_their_wire_format() {
+        let e = StoredEvent { event_id: "e".into(), order_id: "o".into(), version: 3, occurred_at_ms: 5, actor: "system".into(), correlation_id: Some("c".into()), event: OrderEvent::OrderCancelled { reason: Some("changed mind".into()) } };
+        let json = serde_json::to_value(&e).expect("serializes");
+        assert_eq!(json["type"], "OrderCancelled");
+        assert_eq!(json["data"]["reason"], "changed mind");
+        assert_eq!(serde_json::from_value::<StoredEvent>(json).expect("parses"), e);
+    }
+
+    #[test]
+    fn tickets_exist_only_while_the_kitchen_has_the_order() {
+        for status in OrderStatus::ALL {
+            assert_eq!(KitchenTicket::for_order(&in_status(status)).is_some(), status.in_kitchen());
+        }
+    }
+
+    fn arb_line() -> impl Strategy<Value = OrderLine> {
+        let items: Vec<(String, Vec<String>)> = default_menu().into_iter().map(|i| (i.id, i.sizes.into_iter().map(|s| s.size).collect())).collect();
+        (prop::sample::select(items), 1u32..=MAX_QUANTITY, any::<prop::sample::Index>()).prop_map(|((item_id, sizes), quantity, idx)| OrderLine {
+            size: Some(idx.get(&sizes).clone()),
+            item_id,
+            modifiers: vec![],
+            quantity,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_total_is_the_sum_of_unit_price_times_quantity(lines in prop::collection::vec(arb_line(), 1..=MAX_LINES)) {
+            let m = menu();
+            let priced = request(lines.clone()).price(&m).expect("valid lines");
+            let expected: u64 = lines.iter().map(|l| {
+                let item = m.item(&l.item_id).expect("item");
+                item.size(l.size.as_deref().expect("size")).expect("size").price_cents.0 * u64::from(l.quantity)
+            }).sum();
+            prop_assert_eq!(priced.total_cents, Cents(expected));
+            prop_assert_eq!(priced.lines.iter().map(|l| l.line_total_cents.0).sum::<u64>(), expected);
+        }
+
+        #[test]
+        fn pricing_never_panics_on_arbitrary_lines(item in "[a-z-]{0,12}", size in proptest::option::of("[a-z]{0,8}"), quantity in any::<u32>(), modifiers in prop::collection::vec("[a-z-]{0,10}", 0..12)) {
+            let _ = request(vec![OrderLine { item_id: item, size, modifiers, quantity }]).price(&menu());
+        }
+    }
+}
