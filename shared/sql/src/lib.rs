@@ -1,0 +1,322 @@
+//! SQLite adapters for the Go Coffee ports: one database holds users, the menu, each order's
+//! event log with its read models, the outbox, idempotency records and the consumers' ledger.
+//! Written against [`Db`], so the same code runs on Spin's `sqlite` interface and on rusqlite.
+
+pub mod db;
+pub mod schema;
+
+use async_trait::async_trait;
+use gocoffee_app::ports::*;
+use gocoffee_core::{KitchenTicket, MenuItem, Order, Role, StoredEvent};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use crate::db::{Db, DbError, Rows, Value};
+use crate::db::RowExt;
+
+/// The channel order events are published on.
+pub const ORDERS_CHANNEL: &str = "orders";
+
+/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`, rolling back when it fails. IMMEDIATE takes the
+/// write lock up front, so two writers queue instead of deadlocking on a lock upgrade.
+pub fn transaction<T>(db: &dyn Db, f: impl FnOnce(&dyn Db) -> Result<T, DbError>) -> Result<T, DbError> {
+    db.execute("BEGIN IMMEDIATE", &[])?;
+    match f(db) {
+        Ok(v) => {
+            if let Err(e) = db.execute("COMMIT", &[]) {
+                let _ = db.execute("ROLLBACK", &[]);
+                return Err(e);
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            // The original error is what matters; a failed rollback leaves nothing committed.
+            let _ = db.execute("ROLLBACK", &[]);
+            Err(e)
+        }
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Constraint(_) => StoreError::Conflict,
+            DbError::Other(m) => StoreError::Unavailable(m),
+        }
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, DbError> {
+    serde_json::to_string(v).map_err(|e| DbError::Other(format!("encoding a document: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, DbError> {
+    serde_json::from_str(s).map_err(|e| DbError::Other(format!("decoding a stored document: {e}")))
+}
+
+/// The user, menu and order stores on one SQLite database.
+pub struct SqliteStore<D> {
+    db: D,
+}
+
+impl<D: Db> SqliteStore<D> {
+    /// Wraps `db`, creating or upgrading the schema first.
+    pub fn open(db: D) -> Result<Self, DbError> {
+        schema::ensure(&db)?;
+        Ok(SqliteStore { db })
+    }
+
+    pub fn db(&self) -> &D {
+        &self.db
+    }
+}
+
+fn user(row: &Vec<Value>) -> Result<UserRecord, DbError> {
+    Ok(UserRecord {
+        id: row.text(0)?.to_owned(),
+        email: row.text(1)?.to_owned(),
+        name: row.opt_text(2)?.map(str::to_owned),
+        role: Role::parse(row.text(3)?).ok_or_else(|| DbError::Other("unknown role in users".into()))?,
+        password_hash: row.text(4)?.to_owned(),
+        created_at_ms: row.int(5)?,
+    })
+}
+
+const USER_COLUMNS: &str = "id, email, name, role, password_hash, created_at";
+
+#[async_trait(?Send)]
+impl<D: Db> UserStore for SqliteStore<D> {
+    async fn create_user(&self, u: &UserRecord) -> StoreResult<()> {
+        self.db.execute(
+            "INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            &[u.id.as_str().into(), u.email.as_str().into(), u.name.as_deref().into(), u.role.as_str().into(), u.password_hash.as_str().into(), u.created_at_ms.into()],
+        )?;
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
+        let rows = self.db.execute(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?"), &[email.into()])?;
+        Ok(rows.rows.first().map(user).transpose()?)
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        let rows = self.db.execute(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"), &[id.into()])?;
+        Ok(rows.rows.first().map(user).transpose()?)
+    }
+
+    async fn save_refresh_token(&self, t: &RefreshTokenRecord) -> StoreResult<()> {
+        self.db.execute(
+            "INSERT INTO refresh_tokens (token_hash, user_id, expires_at) VALUES (?, ?, ?)",
+            &[t.token_hash.as_str().into(), t.user_id.as_str().into(), t.expires_at_ms.into()],
+        )?;
+        Ok(())
+    }
+
+    async fn take_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
+        let rows = self.db.execute("DELETE FROM refresh_tokens WHERE token_hash = ? RETURNING user_id, expires_at", &[token_hash.into()])?;
+        Ok(rows
+            .rows
+            .first()
+            .map(|r| -> Result<_, DbError> { Ok(RefreshTokenRecord { token_hash: token_hash.to_owned(), user_id: r.text(0)?.to_owned(), expires_at_ms: r.int(1)? }) })
+            .transpose()?)
+    }
+}
+
+#[async_trait(?Send)]
+impl<D: Db> MenuStore for SqliteStore<D> {
+    async fn menu(&self) -> StoreResult<Vec<MenuItem>> {
+        let rows = self.db.execute("SELECT doc FROM menu_items ORDER BY position, id", &[])?;
+        Ok(rows.rows.iter().map(|r| from_json(r.text(0)?)).collect::<Result<_, _>>()?)
+    }
+
+    async fn menu_item(&self, id: &str) -> StoreResult<Option<MenuItem>> {
+        let rows = self.db.execute("SELECT doc FROM menu_items WHERE id = ?", &[id.into()])?;
+        Ok(rows.rows.first().map(|r| from_json(r.text(0)?)).transpose()?)
+    }
+
+    async fn insert_menu_item(&self, item: &MenuItem) -> StoreResult<()> {
+        self.db.execute(
+            "INSERT INTO menu_items (id, position, doc) VALUES (?, (SELECT COALESCE(MAX(position), -1) + 1 FROM menu_items), ?)",
+            &[item.id.as_str().into(), to_json(item)?.into()],
+        )?;
+        Ok(())
+    }
+
+    async fn replace_menu_item(&self, item: &MenuItem) -> StoreResult<bool> {
+        let rows = self.db.execute("UPDATE menu_items SET doc = ? WHERE id = ? RETURNING id", &[to_json(item)?.into(), item.id.as_str().into()])?;
+        Ok(!rows.rows.is_empty())
+    }
+}
+
+/// Writes the read models for `order` (its row and its kitchen ticket) and queues `event`.
+fn project(db: &dyn Db, order: &Order, event: &StoredEvent) -> Result<(), DbError> {
+    let doc = to_json(event)?;
+    db.execute(
+        "INSERT INTO order_events (order_id, version, event_id, doc) VALUES (?, ?, ?, ?)",
+        &[event.order_id.as_str().into(), Value::Integer(event.version as i64), event.event_id.as_str().into(), doc.as_str().into()],
+    )?;
+    db.execute("INSERT INTO outbox (channel, payload) VALUES (?, ?)", &[ORDERS_CHANNEL.into(), Value::Blob(doc.into_bytes())])?;
+    match KitchenTicket::for_order(order) {
+        Some(ticket) => db.execute(
+            "INSERT INTO kitchen_tickets (order_id, placed_at, doc) VALUES (?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET doc = excluded.doc",
+            &[ticket.order_id.as_str().into(), ticket.placed_at_ms.into(), to_json(&ticket)?.into()],
+        )?,
+        None => db.execute("DELETE FROM kitchen_tickets WHERE order_id = ?", &[order.id.as_str().into()])?,
+    };
+    Ok(())
+}
+
+fn page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, String)) -> Page<T> {
+    let next = (items.len() > limit).then(|| key(&items[limit - 1]));
+    items.truncate(limit);
+    Page { items, next }
+}
+
+#[async_trait(?Send)]
+impl<D: Db> OrderStore for SqliteStore<D> {
+    async fn create_order(&self, order: &Order, placed: &StoredEvent, idempotency: Option<&IdempotencyRecord>) -> StoreResult<()> {
+        transaction(&self.db, |db| {
+            if let Some(r) = idempotency {
+                // An expired record for the same key no longer guards anything.
+                db.execute("DELETE FROM idempotency WHERE owner = ? AND key = ? AND expires_at <= ?", &[r.owner.as_str().into(), r.key.as_str().into(), placed.occurred_at_ms.into()])?;
+                db.execute(
+                    "INSERT INTO idempotency (owner, key, request_hash, status, body, location, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    &[r.owner.as_str().into(), r.key.as_str().into(), r.request_hash.as_str().into(), Value::Integer(r.status.into()), r.body.as_str().into(), r.location.as_deref().into(), r.expires_at_ms.into()],
+                )?;
+            }
+            db.execute(
+                "INSERT INTO orders (id, customer_id, status, placed_at, version, doc) VALUES (?, ?, ?, ?, ?, ?)",
+                &[order.id.as_str().into(), order.customer_id.as_str().into(), order.status.as_str().into(), order.placed_at_ms.into(), Value::Integer(order.version as i64), to_json(order)?.into()],
+            )?;
+            project(db, order, placed)
+        })?;
+        Ok(())
+    }
+
+    async fn append(&self, order: &Order, events: &[StoredEvent], expected_version: u64, processed: Option<(&str, &str)>) -> StoreResult<()> {
+        transaction(&self.db, |db| {
+            let updated = db.execute(
+                "UPDATE orders SET status = ?, version = ?, doc = ? WHERE id = ? AND version = ? RETURNING id",
+                &[order.status.as_str().into(), Value::Integer(order.version as i64), to_json(order)?.into(), order.id.as_str().into(), Value::Integer(expected_version as i64)],
+            )?;
+            if updated.rows.is_empty() {
+                return Err(DbError::Constraint(format!("order {} is no longer at version {expected_version}", order.id)));
+            }
+            for event in events {
+                project(db, order, event)?;
+            }
+            if let Some((consumer, event_id)) = processed {
+                db.execute("INSERT INTO processed_events (consumer, event_id) VALUES (?, ?)", &[consumer.into(), event_id.into()])?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn order(&self, id: &str) -> StoreResult<Option<Order>> {
+        let rows = self.db.execute("SELECT doc FROM orders WHERE id = ?", &[id.into()])?;
+        Ok(rows.rows.first().map(|r| from_json(r.text(0)?)).transpose()?)
+    }
+
+    async fn events(&self, id: &str) -> StoreResult<Vec<StoredEvent>> {
+        let rows = self.db.execute("SELECT doc FROM order_events WHERE order_id = ? ORDER BY version", &[id.into()])?;
+        Ok(rows.rows.iter().map(|r| from_json(r.text(0)?)).collect::<Result<_, _>>()?)
+    }
+
+    async fn orders(&self, q: &OrderQuery) -> StoreResult<Page<Order>> {
+        let mut sql = String::from("SELECT doc FROM orders WHERE 1 = 1");
+        let mut params: Vec<Value> = Vec::new();
+        if let Some(c) = &q.customer_id {
+            sql.push_str(" AND customer_id = ?");
+            params.push(c.as_str().into());
+        }
+        if let Some(s) = q.status {
+            sql.push_str(" AND status = ?");
+            params.push(s.as_str().into());
+        }
+        if let Some((t, id)) = &q.after {
+            sql.push_str(" AND (placed_at, id) < (?, ?)");
+            params.extend([Value::Integer(*t), id.as_str().into()]);
+        }
+        sql.push_str(" ORDER BY placed_at DESC, id DESC LIMIT ?");
+        params.push(Value::Integer(q.limit as i64 + 1));
+        let rows = self.db.execute(&sql, &params)?;
+        let items: Vec<Order> = rows.rows.iter().map(|r| from_json(r.text(0)?)).collect::<Result<_, DbError>>()?;
+        Ok(page(items, q.limit, |o| (o.placed_at_ms, o.id.clone())))
+    }
+
+    async fn kitchen_queue(&self, limit: usize, after: Option<(i64, String)>) -> StoreResult<Page<KitchenTicket>> {
+        let (t, id) = after.unwrap_or((i64::MIN, String::new()));
+        let rows = self.db.execute(
+            "SELECT doc FROM kitchen_tickets WHERE (placed_at, order_id) > (?, ?) ORDER BY placed_at, order_id LIMIT ?",
+            &[Value::Integer(t), id.into(), Value::Integer(limit as i64 + 1)],
+        )?;
+        let items: Vec<KitchenTicket> = rows.rows.iter().map(|r| from_json(r.text(0)?)).collect::<Result<_, DbError>>()?;
+        Ok(page(items, limit, |t| (t.placed_at_ms, t.order_id.clone())))
+    }
+
+    async fn idempotency_record(&self, owner: &str, key: &str, now_ms: i64) -> StoreResult<Option<IdempotencyRecord>> {
+        let rows = self.db.execute(
+            "SELECT request_hash, status, body, location, expires_at FROM idempotency WHERE owner = ? AND key = ? AND expires_at > ?",
+            &[owner.into(), key.into(), now_ms.into()],
+        )?;
+        let record = |r: &Vec<Value>| -> Result<IdempotencyRecord, DbError> {
+            Ok(IdempotencyRecord {
+                owner: owner.to_owned(),
+                key: key.to_owned(),
+                request_hash: r.text(0)?.to_owned(),
+                status: u16::try_from(r.int(1)?).map_err(|_| DbError::Other("bad status".into()))?,
+                body: r.text(2)?.to_owned(),
+                location: r.opt_text(3)?.map(str::to_owned),
+                expires_at_ms: r.int(4)?,
+            })
+        };
+        Ok(rows.rows.first().map(record).transpose()?)
+    }
+
+    async fn is_processed(&self, consumer: &str, event_id: &str) -> StoreResult<bool> {
+        let rows = self.db.execute("SELECT 1 FROM processed_events WHERE consumer = ? AND event_id = ?", &[consumer.into(), event_id.into()])?;
+        Ok(!rows.rows.is_empty())
+    }
+
+    async fn mark_processed(&self, consumer: &str, event_id: &str) -> StoreResult<()> {
+        self.db.execute("INSERT OR IGNORE INTO processed_events (consumer, event_id) VALUES (?, ?)", &[consumer.into(), event_id.into()])?;
+        Ok(())
+    }
+}
+
+/// Where the outbox relay sends events: a Redis channel on Spin, the host's durable log locally.
+pub trait Publisher {
+    fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String>;
+}
+
+/// Publishes the outbox in order, deleting each entry once the publisher took it. A crash
+/// between the two publishes that entry again: consumers are idempotent.
+pub struct SqliteOutboxRelay<'a, D, P> {
+    pub db: &'a D,
+    pub publisher: P,
+}
+
+const RELAY_BATCH: i64 = 100;
+
+#[async_trait(?Send)]
+impl<D: Db, P: Publisher> EventRelay for SqliteOutboxRelay<'_, D, P> {
+    async fn relay(&self) -> StoreResult<usize> {
+        let rows = self.db.execute("SELECT seq, channel, payload FROM outbox ORDER BY seq LIMIT ?", &[Value::Integer(RELAY_BATCH)])?;
+        let mut sent = 0;
+        for row in &rows.rows {
+            let seq = row.int(0)?;
+            let channel = row.text(1)?;
+            let payload = match row.get(2) {
+                Some(Value::Blob(b)) => b.as_slice(),
+                Some(Value::Text(t)) => t.as_bytes(),
+                _ => return Err(StoreError::Unavailable(format!("outbox entry {seq} has no payload"))),
+            };
+            // Stop at the first failure so later events never overtake an earlier one.
+            self.publisher.publish(channel, payload).map_err(StoreError::Unavailable)?;
+            self.db.execute("DELETE FROM outbox WHERE seq = ?", &[Value::Integer(seq)])?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+}

@@ -1,0 +1,55 @@
+//! The schema, created on first use by whichever component gets there first. Spin has no
+//! migration hook that works everywhere (Fermyon Cloud included), so each connection checks one
+//! row and migrates inside a write transaction when it is behind.
+
+use gocoffee_core::menu::default_menu;
+
+use crate::db::{Db, DbError, RowExt, Value};
+
+pub const VERSION: i64 = 1;
+
+const V1: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS menu_items (id TEXT PRIMARY KEY, position INTEGER NOT NULL, doc TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT, role TEXT NOT NULL, password_hash TEXT NOT NULL, created_at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS refresh_tokens (token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status TEXT NOT NULL, placed_at INTEGER NOT NULL, version INTEGER NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS orders_by_time ON orders (placed_at, id)",
+    "CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (customer_id, placed_at, id)",
+    "CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, placed_at, id)",
+    "CREATE TABLE IF NOT EXISTS order_events (order_id TEXT NOT NULL, version INTEGER NOT NULL, event_id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL, PRIMARY KEY (order_id, version))",
+    "CREATE TABLE IF NOT EXISTS kitchen_tickets (order_id TEXT PRIMARY KEY, placed_at INTEGER NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS kitchen_queue ON kitchen_tickets (placed_at, order_id)",
+    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, payload BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS idempotency (owner TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL, location TEXT, expires_at INTEGER NOT NULL, PRIMARY KEY (owner, key))",
+    "CREATE TABLE IF NOT EXISTS processed_events (consumer TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (consumer, event_id))",
+];
+
+fn current(db: &dyn Db) -> Option<i64> {
+    let rows = db.execute("SELECT version FROM gocoffee_schema", &[]).ok()?;
+    rows.rows.first().and_then(|r| r.int(0).ok())
+}
+
+/// Brings the database to [`VERSION`]. Cheap when it is already there: one indexed read.
+pub fn ensure(db: &dyn Db) -> Result<(), DbError> {
+    if current(db) == Some(VERSION) {
+        return Ok(());
+    }
+    crate::transaction(db, |db| {
+        db.execute("CREATE TABLE IF NOT EXISTS gocoffee_schema (version INTEGER NOT NULL)", &[])?;
+        // Re-read inside the write lock: another connection may have migrated meanwhile.
+        let version = current(db).unwrap_or(0);
+        if version >= VERSION {
+            return Ok(());
+        }
+        for statement in V1 {
+            db.execute(statement, &[])?;
+        }
+        for (position, item) in default_menu().iter().enumerate() {
+            let doc = serde_json::to_string(item).map_err(|e| DbError::Other(e.to_string()))?;
+            db.execute("INSERT OR IGNORE INTO menu_items (id, position, doc) VALUES (?, ?, ?)", &[item.id.as_str().into(), Value::Integer(position as i64), doc.into()])?;
+        }
+        db.execute("DELETE FROM gocoffee_schema", &[])?;
+        db.execute("INSERT INTO gocoffee_schema (version) VALUES (?)", &[Value::Integer(VERSION)])?;
+        Ok(())
+    })
+}

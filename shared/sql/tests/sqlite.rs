@@ -1,0 +1,277 @@
+//! The SQLite adapters against real SQLite files (rusqlite), including two connections racing.
+
+use std::sync::Mutex;
+
+use gocoffee_app::ports::*;
+use gocoffee_core::{Cents, Order, OrderEvent, OrderStatus, PaymentMethod, PricedOrder, Role, StoredEvent};
+use gocoffee_sql::{Db, DbError, Publisher, Rows, SqliteOutboxRelay, SqliteStore, Value};
+use pollster::block_on;
+
+struct Sqlite(Mutex<rusqlite::Connection>);
+
+impl Sqlite {
+    fn open(path: &std::path::Path) -> Sqlite {
+        let conn = rusqlite::Connection::open(path).expect("open");
+        conn.busy_timeout(std::time::Duration::from_secs(5)).expect("timeout");
+        conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        Sqlite(Mutex::new(conn))
+    }
+}
+
+impl Db for Sqlite {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        use rusqlite::types::Value as V;
+        let conn = self.0.lock().map_err(|_| DbError::Other("poisoned".into()))?;
+        let err = |e: rusqlite::Error| DbError::from_message(e.to_string());
+        let mut stmt = conn.prepare(sql).map_err(err)?;
+        let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+        let params = rusqlite::params_from_iter(params.iter().map(|p| match p {
+            Value::Integer(n) => V::Integer(*n),
+            Value::Real(f) => V::Real(*f),
+            Value::Text(s) => V::Text(s.clone()),
+            Value::Blob(b) => V::Blob(b.clone()),
+            Value::Null => V::Null,
+        }));
+        let mut rows = stmt.query(params).map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(err)? {
+            let values = (0..columns.len())
+                .map(|i| match row.get::<_, V>(i) {
+                    Ok(V::Integer(n)) => Value::Integer(n),
+                    Ok(V::Real(f)) => Value::Real(f),
+                    Ok(V::Text(s)) => Value::Text(s),
+                    Ok(V::Blob(b)) => Value::Blob(b),
+                    _ => Value::Null,
+                })
+                .collect();
+            out.push(values);
+        }
+        Ok(Rows { columns, rows: out })
+    }
+}
+
+fn temp_db(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gocoffee-sql-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir.join("db.sqlite")
+}
+
+fn store(name: &str) -> SqliteStore<Sqlite> {
+    SqliteStore::open(Sqlite::open(&temp_db(name))).expect("schema")
+}
+
+fn placed(id: &str, customer: &str, at: i64) -> (Order, StoredEvent) {
+    let priced = PricedOrder { lines: vec![], total_cents: Cents(450), note: None, payment_method: PaymentMethod::PayAtCounter };
+    let event = StoredEvent { event_id: format!("{id}-1"), order_id: id.into(), version: 1, occurred_at_ms: at, actor: customer.into(), correlation_id: None, event: OrderEvent::OrderPlaced { customer_id: customer.into(), order: priced.clone() } };
+    (Order::open(id, customer, &priced, at), event)
+}
+
+fn next(order: &Order, event: OrderEvent, at: i64) -> (Order, StoredEvent) {
+    let e = StoredEvent { event_id: format!("{}-{}", order.id, order.version + 1), order_id: order.id.clone(), version: order.version + 1, occurred_at_ms: at, actor: "system".into(), correlation_id: None, event };
+    let mut o = order.clone();
+    o.apply(&e);
+    (o, e)
+}
+
+fn count(s: &SqliteStore<Sqlite>, table: &str) -> i64 {
+    match s.db().execute(&format!("SELECT COUNT(*) FROM {table}"), &[]).expect("count").rows[0][0] {
+        Value::Integer(n) => n,
+        _ => panic!("count"),
+    }
+}
+
+#[test]
+fn the_schema_is_created_once_with_the_default_menu() {
+    let path = temp_db("schema");
+    let a = SqliteStore::open(Sqlite::open(&path)).expect("first");
+    let b = SqliteStore::open(Sqlite::open(&path)).expect("second");
+    let menu = block_on(b.menu()).expect("menu");
+    assert_eq!(menu, gocoffee_core::menu::default_menu());
+    assert_eq!(count(&a, "menu_items") as usize, menu.len());
+}
+
+#[test]
+fn emails_are_unique_and_refresh_tokens_work_once() {
+    let s = store("users");
+    let u = UserRecord { id: "u1".into(), email: "a@b.co".into(), name: None, role: Role::Customer, password_hash: "h".into(), created_at_ms: 1 };
+    block_on(s.create_user(&u)).expect("created");
+    assert_eq!(block_on(s.create_user(&UserRecord { id: "u2".into(), ..u.clone() })), Err(StoreError::Conflict));
+    assert_eq!(block_on(s.user_by_email("a@b.co")).expect("read"), Some(u.clone()));
+    assert_eq!(block_on(s.user_by_id("u1")).expect("read"), Some(u));
+    let t = RefreshTokenRecord { token_hash: "th".into(), user_id: "u1".into(), expires_at_ms: 99 };
+    block_on(s.save_refresh_token(&t)).expect("saved");
+    assert_eq!(block_on(s.take_refresh_token("th")).expect("take"), Some(t));
+    assert_eq!(block_on(s.take_refresh_token("th")).expect("take"), None);
+}
+
+#[test]
+fn menu_items_insert_once_and_replace_in_place() {
+    let s = store("menu");
+    let mut item = gocoffee_core::menu::default_menu().remove(0);
+    assert_eq!(block_on(s.insert_menu_item(&item)), Err(StoreError::Conflict));
+    item.id = "new-thing".into();
+    block_on(s.insert_menu_item(&item)).expect("inserted");
+    assert_eq!(block_on(s.menu()).expect("menu").last().map(|i| i.id.as_str()), Some("new-thing"));
+    item.available = false;
+    assert!(block_on(s.replace_menu_item(&item)).expect("replaced"));
+    assert_eq!(block_on(s.menu_item("new-thing")).expect("read").map(|i| i.available), Some(false));
+    item.id = "missing".into();
+    assert!(!block_on(s.replace_menu_item(&item)).expect("no such item"));
+}
+
+#[test]
+fn an_order_its_event_outbox_entry_and_idempotency_record_are_written_together() {
+    let s = store("create");
+    let (order, event) = placed("o1", "c1", 100);
+    let rec = IdempotencyRecord { owner: "c1".into(), key: "k".into(), request_hash: "h".into(), status: 202, body: "{}".into(), location: Some("/x".into()), expires_at_ms: 1_000 };
+    block_on(s.create_order(&order, &event, Some(&rec))).expect("created");
+    assert_eq!(block_on(s.idempotency_record("c1", "k", 500)).expect("read"), Some(rec.clone()));
+    assert_eq!(block_on(s.idempotency_record("c1", "k", 1_000)).expect("read"), None, "expired");
+
+    // Same key again: nothing of the second order may be left behind.
+    let (order2, event2) = placed("o2", "c1", 200);
+    assert_eq!(block_on(s.create_order(&order2, &event2, Some(&rec))), Err(StoreError::Conflict));
+    assert_eq!(block_on(s.order("o2")).expect("read"), None);
+    assert_eq!((count(&s, "orders"), count(&s, "order_events"), count(&s, "outbox")), (1, 1, 1));
+
+    // Once the record has expired the key can be used again.
+    let (order3, event3) = placed("o3", "c1", 2_000);
+    block_on(s.create_order(&order3, &event3, Some(&IdempotencyRecord { expires_at_ms: 5_000, ..rec }))).expect("expired key reused");
+    assert_eq!(block_on(s.events("o1")).expect("events"), vec![event]);
+}
+
+#[test]
+fn an_append_with_a_stale_version_changes_nothing() {
+    let s = store("stale");
+    let (order, event) = placed("o1", "c1", 100);
+    block_on(s.create_order(&order, &event, None)).expect("created");
+    let (confirmed, e2) = next(&order, OrderEvent::OrderConfirmed, 110);
+    block_on(s.append(&confirmed, &[e2.clone()], 1, Some(("consumer", "o1-1")))).expect("appended");
+    assert_eq!(count(&s, "kitchen_tickets"), 1, "a confirmed order is on the kitchen board");
+
+    let (late, e3) = next(&order, OrderEvent::OrderCancelled { reason: None }, 120);
+    assert_eq!(block_on(s.append(&late, &[e3], 1, None)), Err(StoreError::Conflict));
+    assert_eq!(block_on(s.order("o1")).expect("read").map(|o| o.status), Some(OrderStatus::Confirmed));
+    assert_eq!((count(&s, "order_events"), count(&s, "outbox")), (2, 2));
+
+    // The consumer's ledger entry is part of the same write: a replay conflicts and rolls back.
+    let (again, e4) = next(&confirmed, OrderEvent::PreparationStarted, 130);
+    assert_eq!(block_on(s.append(&again, &[e4], 2, Some(("consumer", "o1-1")))), Err(StoreError::Conflict));
+    assert_eq!(block_on(s.order("o1")).expect("read").map(|o| o.version), Some(2));
+    assert!(block_on(s.is_processed("consumer", "o1-1")).expect("ledger"));
+}
+
+#[test]
+fn two_connections_appending_at_the_same_version_have_exactly_one_winner() {
+    let path = temp_db("race");
+    let s = SqliteStore::open(Sqlite::open(&path)).expect("open");
+    let (order, event) = placed("o1", "c1", 100);
+    block_on(s.create_order(&order, &event, None)).expect("created");
+    for round in 0..20u64 {
+        let base = block_on(s.order("o1")).expect("read").expect("order");
+        let results: Vec<StoreResult<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2)
+                .map(|i| {
+                    let path = path.clone();
+                    let base = base.clone();
+                    scope.spawn(move || {
+                        let mine = SqliteStore::open(Sqlite::open(&path)).expect("open");
+                        let reason = Some(format!("writer {i} round {round}"));
+                        let (o, mut e) = next(&base, OrderEvent::OrderCancelled { reason }, 200);
+                        e.event_id = format!("r{round}w{i}");
+                        block_on(mine.append(&o, &[e], base.version, None))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {results:?}");
+        assert!(results.iter().all(|r| r.is_ok() || *r == Err(StoreError::Conflict)));
+    }
+    let events = block_on(s.events("o1")).expect("events");
+    assert_eq!(events.len(), 21);
+    assert!(events.iter().enumerate().all(|(i, e)| e.version == i as u64 + 1), "no gaps, no duplicates");
+}
+
+#[test]
+fn order_lists_filter_and_page_newest_first() {
+    let s = store("list");
+    for i in 0..7 {
+        let customer = if i % 2 == 0 { "even" } else { "odd" };
+        let (o, e) = placed(&format!("o{i}"), customer, 1_000 + i);
+        block_on(s.create_order(&o, &e, None)).expect("created");
+    }
+    let (o0, _) = placed("o0", "even", 1_000);
+    let (c, e) = next(&o0, OrderEvent::OrderConfirmed, 2_000);
+    block_on(s.append(&c, &[e], 1, None)).expect("confirm");
+
+    let mut seen = vec![];
+    let mut after = None;
+    loop {
+        let page = block_on(s.orders(&OrderQuery { customer_id: Some("even".into()), status: None, limit: 3, after: after.clone() })).expect("page");
+        seen.extend(page.items.iter().map(|o| o.id.clone()));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["o6", "o4", "o2", "o0"]);
+    let confirmed = block_on(s.orders(&OrderQuery { status: Some(OrderStatus::Confirmed), limit: 10, ..Default::default() })).expect("by status");
+    assert_eq!(confirmed.items.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["o0"]);
+}
+
+#[test]
+fn the_kitchen_queue_is_oldest_first_and_drops_ready_orders() {
+    let s = store("kitchen");
+    let mut orders = vec![];
+    for i in 0..3 {
+        let (o, e) = placed(&format!("k{i}"), "c", 100 + i);
+        block_on(s.create_order(&o, &e, None)).expect("created");
+        let (c, e) = next(&o, OrderEvent::OrderConfirmed, 200);
+        block_on(s.append(&c, &[e], 1, None)).expect("confirmed");
+        orders.push(c);
+    }
+    let (p, e) = next(&orders[0], OrderEvent::PreparationStarted, 300);
+    block_on(s.append(&p, &[e], 2, None)).expect("started");
+    let (r, e) = next(&p, OrderEvent::OrderReady, 400);
+    block_on(s.append(&r, &[e], 3, None)).expect("ready");
+    let first = block_on(s.kitchen_queue(1, None)).expect("queue");
+    assert_eq!(first.items[0].order_id, "k1");
+    let rest = block_on(s.kitchen_queue(5, first.next)).expect("queue");
+    assert_eq!(rest.items.iter().map(|t| t.order_id.as_str()).collect::<Vec<_>>(), ["k2"]);
+}
+
+struct Flaky {
+    sent: std::cell::RefCell<Vec<String>>,
+    fail_after: usize,
+}
+
+impl Publisher for Flaky {
+    fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
+        if self.sent.borrow().len() >= self.fail_after {
+            return Err("broker down".into());
+        }
+        let e: StoredEvent = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        self.sent.borrow_mut().push(format!("{channel}:{}", e.event_id));
+        Ok(())
+    }
+}
+
+#[test]
+fn the_relay_publishes_in_order_and_resumes_where_it_stopped() {
+    let s = store("relay");
+    for i in 0..4 {
+        let (o, e) = placed(&format!("o{i}"), "c", 100 + i);
+        block_on(s.create_order(&o, &e, None)).expect("created");
+    }
+    let broken = SqliteOutboxRelay { db: s.db(), publisher: Flaky { sent: Default::default(), fail_after: 2 } };
+    assert!(block_on(gocoffee_app::ports::EventRelay::relay(&broken)).is_err());
+    assert_eq!(*broken.publisher.sent.borrow(), ["orders:o0-1", "orders:o1-1"]);
+    assert_eq!(count(&s, "outbox"), 2, "what was not published is still queued");
+    let working = SqliteOutboxRelay { db: s.db(), publisher: Flaky { sent: Default::default(), fail_after: usize::MAX } };
+    assert_eq!(block_on(gocoffee_app::ports::EventRelay::relay(&working)), Ok(2));
+    assert_eq!(*working.publisher.sent.borrow(), ["orders:o2-1", "orders:o3-1"]);
+    assert_eq!(count(&s, "outbox"), 0);
+}
