@@ -1,1 +1,214 @@
-fn main() {}
+//! gocoffee-host: the local runtime. Reads `spin.toml` and serves its components on wasmtime,
+//! with Spin's routing and interfaces, state in SQLite files under one folder, and an embedded
+//! durable log standing in for Redis pub/sub.
+
+mod log;
+mod manifest;
+mod routes;
+mod runtime;
+mod server;
+mod spin;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::sync::watch;
+
+use crate::log::{MessageLog, RetryPolicy};
+use crate::manifest::{Manifest, Variables};
+use crate::routes::{Route, Router};
+use crate::runtime::{Options, Runtime};
+use crate::server::Server;
+
+const USAGE: &str = "\
+gocoffee-host: serve a Spin application (spin.toml) locally on wasmtime
+
+USAGE:
+    gocoffee-host [up] [OPTIONS]        serve the application
+    gocoffee-host dead-letters [OPTIONS] list messages that kept failing, as JSON lines
+
+OPTIONS:
+    -f, --manifest <FILE>       the application manifest [default: spin.toml]
+        --listen <ADDR>         address to serve on [default: 127.0.0.1:3000]
+        --state-dir <DIR>       where SQLite files and the message log live [default: .gocoffee]
+        --cache-dir <DIR>       compiled components [default: <state-dir>/cache]
+        --variable <NAME=VALUE> set an application variable (also SPIN_VARIABLE_<NAME>)
+        --max-attempts <N>      deliveries of a message before it is dead-lettered [default: 5]
+        --retry-base-ms <MS>    first retry delay, doubling each time [default: 200]
+        --log-format <text|json> [default: text]
+    -h, --help                  print this help
+";
+
+struct Args {
+    command: String,
+    manifest: PathBuf,
+    listen: SocketAddr,
+    state_dir: PathBuf,
+    cache_dir: Option<PathBuf>,
+    variables: BTreeMap<String, String>,
+    max_attempts: u32,
+    retry_base_ms: u64,
+    json_logs: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        command: "up".into(),
+        manifest: "spin.toml".into(),
+        listen: "127.0.0.1:3000".parse()?,
+        state_dir: ".gocoffee".into(),
+        cache_dir: None,
+        variables: BTreeMap::new(),
+        max_attempts: 5,
+        retry_base_ms: 200,
+        json_logs: false,
+    };
+    let mut it = std::env::args().skip(1).peekable();
+    if let Some(cmd) = it.peek().filter(|a| !a.starts_with('-')).cloned() {
+        args.command = cmd;
+        it.next();
+    }
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "-f" | "--manifest" => args.manifest = value(&flag)?.into(),
+            "--listen" => args.listen = value(&flag)?.parse().context("--listen must be an address like 127.0.0.1:3000")?,
+            "--state-dir" => args.state_dir = value(&flag)?.into(),
+            "--cache-dir" => args.cache_dir = Some(value(&flag)?.into()),
+            "--variable" => {
+                let v = value(&flag)?;
+                let (k, val) = v.split_once('=').context("--variable takes NAME=VALUE")?;
+                args.variables.insert(k.to_owned(), val.to_owned());
+            }
+            "--max-attempts" => args.max_attempts = value(&flag)?.parse().context("--max-attempts must be a number")?,
+            "--retry-base-ms" => args.retry_base_ms = value(&flag)?.parse().context("--retry-base-ms must be a number")?,
+            "--log-format" => args.json_logs = value(&flag)? == "json",
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument `{other}`\n\n{USAGE}"),
+        }
+    }
+    if args.max_attempts == 0 {
+        bail!("--max-attempts must be at least 1");
+    }
+    Ok(args)
+}
+
+fn subscriptions(manifest: &Manifest, variables: &Variables) -> Result<Vec<(String, String)>> {
+    manifest.trigger.redis.iter().map(|t| Ok((variables.expand(&t.channel)?, t.component.clone()))).collect()
+}
+
+fn main() -> Result<()> {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GOCOFFEE_LOG").unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+    if args.json_logs {
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
+    match args.command.as_str() {
+        "up" => tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(up(args)),
+        "dead-letters" => dead_letters(&args),
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn dead_letters(args: &Args) -> Result<()> {
+    let log = MessageLog::open(&args.state_dir.join("log.db"), &[])?;
+    for d in log.dead_letters()? {
+        println!("{}", serde_json::to_string(&d)?);
+    }
+    Ok(())
+}
+
+async fn up(args: Args) -> Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let variables = Variables::resolve(&manifest.variables, &args.variables, |k| std::env::var(k).ok())?;
+    std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let subs = subscriptions(&manifest, &variables)?;
+    let log = Arc::new(MessageLog::open(&args.state_dir.join("log.db"), &subs)?);
+    let opts = Options { manifest_path: args.manifest.clone(), state_dir: args.state_dir.clone(), cache_dir: args.cache_dir.clone().unwrap_or_else(|| args.state_dir.join("cache")) };
+    let engine = runtime::engine()?;
+    let runtime = tokio::task::block_in_place(|| Runtime::new(engine, &manifest, &variables, &opts, log.clone()))?;
+    let routes = manifest.trigger.http.iter().map(|t| Route::parse(&t.route, &t.component)).collect::<Result<Vec<_>>>()?;
+    let router = Router::new(routes)?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let server = Arc::new(Server { runtime, router, listen: addr });
+    let (stop, shutdown) = watch::channel(false);
+
+    let policy = RetryPolicy { max_attempts: args.max_attempts, base_backoff: Duration::from_millis(args.retry_base_ms), max_backoff: Duration::from_secs(30) };
+    let mut dispatchers = vec![];
+    for (_, component) in &subs {
+        let server = server.clone();
+        let component = component.clone();
+        dispatchers.push(tokio::spawn(log::dispatch(log.clone(), component.clone(), policy, shutdown.clone(), move |payload| {
+            let server = server.clone();
+            let component = component.clone();
+            async move { server.runtime.deliver(&component, payload).await }
+        })));
+    }
+
+    print_banner(&manifest, &variables, &server, &subs, &args, log.pending().unwrap_or(0));
+    let serving = tokio::spawn(server.clone().serve(listener, shutdown.clone(), Duration::from_secs(10)));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new requests; finishing in-flight work");
+    let _ = stop.send(true);
+    serving.await??;
+    for d in dispatchers {
+        let _ = d.await;
+    }
+    tracing::info!(pending = log.pending().unwrap_or(-1), "stopped; undelivered messages resume on the next start");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn print_banner(manifest: &Manifest, variables: &Variables, server: &Server, subs: &[(String, String)], args: &Args, pending: i64) {
+    let base = format!("http://{}", server.listen);
+    println!("Serving {} from {} (state in {})", manifest.application.name, args.manifest.display(), args.state_dir.display());
+    println!("Available routes:");
+    for r in server.router.routes() {
+        let wildcard = if r.raw.ends_with("/...") { " (wildcard)" } else { "" };
+        println!("  {}: {base}{}{wildcard}", r.component, r.component_route());
+    }
+    for (channel, component) in subs {
+        println!("  {component}: redis channel \"{channel}\" (embedded durable log)");
+    }
+    if pending > 0 {
+        println!("Resuming {pending} undelivered message(s) from the log.");
+    }
+    if let (Some(email), Some(_)) = (variables.get("admin_email").filter(|e| !e.is_empty()), variables.get("admin_password")) {
+        println!("Log in as the admin from the admin_email / admin_password variables:");
+        println!("  curl -s {base}/api/v1/auth/login -H 'content-type: application/json' -d '{{\"email\":\"{email}\",\"password\":\"<admin_password>\"}}'");
+    }
+    println!("Listening on {base}");
+}

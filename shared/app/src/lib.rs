@@ -10,6 +10,8 @@ pub mod memory;
 pub mod ports;
 mod routes;
 
+pub use crate::routes::health;
+
 use ::http::{HeaderValue, Method, StatusCode, header};
 use gocoffee_core::Role;
 

@@ -1,0 +1,9 @@
+//! Liveness: answers without touching any store.
+#![cfg(target_arch = "wasm32")]
+// The spin-sdk macro generates the component's exported C ABI, which is necessarily unsafe.
+#![allow(unsafe_code)]
+
+#[spin_sdk::http_component]
+fn handle(_req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+    gocoffee_app::health()
+}

@@ -1,0 +1,350 @@
+//! The embedded stand-in for Redis pub/sub: a durable log in SQLite. A publish is committed
+//! before it returns, with one delivery per subscribed component; each subscriber gets its
+//! channel's messages in order, at least once, with retries and backoff, and a message that
+//! keeps failing moves to the dead letters so the rest can flow.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscriber TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    published_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_subscriber ON deliveries (subscriber, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    subscriber TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    published_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at INTEGER NOT NULL,
+    last_error TEXT
+);
+";
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts before a message is dead-lettered (the first delivery counts).
+    pub max_attempts: u32,
+    /// Wait after the first failure; doubles each time, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.base_backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub channel: String,
+    pub payload: Vec<u8>,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub subscriber: String,
+    pub channel: String,
+    /// The payload as text when it is UTF-8, else base16.
+    pub payload: String,
+    pub attempts: u32,
+    pub published_at: i64,
+    pub failed_at: i64,
+    pub last_error: Option<String>,
+}
+
+pub struct MessageLog {
+    conn: Mutex<Connection>,
+    /// channel -> subscribed components
+    subscriptions: HashMap<String, Vec<String>>,
+    wakeups: HashMap<String, Arc<Notify>>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+impl MessageLog {
+    pub fn open(path: &Path, subscriptions: &[(String, String)]) -> Result<MessageLog> {
+        let conn = crate::sqlite::open(path, &[SCHEMA])?;
+        // A publish must survive an OS crash too, not only the host's: sync every commit.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let mut subs: HashMap<String, Vec<String>> = HashMap::new();
+        let mut wakeups = HashMap::new();
+        for (channel, component) in subscriptions {
+            subs.entry(channel.clone()).or_default().push(component.clone());
+            wakeups.entry(component.clone()).or_insert_with(|| Arc::new(Notify::new()));
+        }
+        Ok(MessageLog { conn: Mutex::new(conn), subscriptions: subs, wakeups })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `payload` for every subscriber of `channel`; durable when it returns. A channel
+    /// nobody subscribes to drops the message, as Redis pub/sub does.
+    pub fn publish(&self, channel: &str, payload: &[u8]) -> Result<()> {
+        let Some(subscribers) = self.subscriptions.get(channel) else { return Ok(()) };
+        let now = now_ms();
+        {
+            let mut conn = self.conn();
+            let tx = conn.transaction().context("starting a publish")?;
+            for s in subscribers {
+                tx.prepare_cached("INSERT INTO deliveries (subscriber, channel, payload, published_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)")?
+                    .execute(params![s, channel, payload, now, now])?;
+            }
+            tx.commit().context("committing a publish")?;
+        }
+        for s in subscribers {
+            if let Some(n) = self.wakeups.get(s) {
+                n.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest undelivered message for `subscriber`.
+    pub fn next(&self, subscriber: &str) -> Result<Option<Delivery>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT id, channel, payload, attempts, next_attempt_at FROM deliveries WHERE subscriber = ? ORDER BY id LIMIT 1")?;
+        Ok(stmt
+            .query_row([subscriber], |r| Ok(Delivery { id: r.get(0)?, channel: r.get(1)?, payload: r.get(2)?, attempts: r.get(3)?, next_attempt_at: r.get(4)? }))
+            .optional()?)
+    }
+
+    pub fn ack(&self, id: i64) -> Result<()> {
+        self.conn().prepare_cached("DELETE FROM deliveries WHERE id = ?")?.execute([id])?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: schedules a retry, or moves the message to the dead letters.
+    /// Returns true when it was dead-lettered.
+    pub fn fail(&self, d: &Delivery, error: &str, policy: &RetryPolicy) -> Result<bool> {
+        let attempts = d.attempts + 1;
+        let now = now_ms();
+        let mut conn = self.conn();
+        if attempts >= policy.max_attempts {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO dead_letters (id, subscriber, channel, payload, published_at, attempts, failed_at, last_error)
+                 SELECT id, subscriber, channel, payload, published_at, ?, ?, ? FROM deliveries WHERE id = ?",
+                params![attempts, now, error, d.id],
+            )?;
+            tx.execute("DELETE FROM deliveries WHERE id = ?", [d.id])?;
+            tx.commit()?;
+            return Ok(true);
+        }
+        let next = now + policy.backoff(attempts).as_millis() as i64;
+        conn.execute("UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?", params![attempts, next, error, d.id])?;
+        Ok(false)
+    }
+
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, subscriber, channel, payload, attempts, published_at, failed_at, last_error FROM dead_letters ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            let payload: Vec<u8> = r.get(3)?;
+            Ok(DeadLetter {
+                id: r.get(0)?,
+                subscriber: r.get(1)?,
+                channel: r.get(2)?,
+                payload: String::from_utf8(payload.clone()).unwrap_or_else(|_| payload.iter().map(|b| format!("{b:02x}")).collect()),
+                attempts: r.get(4)?,
+                published_at: r.get(5)?,
+                failed_at: r.get(6)?,
+                last_error: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn pending(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))?)
+    }
+
+    fn wakeup(&self, subscriber: &str) -> Arc<Notify> {
+        self.wakeups.get(subscriber).cloned().unwrap_or_default()
+    }
+}
+
+/// Delivers `subscriber`'s messages one at a time, in order, until `shutdown` turns true. The
+/// message in hand is finished (or left for redelivery) before it stops.
+pub async fn dispatch<F, Fut>(log: Arc<MessageLog>, subscriber: String, policy: RetryPolicy, mut shutdown: watch::Receiver<bool>, invoke: F)
+where
+    F: Fn(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let wakeup = log.wakeup(&subscriber);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let next = {
+            let log = log.clone();
+            let subscriber = subscriber.clone();
+            tokio::task::spawn_blocking(move || log.next(&subscriber)).await
+        };
+        let delivery = match next {
+            Ok(Ok(Some(d))) => d,
+            Ok(Ok(None)) => {
+                tokio::select! {
+                    _ = wakeup.notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(%subscriber, error = %format!("{e:#}"), "reading the message log failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(%subscriber, error = %e, "message log task failed");
+                return;
+            }
+        };
+        let wait = delivery.next_attempt_at - now_ms();
+        if wait > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let result = invoke(delivery.payload.clone()).await;
+        let log2 = log.clone();
+        let outcome = match result {
+            Ok(()) => {
+                tracing::info!(%subscriber, channel = %delivery.channel, id = delivery.id, attempt = delivery.attempts + 1, ms = started.elapsed().as_millis() as u64, "delivered");
+                tokio::task::spawn_blocking(move || log2.ack(delivery.id).map(|_| ())).await
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                let d = delivery.clone();
+                let dead = tokio::task::spawn_blocking(move || log2.fail(&d, &error, &policy)).await;
+                match &dead {
+                    Ok(Ok(true)) => tracing::error!(%subscriber, id = delivery.id, attempts = delivery.attempts + 1, error = %format!("{e:#}"), "dead-lettered"),
+                    _ => tracing::warn!(%subscriber, id = delivery.id, attempt = delivery.attempts + 1, error = %format!("{e:#}"), "delivery failed; will retry"),
+                }
+                dead.map(|r| r.map(|_| ()))
+            }
+        };
+        if let Err(e) | Ok(Err(e)) = outcome.map_err(anyhow::Error::from) {
+            tracing::error!(%subscriber, error = %format!("{e:#}"), "recording a delivery outcome failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gocoffee-log-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("log.db")
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy { max_attempts: 3, base_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(40) }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = policy();
+        assert_eq!([1, 2, 3, 4, 40].map(|n| p.backoff(n).as_millis()), [10, 20, 40, 40, 40]);
+    }
+
+    #[test]
+    fn every_subscriber_gets_its_own_copy_in_order_and_unsubscribed_channels_drop() {
+        let subs = [("orders".to_owned(), "a".to_owned()), ("orders".to_owned(), "b".to_owned())];
+        let log = MessageLog::open(&temp("fanout"), &subs).expect("open");
+        log.publish("orders", b"1").expect("publish");
+        log.publish("orders", b"2").expect("publish");
+        log.publish("nobody", b"x").expect("publish");
+        assert_eq!(log.pending().expect("count"), 4);
+        let first = log.next("a").expect("next").expect("message");
+        assert_eq!(first.payload, b"1");
+        log.ack(first.id).expect("ack");
+        assert_eq!(log.next("a").expect("next").map(|d| d.payload), Some(b"2".to_vec()));
+        assert_eq!(log.next("b").expect("next").map(|d| d.payload), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn published_messages_survive_reopening() {
+        let path = temp("durable");
+        let subs = [("c".to_owned(), "s".to_owned())];
+        MessageLog::open(&path, &subs).expect("open").publish("c", b"kept").expect("publish");
+        let reopened = MessageLog::open(&path, &subs).expect("reopen");
+        assert_eq!(reopened.next("s").expect("next").map(|d| d.payload), Some(b"kept".to_vec()));
+    }
+
+    #[test]
+    fn a_message_that_keeps_failing_is_dead_lettered_after_max_attempts() {
+        let subs = [("c".to_owned(), "s".to_owned())];
+        let log = MessageLog::open(&temp("dlq"), &subs).expect("open");
+        log.publish("c", b"poison").expect("publish");
+        for attempt in 1..=3 {
+            let d = log.next("s").expect("next").expect("message");
+            assert_eq!(d.attempts, attempt - 1);
+            assert_eq!(log.fail(&d, "boom", &policy()).expect("fail"), attempt == 3);
+        }
+        assert!(log.next("s").expect("next").is_none());
+        let dead = log.dead_letters().expect("list");
+        assert_eq!((dead.len(), dead[0].payload.as_str(), dead[0].attempts, dead[0].last_error.as_deref()), (1, "poison", 3, Some("boom")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_dispatcher_retries_then_moves_on_keeping_order() {
+        let subs = [("c".to_owned(), "s".to_owned())];
+        let log = Arc::new(MessageLog::open(&temp("dispatch"), &subs).expect("open"));
+        for m in ["ok-1", "bad", "ok-2"] {
+            log.publish("c", m.as_bytes()).expect("publish");
+        }
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (stop, shutdown) = watch::channel(false);
+        let task = {
+            let seen = seen.clone();
+            tokio::spawn(dispatch(log.clone(), "s".into(), policy(), shutdown, move |p| {
+                let seen = seen.clone();
+                async move {
+                    let m = String::from_utf8(p).expect("utf8");
+                    seen.lock().expect("lock").push(m.clone());
+                    if m == "bad" { anyhow::bail!("cannot handle {m}") } else { Ok(()) }
+                }
+            }))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while log.pending().expect("count") > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(true).expect("stop");
+        task.await.expect("dispatcher");
+        assert_eq!(*seen.lock().expect("lock"), ["ok-1", "bad", "bad", "bad", "ok-2"]);
+        assert_eq!(log.dead_letters().expect("list").len(), 1);
+    }
+}

@@ -1,0 +1,205 @@
+//! `spin.toml` (manifest version 2): the parts the host acts on, and application variables with
+//! the `{{ name }}` templates that refer to them. Fields the host has no use for (Redis trigger
+//! addresses, since the embedded log stands in for every Redis server; `secret`; build settings)
+//! are ignored, as Spin ignores what a trigger doesn't read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct Manifest {
+    pub spin_manifest_version: u32,
+    pub application: Application,
+    #[serde(default)]
+    pub variables: BTreeMap<String, VariableDecl>,
+    #[serde(default)]
+    pub trigger: Triggers,
+    #[serde(default)]
+    pub component: BTreeMap<String, ComponentDecl>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Application {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VariableDecl {
+    pub default: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Triggers {
+    #[serde(default)]
+    pub http: Vec<HttpTrigger>,
+    #[serde(default)]
+    pub redis: Vec<RedisTrigger>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HttpTrigger {
+    pub route: String,
+    pub component: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RedisTrigger {
+    pub channel: String,
+    pub component: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ComponentDecl {
+    pub source: String,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
+    #[serde(default)]
+    pub sqlite_databases: Vec<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let manifest: Manifest = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if manifest.spin_manifest_version != 2 {
+            bail!("{}: only spin_manifest_version = 2 is supported", path.display());
+        }
+        for t in &manifest.trigger.http {
+            if !manifest.component.contains_key(&t.component) {
+                bail!("trigger for route {} names unknown component `{}`", t.route, t.component);
+            }
+        }
+        for t in &manifest.trigger.redis {
+            if !manifest.component.contains_key(&t.component) {
+                bail!("redis trigger for channel {} names unknown component `{}`", t.channel, t.component);
+            }
+        }
+        for name in manifest.variables.keys() {
+            if !valid_variable_name(name) {
+                bail!("variable name `{name}` must be lowercase letters, digits and underscores, starting with a letter");
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// A component's source resolved against the manifest's folder.
+    pub fn source_path(&self, manifest_path: &Path, id: &str) -> Option<PathBuf> {
+        let c = self.component.get(id)?;
+        Some(manifest_path.parent().unwrap_or(Path::new(".")).join(&c.source))
+    }
+}
+
+pub fn valid_variable_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Application variables with their values resolved: `--variable` flags, then
+/// `SPIN_VARIABLE_<NAME>` from the environment, then the manifest's default.
+#[derive(Debug, Clone, Default)]
+pub struct Variables {
+    values: BTreeMap<String, String>,
+}
+
+impl Variables {
+    pub fn resolve(decls: &BTreeMap<String, VariableDecl>, flags: &BTreeMap<String, String>, env: impl Fn(&str) -> Option<String>) -> Result<Variables> {
+        for name in flags.keys() {
+            if !decls.contains_key(name) {
+                bail!("--variable {name}: the manifest declares no such variable");
+            }
+        }
+        let mut values = BTreeMap::new();
+        let mut missing = vec![];
+        for (name, decl) in decls {
+            let value = flags.get(name).cloned().or_else(|| env(&format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()))).or_else(|| decl.default.clone());
+            match value {
+                Some(v) => {
+                    values.insert(name.clone(), v);
+                }
+                None if decl.required => missing.push(name.as_str()),
+                None => {}
+            }
+        }
+        if !missing.is_empty() {
+            bail!(
+                "required variables are not set: {} (set SPIN_VARIABLE_{} or pass --variable {}=...)",
+                missing.join(", "),
+                missing[0].to_ascii_uppercase(),
+                missing[0]
+            );
+        }
+        Ok(Variables { values })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// Expands `{{ name }}` references in `template`.
+    pub fn expand(&self, template: &str) -> Result<String> {
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("{{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find("}}").with_context(|| format!("unclosed {{{{ in `{template}`"))?;
+            let name = after[..end].trim();
+            let value = self.get(name).with_context(|| format!("`{template}` refers to variable `{name}`, which has no value"))?;
+            out.push_str(value);
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decls() -> BTreeMap<String, VariableDecl> {
+        let mut d = BTreeMap::new();
+        d.insert("secret".into(), VariableDecl { default: None, required: true });
+        d.insert("host".into(), VariableDecl { default: Some("127.0.0.1".into()), required: false });
+        d
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_defaults() {
+        let env = |k: &str| (k == "SPIN_VARIABLE_HOST").then(|| "env-host".to_owned());
+        let mut flags = BTreeMap::new();
+        flags.insert("secret".to_owned(), "s3".to_owned());
+        let v = Variables::resolve(&decls(), &flags, env).expect("resolves");
+        assert_eq!((v.get("secret"), v.get("host")), (Some("s3"), Some("env-host")));
+        flags.insert("host".into(), "flag-host".into());
+        assert_eq!(Variables::resolve(&decls(), &flags, env).expect("resolves").get("host"), Some("flag-host"));
+    }
+
+    #[test]
+    fn a_missing_required_variable_or_an_unknown_flag_is_an_error() {
+        let err = Variables::resolve(&decls(), &BTreeMap::new(), |_| None).expect_err("missing");
+        assert!(err.to_string().contains("SPIN_VARIABLE_SECRET"), "{err}");
+        let mut flags = BTreeMap::new();
+        flags.insert("nope".to_owned(), "x".to_owned());
+        assert!(Variables::resolve(&decls(), &flags, |_| Some("x".into())).is_err());
+    }
+
+    #[test]
+    fn templates_expand_and_unknown_names_fail() {
+        let v = Variables::resolve(&decls(), &BTreeMap::new(), |_| Some("v".into())).expect("resolves");
+        assert_eq!(v.expand("redis://{{ host }}:6379").expect("expands"), "redis://v:6379");
+        assert_eq!(v.expand("plain").expect("expands"), "plain");
+        assert!(v.expand("{{ missing }}").is_err());
+        assert!(v.expand("{{ host").is_err());
+    }
+}

@@ -1,0 +1,330 @@
+//! The wasmtime side: one engine with a pooling allocator and copy-on-write memory images, one
+//! linker with WASI, WASI HTTP and the Spin interfaces, each component compiled once (and cached
+//! on disk) and pre-instantiated, and the per-invocation store state.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::log::MessageLog;
+use crate::manifest::{Manifest, Variables};
+use crate::spin::trigger::RedisTriggerPre;
+use crate::sqlite::{KV_SCHEMA, Pools};
+
+/// How often the epoch ticks; a guest gets `GUEST_TIMEOUT` worth of ticks per invocation.
+const EPOCH_TICK: Duration = Duration::from_millis(100);
+pub const GUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Linear memory one invocation may grow to.
+const MAX_GUEST_MEMORY: usize = 256 << 20;
+/// Invocations that can be live at once; past this a request waits for a free slot.
+pub const MAX_CONCURRENT_INSTANCES: u32 = 128;
+
+/// `allowed_outbound_hosts` entries: `scheme://host[:port]`, with `*` for any scheme, host or
+/// port, and `*.example.com` for subdomains.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedHosts(Vec<(String, String, Option<String>)>);
+
+fn default_port(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "http" => Some("80"),
+        "https" => Some("443"),
+        "redis" => Some("6379"),
+        _ => None,
+    }
+}
+
+fn split_url(url: &str) -> Option<(String, String, Option<String>)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h.to_owned(), Some(p.to_owned())),
+        _ => (authority.to_owned(), None),
+    };
+    Some((scheme.to_ascii_lowercase(), host.to_ascii_lowercase(), port))
+}
+
+impl AllowedHosts {
+    pub fn parse(entries: &[String]) -> Result<AllowedHosts> {
+        let mut out = vec![];
+        for e in entries {
+            if e == "*://*:*" {
+                out.push(("*".into(), "*".into(), Some("*".into())));
+                continue;
+            }
+            let parsed = split_url(e).with_context(|| format!("allowed_outbound_hosts entry `{e}` must be scheme://host[:port]"))?;
+            out.push(parsed);
+        }
+        Ok(AllowedHosts(out))
+    }
+
+    pub fn allows_url(&self, url: &str) -> bool {
+        let Some((scheme, host, port)) = split_url(url) else { return false };
+        let port = port.or_else(|| default_port(&scheme).map(str::to_owned));
+        self.0.iter().any(|(s, h, p)| {
+            let scheme_ok = s == "*" || *s == scheme;
+            let host_ok = h == "*" || *h == host || h.strip_prefix("*.").is_some_and(|suffix| host.ends_with(&format!(".{suffix}")));
+            let allowed_port = p.clone().or_else(|| default_port(s).map(str::to_owned));
+            let port_ok = allowed_port.as_deref() == Some("*") || allowed_port == port;
+            scheme_ok && host_ok && port_ok
+        })
+    }
+}
+
+/// What one component may use, fixed at start-up.
+#[derive(Debug)]
+pub struct ComponentConfig {
+    pub id: String,
+    pub allowed_hosts: AllowedHosts,
+    pub key_value_stores: Vec<String>,
+    pub sqlite_databases: Vec<String>,
+    pub variables: HashMap<String, String>,
+    pub environment: Vec<(String, String)>,
+}
+
+/// State shared by every invocation.
+pub struct Shared {
+    pub sqlite: Pools,
+    pub kv: Pools,
+    pub log: Arc<MessageLog>,
+}
+
+/// The data of one invocation's store.
+pub struct HostState {
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub table: ResourceTable,
+    pub hooks: OutboundHttp,
+    pub component: Arc<ComponentConfig>,
+    pub shared: Arc<Shared>,
+    limits: StoreLimits,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Outbound HTTP, limited to the component's `allowed_outbound_hosts`.
+pub struct OutboundHttp(Arc<ComponentConfig>);
+
+type SendFuture = Box<
+    dyn std::future::Future<
+            Output = wasmtime_wasi_http::Result<(http::Response<wasmtime_wasi_http::WasiBody>, Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>)>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        let url = request.uri().to_string();
+        if !self.0.allowed_hosts.allows_url(&url) {
+            tracing::warn!(component = %self.0.id, %url, "outbound request denied: not in allowed_outbound_hosts");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>))
+        })
+    }
+}
+
+pub struct LoadedComponent {
+    pub config: Arc<ComponentConfig>,
+    pub http: Option<ProxyPre<HostState>>,
+    pub redis: Option<RedisTriggerPre<HostState>>,
+}
+
+pub struct Runtime {
+    pub engine: Engine,
+    pub shared: Arc<Shared>,
+    pub components: HashMap<String, LoadedComponent>,
+}
+
+pub fn engine() -> Result<Engine> {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
+        .total_core_instances(MAX_CONCURRENT_INSTANCES * 4)
+        .total_memories(MAX_CONCURRENT_INSTANCES * 2)
+        .total_tables(MAX_CONCURRENT_INSTANCES * 4)
+        .total_stacks(MAX_CONCURRENT_INSTANCES)
+        .max_memory_size(MAX_GUEST_MEMORY);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e}")).context("configuring wasmtime")?;
+    let ticker = engine.clone();
+    std::thread::Builder::new().name("epoch".into()).spawn(move || loop {
+        std::thread::sleep(EPOCH_TICK);
+        ticker.increment_epoch();
+    })?;
+    Ok(engine)
+}
+
+/// Compiles `wasm`, or loads the machine code an earlier run compiled from the same bytes with an
+/// engine of the same configuration.
+fn load_component(engine: &Engine, wasm: &Path, cache_dir: &Path) -> Result<Component> {
+    let bytes = std::fs::read(wasm).with_context(|| format!("reading {} (build the components first: make components)", wasm.display()))?;
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    let key = format!("{:x}-{:016x}", Sha256::digest(&bytes), engine_hash.finish());
+    let cached = cache_dir.join(format!("{key}.cwasm"));
+    if cached.exists() {
+        // SAFETY: the file is machine code this host wrote below for this engine configuration
+        // (the key covers the wasm bytes and the engine's compatibility hash), and wasmtime
+        // checks its header again before use.
+        #[allow(unsafe_code)]
+        match unsafe { Component::deserialize_file(engine, &cached) } {
+            Ok(c) => return Ok(c),
+            Err(e) => tracing::warn!(path = %cached.display(), error = %e, "ignoring unusable compiled component"),
+        }
+    }
+    let started = std::time::Instant::now();
+    let component = Component::new(engine, &bytes).map_err(|e| anyhow::anyhow!("{e:?}")).with_context(|| format!("compiling {}", wasm.display()))?;
+    tracing::info!(component = %wasm.display(), ms = started.elapsed().as_millis() as u64, "compiled");
+    std::fs::create_dir_all(cache_dir)?;
+    let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+    let serialized = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(&tmp, serialized)?;
+    std::fs::rename(&tmp, &cached)?;
+    Ok(component)
+}
+
+pub struct Options {
+    pub manifest_path: PathBuf,
+    pub state_dir: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(engine: Engine, manifest: &Manifest, variables: &Variables, opts: &Options, log: Arc<MessageLog>) -> Result<Runtime> {
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::spin::SpinImports::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+        let http_components: Vec<&str> = manifest.trigger.http.iter().map(|t| t.component.as_str()).collect();
+        let redis_components: Vec<&str> = manifest.trigger.redis.iter().map(|t| t.component.as_str()).collect();
+        let mut components = HashMap::new();
+        for (id, decl) in &manifest.component {
+            if !http_components.contains(&id.as_str()) && !redis_components.contains(&id.as_str()) {
+                continue;
+            }
+            let hosts: Vec<String> = decl.allowed_outbound_hosts.iter().map(|h| variables.expand(h)).collect::<Result<_>>()?;
+            let mut vars = HashMap::new();
+            for (name, template) in &decl.variables {
+                vars.insert(name.clone(), variables.expand(template).with_context(|| format!("component {id}, variable {name}"))?);
+            }
+            let config = Arc::new(ComponentConfig {
+                id: id.clone(),
+                allowed_hosts: AllowedHosts::parse(&hosts).with_context(|| format!("component {id}"))?,
+                key_value_stores: decl.key_value_stores.clone(),
+                sqlite_databases: decl.sqlite_databases.clone(),
+                variables: vars,
+                environment: decl.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            });
+            let path = manifest.source_path(&opts.manifest_path, id).context("component source")?;
+            let component = load_component(&engine, &path, &opts.cache_dir)?;
+            let pre = linker.instantiate_pre(&component).map_err(|e| anyhow::anyhow!("{e:?}")).with_context(|| format!("linking component {id}"))?;
+            let http = if http_components.contains(&id.as_str()) {
+                Some(ProxyPre::new(pre.clone()).map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("component {id} does not export wasi:http/incoming-handler@0.2.0"))?)
+            } else {
+                None
+            };
+            let redis = if redis_components.contains(&id.as_str()) {
+                Some(RedisTriggerPre::new(pre).map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("component {id} does not export fermyon:spin/inbound-redis"))?)
+            } else {
+                None
+            };
+            components.insert(id.clone(), LoadedComponent { config, http, redis });
+        }
+        let shared = Arc::new(Shared {
+            sqlite: Pools::new(opts.state_dir.join("sqlite"), &[]),
+            kv: Pools::new(opts.state_dir.join("kv"), KV_SCHEMA),
+            log,
+        });
+        Ok(Runtime { engine, shared, components })
+    }
+
+    /// A store for one invocation of `component`.
+    pub fn store(&self, component: &Arc<ComponentConfig>) -> Store<HostState> {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stdout().inherit_stderr();
+        for (k, v) in &component.environment {
+            wasi.env(k, v);
+        }
+        let state = HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundHttp(component.clone()),
+            component: component.clone(),
+            shared: self.shared.clone(),
+            limits: StoreLimitsBuilder::new().memory_size(MAX_GUEST_MEMORY).instances(16).build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline((GUEST_TIMEOUT.as_millis() / EPOCH_TICK.as_millis()) as u64);
+        store
+    }
+
+    /// Hands one message to a Redis-triggered component.
+    pub async fn deliver(&self, component: &str, payload: Vec<u8>) -> Result<()> {
+        let loaded = self.components.get(component).with_context(|| format!("no component {component}"))?;
+        let pre = loaded.redis.as_ref().with_context(|| format!("component {component} has no redis trigger"))?;
+        let mut store = self.store(&loaded.config);
+        let instance = pre.instantiate_async(&mut store).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        match instance.fermyon_spin_inbound_redis().call_handle_message(&mut store, &payload).await.map_err(|e| anyhow::anyhow!("{e:?}"))? {
+            Ok(()) => Ok(()),
+            Err(e) => bail!("component {component} failed to handle the message ({e:?}); see its log above"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(entries: &[&str]) -> AllowedHosts {
+        AllowedHosts::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("parses")
+    }
+
+    #[test]
+    fn only_listed_hosts_are_allowed() {
+        let h = hosts(&["redis://127.0.0.1:6379", "https://api.example.com", "http://*.internal:*"]);
+        assert!(h.allows_url("redis://127.0.0.1:6379"));
+        assert!(h.allows_url("redis://127.0.0.1"), "default port");
+        assert!(!h.allows_url("redis://127.0.0.1:6380"));
+        assert!(h.allows_url("https://api.example.com/v1/x?y=1"));
+        assert!(!h.allows_url("http://api.example.com/"), "scheme matters");
+        assert!(h.allows_url("http://svc.internal:8080/"));
+        assert!(!h.allows_url("http://internal:8080/"));
+        assert!(!h.allows_url("https://evil.com/api.example.com"));
+        assert!(!hosts(&[]).allows_url("https://api.example.com"));
+        assert!(hosts(&["*://*:*"]).allows_url("https://anything:1"));
+    }
+}

@@ -1,0 +1,124 @@
+//! The Spin shell: adapters for Spin's SQLite, Redis and variables interfaces, and the two entry
+//! helpers every component calls ([`serve`] for HTTP, [`consume`] for the Redis trigger).
+//! Resources are opened per request: a Spin component keeps no warm state.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::OnceCell;
+
+use gocoffee_app::ports::{OsEntropy, SystemClock};
+use gocoffee_app::{ApiError, Config, Group, Request, Response, Services};
+use gocoffee_sql::{Db, DbError, Publisher, Rows, SqliteOutboxRelay, SqliteStore, Value};
+use spin_sdk::sqlite;
+
+/// Spin's `default` SQLite database.
+pub struct SpinSqliteDb(sqlite::Connection);
+
+impl SpinSqliteDb {
+    pub fn open_default() -> Result<Self, sqlite::Error> {
+        sqlite::Connection::open("default").map(SpinSqliteDb)
+    }
+}
+
+impl Db for SpinSqliteDb {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let params: Vec<sqlite::Value> = params
+            .iter()
+            .map(|p| match p {
+                Value::Integer(n) => sqlite::Value::Integer(*n),
+                Value::Real(f) => sqlite::Value::Real(*f),
+                Value::Text(s) => sqlite::Value::Text(s.clone()),
+                Value::Blob(b) => sqlite::Value::Blob(b.clone()),
+                Value::Null => sqlite::Value::Null,
+            })
+            .collect();
+        let result = self.0.execute(sql, &params).map_err(|e| match e {
+            sqlite::Error::Io(message) => DbError::from_message(message),
+            other => DbError::Other(other.to_string()),
+        })?;
+        let rows = result
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.values
+                    .into_iter()
+                    .map(|v| match v {
+                        sqlite::Value::Integer(n) => Value::Integer(n),
+                        sqlite::Value::Real(f) => Value::Real(f),
+                        sqlite::Value::Text(s) => Value::Text(s),
+                        sqlite::Value::Blob(b) => Value::Blob(b),
+                        sqlite::Value::Null => Value::Null,
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Rows { columns: result.columns, rows })
+    }
+}
+
+/// Publishes on Redis channels through Spin's outbound Redis. Connects on first use, so a
+/// request with nothing to publish never opens a connection.
+pub struct SpinRedisPublisher {
+    address: String,
+    connection: OnceCell<spin_sdk::redis::Connection>,
+}
+
+impl SpinRedisPublisher {
+    pub fn new(address: String) -> Self {
+        SpinRedisPublisher { address, connection: OnceCell::new() }
+    }
+}
+
+impl Publisher for SpinRedisPublisher {
+    fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
+        let connection = match self.connection.get() {
+            Some(c) => c,
+            None => {
+                let c = spin_sdk::redis::Connection::open(&self.address).map_err(|e| format!("connecting to redis: {e}"))?;
+                self.connection.get_or_init(|| c)
+            }
+        };
+        connection.publish(channel, &payload.to_vec()).map_err(|e| format!("publishing to {channel}: {e}"))
+    }
+}
+
+fn variable(name: &str) -> Option<String> {
+    spin_sdk::variables::get(name).ok()
+}
+
+/// Runs `f` with the services of one invocation, or explains why they could not be opened.
+async fn with_services<T>(f: impl AsyncFnOnce(&Services<'_>) -> T) -> Result<T, String> {
+    let config = Config::from_lookup(variable).map_err(|e| format!("configuration: {e}"))?;
+    let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
+    let store = SqliteStore::open(&db).map_err(|e| format!("preparing the schema: {e}"))?;
+    let publisher = SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
+    let relay = SqliteOutboxRelay { db: &db, publisher };
+    let svc = Services { users: &store, menu: &store, orders: &store, relay: &relay, clock: &SystemClock, entropy: &OsEntropy, config: &config };
+    Ok(f(&svc).await)
+}
+
+/// The whole body of an HTTP component serving `group`.
+pub async fn serve(group: Group, req: Request) -> Response {
+    match with_services(async |svc| gocoffee_app::handle(svc, Some(group), req).await).await {
+        Ok(response) => response,
+        Err(cause) => {
+            eprintln!("{{\"level\":\"ERROR\",\"message\":\"service unavailable\",\"cause\":{cause:?}}}");
+            ApiError::unavailable().into_response()
+        }
+    }
+}
+
+/// The whole body of the Redis-triggered order consumer. An error makes the trigger redeliver
+/// (the local host retries with backoff, then dead-letters).
+pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
+    with_services(async |svc| {
+        gocoffee_app::consumer::handle_order_event(svc, payload).await?;
+        // Publish what handling queued (OrderConfirmed); if that fails the next relay sends it.
+        if let Err(e) = gocoffee_app::ports::EventRelay::relay(svc.relay).await {
+            eprintln!("{{\"level\":\"WARN\",\"message\":\"outbox relay failed\",\"cause\":{:?}}}", e.to_string());
+        }
+        Ok::<_, gocoffee_app::consumer::ConsumerError>(())
+    })
+    .await
+    .map_err(anyhow::Error::msg)?
+    .map_err(anyhow::Error::from)
+}
