@@ -1,9 +1,46 @@
-# Go Coffee: the two commands are `make up` and `make test` (see README.md).
+# Go Coffee. The two commands: `make up` (run it locally) and `make test` (every test).
 SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
+STATE ?= .gocoffee
+LISTEN ?= 127.0.0.1:3000
+COMPONENTS := health identity menu orders kitchen order-consumer
+HOST := target/release/gocoffee-host
 
-.PHONY: test unit
-test: unit
+.PHONY: up test setup components host bench clean
 
-unit:
+## setup: the wasm target the components build for (idempotent)
+setup:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+## components: every function as a Spin component (target/wasm32-wasip2/release/*.wasm)
+components: setup
+	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS))
+
+## host: the local runtime that serves spin.toml
+host:
+	$(CARGO) build --release -p gocoffee-host
+
+## up: build everything and serve the platform on $(LISTEN), state in $(STATE)/
+up: components host
+	@mkdir -p $(STATE)
+	@if [ ! -f $(STATE)/dev.env ]; then \
+	  python3 -c 'import secrets; print("SPIN_VARIABLE_JWT_SECRET=" + secrets.token_hex(32)); print("SPIN_VARIABLE_ADMIN_EMAIL=admin@gocoffee.local"); print("SPIN_VARIABLE_ADMIN_PASSWORD=" + secrets.token_urlsafe(12))' > $(STATE)/dev.env; \
+	  chmod 600 $(STATE)/dev.env; \
+	fi
+	@set -a; . $(STATE)/dev.env; set +a; \
+	echo "Go Coffee on http://$(LISTEN) (dev secrets in $(STATE)/dev.env)"; \
+	echo "  admin: $$SPIN_VARIABLE_ADMIN_EMAIL / $$SPIN_VARIABLE_ADMIN_PASSWORD"; \
+	echo "  try:   curl -s http://$(LISTEN)/api/v1/menu"; \
+	exec ./$(HOST) --listen $(LISTEN) --state-dir $(STATE)
+
+## test: every test: unit, adapters on real SQLite, the host, and contract tests against the real components
+test: components host
 	$(CARGO) test --release --workspace
+
+## bench: throughput and latency of the host on the real components (see bench/README.md)
+bench: components host
+	bench/run.sh
+
+clean:
+	rm -rf $(STATE) target/test-state target/test-cache

@@ -24,6 +24,8 @@ use crate::runtime::Runtime;
 
 /// Bodies over this are refused before any component runs.
 pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
+/// How much of an over-limit body is read and dropped before answering 413.
+const MAX_DRAIN_BYTES: u64 = 16 << 20;
 
 pub struct Server {
     pub runtime: Runtime,
@@ -77,6 +79,16 @@ impl Server {
         let component = hit.route.component.as_str();
         let too_big = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n > MAX_REQUEST_BYTES);
         if too_big {
+            // Read (and drop) a bounded amount first, so a client still sending gets the 413
+            // instead of a broken pipe.
+            let mut drained = 0u64;
+            let body = req.body_mut();
+            while drained < MAX_DRAIN_BYTES {
+                match tokio::time::timeout(Duration::from_secs(5), body.frame()).await {
+                    Ok(Some(Ok(frame))) => drained += frame.data_ref().map_or(0, |d| d.len() as u64),
+                    _ => break,
+                }
+            }
             return (json_error(413, "body_too_large", "the request body is too large"), Some(component));
         }
         let host = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();

@@ -1,0 +1,234 @@
+//! Test support: start the real `gocoffee-host` on the real components in a fresh state folder
+//! and talk to it over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const ADMIN_EMAIL: &str = "admin@gocoffee.test";
+pub const ADMIN_PASSWORD: &str = "admin password 1";
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn host_binary() -> PathBuf {
+    std::env::var_os("GOCOFFEE_HOST_BIN").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/release/gocoffee-host"))
+}
+
+/// A running host with its own state folder. Killed when dropped.
+pub struct Host {
+    child: Option<Child>,
+    pub base: String,
+    pub state: PathBuf,
+    port: u16,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Host {
+    /// Starts a host on a fresh state folder named after the test.
+    pub fn start(name: &str) -> Host {
+        let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).expect("state dir");
+        Host::start_in(state, 0)
+    }
+
+    /// Starts a host on an existing state folder (a restart), on `port` (0: any free port).
+    pub fn start_in(state: PathBuf, port: u16) -> Host {
+        let bin = host_binary();
+        assert!(bin.exists(), "{} is missing: run `make test` (it builds the host and components first)", bin.display());
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(state.join("host.log")).expect("log file");
+        let mut child = Command::new(bin)
+            .current_dir(workspace())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+            .arg(&state)
+            .args(["--cache-dir"])
+            .arg(workspace().join("target/test-cache"))
+            .args(["--max-attempts", "3", "--retry-base-ms", "50"])
+            .env("SPIN_VARIABLE_JWT_SECRET", "contract-tests-secret-contract-tests")
+            .env("SPIN_VARIABLE_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("SPIN_VARIABLE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start host");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("Listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                _ => {
+                    let log = std::fs::read_to_string(state.join("host.log")).unwrap_or_default();
+                    panic!("host exited before listening:\n{log}");
+                }
+            }
+        };
+        // Keep draining stdout so the host never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let port = base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        Host { child: Some(child), base, state, port }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).expect("running")
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(mut self) -> PathBuf {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.state.clone()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> (PathBuf, std::process::ExitStatus) {
+        let mut c = self.child.take().expect("running");
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let status = c.wait().expect("wait");
+        (self.state.clone(), status)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state.join("host.log")).unwrap_or_default()
+    }
+
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<(&str, Vec<u8>)>) -> Reply {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
+        let url = format!("{}{}", self.base, path);
+        let mut req = http_request(method, &url);
+        if let Some(t) = token {
+            req = req.header("authorization", &format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let (ct, bytes) = body.unwrap_or(("", Vec::new()));
+        if !ct.is_empty() {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(bytes).expect("request");
+        let mut resp = agent.run(req).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Reply { status, body, headers }
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request("GET", path, token, &[], None)
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.request("POST", path, token, &[], Some(("application/json", serde_json::to_vec(&body).expect("json"))))
+    }
+
+    pub fn register(&self, email: &str) -> String {
+        let r = self.post("/api/v1/auth/register", None, serde_json::json!({"email": email, "password": "password 123"}));
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    pub fn login(&self, email: &str, password: &str) -> Reply {
+        self.post("/api/v1/auth/login", None, serde_json::json!({"email": email, "password": password}))
+    }
+
+    /// An account with `role`, created by the bootstrap admin; returns its access token.
+    pub fn staff(&self, email: &str, role: &str) -> String {
+        let admin = self.login(ADMIN_EMAIL, ADMIN_PASSWORD);
+        assert_eq!(admin.status, 200, "{}", admin.body);
+        let admin = admin.body["access_token"].as_str().expect("token").to_owned();
+        let r = self.post("/api/v1/auth/users", Some(&admin), serde_json::json!({"email": email, "password": "staff password", "role": role}));
+        assert_eq!(r.status, 201, "{}", r.body);
+        self.login(email, "staff password").body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    pub fn place(&self, token: &str) -> String {
+        let r = self.post("/api/v1/orders", Some(token), serde_json::json!({"lines": [{"item_id": "cappuccino", "size": "medium", "quantity": 1}]}));
+        assert_eq!(r.status, 202, "{}", r.body);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Polls the order until it has `status` (the consumer works asynchronously).
+    pub fn wait_for_status(&self, id: &str, token: &str, status: &str) -> Reply {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.get(&format!("/api/v1/orders/{id}"), Some(token));
+            if r.body["status"] == status || Instant::now() > deadline {
+                assert_eq!(r.body["status"], status, "order {id} never became {status}; host log:\n{}", self.log());
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn event_types(&self, id: &str, token: &str) -> Vec<String> {
+        let r = self.get(&format!("/api/v1/orders/{id}/events"), Some(token));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["events"].as_array().expect("events").iter().map(|e| e["type"].as_str().expect("type").to_owned()).collect()
+    }
+}
+
+fn http_request(method: &str, url: &str) -> ureq::http::request::Builder {
+    ureq::http::Request::builder().method(method).uri(url)
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Messages still waiting in the host's durable log (read from its SQLite file).
+pub fn pending_deliveries(state: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(state.join("log.db")).expect("log db");
+    conn.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0)).expect("count")
+}
+
+/// Appends a message for the order consumer straight into a stopped host's log, as a broker
+/// redelivering after a crash would.
+pub fn inject_delivery(state: &Path, payload: &[u8]) {
+    let conn = rusqlite::Connection::open(state.join("log.db")).expect("log db");
+    conn.execute(
+        "INSERT INTO deliveries (subscriber, channel, payload, published_at, next_attempt_at) VALUES ('order-consumer', 'orders', ?, 0, 0)",
+        [payload],
+    )
+    .expect("inject");
+}

@@ -1,0 +1,203 @@
+//! Contract tests: the real host serving the real `.wasm` components, driven over HTTP.
+
+use std::time::{Duration, Instant};
+
+use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Host, inject_delivery, pending_deliveries};
+use serde_json::json;
+
+#[test]
+fn register_login_refresh_and_me() {
+    let h = Host::start("auth");
+    let token = h.register("ada@example.com");
+    let me = h.get("/api/v1/auth/me", Some(&token));
+    assert_eq!((me.status, me.body["role"].as_str()), (200, Some("customer")));
+    assert_eq!(h.login("ada@example.com", "nope nope nope").status, 401);
+    let login = h.login("ada@example.com", "password 123");
+    let refresh = login.body["refresh_token"].as_str().expect("refresh").to_owned();
+    let rotated = h.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh}));
+    assert_eq!(rotated.status, 200);
+    assert_eq!(h.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).code(), "invalid_refresh_token");
+    let admin = h.login(ADMIN_EMAIL, ADMIN_PASSWORD);
+    assert_eq!((admin.status, admin.body["user"]["role"].as_str()), (200, Some("admin")));
+}
+
+#[test]
+fn an_order_goes_from_placed_to_collected_with_its_history() {
+    let h = Host::start("lifecycle");
+    let customer = h.register("ada@example.com");
+    let barista = h.staff("barista@example.com", "barista");
+    let placed = h.post("/api/v1/orders", Some(&customer), json!({"lines": [{"item_id": "latte", "size": "large", "modifiers": ["oat-milk"], "quantity": 2}], "note": "extra hot"}));
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let id = placed.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(placed.header("location"), Some(format!("/api/v1/orders/{id}").as_str()));
+    assert_eq!(placed.body["total_cents"], 2 * (500 + 70));
+
+    h.wait_for_status(&id, &customer, "confirmed");
+    let queue = h.get("/api/v1/kitchen/queue", Some(&barista));
+    assert_eq!(queue.body["items"][0]["order_id"].as_str(), Some(id.as_str()), "{}", queue.body);
+    assert_eq!(h.post(&format!("/api/v1/kitchen/orders/{id}/start"), Some(&barista), json!({})).body["status"], "preparing");
+    assert_eq!(h.post(&format!("/api/v1/kitchen/orders/{id}/ready"), Some(&barista), json!({})).body["status"], "ready");
+    assert_eq!(h.post(&format!("/api/v1/orders/{id}/collect"), Some(&customer), json!({})).body["status"], "completed");
+    assert_eq!(h.event_types(&id, &customer), ["OrderPlaced", "OrderConfirmed", "PreparationStarted", "OrderReady", "OrderCompleted"]);
+}
+
+#[test]
+fn cancel_rules_follow_role_and_status() {
+    let h = Host::start("cancel");
+    let ada = h.register("ada@example.com");
+    let barista = h.staff("barista@example.com", "barista");
+    let early = h.place(&ada);
+    assert_eq!(h.post(&format!("/api/v1/orders/{early}/cancel"), Some(&ada), json!({"reason": "wrong size"})).body["status"], "cancelled");
+
+    let started = h.place(&ada);
+    h.wait_for_status(&started, &ada, "confirmed");
+    h.post(&format!("/api/v1/kitchen/orders/{started}/start"), Some(&barista), json!({}));
+    let too_late = h.post(&format!("/api/v1/orders/{started}/cancel"), Some(&ada), json!({}));
+    assert_eq!((too_late.status, too_late.code()), (409, "illegal_transition"));
+    assert_eq!(h.post(&format!("/api/v1/orders/{started}/cancel"), Some(&barista), json!({})).body["status"], "cancelled");
+    let customer_start = h.post(&format!("/api/v1/kitchen/orders/{early}/start"), Some(&ada), json!({}));
+    assert_eq!(customer_start.status, 403);
+}
+
+#[test]
+fn a_retried_post_with_an_idempotency_key_creates_one_order() {
+    let h = Host::start("idempotency");
+    let ada = h.register("ada@example.com");
+    let body = serde_json::to_vec(&json!({"lines": [{"item_id": "espresso", "size": "double", "quantity": 1}]})).expect("json");
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| h.request("POST", "/api/v1/orders", Some(&ada), &[("idempotency-key", "retry-1")], Some(("application/json", body.clone())))))
+            .collect();
+        handles.into_iter().map(|t| t.join().expect("thread")).map(|r| {
+            assert_eq!(r.status, 202, "{}", r.body);
+            r.body["id"].as_str().expect("id").to_owned()
+        }).collect()
+    });
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    let list = h.get("/api/v1/orders", Some(&ada));
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(1));
+    let other = serde_json::to_vec(&json!({"lines": [{"item_id": "espresso", "size": "single", "quantity": 1}]})).expect("json");
+    let misuse = h.request("POST", "/api/v1/orders", Some(&ada), &[("idempotency-key", "retry-1")], Some(("application/json", other)));
+    assert_eq!((misuse.status, misuse.code()), (422, "idempotency_key_reused"));
+}
+
+#[test]
+fn a_customer_cannot_read_another_customers_order() {
+    let h = Host::start("privacy");
+    let ada = h.register("ada@example.com");
+    let bob = h.register("bob@example.com");
+    let id = h.place(&ada);
+    for path in [format!("/api/v1/orders/{id}"), format!("/api/v1/orders/{id}/events")] {
+        let r = h.get(&path, Some(&bob));
+        assert_eq!((r.status, r.code()), (404, "not_found"), "{path}");
+    }
+    assert_eq!(h.post(&format!("/api/v1/orders/{id}/cancel"), Some(&bob), json!({})).status, 404);
+    assert_eq!(h.get("/api/v1/orders", Some(&bob)).body["items"].as_array().map(Vec::len), Some(0));
+    assert_eq!(h.get(&format!("/api/v1/orders/{id}"), None).status, 401);
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_never_a_500() {
+    let h = Host::start("bad-input");
+    let ada = h.register("ada@example.com");
+    let raw = |method: &str, path: &str, ct: &str, body: &[u8]| h.request(method, path, Some(&ada), &[], Some((ct, body.to_vec())));
+    let cases: Vec<(gocoffee_tests::Reply, u16, &str)> = vec![
+        (raw("POST", "/api/v1/orders", "application/json", b"{\"lines\": ["), 400, "malformed_json"),
+        (raw("POST", "/api/v1/orders", "text/plain", b"{}"), 415, "unsupported_media_type"),
+        (raw("POST", "/api/v1/orders", "application/json", &vec![b' '; 100_000]), 413, "body_too_large"),
+        (raw("POST", "/api/v1/orders", "application/json", &vec![b' '; 2 << 20]), 413, "body_too_large"),
+        (raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[],"coupon":"FREE"}"#), 400, "invalid_body"),
+        (raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[{"item_id":"latte","size":"small","quantity":1,"price_cents":0}]}"#), 400, "invalid_body"),
+        (raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[{"item_id":"unicorn-frappe","quantity":1}]}"#), 422, "unknown_item"),
+        (raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[{"item_id":"latte","size":"small","quantity":99}]}"#), 422, "invalid_quantity"),
+        (raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[{"item_id":"latte","size":"small","quantity":"two"}]}"#), 400, "invalid_body"),
+        (raw("POST", "/api/v1/auth/register", "application/json", br#"{"email":"not-an-email","password":"password 123"}"#), 422, "invalid_email"),
+        (raw("PATCH", "/api/v1/menu/items/latte", "application/json", br#"{"available":false}"#), 403, "forbidden"),
+        (raw("GET", "/api/v1/orders?limit=1000", "", b""), 400, "invalid_limit"),
+        (raw("GET", "/api/v1/orders/does-not-exist", "", b""), 404, "not_found"),
+        (raw("GET", "/api/v1/nowhere", "", b""), 404, "not_found"),
+        (raw("DELETE", "/api/v1/menu", "", b""), 405, "method_not_allowed"),
+        (h.request("GET", "/api/v1/auth/me", Some("not-a-token"), &[], None), 401, "invalid_token"),
+    ];
+    for (i, (reply, status, code)) in cases.iter().enumerate() {
+        assert_eq!((reply.status, reply.code()), (*status, *code), "case {i}: {}", reply.body);
+        assert!(reply.body["error"]["message"].is_string(), "case {i}");
+    }
+}
+
+#[test]
+fn the_same_event_delivered_twice_has_one_effect() {
+    let h = Host::start("duplicates");
+    let ada = h.register("ada@example.com");
+    let id = h.place(&ada);
+    h.wait_for_status(&id, &ada, "confirmed");
+    let events = h.get(&format!("/api/v1/orders/{id}/events"), Some(&ada)).body;
+    let placed = serde_json::to_vec(&events["events"][0]).expect("event");
+    let state = h.kill();
+    // The broker redelivers OrderPlaced twice more after a crash.
+    inject_delivery(&state, &placed);
+    inject_delivery(&state, &placed);
+    let h = Host::start_in(state.clone(), 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pending_deliveries(&state) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(pending_deliveries(&state), 0, "{}", h.log());
+    assert_eq!(h.event_types(&id, &ada), ["OrderPlaced", "OrderConfirmed"]);
+    assert_eq!(h.get("/.well-known/gocoffee/dead-letters", None).body["items"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn a_poison_message_is_dead_lettered_and_the_rest_keep_flowing() {
+    let h = Host::start("poison");
+    let ada = h.register("ada@example.com");
+    let state = h.kill();
+    inject_delivery(&state, b"this is not an event");
+    let h = Host::start_in(state, 0);
+    let id = h.place(&ada);
+    h.wait_for_status(&id, &ada, "confirmed");
+    let dead = h.get("/.well-known/gocoffee/dead-letters", None);
+    let items = dead.body["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{}", dead.body);
+    assert_eq!((items[0]["payload"].as_str(), items[0]["attempts"].as_u64()), (Some("this is not an event"), Some(3)));
+}
+
+#[test]
+fn sigkill_mid_flow_loses_no_accepted_order() {
+    let h = Host::start("sigkill");
+    let ada = h.register("ada@example.com");
+    let port = h.port();
+    let mut ids = vec![];
+    for _ in 0..25 {
+        ids.push(h.place(&ada));
+    }
+    // Killed right after the last 202: some orders are committed but not yet published or
+    // consumed.
+    let state = h.kill();
+    let h = Host::start_in(state, port);
+    for id in &ids {
+        h.wait_for_status(id, &ada, "confirmed");
+    }
+    assert_eq!(h.get("/api/v1/orders?limit=100", Some(&ada)).body["items"].as_array().map(Vec::len), Some(25));
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let h = Host::start("sigterm");
+    let base = h.base.clone();
+    let pid = h.pid();
+    let slow = std::thread::spawn(move || {
+        // Registration hashes a password with argon2id: long enough to be in flight.
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        agent.post(format!("{base}/api/v1/auth/register")).header("content-type", "application/json").send(r#"{"email":"late@example.com","password":"password 123"}"#).map(|r| r.status().as_u16())
+    });
+    std::thread::sleep(Duration::from_millis(15));
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on the host we started.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    assert_eq!(slow.join().expect("thread").expect("response"), 201);
+    let (_, status) = h.terminate();
+    assert!(status.success(), "exit status {status:?}");
+}
