@@ -1,0 +1,90 @@
+//! The three descriptions of the HTTP surface agree: the app's route table, `openapi.yaml`, and
+//! the routes and components in `spin.toml`.
+
+use std::collections::BTreeSet;
+
+use gocoffee_app::ROUTES;
+use gocoffee_tests::workspace;
+
+fn openapi() -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(workspace().join("openapi.yaml")).expect("openapi.yaml")).expect("valid YAML")
+}
+
+fn spin() -> toml::Value {
+    toml::from_str(&std::fs::read_to_string(workspace().join("spin.toml")).expect("spin.toml")).expect("valid TOML")
+}
+
+/// Spin's matching: exact, or a `/...` wildcard over the prefix and everything below it.
+fn spin_route_matches(route: &str, path: &str) -> bool {
+    match route.strip_suffix("/...") {
+        Some(prefix) => path == prefix || path.starts_with(&format!("{prefix}/")),
+        None => route == path,
+    }
+}
+
+fn http_triggers() -> Vec<(String, String)> {
+    spin()["trigger"]["http"]
+        .as_array()
+        .expect("http triggers")
+        .iter()
+        .map(|t| (t["route"].as_str().expect("route").to_owned(), t["component"].as_str().expect("component").to_owned()))
+        .collect()
+}
+
+#[test]
+fn openapi_documents_exactly_the_routes_the_app_serves() {
+    let doc = openapi();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().expect("paths") {
+        for (method, _) in item.as_mapping().expect("path item") {
+            let method = method.as_str().expect("key");
+            if method != "parameters" {
+                documented.insert((method.to_ascii_uppercase(), path.as_str().expect("path").to_owned()));
+            }
+        }
+    }
+    let served: BTreeSet<(String, String)> = ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_owned())).collect();
+    assert_eq!(documented, served, "openapi.yaml and the app's ROUTES differ");
+}
+
+#[test]
+fn every_route_reaches_the_component_of_its_group_in_spin_toml() {
+    let triggers = http_triggers();
+    for r in ROUTES {
+        // Path parameters become a concrete segment for matching.
+        let concrete = r.path.replace("{id}", "x");
+        let best = triggers.iter().filter(|(route, _)| spin_route_matches(route, &concrete)).max_by_key(|(route, _)| route.len());
+        let (route, component) = best.unwrap_or_else(|| panic!("no spin.toml route serves {} {}", r.method, r.path));
+        assert_eq!(component, r.group.function(), "{} {} is routed by {route} to {component}", r.method, r.path);
+    }
+    for (route, component) in &triggers {
+        assert!(ROUTES.iter().any(|r| spin_route_matches(route, &r.path.replace("{id}", "x"))), "spin.toml route {route} ({component}) serves no API route");
+    }
+}
+
+#[test]
+fn every_component_is_built_from_its_own_function_crate() {
+    let manifest = spin();
+    for (id, c) in manifest["component"].as_table().expect("components") {
+        let source = c["source"].as_str().expect("source");
+        assert_eq!(source, format!("target/wasm32-wasip2/release/{}.wasm", id.replace('-', "_")), "{id}");
+        assert!(workspace().join("functions").join(id).join("Cargo.toml").exists(), "functions/{id} is missing");
+        let command = c["build"]["command"].as_str().expect("build command");
+        assert!(command.ends_with(&format!("--target wasm32-wasip2 -p {id}")), "{id}: {command}");
+        assert!(c.get("allowed_outbound_hosts").is_some(), "{id} must list allowed_outbound_hosts explicitly");
+    }
+}
+
+#[test]
+fn every_variable_a_component_reads_is_declared_for_the_application() {
+    let manifest = spin();
+    let declared = manifest["variables"].as_table().expect("variables");
+    for (id, c) in manifest["component"].as_table().expect("components") {
+        let Some(vars) = c.get("variables").and_then(|v| v.as_table()) else { continue };
+        for (name, template) in vars {
+            let t = template.as_str().expect("template");
+            let referenced = t.trim().trim_start_matches("{{").trim_end_matches("}}").trim();
+            assert!(declared.contains_key(referenced), "{id}.{name} refers to undeclared variable {referenced}");
+        }
+    }
+}
