@@ -183,21 +183,25 @@ fn sigkill_mid_flow_loses_no_accepted_order() {
 
 #[test]
 fn sigterm_lets_in_flight_requests_finish() {
+    use std::io::{Read, Write};
     let h = Host::start("sigterm");
-    let base = h.base.clone();
-    let pid = h.pid();
-    let slow = std::thread::spawn(move || {
-        // Registration hashes a password with argon2id: long enough to be in flight.
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        agent.post(format!("{base}/api/v1/auth/register")).header("content-type", "application/json").send(r#"{"email":"late@example.com","password":"password 123"}"#).map(|r| r.status().as_u16())
-    });
-    std::thread::sleep(Duration::from_millis(15));
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", h.port())).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let body = br#"{"email":"late@example.com","password":"password 123"}"#;
+    write!(conn, "POST /api/v1/auth/register HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len()).expect("headers");
+    // Half the body: the request is now in flight, its component waiting for the rest.
+    conn.write_all(&body[..20]).expect("first half");
+    std::thread::sleep(Duration::from_millis(500));
     #[allow(unsafe_code)]
-    // SAFETY: kill(2) on the host we started.
+    // SAFETY: kill(2) on the host this test started.
     unsafe {
-        libc::kill(pid, libc::SIGTERM);
+        libc::kill(h.pid(), libc::SIGTERM);
     }
-    assert_eq!(slow.join().expect("thread").expect("response"), 201);
+    std::thread::sleep(Duration::from_millis(200));
+    conn.write_all(&body[20..]).expect("second half");
+    let mut response = String::new();
+    conn.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     let (_, status) = h.terminate();
     assert!(status.success(), "exit status {status:?}");
 }
