@@ -85,8 +85,16 @@ fn variable(name: &str) -> Option<String> {
     spin_sdk::variables::get(name).ok()
 }
 
+/// JSON log lines on stderr, which Spin (and the local host) collect per component. Installed
+/// once per instance; an instance serves one invocation.
+fn init_logging() {
+    let subscriber = tracing_subscriber::fmt().json().with_ansi(false).with_writer(std::io::stderr).with_target(false).finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
 /// Runs `f` with the services of one invocation, or explains why they could not be opened.
 async fn with_services<T>(f: impl AsyncFnOnce(&Services<'_>) -> T) -> Result<T, String> {
+    init_logging();
     let config = Config::from_lookup(variable).map_err(|e| format!("configuration: {e}"))?;
     let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
     let store = SqliteStore::open(&db).map_err(|e| format!("preparing the schema: {e}"))?;
@@ -101,7 +109,7 @@ pub async fn serve(group: Group, req: Request) -> Response {
     match with_services(async |svc| gocoffee_app::handle(svc, Some(group), req).await).await {
         Ok(response) => response,
         Err(cause) => {
-            eprintln!("{{\"level\":\"ERROR\",\"message\":\"service unavailable\",\"cause\":{cause:?}}}");
+            tracing::error!(%cause, "service unavailable");
             ApiError::unavailable().into_response()
         }
     }
@@ -114,7 +122,7 @@ pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
         gocoffee_app::consumer::handle_order_event(svc, payload).await?;
         // Publish what handling queued (OrderConfirmed); if that fails the next relay sends it.
         if let Err(e) = gocoffee_app::ports::EventRelay::relay(svc.relay).await {
-            eprintln!("{{\"level\":\"WARN\",\"message\":\"outbox relay failed\",\"cause\":{:?}}}", e.to_string());
+            tracing::warn!(error = %e, "outbox relay failed; a later request relays it");
         }
         Ok::<_, gocoffee_app::consumer::ConsumerError>(())
     })

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Load benchmark of the local host on the real components. Builds nothing itself: `make bench`
+# builds the components and the host in release first. Sends traffic only to 127.0.0.1.
+#   DURATION=10s RATE=500 CONNECTIONS=16 bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+RATE=${RATE:-500}
+CONNECTIONS=${CONNECTIONS:-16}
+PORT=${PORT:-3900}
+BASE="http://127.0.0.1:$PORT"
+STATE=target/bench-state
+
+if ! command -v oha >/dev/null; then
+  echo "installing oha (load generator) from crates.io..."
+  cargo install oha --locked --quiet
+fi
+
+rm -rf "$STATE"; mkdir -p "$STATE"
+SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret \
+  ./target/release/gocoffee-host --listen "127.0.0.1:$PORT" --state-dir "$STATE" --cache-dir target/test-cache \
+  >"$STATE/stdout" 2>"$STATE/host.log" &
+HOST_PID=$!
+trap 'kill $HOST_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do grep -q "^Listening on" "$STATE/stdout" 2>/dev/null && break; sleep 0.1; done
+grep -q "^Listening on" "$STATE/stdout" || { echo "host did not start"; cat "$STATE/host.log"; exit 1; }
+
+TOKEN=$(curl -sf "$BASE/api/v1/auth/register" -H 'content-type: application/json' \
+  -d '{"email":"bench@example.com","password":"bench password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+ORDER='{"lines":[{"item_id":"latte","size":"medium","modifiers":["oat-milk"],"quantity":1}]}'
+
+# One oha run, summarized as: requests/s, p50 ms, p99 ms, non-2xx count.
+run() {
+  local label=$1; shift
+  local out; out=$(oha --no-tui --output-format json -z "$DURATION" "$@")
+  python3 - "$label" "$out" <<'PY'
+import json, sys
+label, raw = sys.argv[1], sys.argv[2]
+d = json.loads(raw)
+s, p = d["summary"], d["latencyPercentiles"]
+codes = d.get("statusCodeDistribution", {})
+bad = sum(n for c, n in codes.items() if not c.startswith("2"))
+# In-flight requests cut off when the run ends are not failures.
+errors = sum(n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline")
+print(f"{label:<44} {s['requestsPerSec']:>9.0f} req/s   p50 {p['p50']*1000:6.2f} ms   p99 {p['p99']*1000:6.2f} ms   non-2xx {bad}   errors {errors}")
+PY
+}
+
+echo "== gocoffee-host on $(nproc) cores, load generator on the same machine; $DURATION per run"
+oha --no-tui -n 200 -c 4 "$BASE/api/v1/menu" >/dev/null   # warm up
+run "GET /api/v1/menu @ ${RATE}/s, ${CONNECTIONS} conns" -q "$RATE" -c "$CONNECTIONS" "$BASE/api/v1/menu"
+run "GET /api/v1/menu flat out, ${CONNECTIONS} conns" -c "$CONNECTIONS" "$BASE/api/v1/menu"
+run "POST /api/v1/orders @ ${RATE}/s, ${CONNECTIONS} conns" -q "$RATE" -c "$CONNECTIONS" -m POST -T application/json -H "authorization: Bearer $TOKEN" -d "$ORDER" "$BASE/api/v1/orders"
+run "POST /api/v1/orders flat out, ${CONNECTIONS} conns" -c "$CONNECTIONS" -m POST -T application/json -H "authorization: Bearer $TOKEN" -d "$ORDER" "$BASE/api/v1/orders"
+
+# Every accepted order must get through the consumer.
+for _ in $(seq 1 600); do
+  pending=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from deliveries").fetchone()[0])' "$STATE/log.db")
+  [ "$pending" = 0 ] && break; sleep 0.1
+done
+echo "orders stream backlog after the runs: $pending"
+
+echo "== component sizes (limit 2 MB)"
+for f in target/wasm32-wasip2/release/*.wasm; do
+  printf '%-44s %8d bytes\n' "$(basename "$f")" "$(stat -c %s "$f")"
+done
