@@ -247,3 +247,108 @@ impl redis::HostConnection for HostState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::log::MessageLog;
+    use crate::runtime::{AllowedHosts, ComponentConfig, Runtime, Shared};
+    use crate::sqlite::{KV_SCHEMA, Pools};
+
+    fn runtime(name: &str) -> Runtime {
+        let dir = std::env::temp_dir().join(format!("gocoffee-host-spin-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = Arc::new(MessageLog::open(&dir.join("log.db"), &[("orders".into(), "consumer".into())]).expect("log"));
+        let shared = Arc::new(Shared { sqlite: Pools::new(dir.join("sqlite"), &[]), kv: Pools::new(dir.join("kv"), KV_SCHEMA), log });
+        Runtime { engine: crate::runtime::engine().expect("engine"), shared, components: HashMap::new() }
+    }
+
+    fn component() -> Arc<ComponentConfig> {
+        Arc::new(ComponentConfig {
+            id: "c".into(),
+            allowed_hosts: AllowedHosts::parse(&["redis://127.0.0.1:6379".to_owned()]).expect("hosts"),
+            key_value_stores: vec!["default".into()],
+            sqlite_databases: vec!["default".into()],
+            variables: HashMap::from([("greeting".to_owned(), "hello".to_owned())]),
+            environment: vec![],
+        })
+    }
+
+    fn borrow<T: 'static>(r: &Resource<T>) -> Resource<T> {
+        Resource::new_borrow(r.rep())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn key_value_stores_keep_values_and_only_listed_stores_open() {
+        use key_value::HostStore as Kv;
+        let rt = runtime("kv");
+        let mut store = rt.store(&component());
+        let s = store.data_mut();
+        assert!(matches!(Kv::open(s, "secret-store".into()).await.expect("call"), Err(key_value::Error::AccessDenied)));
+        let kv = Kv::open(s, "default".into()).await.expect("call").expect("opens");
+        Kv::set(s, borrow(&kv), "b".into(), b"2".to_vec()).await.expect("call").expect("set");
+        Kv::set(s, borrow(&kv), "a".into(), b"1".to_vec()).await.expect("call").expect("set");
+        Kv::set(s, borrow(&kv), "a".into(), b"one".to_vec()).await.expect("call").expect("overwrite");
+        assert_eq!(Kv::get(s, borrow(&kv), "a".into()).await.expect("call").expect("get"), Some(b"one".to_vec()));
+        assert_eq!(Kv::get(s, borrow(&kv), "zzz".into()).await.expect("call").expect("get"), None);
+        assert!(Kv::exists(s, borrow(&kv), "b".into()).await.expect("call").expect("exists"));
+        assert_eq!(Kv::get_keys(s, borrow(&kv)).await.expect("call").expect("keys"), ["a", "b"]);
+        Kv::delete(s, borrow(&kv), "b".into()).await.expect("call").expect("delete");
+        assert!(!Kv::exists(s, borrow(&kv), "b".into()).await.expect("call").expect("exists"));
+        Kv::drop(s, kv).await.expect("drop");
+
+        // A new invocation sees what the last one wrote.
+        let mut store = rt.store(&component());
+        let s = store.data_mut();
+        let kv = Kv::open(s, "default".into()).await.expect("call").expect("opens");
+        assert_eq!(Kv::get(s, borrow(&kv), "a".into()).await.expect("call").expect("get"), Some(b"one".to_vec()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_runs_statements_with_typed_values_and_reports_constraint_failures() {
+        use sqlite::HostConnection as Sql;
+        let rt = runtime("sqlite");
+        let mut store = rt.store(&component());
+        let s = store.data_mut();
+        assert!(matches!(Sql::open(s, "other".into()).await.expect("call"), Err(sqlite::Error::AccessDenied)));
+        let db = Sql::open(s, "default".into()).await.expect("call").expect("opens");
+        Sql::execute(s, borrow(&db), "CREATE TABLE t (id INTEGER PRIMARY KEY, r REAL, s TEXT, b BLOB, n TEXT)".into(), vec![]).await.expect("call").expect("create");
+        let row = vec![sqlite::Value::Integer(7), sqlite::Value::Real(1.5), sqlite::Value::Text("x".into()), sqlite::Value::Blob(vec![0, 1]), sqlite::Value::Null];
+        Sql::execute(s, borrow(&db), "INSERT INTO t VALUES (?, ?, ?, ?, ?)".into(), row.clone()).await.expect("call").expect("insert");
+        let result = Sql::execute(s, borrow(&db), "SELECT * FROM t WHERE id = ?".into(), vec![sqlite::Value::Integer(7)]).await.expect("call").expect("select");
+        assert_eq!(result.columns, ["id", "r", "s", "b", "n"]);
+        assert_eq!(result.rows.len(), 1);
+        assert!(matches!(result.rows[0].values.as_slice(), [sqlite::Value::Integer(7), sqlite::Value::Real(_), sqlite::Value::Text(_), sqlite::Value::Blob(_), sqlite::Value::Null]));
+        // The guest tells conflicts from faults by SQLite's own wording.
+        match Sql::execute(s, borrow(&db), "INSERT INTO t VALUES (?, ?, ?, ?, ?)".into(), row).await.expect("call") {
+            Err(sqlite::Error::Io(message)) => assert!(message.contains("constraint failed"), "{message}"),
+            other => panic!("expected a constraint failure, got {other:?}"),
+        }
+        // A transaction the guest never finished is rolled back when the connection returns to the pool.
+        Sql::execute(s, borrow(&db), "BEGIN IMMEDIATE".into(), vec![]).await.expect("call").expect("begin");
+        Sql::execute(s, borrow(&db), "INSERT INTO t (id) VALUES (8)".into(), vec![]).await.expect("call").expect("insert");
+        Sql::drop(s, db).await.expect("drop");
+        let db = Sql::open(s, "default".into()).await.expect("call").expect("opens");
+        let count = Sql::execute(s, borrow(&db), "SELECT COUNT(*) FROM t".into(), vec![]).await.expect("call").expect("count");
+        assert!(matches!(count.rows[0].values[0], sqlite::Value::Integer(1)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn variables_and_redis_follow_the_component_config() {
+        use redis::HostConnection as Redis;
+        let rt = runtime("vars");
+        let mut store = rt.store(&component());
+        let s = store.data_mut();
+        assert_eq!(variables::Host::get(s, "greeting".into()).await.expect("call").expect("defined"), "hello");
+        assert!(matches!(variables::Host::get(s, "missing".into()).await.expect("call"), Err(variables::Error::Undefined(_))));
+        assert!(matches!(variables::Host::get(s, "Bad-Name".into()).await.expect("call"), Err(variables::Error::InvalidName(_))));
+
+        assert!(matches!(Redis::open(s, "redis://10.0.0.1:6379".into()).await.expect("call"), Err(redis::Error::InvalidAddress)));
+        let conn = Redis::open(s, "redis://127.0.0.1:6379".into()).await.expect("call").expect("allowed");
+        Redis::publish(s, borrow(&conn), "orders".into(), b"hello".to_vec()).await.expect("call").expect("published");
+        assert!(matches!(Redis::get(s, borrow(&conn), "k".into()).await.expect("call"), Err(redis::Error::Other(_))));
+        assert_eq!(rt.shared.log.next("consumer").expect("read").map(|d| d.payload), Some(b"hello".to_vec()));
+    }
+}

@@ -116,12 +116,6 @@ impl MenuStore for MemoryStore {
     }
 }
 
-fn page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, String)) -> Page<T> {
-    let next = (items.len() > limit).then(|| key(&items[limit - 1]));
-    items.truncate(limit);
-    Page { items, next }
-}
-
 #[async_trait(?Send)]
 impl OrderStore for MemoryStore {
     async fn create_order(&self, order: &Order, placed: &StoredEvent, idempotency: Option<&IdempotencyRecord>) -> StoreResult<()> {
@@ -183,7 +177,7 @@ impl OrderStore for MemoryStore {
             .cloned()
             .collect();
         items.sort_by(|a, b| (b.placed_at_ms, &b.id).cmp(&(a.placed_at_ms, &a.id)));
-        Ok(page(items, q.limit, |o| (o.placed_at_ms, o.id.clone())))
+        Ok(Page::from_overfetch(items, q.limit, |o| (o.placed_at_ms, o.id.clone())))
     }
 
     async fn kitchen_queue(&self, limit: usize, after: Option<(i64, String)>) -> StoreResult<Page<KitchenTicket>> {
@@ -196,7 +190,7 @@ impl OrderStore for MemoryStore {
             .filter(|t| after.as_ref().is_none_or(|(at, id)| (t.placed_at_ms, &t.order_id) > (*at, id)))
             .collect();
         items.sort_by(|a, b| (a.placed_at_ms, &a.order_id).cmp(&(b.placed_at_ms, &b.order_id)));
-        Ok(page(items, limit, |t| (t.placed_at_ms, t.order_id.clone())))
+        Ok(Page::from_overfetch(items, limit, |t| (t.placed_at_ms, t.order_id.clone())))
     }
 
     async fn idempotency_record(&self, owner: &str, key: &str, now_ms: i64) -> StoreResult<Option<IdempotencyRecord>> {

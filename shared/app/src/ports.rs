@@ -89,6 +89,15 @@ pub struct Page<T> {
     pub next: Option<(i64, String)>,
 }
 
+impl<T> Page<T> {
+    /// A page from up to `limit + 1` items read in order: the extra one only says there is more.
+    pub fn from_overfetch(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, String)) -> Page<T> {
+        let next = (items.len() > limit && limit > 0).then(|| key(&items[limit - 1]));
+        items.truncate(limit);
+        Page { items, next }
+    }
+}
+
 #[async_trait(?Send)]
 pub trait OrderStore {
     /// Writes a new order's first event, its read models, the event's outbox entry and the

@@ -166,12 +166,6 @@ fn project(db: &dyn Db, order: &Order, event: &StoredEvent) -> Result<(), DbErro
     Ok(())
 }
 
-fn page<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> (i64, String)) -> Page<T> {
-    let next = (items.len() > limit).then(|| key(&items[limit - 1]));
-    items.truncate(limit);
-    Page { items, next }
-}
-
 #[async_trait(?Send)]
 impl<D: Db> OrderStore for SqliteStore<D> {
     async fn create_order(&self, order: &Order, placed: &StoredEvent, idempotency: Option<&IdempotencyRecord>) -> StoreResult<()> {
@@ -242,7 +236,7 @@ impl<D: Db> OrderStore for SqliteStore<D> {
         params.push(Value::Integer(q.limit as i64 + 1));
         let rows = self.db.execute(&sql, &params)?;
         let items: Vec<Order> = rows.rows.iter().map(|r| from_json(r.text(0)?)).collect::<Result<_, DbError>>()?;
-        Ok(page(items, q.limit, |o| (o.placed_at_ms, o.id.clone())))
+        Ok(Page::from_overfetch(items, q.limit, |o| (o.placed_at_ms, o.id.clone())))
     }
 
     async fn kitchen_queue(&self, limit: usize, after: Option<(i64, String)>) -> StoreResult<Page<KitchenTicket>> {
@@ -252,7 +246,7 @@ impl<D: Db> OrderStore for SqliteStore<D> {
             &[Value::Integer(t), id.into(), Value::Integer(limit as i64 + 1)],
         )?;
         let items: Vec<KitchenTicket> = rows.rows.iter().map(|r| from_json(r.text(0)?)).collect::<Result<_, DbError>>()?;
-        Ok(page(items, limit, |t| (t.placed_at_ms, t.order_id.clone())))
+        Ok(Page::from_overfetch(items, limit, |t| (t.placed_at_ms, t.order_id.clone())))
     }
 
     async fn idempotency_record(&self, owner: &str, key: &str, now_ms: i64) -> StoreResult<Option<IdempotencyRecord>> {
