@@ -181,6 +181,23 @@ impl MessageLog {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Moves dead letters back to the end of their subscriber's queue with a fresh attempt count
+    /// (all of them, or the one with `id`). Returns how many moved. A running host picks them up
+    /// on its next publish or restart.
+    pub fn redrive(&self, id: Option<i64>) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        let moved = tx.execute(
+            "INSERT INTO deliveries (subscriber, channel, payload, published_at, next_attempt_at)
+             SELECT subscriber, channel, payload, published_at, ? FROM dead_letters WHERE ?2 IS NULL OR id = ?2 ORDER BY id",
+            params![now, id],
+        )?;
+        tx.execute("DELETE FROM dead_letters WHERE ?1 IS NULL OR id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(moved)
+    }
+
     pub fn pending(&self) -> Result<i64> {
         Ok(self.conn().query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))?)
     }
@@ -316,6 +333,13 @@ mod tests {
         assert!(log.next("s").expect("next").is_none());
         let dead = log.dead_letters().expect("list");
         assert_eq!((dead.len(), dead[0].payload.as_str(), dead[0].attempts, dead[0].last_error.as_deref()), (1, "poison", 3, Some("boom")));
+
+        // Once the cause is fixed, a redrive queues it again with a fresh attempt count.
+        assert_eq!(log.redrive(Some(dead[0].id + 1)).expect("redrive"), 0);
+        assert_eq!(log.redrive(None).expect("redrive"), 1);
+        assert!(log.dead_letters().expect("list").is_empty());
+        let again = log.next("s").expect("next").expect("requeued");
+        assert_eq!((again.payload.as_slice(), again.attempts), (&b"poison"[..], 0));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,8 @@ gocoffee-host: serve a Spin application (spin.toml) locally on wasmtime
 USAGE:
     gocoffee-host [up] [OPTIONS]        serve the application
     gocoffee-host dead-letters [OPTIONS] list messages that kept failing, as JSON lines
+    gocoffee-host redrive [--id <N>] [OPTIONS]
+                                        queue dead letters (all, or one) for delivery again
 
 OPTIONS:
     -f, --manifest <FILE>       the application manifest [default: spin.toml]
@@ -41,6 +43,7 @@ OPTIONS:
         --max-attempts <N>      deliveries of a message before it is dead-lettered [default: 5]
         --retry-base-ms <MS>    first retry delay, doubling each time [default: 200]
         --log-format <text|json> [default: text]
+        --id <N>                with redrive: only this dead letter
     -h, --help                  print this help
 ";
 
@@ -54,6 +57,7 @@ struct Args {
     max_attempts: u32,
     retry_base_ms: u64,
     json_logs: bool,
+    id: Option<i64>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -67,6 +71,7 @@ fn parse_args() -> Result<Args> {
         max_attempts: 5,
         retry_base_ms: 200,
         json_logs: false,
+        id: None,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(cmd) = it.peek().filter(|a| !a.starts_with('-')).cloned() {
@@ -88,6 +93,7 @@ fn parse_args() -> Result<Args> {
             "--max-attempts" => args.max_attempts = value(&flag)?.parse().context("--max-attempts must be a number")?,
             "--retry-base-ms" => args.retry_base_ms = value(&flag)?.parse().context("--retry-base-ms must be a number")?,
             "--log-format" => args.json_logs = value(&flag)? == "json",
+            "--id" => args.id = Some(value(&flag)?.parse().context("--id must be a number")?),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -122,6 +128,11 @@ fn main() -> Result<()> {
     match args.command.as_str() {
         "up" => tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(up(args)),
         "dead-letters" => dead_letters(&args),
+        "redrive" => {
+            let moved = MessageLog::open(&args.state_dir.join("log.db"), &[])?.redrive(args.id)?;
+            println!("{moved} message(s) queued for delivery again");
+            Ok(())
+        }
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }

@@ -308,6 +308,42 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::{Empty, Full};
+
+    fn config(hosts: &[&str]) -> Arc<ComponentConfig> {
+        Arc::new(ComponentConfig {
+            id: "c".into(),
+            allowed_hosts: AllowedHosts::parse(&hosts.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("parses"),
+            key_value_stores: vec![],
+            sqlite_databases: vec![],
+            variables: HashMap::new(),
+            environment: vec![],
+        })
+    }
+
+    fn request(url: &str) -> http::Request<wasmtime_wasi_http::WasiBody> {
+        let body = Empty::<bytes::Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+        http::Request::get(url).body(body).expect("request")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outbound_http_reaches_allowed_hosts_and_is_denied_elsewhere() {
+        // A one-shot HTTP server on loopback stands in for an allowed API.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let service = hyper::service::service_fn(|_req| async { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(bytes::Bytes::from_static(b"pong")))) });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+        });
+        let mut hooks = OutboundHttp(config(&[&format!("http://127.0.0.1:{port}")]));
+        let denied = Box::into_pin(hooks.send_request(request(&format!("http://127.0.0.1:{}/x", port + 1)), None, Box::new(async { Ok(()) }))).await;
+        assert!(matches!(denied, Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
+        let (response, _io) = Box::into_pin(hooks.send_request(request(&format!("http://127.0.0.1:{port}/ping")), None, Box::new(async { Ok(()) }))).await.expect("allowed");
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.map_err(|_| ()).expect("body").to_bytes();
+        assert_eq!(&body[..], b"pong");
+    }
 
     fn hosts(entries: &[&str]) -> AllowedHosts {
         AllowedHosts::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("parses")

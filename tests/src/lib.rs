@@ -121,6 +121,13 @@ impl Host {
         (self.state.clone(), status)
     }
 
+    /// Runs a `gocoffee-host` subcommand against this host's state folder; returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(host_binary()).args(args).arg("--state-dir").arg(&self.state).output().expect("run gocoffee-host");
+        assert!(out.status.success(), "gocoffee-host {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.state.join("host.log")).unwrap_or_default()
     }

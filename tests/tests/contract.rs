@@ -160,6 +160,16 @@ fn a_poison_message_is_dead_lettered_and_the_rest_keep_flowing() {
     let items = dead.body["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{}", dead.body);
     assert_eq!((items[0]["payload"].as_str(), items[0]["attempts"].as_u64()), (Some("this is not an event"), Some(3)));
+    let listed = h.cli(&["dead-letters"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("this is not an event"), "{listed}");
+
+    // Redriven, it is delivered again (and, still poison, dead-lettered again) while new orders flow.
+    assert!(h.cli(&["redrive"]).starts_with("1 message"));
+    assert!(h.cli(&["dead-letters"]).is_empty());
+    let next = h.place(&ada);
+    h.wait_for_status(&next, &ada, "confirmed");
+    assert_eq!(h.cli(&["dead-letters"]).lines().count(), 1);
 }
 
 #[test]
