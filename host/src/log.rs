@@ -129,9 +129,12 @@ impl MessageLog {
     /// The oldest undelivered message for `subscriber`.
     pub fn next(&self, subscriber: &str) -> Result<Option<Delivery>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT id, channel, payload, attempts, next_attempt_at FROM deliveries WHERE subscriber = ? ORDER BY id LIMIT 1")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id, channel, payload, attempts, next_attempt_at FROM deliveries WHERE subscriber = ? ORDER BY id LIMIT 1")?;
         Ok(stmt
-            .query_row([subscriber], |r| Ok(Delivery { id: r.get(0)?, channel: r.get(1)?, payload: r.get(2)?, attempts: r.get(3)?, next_attempt_at: r.get(4)? }))
+            .query_row([subscriber], |r| {
+                Ok(Delivery { id: r.get(0)?, channel: r.get(1)?, payload: r.get(2)?, attempts: r.get(3)?, next_attempt_at: r.get(4)? })
+            })
             .optional()?)
     }
 
@@ -264,8 +267,12 @@ where
                 let d = delivery.clone();
                 let dead = tokio::task::spawn_blocking(move || log2.fail(&d, &error, &policy)).await;
                 match &dead {
-                    Ok(Ok(true)) => tracing::error!(%subscriber, id = delivery.id, attempts = delivery.attempts + 1, error = %format!("{e:#}"), "dead-lettered"),
-                    _ => tracing::warn!(%subscriber, id = delivery.id, attempt = delivery.attempts + 1, error = %format!("{e:#}"), "delivery failed; will retry"),
+                    Ok(Ok(true)) => {
+                        tracing::error!(%subscriber, id = delivery.id, attempts = delivery.attempts + 1, error = %format!("{e:#}"), "dead-lettered")
+                    }
+                    _ => {
+                        tracing::warn!(%subscriber, id = delivery.id, attempt = delivery.attempts + 1, error = %format!("{e:#}"), "delivery failed; will retry")
+                    }
                 }
                 dead.map(|r| r.map(|_| ()))
             }

@@ -151,7 +151,11 @@ async fn up(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let subs = subscriptions(&manifest, &variables)?;
     let log = Arc::new(MessageLog::open(&args.state_dir.join("log.db"), &subs)?);
-    let opts = Options { manifest_path: args.manifest.clone(), state_dir: args.state_dir.clone(), cache_dir: args.cache_dir.clone().unwrap_or_else(|| args.state_dir.join("cache")) };
+    let opts = Options {
+        manifest_path: args.manifest.clone(),
+        state_dir: args.state_dir.clone(),
+        cache_dir: args.cache_dir.clone().unwrap_or_else(|| args.state_dir.join("cache")),
+    };
     let engine = runtime::engine()?;
     let runtime = tokio::task::block_in_place(|| Runtime::new(engine, &manifest, &variables, &opts, log.clone()))?;
     let routes = manifest.trigger.http.iter().map(|t| Route::parse(&t.route, &t.component)).collect::<Result<Vec<_>>>()?;

@@ -128,7 +128,10 @@ pub struct OutboundHttp(Arc<ComponentConfig>);
 
 type SendFuture = Box<
     dyn std::future::Future<
-            Output = wasmtime_wasi_http::Result<(http::Response<wasmtime_wasi_http::WasiBody>, Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>)>,
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<wasmtime_wasi_http::WasiBody>,
+                Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
         > + Send,
 >;
 
@@ -178,9 +181,11 @@ pub fn engine() -> Result<Engine> {
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e}")).context("configuring wasmtime")?;
     let ticker = engine.clone();
-    std::thread::Builder::new().name("epoch".into()).spawn(move || loop {
-        std::thread::sleep(EPOCH_TICK);
-        ticker.increment_epoch();
+    std::thread::Builder::new().name("epoch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(EPOCH_TICK);
+            ticker.increment_epoch();
+        }
     })?;
     Ok(engine)
 }
@@ -251,22 +256,26 @@ impl Runtime {
             let component = load_component(&engine, &path, &opts.cache_dir)?;
             let pre = linker.instantiate_pre(&component).map_err(|e| anyhow::anyhow!("{e:?}")).with_context(|| format!("linking component {id}"))?;
             let http = if http_components.contains(&id.as_str()) {
-                Some(ProxyPre::new(pre.clone()).map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("component {id} does not export wasi:http/incoming-handler@0.2.0"))?)
+                Some(
+                    ProxyPre::new(pre.clone())
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                        .with_context(|| format!("component {id} does not export wasi:http/incoming-handler@0.2.0"))?,
+                )
             } else {
                 None
             };
             let redis = if redis_components.contains(&id.as_str()) {
-                Some(RedisTriggerPre::new(pre).map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("component {id} does not export fermyon:spin/inbound-redis"))?)
+                Some(
+                    RedisTriggerPre::new(pre)
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                        .with_context(|| format!("component {id} does not export fermyon:spin/inbound-redis"))?,
+                )
             } else {
                 None
             };
             components.insert(id.clone(), LoadedComponent { config, http, redis });
         }
-        let shared = Arc::new(Shared {
-            sqlite: Pools::new(opts.state_dir.join("sqlite"), &[]),
-            kv: Pools::new(opts.state_dir.join("kv"), KV_SCHEMA),
-            log,
-        });
+        let shared = Arc::new(Shared { sqlite: Pools::new(opts.state_dir.join("sqlite"), &[]), kv: Pools::new(opts.state_dir.join("kv"), KV_SCHEMA), log });
         Ok(Runtime { engine, shared, components })
     }
 
@@ -333,13 +342,16 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
-            let service = hyper::service::service_fn(|_req| async { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(bytes::Bytes::from_static(b"pong")))) });
+            let service = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(bytes::Bytes::from_static(b"pong"))))
+            });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
         });
         let mut hooks = OutboundHttp(config(&[&format!("http://127.0.0.1:{port}")]));
         let denied = Box::into_pin(hooks.send_request(request(&format!("http://127.0.0.1:{}/x", port + 1)), None, Box::new(async { Ok(()) }))).await;
         assert!(matches!(denied, Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
-        let (response, _io) = Box::into_pin(hooks.send_request(request(&format!("http://127.0.0.1:{port}/ping")), None, Box::new(async { Ok(()) }))).await.expect("allowed");
+        let (response, _io) =
+            Box::into_pin(hooks.send_request(request(&format!("http://127.0.0.1:{port}/ping")), None, Box::new(async { Ok(()) }))).await.expect("allowed");
         assert_eq!(response.status(), 200);
         let body = response.into_body().collect().await.map_err(|_| ()).expect("body").to_bytes();
         assert_eq!(&body[..], b"pong");

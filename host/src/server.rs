@@ -15,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::routes::Router;
@@ -66,7 +66,13 @@ impl Server {
                 return match listed {
                     Ok(Ok(items)) => {
                         let payload = serde_json::json!({ "items": items }).to_string();
-                        (hyper::Response::builder().header("content-type", "application/json").body(body(payload)).unwrap_or_else(|_| hyper::Response::new(body(""))), None)
+                        (
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(body(payload))
+                                .unwrap_or_else(|_| hyper::Response::new(body(""))),
+                            None,
+                        )
                     }
                     _ => (json_error(503, "unavailable", "the message log could not be read"), None),
                 };
@@ -77,7 +83,12 @@ impl Server {
             return (json_error(404, "not_found", "no route matches this path"), None);
         };
         let component = hit.route.component.as_str();
-        let too_big = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n > MAX_REQUEST_BYTES);
+        let too_big = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > MAX_REQUEST_BYTES);
         if too_big {
             // Read (and drop) a bounded amount first, so a client still sending gets the 413
             // instead of a broken pipe.

@@ -52,7 +52,7 @@ impl key_value::Host for HostState {}
 
 impl key_value::HostStore for HostState {
     async fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<KvStore>, key_value::Error>> {
-        if !self.component.key_value_stores.iter().any(|s| *s == label) {
+        if !self.component.key_value_stores.contains(&label) {
             return Ok(Err(key_value::Error::AccessDenied));
         }
         let pool = self.shared.kv.pool(&label);
@@ -88,7 +88,8 @@ impl key_value::HostStore for HostState {
     async fn delete(&mut self, store: Resource<KvStore>, key: String) -> wasmtime::Result<Result<(), key_value::Error>> {
         let s = self.table.get(&store)?;
         let Some(conn) = s.conn.as_ref() else { return Ok(Err(key_value::Error::Other("store closed".into()))) };
-        Ok(blocking(|| conn.prepare_cached("DELETE FROM spin_key_value WHERE key = ?")?.execute([key]).map(drop)).map_err(|e| key_value::Error::Other(e.to_string())))
+        Ok(blocking(|| conn.prepare_cached("DELETE FROM spin_key_value WHERE key = ?")?.execute([key]).map(drop))
+            .map_err(|e| key_value::Error::Other(e.to_string())))
     }
 
     async fn exists(&mut self, store: Resource<KvStore>, key: String) -> wasmtime::Result<Result<bool, key_value::Error>> {
@@ -102,8 +103,8 @@ impl key_value::HostStore for HostState {
         let Some(conn) = s.conn.as_ref() else { return Ok(Err(key_value::Error::Other("store closed".into()))) };
         Ok(blocking(|| {
             let mut stmt = conn.prepare_cached("SELECT key FROM spin_key_value ORDER BY key")?;
-            let keys = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>();
-            keys
+
+            stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()
         })
         .map_err(|e| key_value::Error::Other(e.to_string())))
     }
@@ -155,7 +156,7 @@ pub fn execute(conn: &rusqlite::Connection, statement: &str, parameters: Vec<sql
 
 impl sqlite::HostConnection for HostState {
     async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<SqliteConnection>, sqlite::Error>> {
-        if !self.component.sqlite_databases.iter().any(|d| *d == database) {
+        if !self.component.sqlite_databases.contains(&database) {
             return Ok(Err(sqlite::Error::AccessDenied));
         }
         let pool = self.shared.sqlite.pool(&database);
@@ -166,7 +167,12 @@ impl sqlite::HostConnection for HostState {
         Ok(Ok(self.table.push(SqliteConnection { pool, conn: Some(conn) })?))
     }
 
-    async fn execute(&mut self, conn: Resource<SqliteConnection>, statement: String, parameters: Vec<sqlite::Value>) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
+    async fn execute(
+        &mut self,
+        conn: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<sqlite::Value>,
+    ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
         let c = self.table.get(&conn)?;
         let Some(conn) = c.conn.as_ref() else { return Ok(Err(sqlite::Error::InvalidConnection)) };
         Ok(blocking(|| execute(conn, &statement, parameters)).map_err(|e| sqlite::Error::Io(e.to_string())))
@@ -238,7 +244,12 @@ impl redis::HostConnection for HostState {
         Ok(Err(redis::Error::Other(NOT_SUPPORTED.into())))
     }
 
-    async fn execute(&mut self, _: Resource<RedisConnection>, _: String, _: Vec<redis::RedisParameter>) -> wasmtime::Result<Result<Vec<redis::RedisResult>, redis::Error>> {
+    async fn execute(
+        &mut self,
+        _: Resource<RedisConnection>,
+        _: String,
+        _: Vec<redis::RedisParameter>,
+    ) -> wasmtime::Result<Result<Vec<redis::RedisResult>, redis::Error>> {
         Ok(Err(redis::Error::Other(NOT_SUPPORTED.into())))
     }
 
@@ -314,13 +325,20 @@ mod tests {
         let s = store.data_mut();
         assert!(matches!(Sql::open(s, "other".into()).await.expect("call"), Err(sqlite::Error::AccessDenied)));
         let db = Sql::open(s, "default".into()).await.expect("call").expect("opens");
-        Sql::execute(s, borrow(&db), "CREATE TABLE t (id INTEGER PRIMARY KEY, r REAL, s TEXT, b BLOB, n TEXT)".into(), vec![]).await.expect("call").expect("create");
-        let row = vec![sqlite::Value::Integer(7), sqlite::Value::Real(1.5), sqlite::Value::Text("x".into()), sqlite::Value::Blob(vec![0, 1]), sqlite::Value::Null];
+        Sql::execute(s, borrow(&db), "CREATE TABLE t (id INTEGER PRIMARY KEY, r REAL, s TEXT, b BLOB, n TEXT)".into(), vec![])
+            .await
+            .expect("call")
+            .expect("create");
+        let row =
+            vec![sqlite::Value::Integer(7), sqlite::Value::Real(1.5), sqlite::Value::Text("x".into()), sqlite::Value::Blob(vec![0, 1]), sqlite::Value::Null];
         Sql::execute(s, borrow(&db), "INSERT INTO t VALUES (?, ?, ?, ?, ?)".into(), row.clone()).await.expect("call").expect("insert");
         let result = Sql::execute(s, borrow(&db), "SELECT * FROM t WHERE id = ?".into(), vec![sqlite::Value::Integer(7)]).await.expect("call").expect("select");
         assert_eq!(result.columns, ["id", "r", "s", "b", "n"]);
         assert_eq!(result.rows.len(), 1);
-        assert!(matches!(result.rows[0].values.as_slice(), [sqlite::Value::Integer(7), sqlite::Value::Real(_), sqlite::Value::Text(_), sqlite::Value::Blob(_), sqlite::Value::Null]));
+        assert!(matches!(
+            result.rows[0].values.as_slice(),
+            [sqlite::Value::Integer(7), sqlite::Value::Real(_), sqlite::Value::Text(_), sqlite::Value::Blob(_), sqlite::Value::Null]
+        ));
         // The guest tells conflicts from faults by SQLite's own wording.
         match Sql::execute(s, borrow(&db), "INSERT INTO t VALUES (?, ?, ?, ?, ?)".into(), row).await.expect("call") {
             Err(sqlite::Error::Io(message)) => assert!(message.contains("constraint failed"), "{message}"),

@@ -35,10 +35,10 @@ impl Pool {
         if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < POOL_MAX_IDLE {
-                idle.push(conn);
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < POOL_MAX_IDLE
+        {
+            idle.push(conn);
         }
     }
 }

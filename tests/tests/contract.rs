@@ -26,7 +26,11 @@ fn an_order_goes_from_placed_to_collected_with_its_history() {
     let h = Host::start("lifecycle");
     let customer = h.register("ada@example.com");
     let barista = h.staff("barista@example.com", "barista");
-    let placed = h.post("/api/v1/orders", Some(&customer), json!({"lines": [{"item_id": "latte", "size": "large", "modifiers": ["oat-milk"], "quantity": 2}], "note": "extra hot"}));
+    let placed = h.post(
+        "/api/v1/orders",
+        Some(&customer),
+        json!({"lines": [{"item_id": "latte", "size": "large", "modifiers": ["oat-milk"], "quantity": 2}], "note": "extra hot"}),
+    );
     assert_eq!(placed.status, 202, "{}", placed.body);
     let id = placed.body["id"].as_str().expect("id").to_owned();
     assert_eq!(placed.header("location"), Some(format!("/api/v1/orders/{id}").as_str()));
@@ -68,10 +72,14 @@ fn a_retried_post_with_an_idempotency_key_creates_one_order() {
         let handles: Vec<_> = (0..4)
             .map(|_| s.spawn(|| h.request("POST", "/api/v1/orders", Some(&ada), &[("idempotency-key", "retry-1")], Some(("application/json", body.clone())))))
             .collect();
-        handles.into_iter().map(|t| t.join().expect("thread")).map(|r| {
-            assert_eq!(r.status, 202, "{}", r.body);
-            r.body["id"].as_str().expect("id").to_owned()
-        }).collect()
+        handles
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .map(|r| {
+                assert_eq!(r.status, 202, "{}", r.body);
+                r.body["id"].as_str().expect("id").to_owned()
+            })
+            .collect()
     });
     assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
     let list = h.get("/api/v1/orders", Some(&ada));
@@ -107,7 +115,11 @@ fn bad_input_gets_a_clear_4xx_and_never_a_500() {
         (raw("POST", "/api/v1/orders", "application/json", &vec![b' '; 100_000]), 413, "body_too_large"),
         (raw("POST", "/api/v1/orders", "application/json", &vec![b' '; 2 << 20]), 413, "body_too_large"),
         (raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[],"coupon":"FREE"}"#), 400, "invalid_body"),
-        (raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[{"item_id":"latte","size":"small","quantity":1,"price_cents":0}]}"#), 400, "invalid_body"),
+        (
+            raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[{"item_id":"latte","size":"small","quantity":1,"price_cents":0}]}"#),
+            400,
+            "invalid_body",
+        ),
         (raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[{"item_id":"unicorn-frappe","quantity":1}]}"#), 422, "unknown_item"),
         (raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[{"item_id":"latte","size":"small","quantity":99}]}"#), 422, "invalid_quantity"),
         (raw("POST", "/api/v1/orders", "application/json", br#"{"lines":[{"item_id":"latte","size":"small","quantity":"two"}]}"#), 400, "invalid_body"),
@@ -198,7 +210,8 @@ fn sigterm_lets_in_flight_requests_finish() {
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", h.port())).expect("connect");
     conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let body = br#"{"email":"late@example.com","password":"password 123"}"#;
-    write!(conn, "POST /api/v1/auth/register HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len()).expect("headers");
+    write!(conn, "POST /api/v1/auth/register HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len())
+        .expect("headers");
     // Half the body: the request is now in flight, its component waiting for the rest.
     conn.write_all(&body[..20]).expect("first half");
     std::thread::sleep(Duration::from_millis(500));

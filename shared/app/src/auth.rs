@@ -1,8 +1,8 @@
 //! Credentials: argon2id password hashes, HS256 access tokens (jsonwebtoken), and opaque
 //! refresh tokens stored only as hashes.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gocoffee_core::Role;
@@ -48,7 +48,7 @@ pub fn verify_access_token(config: &Config, token: &str, now_ms: i64) -> Option<
     // Expiry is checked against the injected clock below, not the library's wall clock.
     validation.validate_exp = false;
     let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&config.jwt_secret), &validation).ok()?;
-    (data.claims.exp * 1000 > now_ms).then(|| Caller { user_id: data.claims.sub, role: data.claims.role })
+    (data.claims.exp * 1000 > now_ms).then_some(Caller { user_id: data.claims.sub, role: data.claims.role })
 }
 
 pub fn hash_password(password: &str, entropy: &dyn Entropy) -> Result<String, argon2::password_hash::Error> {
@@ -198,7 +198,9 @@ mod decoy {
         let parsed = argon2::password_hash::PasswordHash::new(super::DECOY_HASH).expect("parses");
         assert_eq!(parsed.algorithm.as_str(), "argon2id");
         let params = argon2::Params::try_from(&parsed).expect("params");
-        assert_eq!((params.m_cost(), params.t_cost(), params.p_cost()), (argon2::Params::DEFAULT_M_COST, argon2::Params::DEFAULT_T_COST, argon2::Params::DEFAULT_P_COST));
+        assert_eq!(
+            (params.m_cost(), params.t_cost(), params.p_cost()),
+            (argon2::Params::DEFAULT_M_COST, argon2::Params::DEFAULT_T_COST, argon2::Params::DEFAULT_P_COST)
+        );
     }
-
 }

@@ -44,7 +44,9 @@ pub async fn handle_order_event(svc: &Services<'_>, payload: &[u8]) -> Result<()
         _ => Ok(()),
     };
     match &outcome {
-        Ok(()) => tracing::info!(event_id = %event.event_id, order_id = %event.order_id, event = event.event.name(), correlation_id = ?event.correlation_id, "event handled"),
+        Ok(()) => {
+            tracing::info!(event_id = %event.event_id, order_id = %event.order_id, event = event.event.name(), correlation_id = ?event.correlation_id, "event handled")
+        }
         Err(e) => tracing::warn!(event_id = %event.event_id, order_id = %event.order_id, error = %e, "event failed"),
     }
     outcome

@@ -175,11 +175,7 @@ impl Ctx<'_> {
     /// The caller, if they hold at least `role`: 401 without a token, 403 with too little.
     pub fn require(&self, role: Role) -> Result<Caller, ApiError> {
         let caller = self.caller()?;
-        if caller.role.at_least(role) {
-            Ok(caller)
-        } else {
-            Err(ApiError::forbidden(format!("this needs the {role} role or above")))
-        }
+        if caller.role.at_least(role) { Ok(caller) } else { Err(ApiError::forbidden(format!("this needs the {role} role or above"))) }
     }
 
     pub fn param(&self, i: usize) -> &str {
@@ -202,11 +198,8 @@ pub async fn handle(svc: &Services<'_>, only: Option<Group>, req: Request) -> Re
     let request_id = request_id(&req, svc);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let candidates: Vec<(&RouteSpec, Vec<String>)> = ROUTES
-        .iter()
-        .filter(|r| only.is_none_or(|g| g == r.group))
-        .filter_map(|r| match_path(r.path, &path).map(|p| (r, p)))
-        .collect();
+    let candidates: Vec<(&RouteSpec, Vec<String>)> =
+        ROUTES.iter().filter(|r| only.is_none_or(|g| g == r.group)).filter_map(|r| match_path(r.path, &path).map(|p| (r, p))).collect();
     let chosen = candidates.iter().find(|(r, _)| r.method == method || (method == Method::HEAD && r.method == Method::GET));
     let mut response = match chosen {
         Some((route, params)) => {

@@ -144,10 +144,10 @@ impl OrderStore for MemoryStore {
         if current != Some(expected_version) {
             return Err(StoreError::Conflict);
         }
-        if let Some((consumer, event_id)) = processed {
-            if !s.processed.insert((consumer.into(), event_id.into())) {
-                return Err(StoreError::Conflict);
-            }
+        if let Some((consumer, event_id)) = processed
+            && !s.processed.insert((consumer.into(), event_id.into()))
+        {
+            return Err(StoreError::Conflict);
         }
         s.orders.insert(order.id.clone(), order.clone());
         s.events.entry(order.id.clone()).or_default().extend(events.iter().cloned());

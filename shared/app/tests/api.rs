@@ -50,7 +50,15 @@ impl World {
     }
 
     fn svc(&self) -> Services<'_> {
-        Services { users: &self.store, menu: &self.store, orders: &self.store, relay: &self.store, clock: &self.clock, entropy: &self.entropy, config: &self.config }
+        Services {
+            users: &self.store,
+            menu: &self.store,
+            orders: &self.store,
+            relay: &self.store,
+            clock: &self.clock,
+            entropy: &self.entropy,
+            config: &self.config,
+        }
     }
 
     fn raw(&self, method: &str, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
@@ -107,7 +115,12 @@ impl World {
     }
 
     fn place(&self, token: &str) -> String {
-        let r = self.call("POST", "/api/v1/orders", Some(token), Some(json!({"lines": [{"item_id": "latte", "size": "medium", "modifiers": ["oat-milk"], "quantity": 2}]})));
+        let r = self.call(
+            "POST",
+            "/api/v1/orders",
+            Some(token),
+            Some(json!({"lines": [{"item_id": "latte", "size": "medium", "modifiers": ["oat-milk"], "quantity": 2}]})),
+        );
         assert_eq!(r.status, 202, "{}", r.body);
         r.body["id"].as_str().expect("id").to_owned()
     }
@@ -226,10 +239,15 @@ fn an_order_goes_from_placed_to_collected_with_its_history() {
     let w = World::new();
     let customer = w.register("ada@example.com");
     let barista = w.staff("barista@example.com", "barista");
-    let placed = w.call("POST", "/api/v1/orders", Some(&customer), Some(json!({
-        "lines": [{"item_id": "latte", "size": "large", "modifiers": ["extra-shot"], "quantity": 2, }, {"item_id": "croissant", "quantity": 1}],
-        "note": "no foam"
-    })));
+    let placed = w.call(
+        "POST",
+        "/api/v1/orders",
+        Some(&customer),
+        Some(json!({
+            "lines": [{"item_id": "latte", "size": "large", "modifiers": ["extra-shot"], "quantity": 2, }, {"item_id": "croissant", "quantity": 1}],
+            "note": "no foam"
+        })),
+    );
     assert_eq!(placed.status, 202, "{}", placed.body);
     let id = placed.body["id"].as_str().expect("id").to_owned();
     assert_eq!(placed.headers["location"].to_str().ok(), Some(format!("/api/v1/orders/{id}").as_str()));
@@ -330,11 +348,17 @@ fn bad_input_gets_a_clear_4xx() {
     assert_eq!(code(post(Some("text/plain"), b"{}")), (415, "unsupported_media_type".into()));
     assert_eq!(code(post(Some("application/json"), &vec![b' '; 70_000])), (413, "body_too_large".into()));
     assert_eq!(code(post(Some("application/json"), br#"{"lines":[],"extra":1}"#)), (400, "invalid_body".into()));
-    assert_eq!(code(post(Some("application/json"), br#"{"lines":[{"item_id":"latte","size":"small","quantity":1,"price_cents":1}]}"#)), (400, "invalid_body".into()));
+    assert_eq!(
+        code(post(Some("application/json"), br#"{"lines":[{"item_id":"latte","size":"small","quantity":1,"price_cents":1}]}"#)),
+        (400, "invalid_body".into())
+    );
     assert_eq!(code(post(Some("application/json"), br#"{"lines":[{"item_id":"unicorn","quantity":1}]}"#)), (422, "unknown_item".into()));
     assert_eq!(code(post(Some("application/json"), br#"{"lines":[{"item_id":"latte","size":"small","quantity":21}]}"#)), (422, "invalid_quantity".into()));
     assert_eq!(code(post(Some("application/json"), br#"{"lines":[]}"#)), (422, "empty_order".into()));
-    assert_eq!(code(w.raw("POST", "/api/v1/orders", Some(&ada), Some("application/json"), b"{}".to_vec(), &[("idempotency-key", "")])), (400, "invalid_idempotency_key".into()));
+    assert_eq!(
+        code(w.raw("POST", "/api/v1/orders", Some(&ada), Some("application/json"), b"{}".to_vec(), &[("idempotency-key", "")])),
+        (400, "invalid_idempotency_key".into())
+    );
     assert_eq!(code(w.call("GET", "/api/v1/orders?limit=0", Some(&ada), None)), (400, "invalid_limit".into()));
     assert_eq!(code(w.call("GET", "/api/v1/orders?status=lost", Some(&ada), None)), (400, "invalid_status".into()));
     assert_eq!(code(w.call("GET", "/api/v1/orders?cursor=%%%", Some(&ada), None)), (400, "invalid_cursor".into()));

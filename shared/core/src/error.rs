@@ -49,10 +49,7 @@ impl DomainError {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            DomainError::Validation { .. }
-            | DomainError::UnknownItem(_)
-            | DomainError::ItemUnavailable(_)
-            | DomainError::AmountOverflow => ErrorKind::Invalid,
+            DomainError::Validation { .. } | DomainError::UnknownItem(_) | DomainError::ItemUnavailable(_) | DomainError::AmountOverflow => ErrorKind::Invalid,
             DomainError::IllegalTransition { .. } => ErrorKind::Conflict,
             DomainError::NotPermitted(_) => ErrorKind::Forbidden,
         }

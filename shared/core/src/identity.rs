@@ -61,9 +61,7 @@ impl Email {
             return Err(invalid());
         }
         let (local, domain) = s.split_once('@').ok_or_else(invalid)?;
-        let domain_ok = !domain.contains('@')
-            && domain.contains('.')
-            && domain.split('.').all(|label| !label.is_empty() && label.len() <= 63);
+        let domain_ok = !domain.contains('@') && domain.contains('.') && domain.split('.').all(|label| !label.is_empty() && label.len() <= 63);
         if local.is_empty() || local.len() > 64 || !domain_ok {
             return Err(invalid());
         }
@@ -86,10 +84,7 @@ impl Password {
     pub fn parse(raw: &str) -> Result<Password, DomainError> {
         let n = raw.chars().count();
         if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&n) {
-            return Err(DomainError::validation(
-                "weak_password",
-                format!("password must be {} to {} characters", Self::MIN_CHARS, Self::MAX_CHARS),
-            ));
+            return Err(DomainError::validation("weak_password", format!("password must be {} to {} characters", Self::MIN_CHARS, Self::MAX_CHARS)));
         }
         Ok(Password(raw.to_owned()))
     }

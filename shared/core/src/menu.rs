@@ -161,11 +161,7 @@ impl MenuItemPatch {
 }
 
 fn is_slug(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !s.starts_with('-') && !s.ends_with('-')
 }
 
 fn slug(name: &str) -> String {
@@ -268,13 +264,55 @@ pub fn default_menu() -> Vec<MenuItem> {
         item("macchiato", "Macchiato", "Espresso marked with a spoon of foam.", Drink, sizes(&[("single", 300), ("double", 360)]), espresso_modifiers(false)),
         item("cortado", "Cortado", "Equal parts espresso and warm milk.", Drink, sizes(&[("regular", 390)]), espresso_modifiers(true)),
         item("cold-brew", "Cold Brew", "Steeped for 18 hours, served over ice.", Drink, cup(400, 450, 500), espresso_modifiers(true)),
-        item("chai-latte", "Chai Latte", "Spiced black tea with steamed milk.", Drink, cup(400, 450, 500), espresso_modifiers(true).into_iter().filter(|m| m.id != "extra-shot" && m.id != "decaf").collect()),
-        item("matcha-latte", "Matcha Latte", "Stone-ground green tea with steamed milk.", Drink, cup(450, 500, 550), espresso_modifiers(true).into_iter().filter(|m| m.id != "extra-shot" && m.id != "decaf").collect()),
-        item("hot-chocolate", "Hot Chocolate", "Dark chocolate melted into steamed milk.", Drink, cup(350, 400, 450), vec![modifier("whipped-cream", "Whipped cream", 50, None), modifier("oat-milk", "Oat milk", 70, Some("milk"))]),
+        item(
+            "chai-latte",
+            "Chai Latte",
+            "Spiced black tea with steamed milk.",
+            Drink,
+            cup(400, 450, 500),
+            espresso_modifiers(true).into_iter().filter(|m| m.id != "extra-shot" && m.id != "decaf").collect(),
+        ),
+        item(
+            "matcha-latte",
+            "Matcha Latte",
+            "Stone-ground green tea with steamed milk.",
+            Drink,
+            cup(450, 500, 550),
+            espresso_modifiers(true).into_iter().filter(|m| m.id != "extra-shot" && m.id != "decaf").collect(),
+        ),
+        item(
+            "hot-chocolate",
+            "Hot Chocolate",
+            "Dark chocolate melted into steamed milk.",
+            Drink,
+            cup(350, 400, 450),
+            vec![modifier("whipped-cream", "Whipped cream", 50, None), modifier("oat-milk", "Oat milk", 70, Some("milk"))],
+        ),
         item("croissant", "Butter Croissant", "Flaky, baked every morning.", Food, sizes(&[("regular", 325)]), vec![modifier("warmed", "Warmed", 0, None)]),
-        item("blueberry-muffin", "Blueberry Muffin", "Loaded with wild blueberries.", Food, sizes(&[("regular", 350)]), vec![modifier("warmed", "Warmed", 0, None)]),
-        item("avocado-toast", "Avocado Toast", "Sourdough, smashed avocado, chilli flakes.", Food, sizes(&[("regular", 850)]), vec![modifier("add-egg", "Poached egg", 150, None)]),
-        item("banana-bread", "Banana Bread", "A thick slice, lightly toasted.", Food, sizes(&[("regular", 375)]), vec![modifier("butter", "Salted butter", 50, None)]),
+        item(
+            "blueberry-muffin",
+            "Blueberry Muffin",
+            "Loaded with wild blueberries.",
+            Food,
+            sizes(&[("regular", 350)]),
+            vec![modifier("warmed", "Warmed", 0, None)],
+        ),
+        item(
+            "avocado-toast",
+            "Avocado Toast",
+            "Sourdough, smashed avocado, chilli flakes.",
+            Food,
+            sizes(&[("regular", 850)]),
+            vec![modifier("add-egg", "Poached egg", 150, None)],
+        ),
+        item(
+            "banana-bread",
+            "Banana Bread",
+            "A thick slice, lightly toasted.",
+            Food,
+            sizes(&[("regular", 375)]),
+            vec![modifier("butter", "Salted butter", 50, None)],
+        ),
     ]
 }
 

@@ -202,7 +202,10 @@ fn price_line(menu: &Menu, line: &OrderLine) -> Result<PricedLine, DomainError> 
 pub enum Actor {
     /// The platform itself (the order consumer, a saga step).
     System,
-    User { id: String, role: Role },
+    User {
+        id: String,
+        role: Role,
+    },
 }
 
 impl Actor {
@@ -445,12 +448,8 @@ mod tests {
 
     #[test]
     fn prices_come_from_the_menu_with_modifiers_times_quantity() {
-        let priced = request(vec![
-            line("latte", Some("large"), &["extra-shot", "oat-milk"], 2),
-            line("croissant", None, &[], 1),
-        ])
-        .price(&menu())
-        .expect("valid");
+        let priced =
+            request(vec![line("latte", Some("large"), &["extra-shot", "oat-milk"], 2), line("croissant", None, &[], 1)]).price(&menu()).expect("valid");
         assert_eq!(priced.lines[0].unit_price_cents, Cents(500 + 90 + 70));
         assert_eq!(priced.lines[0].line_total_cents, Cents(2 * 660));
         assert_eq!(priced.lines[1].size, "regular");
@@ -539,7 +538,15 @@ mod tests {
                     };
                     let mut order = in_status(status);
                     let got = order.decide(command, actor, None).map(|event| {
-                        order.apply(&StoredEvent { event_id: "e".into(), order_id: "o1".into(), version: 2, occurred_at_ms: 20, actor: actor.id().into(), correlation_id: None, event });
+                        order.apply(&StoredEvent {
+                            event_id: "e".into(),
+                            order_id: "o1".into(),
+                            version: 2,
+                            occurred_at_ms: 20,
+                            actor: actor.id().into(),
+                            correlation_id: None,
+                            event,
+                        });
                         order.status
                     });
                     assert_eq!(got.ok(), expected, "{command:?} from {status} by {actor:?}");
@@ -565,11 +572,35 @@ mod tests {
         let mut events = vec![];
         let first = placed();
         let mut order = first.clone();
-        let steps = [(Command::Confirm, Actor::System), (Command::StartPreparation, user(Role::Barista)), (Command::MarkReady, user(Role::Barista)), (Command::Collect, user(Role::Customer))];
-        events.push(StoredEvent { event_id: "e1".into(), order_id: "o1".into(), version: 1, occurred_at_ms: 10, actor: "u1".into(), correlation_id: None, event: OrderEvent::OrderPlaced { customer_id: "u1".into(), order: PricedOrder { lines: first.lines.clone(), total_cents: first.total_cents, note: None, payment_method: PaymentMethod::PayAtCounter } } });
+        let steps = [
+            (Command::Confirm, Actor::System),
+            (Command::StartPreparation, user(Role::Barista)),
+            (Command::MarkReady, user(Role::Barista)),
+            (Command::Collect, user(Role::Customer)),
+        ];
+        events.push(StoredEvent {
+            event_id: "e1".into(),
+            order_id: "o1".into(),
+            version: 1,
+            occurred_at_ms: 10,
+            actor: "u1".into(),
+            correlation_id: None,
+            event: OrderEvent::OrderPlaced {
+                customer_id: "u1".into(),
+                order: PricedOrder { lines: first.lines.clone(), total_cents: first.total_cents, note: None, payment_method: PaymentMethod::PayAtCounter },
+            },
+        });
         for (i, (command, actor)) in steps.iter().enumerate() {
             let event = order.decide(*command, actor, None).expect("legal");
-            let stored = StoredEvent { event_id: format!("e{}", i + 2), order_id: "o1".into(), version: i as u64 + 2, occurred_at_ms: 20 + i as i64, actor: actor.id().into(), correlation_id: None, event };
+            let stored = StoredEvent {
+                event_id: format!("e{}", i + 2),
+                order_id: "o1".into(),
+                version: i as u64 + 2,
+                occurred_at_ms: 20 + i as i64,
+                actor: actor.id().into(),
+                correlation_id: None,
+                event,
+            };
             order.apply(&stored);
             events.push(stored);
         }
@@ -580,14 +611,30 @@ mod tests {
 
     #[test]
     fn a_log_that_does_not_start_with_order_placed_is_no_order() {
-        let e = StoredEvent { event_id: "e".into(), order_id: "o".into(), version: 1, occurred_at_ms: 0, actor: "system".into(), correlation_id: None, event: OrderEvent::OrderConfirmed };
+        let e = StoredEvent {
+            event_id: "e".into(),
+            order_id: "o".into(),
+            version: 1,
+            occurred_at_ms: 0,
+            actor: "system".into(),
+            correlation_id: None,
+            event: OrderEvent::OrderConfirmed,
+        };
         assert_eq!(Order::from_events(&[e]), None);
         assert_eq!(Order::from_events(&[]), None);
     }
 
     #[test]
     fn events_round_trip_through_their_wire_format() {
-        let e = StoredEvent { event_id: "e".into(), order_id: "o".into(), version: 3, occurred_at_ms: 5, actor: "system".into(), correlation_id: Some("c".into()), event: OrderEvent::OrderCancelled { reason: Some("changed mind".into()) } };
+        let e = StoredEvent {
+            event_id: "e".into(),
+            order_id: "o".into(),
+            version: 3,
+            occurred_at_ms: 5,
+            actor: "system".into(),
+            correlation_id: Some("c".into()),
+            event: OrderEvent::OrderCancelled { reason: Some("changed mind".into()) },
+        };
         let json = serde_json::to_value(&e).expect("serializes");
         assert_eq!(json["type"], "OrderCancelled");
         assert_eq!(json["data"]["reason"], "changed mind");

@@ -77,7 +77,7 @@ impl Publisher for SpinRedisPublisher {
                 self.connection.get_or_init(|| c)
             }
         };
-        connection.publish(channel, &payload.to_vec()).map_err(|e| format!("publishing to {channel}: {e}"))
+        connection.publish(channel, payload).map_err(|e| format!("publishing to {channel}: {e}"))
     }
 }
 

@@ -53,11 +53,7 @@ pub enum DbError {
 impl DbError {
     /// Classifies a driver's error message. Spin and rusqlite both surface SQLite's own text.
     pub fn from_message(message: String) -> DbError {
-        if message.contains("constraint failed") {
-            DbError::Constraint(message)
-        } else {
-            DbError::Other(message)
-        }
+        if message.contains("constraint failed") { DbError::Constraint(message) } else { DbError::Other(message) }
     }
 }
 

@@ -11,8 +11,8 @@ use gocoffee_core::{KitchenTicket, MenuItem, Order, Role, StoredEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::db::{Db, DbError, Rows, Value};
 use crate::db::RowExt;
+pub use crate::db::{Db, DbError, Rows, Value};
 
 /// The channel order events are published on.
 pub const ORDERS_CHANNEL: &str = "orders";
@@ -89,7 +89,14 @@ impl<D: Db> UserStore for SqliteStore<D> {
     async fn create_user(&self, u: &UserRecord) -> StoreResult<()> {
         self.db.execute(
             "INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            &[u.id.as_str().into(), u.email.as_str().into(), u.name.as_deref().into(), u.role.as_str().into(), u.password_hash.as_str().into(), u.created_at_ms.into()],
+            &[
+                u.id.as_str().into(),
+                u.email.as_str().into(),
+                u.name.as_deref().into(),
+                u.role.as_str().into(),
+                u.password_hash.as_str().into(),
+                u.created_at_ms.into(),
+            ],
         )?;
         Ok(())
     }
@@ -117,7 +124,9 @@ impl<D: Db> UserStore for SqliteStore<D> {
         Ok(rows
             .rows
             .first()
-            .map(|r| -> Result<_, DbError> { Ok(RefreshTokenRecord { token_hash: token_hash.to_owned(), user_id: r.text(0)?.to_owned(), expires_at_ms: r.int(1)? }) })
+            .map(|r| -> Result<_, DbError> {
+                Ok(RefreshTokenRecord { token_hash: token_hash.to_owned(), user_id: r.text(0)?.to_owned(), expires_at_ms: r.int(1)? })
+            })
             .transpose()?)
     }
 }
@@ -172,15 +181,33 @@ impl<D: Db> OrderStore for SqliteStore<D> {
         transaction(&self.db, |db| {
             if let Some(r) = idempotency {
                 // An expired record for the same key no longer guards anything.
-                db.execute("DELETE FROM idempotency WHERE owner = ? AND key = ? AND expires_at <= ?", &[r.owner.as_str().into(), r.key.as_str().into(), placed.occurred_at_ms.into()])?;
+                db.execute(
+                    "DELETE FROM idempotency WHERE owner = ? AND key = ? AND expires_at <= ?",
+                    &[r.owner.as_str().into(), r.key.as_str().into(), placed.occurred_at_ms.into()],
+                )?;
                 db.execute(
                     "INSERT INTO idempotency (owner, key, request_hash, status, body, location, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    &[r.owner.as_str().into(), r.key.as_str().into(), r.request_hash.as_str().into(), Value::Integer(r.status.into()), r.body.as_str().into(), r.location.as_deref().into(), r.expires_at_ms.into()],
+                    &[
+                        r.owner.as_str().into(),
+                        r.key.as_str().into(),
+                        r.request_hash.as_str().into(),
+                        Value::Integer(r.status.into()),
+                        r.body.as_str().into(),
+                        r.location.as_deref().into(),
+                        r.expires_at_ms.into(),
+                    ],
                 )?;
             }
             db.execute(
                 "INSERT INTO orders (id, customer_id, status, placed_at, version, doc) VALUES (?, ?, ?, ?, ?, ?)",
-                &[order.id.as_str().into(), order.customer_id.as_str().into(), order.status.as_str().into(), order.placed_at_ms.into(), Value::Integer(order.version as i64), to_json(order)?.into()],
+                &[
+                    order.id.as_str().into(),
+                    order.customer_id.as_str().into(),
+                    order.status.as_str().into(),
+                    order.placed_at_ms.into(),
+                    Value::Integer(order.version as i64),
+                    to_json(order)?.into(),
+                ],
             )?;
             project(db, order, placed)
         })?;
@@ -191,7 +218,13 @@ impl<D: Db> OrderStore for SqliteStore<D> {
         transaction(&self.db, |db| {
             let updated = db.execute(
                 "UPDATE orders SET status = ?, version = ?, doc = ? WHERE id = ? AND version = ? RETURNING id",
-                &[order.status.as_str().into(), Value::Integer(order.version as i64), to_json(order)?.into(), order.id.as_str().into(), Value::Integer(expected_version as i64)],
+                &[
+                    order.status.as_str().into(),
+                    Value::Integer(order.version as i64),
+                    to_json(order)?.into(),
+                    order.id.as_str().into(),
+                    Value::Integer(expected_version as i64),
+                ],
             )?;
             if updated.rows.is_empty() {
                 return Err(DbError::Constraint(format!("order {} is no longer at version {expected_version}", order.id)));

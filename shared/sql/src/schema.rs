@@ -46,7 +46,10 @@ pub fn ensure(db: &dyn Db) -> Result<(), DbError> {
         }
         for (position, item) in default_menu().iter().enumerate() {
             let doc = serde_json::to_string(item).map_err(|e| DbError::Other(e.to_string()))?;
-            db.execute("INSERT OR IGNORE INTO menu_items (id, position, doc) VALUES (?, ?, ?)", &[item.id.as_str().into(), Value::Integer(position as i64), doc.into()])?;
+            db.execute(
+                "INSERT OR IGNORE INTO menu_items (id, position, doc) VALUES (?, ?, ?)",
+                &[item.id.as_str().into(), Value::Integer(position as i64), doc.into()],
+            )?;
         }
         db.execute("DELETE FROM gocoffee_schema", &[])?;
         db.execute("INSERT INTO gocoffee_schema (version) VALUES (?)", &[Value::Integer(VERSION)])?;

@@ -63,12 +63,28 @@ fn store(name: &str) -> SqliteStore<Sqlite> {
 
 fn placed(id: &str, customer: &str, at: i64) -> (Order, StoredEvent) {
     let priced = PricedOrder { lines: vec![], total_cents: Cents(450), note: None, payment_method: PaymentMethod::PayAtCounter };
-    let event = StoredEvent { event_id: format!("{id}-1"), order_id: id.into(), version: 1, occurred_at_ms: at, actor: customer.into(), correlation_id: None, event: OrderEvent::OrderPlaced { customer_id: customer.into(), order: priced.clone() } };
+    let event = StoredEvent {
+        event_id: format!("{id}-1"),
+        order_id: id.into(),
+        version: 1,
+        occurred_at_ms: at,
+        actor: customer.into(),
+        correlation_id: None,
+        event: OrderEvent::OrderPlaced { customer_id: customer.into(), order: priced.clone() },
+    };
     (Order::open(id, customer, &priced, at), event)
 }
 
 fn next(order: &Order, event: OrderEvent, at: i64) -> (Order, StoredEvent) {
-    let e = StoredEvent { event_id: format!("{}-{}", order.id, order.version + 1), order_id: order.id.clone(), version: order.version + 1, occurred_at_ms: at, actor: "system".into(), correlation_id: None, event };
+    let e = StoredEvent {
+        event_id: format!("{}-{}", order.id, order.version + 1),
+        order_id: order.id.clone(),
+        version: order.version + 1,
+        occurred_at_ms: at,
+        actor: "system".into(),
+        correlation_id: None,
+        event,
+    };
     let mut o = order.clone();
     o.apply(&e);
     (o, e)
@@ -124,7 +140,15 @@ fn menu_items_insert_once_and_replace_in_place() {
 fn an_order_its_event_outbox_entry_and_idempotency_record_are_written_together() {
     let s = store("create");
     let (order, event) = placed("o1", "c1", 100);
-    let rec = IdempotencyRecord { owner: "c1".into(), key: "k".into(), request_hash: "h".into(), status: 202, body: "{}".into(), location: Some("/x".into()), expires_at_ms: 1_000 };
+    let rec = IdempotencyRecord {
+        owner: "c1".into(),
+        key: "k".into(),
+        request_hash: "h".into(),
+        status: 202,
+        body: "{}".into(),
+        location: Some("/x".into()),
+        expires_at_ms: 1_000,
+    };
     block_on(s.create_order(&order, &event, Some(&rec))).expect("created");
     assert_eq!(block_on(s.idempotency_record("c1", "k", 500)).expect("read"), Some(rec.clone()));
     assert_eq!(block_on(s.idempotency_record("c1", "k", 1_000)).expect("read"), None, "expired");
@@ -147,7 +171,7 @@ fn an_append_with_a_stale_version_changes_nothing() {
     let (order, event) = placed("o1", "c1", 100);
     block_on(s.create_order(&order, &event, None)).expect("created");
     let (confirmed, e2) = next(&order, OrderEvent::OrderConfirmed, 110);
-    block_on(s.append(&confirmed, &[e2.clone()], 1, Some(("consumer", "o1-1")))).expect("appended");
+    block_on(s.append(&confirmed, std::slice::from_ref(&e2), 1, Some(("consumer", "o1-1")))).expect("appended");
     assert_eq!(count(&s, "kitchen_tickets"), 1, "a confirmed order is on the kitchen board");
 
     let (late, e3) = next(&order, OrderEvent::OrderCancelled { reason: None }, 120);

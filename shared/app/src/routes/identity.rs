@@ -57,8 +57,8 @@ fn parse_name(name: Option<String>) -> Result<Option<String>, ApiError> {
 }
 
 async fn create(svc: &Services<'_>, email: Email, password: &Password, name: Option<String>, role: Role, now_ms: i64) -> Result<UserRecord, ApiError> {
-    let password_hash = auth::hash_password(password.expose(), svc.entropy)
-        .map_err(|_| ApiError::unprocessable("weak_password", "that password cannot be used"))?;
+    let password_hash =
+        auth::hash_password(password.expose(), svc.entropy).map_err(|_| ApiError::unprocessable("weak_password", "that password cannot be used"))?;
     let user = UserRecord { id: svc.new_id(), email: email.as_str().to_owned(), name, role, password_hash, created_at_ms: now_ms };
     match svc.users.create_user(&user).await {
         Ok(()) => Ok(user),

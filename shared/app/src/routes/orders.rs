@@ -90,10 +90,10 @@ pub async fn place(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.caller()?;
     let key = idempotency_key(ctx)?;
     let request_hash = hex(&Sha256::digest(ctx.req.body()));
-    if let Some(key) = &key {
-        if let Some(record) = svc.orders.idempotency_record(&caller.user_id, key, ctx.now_ms).await? {
-            return replay(record, &request_hash);
-        }
+    if let Some(key) = &key
+        && let Some(record) = svc.orders.idempotency_record(&caller.user_id, key, ctx.now_ms).await?
+    {
+        return replay(record, &request_hash);
     }
     let request: OrderRequest = parse_json(ctx.req)?;
     let menu = gocoffee_core::Menu { items: svc.menu.menu().await? };
