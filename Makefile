@@ -34,9 +34,11 @@ up: components host
 	echo "  try:   curl -s http://$(LISTEN)/api/v1/menu"; \
 	exec ./$(HOST) --listen $(LISTEN) --state-dir $(STATE)
 
-## test: every test: unit, adapters on real SQLite, the host, and contract tests against the real components
+## test: every test: unit, adapters on real SQLite, the host, contract tests against the real
+## components, then schemathesis fuzzing of the API from openapi.yaml (installed into .venv)
 test: components host
 	$(CARGO) test --release --workspace
+	tests/fuzz.sh
 
 ## bench: throughput and latency of the host on the real components (see bench/README.md)
 bench: components host

@@ -123,7 +123,8 @@ fn main() -> Result<()> {
     if args.json_logs {
         tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        use std::io::IsTerminal;
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
     }
     match args.command.as_str() {
         "up" => tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(up(args)),

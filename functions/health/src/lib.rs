@@ -4,6 +4,6 @@
 #![allow(unsafe_code)]
 
 #[spin_sdk::http_component]
-fn handle(_req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
-    gocoffee_app::health()
+fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+    gocoffee_app::health(&req)
 }

@@ -148,6 +148,9 @@ fn health_answers_without_auth() {
     let w = World::new();
     let r = w.call("GET", "/health", None, None);
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("ok")));
+    let trace = http::Request::builder().method("TRACE").uri("/health").body(vec![]).expect("request");
+    let r = gocoffee_app::health(&trace);
+    assert_eq!((r.status().as_u16(), r.headers()["allow"].to_str().ok()), (405, Some("GET, HEAD")));
 }
 
 #[test]

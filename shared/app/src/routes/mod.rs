@@ -9,7 +9,7 @@ use crate::{Ctx, RouteId};
 
 pub(crate) async fn dispatch(id: RouteId, ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     match id {
-        RouteId::Health => Ok(health()),
+        RouteId::Health => Ok(health(ctx.req)),
         RouteId::Register => identity::register(ctx).await,
         RouteId::Login => identity::login(ctx).await,
         RouteId::Refresh => identity::refresh(ctx).await,
@@ -33,7 +33,17 @@ pub(crate) async fn dispatch(id: RouteId, ctx: &Ctx<'_>) -> Result<Response, Api
     }
 }
 
-/// Liveness: answers without touching any store.
-pub fn health() -> Response {
-    json(::http::StatusCode::OK, &serde_json::json!({ "status": "ok", "service": "gocoffee" }))
+/// Liveness: answers GET (and HEAD) without touching any store.
+pub fn health(req: &crate::Request) -> Response {
+    use ::http::{Method, StatusCode, header};
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{} is not allowed here", req.method())).into_response();
+        r.headers_mut().insert(header::ALLOW, ::http::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let mut r = json(StatusCode::OK, &serde_json::json!({ "status": "ok", "service": "gocoffee" }));
+    if req.method() == Method::HEAD {
+        r.body_mut().clear();
+    }
+    r
 }
