@@ -16,14 +16,8 @@ if ! command -v oha >/dev/null; then
   cargo install oha --locked --quiet
 fi
 
-rm -rf "$STATE"; mkdir -p "$STATE"
-SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret \
-  ./target/release/gocoffee-host --listen "127.0.0.1:$PORT" --state-dir "$STATE" --cache-dir target/test-cache \
-  >"$STATE/stdout" 2>"$STATE/host.log" &
-HOST_PID=$!
-trap 'kill $HOST_PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do grep -q "^Listening on" "$STATE/stdout" 2>/dev/null && break; sleep 0.1; done
-grep -q "^Listening on" "$STATE/stdout" || { echo "host did not start"; cat "$STATE/host.log"; exit 1; }
+source tests/host.sh
+SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret start_host "$PORT" "$STATE"
 
 TOKEN=$(curl -sf "$BASE/api/v1/auth/register" -H 'content-type: application/json' \
   -d '{"email":"bench@example.com","password":"bench password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')

@@ -17,17 +17,12 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VER
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-rm -rf "$STATE"; mkdir -p "$STATE"
+source tests/host.sh
 # The fuzzer acts as the bootstrap admin, so every handler is reached past its role check
 # (customer-level rules are covered by the contract tests).
 SPIN_VARIABLE_JWT_SECRET=fuzz-secret-fuzz-secret-fuzz-secret-1 \
 SPIN_VARIABLE_ADMIN_EMAIL=fuzz-admin@example.com SPIN_VARIABLE_ADMIN_PASSWORD=fuzz-admin-password \
-  ./target/release/gocoffee-host --listen "127.0.0.1:$PORT" --state-dir "$STATE" --cache-dir target/test-cache \
-  >"$STATE/stdout" 2>"$STATE/host.log" &
-HOST_PID=$!
-trap 'kill $HOST_PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do grep -q "^Listening on" "$STATE/stdout" 2>/dev/null && break; sleep 0.1; done
-grep -q "^Listening on" "$STATE/stdout" || { echo "host did not start"; cat "$STATE/host.log"; exit 1; }
+  start_host "$PORT" "$STATE"
 
 TOKEN=$(curl -sf "$BASE/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"email":"fuzz-admin@example.com","password":"fuzz-admin-password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')

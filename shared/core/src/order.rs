@@ -490,9 +490,9 @@ mod tests {
         assert_eq!(r.price(&menu()).map(|p| p.note), Ok(None));
     }
 
-    fn placed() -> Order {
+    fn placed_event() -> StoredEvent {
         let order = request(vec![line("espresso", Some("single"), &[], 1)]).price(&menu()).expect("valid");
-        let first = StoredEvent {
+        StoredEvent {
             event_id: "e1".into(),
             order_id: "o1".into(),
             version: 1,
@@ -500,8 +500,11 @@ mod tests {
             actor: "u1".into(),
             correlation_id: None,
             event: OrderEvent::OrderPlaced { customer_id: "u1".into(), order },
-        };
-        Order::from_events(&[first]).expect("placed")
+        }
+    }
+
+    fn placed() -> Order {
+        Order::from_events(&[placed_event()]).expect("placed")
     }
 
     fn in_status(status: OrderStatus) -> Order {
@@ -569,27 +572,14 @@ mod tests {
 
     #[test]
     fn the_fold_of_events_follows_the_lifecycle() {
-        let mut events = vec![];
-        let first = placed();
-        let mut order = first.clone();
+        let mut events = vec![placed_event()];
+        let mut order = placed();
         let steps = [
             (Command::Confirm, Actor::System),
             (Command::StartPreparation, user(Role::Barista)),
             (Command::MarkReady, user(Role::Barista)),
             (Command::Collect, user(Role::Customer)),
         ];
-        events.push(StoredEvent {
-            event_id: "e1".into(),
-            order_id: "o1".into(),
-            version: 1,
-            occurred_at_ms: 10,
-            actor: "u1".into(),
-            correlation_id: None,
-            event: OrderEvent::OrderPlaced {
-                customer_id: "u1".into(),
-                order: PricedOrder { lines: first.lines.clone(), total_cents: first.total_cents, note: None, payment_method: PaymentMethod::PayAtCounter },
-            },
-        });
         for (i, (command, actor)) in steps.iter().enumerate() {
             let event = order.decide(*command, actor, None).expect("legal");
             let stored = StoredEvent {
