@@ -7,19 +7,29 @@ LISTEN ?= 127.0.0.1:3000
 COMPONENTS := health identity menu orders kitchen order-consumer
 HOST := target/release/gocoffee-host
 
-.PHONY: up test setup components host bench clean
+.PHONY: up test setup tools components host bootstraps bench clean
 
 ## setup: the wasm target the components build for (idempotent)
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
+## tools: the Python-packaged test tools (moto, schemathesis, cargo-lambda, aws-sam-cli, checkov) in venvs
+tools:
+	tests/tools.sh
+
 ## components: every function as a Spin component (target/wasm32-wasip2/release/*.wasm)
 components: setup
-	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS))
+	$(CARGO) build --release --target wasm32-wasip2 --lib $(addprefix -p ,$(COMPONENTS))
 
 ## host: the local runtime that serves spin.toml
 host:
 	$(CARGO) build --release -p gocoffee-host
+
+## bootstraps: every function as a native Lambda binary (target/release/<function>), for the
+## Lambda runtime emulator the tests run them under. Built with --workspace so dependency features
+## unify as in `cargo test --workspace` and the AWS SDK is compiled once.
+bootstraps:
+	$(CARGO) build --release --workspace --bins
 
 ## up: build everything and serve the platform on $(LISTEN), state in $(STATE)/
 up: components host
@@ -34,9 +44,11 @@ up: components host
 	echo "  try:   curl -s http://$(LISTEN)/api/v1/menu"; \
 	exec ./$(HOST) --listen $(LISTEN) --state-dir $(STATE)
 
-## test: every test: unit, adapters on real SQLite, the host, contract tests against the real
-## components, then schemathesis fuzzing of the API from openapi.yaml (installed into .venv)
-test: components host
+## test: every test: the template's static checks (sam validate --lint, cfn-lint, checkov), unit,
+## adapters on real SQLite and on moto (the AWS wire protocol), contract tests against both shells
+## (the host on the real components; the Lambda binaries on moto), then schemathesis fuzzing
+test: tools components host bootstraps
+	tests/template.sh
 	$(CARGO) test --release --workspace
 	tests/fuzz.sh
 

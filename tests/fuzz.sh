@@ -4,7 +4,6 @@
 # documented. Fixed seed, so CI is reproducible; SEED=random explores new inputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SCHEMATHESIS_VERSION=4.32.5
 VENV=.venv
 PORT=${PORT:-3907}
 SEED=${SEED:-20261124}
@@ -12,10 +11,7 @@ MAX_EXAMPLES=${MAX_EXAMPLES:-40}
 BASE="http://127.0.0.1:$PORT"
 STATE=target/fuzz-state
 
-if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-fi
+tests/tools.sh main
 
 source tests/host.sh
 # The fuzzer acts as the bootstrap admin, so every handler is reached past its role check

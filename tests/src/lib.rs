@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod aws;
+pub mod lambda;
+
 pub const ADMIN_EMAIL: &str = "admin@gocoffee.test";
 pub const ADMIN_PASSWORD: &str = "admin password 1";
 
@@ -128,13 +131,18 @@ impl Host {
         String::from_utf8(out.stdout).expect("utf8")
     }
 
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.state.join("host.log")).unwrap_or_default()
-    }
+}
 
-    pub fn request(&self, method: &str, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<(&str, Vec<u8>)>) -> Reply {
+/// A running Go Coffee, on either shell: the helpers every contract test talks through.
+pub trait Api: Sync {
+    /// The base URL requests go to.
+    fn base(&self) -> &str;
+    /// What the platform logged, for failure messages.
+    fn log(&self) -> String;
+
+    fn request(&self, method: &str, path: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<(&str, Vec<u8>)>) -> Reply {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
-        let url = format!("{}{}", self.base, path);
+        let url = format!("{}{}", self.base(), path);
         let mut req = http_request(method, &url);
         if let Some(t) = token {
             req = req.header("authorization", &format!("Bearer {t}"));
@@ -155,26 +163,26 @@ impl Host {
         Reply { status, body, headers }
     }
 
-    pub fn get(&self, path: &str, token: Option<&str>) -> Reply {
+    fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.request("GET", path, token, &[], None)
     }
 
-    pub fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+    fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
         self.request("POST", path, token, &[], Some(("application/json", serde_json::to_vec(&body).expect("json"))))
     }
 
-    pub fn register(&self, email: &str) -> String {
+    fn register(&self, email: &str) -> String {
         let r = self.post("/api/v1/auth/register", None, serde_json::json!({"email": email, "password": "password 123"}));
         assert_eq!(r.status, 201, "{}", r.body);
         r.body["access_token"].as_str().expect("token").to_owned()
     }
 
-    pub fn login(&self, email: &str, password: &str) -> Reply {
+    fn login(&self, email: &str, password: &str) -> Reply {
         self.post("/api/v1/auth/login", None, serde_json::json!({"email": email, "password": password}))
     }
 
     /// An account with `role`, created by the bootstrap admin; returns its access token.
-    pub fn staff(&self, email: &str, role: &str) -> String {
+    fn staff(&self, email: &str, role: &str) -> String {
         let admin = self.login(ADMIN_EMAIL, ADMIN_PASSWORD);
         assert_eq!(admin.status, 200, "{}", admin.body);
         let admin = admin.body["access_token"].as_str().expect("token").to_owned();
@@ -183,14 +191,14 @@ impl Host {
         self.login(email, "staff password").body["access_token"].as_str().expect("token").to_owned()
     }
 
-    pub fn place(&self, token: &str) -> String {
+    fn place(&self, token: &str) -> String {
         let r = self.post("/api/v1/orders", Some(token), serde_json::json!({"lines": [{"item_id": "cappuccino", "size": "medium", "quantity": 1}]}));
         assert_eq!(r.status, 202, "{}", r.body);
         r.body["id"].as_str().expect("id").to_owned()
     }
 
     /// Polls the order until it has `status` (the consumer works asynchronously).
-    pub fn wait_for_status(&self, id: &str, token: &str, status: &str) -> Reply {
+    fn wait_for_status(&self, id: &str, token: &str, status: &str) -> Reply {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let r = self.get(&format!("/api/v1/orders/{id}"), Some(token));
@@ -202,11 +210,22 @@ impl Host {
         }
     }
 
-    pub fn event_types(&self, id: &str, token: &str) -> Vec<String> {
+    fn event_types(&self, id: &str, token: &str) -> Vec<String> {
         let r = self.get(&format!("/api/v1/orders/{id}/events"), Some(token));
         assert_eq!(r.status, 200, "{}", r.body);
         r.body["events"].as_array().expect("events").iter().map(|e| e["type"].as_str().expect("type").to_owned()).collect()
     }
+}
+
+impl Api for Host {
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state.join("host.log")).unwrap_or_default()
+    }
+
 }
 
 fn http_request(method: &str, url: &str) -> ureq::http::request::Builder {

@@ -1,13 +1,40 @@
-//! Contract tests: the real host serving the real `.wasm` components, driven over HTTP.
+//! Contract tests over HTTP. The API's contract runs on both shells: the host serving the real
+//! `.wasm` components (Spin), and the real Lambda binaries on moto behind the template's routes
+//! (AWS). The host's own delivery and shutdown guarantees are tested on the host alone.
 
 use std::time::{Duration, Instant};
 
-use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Host, inject_delivery, pending_deliveries};
+use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Host, inject_delivery, pending_deliveries};
 use serde_json::json;
 
-#[test]
-fn register_login_refresh_and_me() {
-    let h = Host::start("auth");
+/// Runs each named contract test on both shells.
+macro_rules! on_both_shells {
+    ($($name:ident),* $(,)?) => {
+        mod spin {
+            $(#[test]
+            fn $name() {
+                super::$name(&gocoffee_tests::Host::start(stringify!($name)));
+            })*
+        }
+        mod lambda {
+            $(#[test]
+            fn $name() {
+                super::$name(&gocoffee_tests::lambda::LambdaStack::start(stringify!($name)));
+            })*
+        }
+    };
+}
+
+on_both_shells!(
+    register_login_refresh_and_me,
+    an_order_goes_from_placed_to_collected_with_its_history,
+    cancel_rules_follow_role_and_status,
+    a_retried_post_with_an_idempotency_key_creates_one_order,
+    a_customer_cannot_read_another_customers_order,
+    bad_input_gets_a_clear_4xx_and_never_a_500,
+);
+
+fn register_login_refresh_and_me(h: &impl Api) {
     let token = h.register("ada@example.com");
     let me = h.get("/api/v1/auth/me", Some(&token));
     assert_eq!((me.status, me.body["role"].as_str()), (200, Some("customer")));
@@ -21,9 +48,7 @@ fn register_login_refresh_and_me() {
     assert_eq!((admin.status, admin.body["user"]["role"].as_str()), (200, Some("admin")));
 }
 
-#[test]
-fn an_order_goes_from_placed_to_collected_with_its_history() {
-    let h = Host::start("lifecycle");
+fn an_order_goes_from_placed_to_collected_with_its_history(h: &impl Api) {
     let customer = h.register("ada@example.com");
     let barista = h.staff("barista@example.com", "barista");
     let placed = h.post(
@@ -45,9 +70,7 @@ fn an_order_goes_from_placed_to_collected_with_its_history() {
     assert_eq!(h.event_types(&id, &customer), ["OrderPlaced", "OrderConfirmed", "PreparationStarted", "OrderReady", "OrderCompleted"]);
 }
 
-#[test]
-fn cancel_rules_follow_role_and_status() {
-    let h = Host::start("cancel");
+fn cancel_rules_follow_role_and_status(h: &impl Api) {
     let ada = h.register("ada@example.com");
     let barista = h.staff("barista@example.com", "barista");
     let early = h.place(&ada);
@@ -63,9 +86,7 @@ fn cancel_rules_follow_role_and_status() {
     assert_eq!(customer_start.status, 403);
 }
 
-#[test]
-fn a_retried_post_with_an_idempotency_key_creates_one_order() {
-    let h = Host::start("idempotency");
+fn a_retried_post_with_an_idempotency_key_creates_one_order(h: &impl Api) {
     let ada = h.register("ada@example.com");
     let body = serde_json::to_vec(&json!({"lines": [{"item_id": "espresso", "size": "double", "quantity": 1}]})).expect("json");
     let ids: Vec<String> = std::thread::scope(|s| {
@@ -89,9 +110,7 @@ fn a_retried_post_with_an_idempotency_key_creates_one_order() {
     assert_eq!((misuse.status, misuse.code()), (422, "idempotency_key_reused"));
 }
 
-#[test]
-fn a_customer_cannot_read_another_customers_order() {
-    let h = Host::start("privacy");
+fn a_customer_cannot_read_another_customers_order(h: &impl Api) {
     let ada = h.register("ada@example.com");
     let bob = h.register("bob@example.com");
     let id = h.place(&ada);
@@ -104,9 +123,7 @@ fn a_customer_cannot_read_another_customers_order() {
     assert_eq!(h.get(&format!("/api/v1/orders/{id}"), None).status, 401);
 }
 
-#[test]
-fn bad_input_gets_a_clear_4xx_and_never_a_500() {
-    let h = Host::start("bad-input");
+fn bad_input_gets_a_clear_4xx_and_never_a_500(h: &impl Api) {
     let ada = h.register("ada@example.com");
     let raw = |method: &str, path: &str, ct: &str, body: &[u8]| h.request(method, path, Some(&ada), &[], Some((ct, body.to_vec())));
     let cases: Vec<(gocoffee_tests::Reply, u16, &str)> = vec![

@@ -70,7 +70,7 @@ fn every_component_is_built_from_its_own_function_crate() {
         assert_eq!(source, format!("target/wasm32-wasip2/release/{}.wasm", id.replace('-', "_")), "{id}");
         assert!(workspace().join("functions").join(id).join("Cargo.toml").exists(), "functions/{id} is missing");
         let command = c["build"]["command"].as_str().expect("build command");
-        assert!(command.ends_with(&format!("--target wasm32-wasip2 -p {id}")), "{id}: {command}");
+        assert!(command.ends_with(&format!("--target wasm32-wasip2 -p {id} --lib")), "{id}: {command}");
         assert!(c.get("allowed_outbound_hosts").is_some(), "{id} must list allowed_outbound_hosts explicitly");
     }
 }

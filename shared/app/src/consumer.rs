@@ -35,21 +35,42 @@ impl From<StoreError> for ConsumerError {
     }
 }
 
-/// Handles one message from the orders stream.
+fn order_event(payload: &[u8]) -> Result<StoredEvent, ConsumerError> {
+    serde_json::from_slice(payload).map_err(|e| ConsumerError::Poison(format!("not an order event: {e}")))
+}
+
+/// Handles one message from the orders stream. A placed order goes to the kitchen's queue when
+/// the platform has one, or is accepted for the kitchen right here when it doesn't.
 pub async fn handle_order_event(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
-    let event: StoredEvent = serde_json::from_slice(payload).map_err(|e| ConsumerError::Poison(format!("not an order event: {e}")))?;
-    let outcome = match &event.event {
-        OrderEvent::OrderPlaced { .. } => confirm(svc, &event).await,
+    let event = order_event(payload)?;
+    let outcome = match (&event.event, svc.kitchen) {
+        (OrderEvent::OrderPlaced { .. }, Some(queue)) => queue.send(&event).await.map_err(ConsumerError::from),
+        (OrderEvent::OrderPlaced { .. }, None) => confirm(svc, &event).await,
         // Other events are for read models and notifications, which later consumers own.
         _ => Ok(()),
     };
-    match &outcome {
+    log_outcome(&event, &outcome);
+    outcome
+}
+
+/// Handles one message from the kitchen's queue: a placed order the kitchen accepts.
+pub async fn handle_kitchen_ticket(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
+    let event = order_event(payload)?;
+    let outcome = match &event.event {
+        OrderEvent::OrderPlaced { .. } => confirm(svc, &event).await,
+        other => Err(ConsumerError::Poison(format!("the kitchen queue carries placed orders, not {}", other.name()))),
+    };
+    log_outcome(&event, &outcome);
+    outcome
+}
+
+fn log_outcome(event: &StoredEvent, outcome: &Result<(), ConsumerError>) {
+    match outcome {
         Ok(()) => {
-            tracing::info!(event_id = %event.event_id, order_id = %event.order_id, event = event.event.name(), correlation_id = ?event.correlation_id, "event handled")
+            tracing::info!(event_id = %event.event_id, order_id = %event.order_id, event = event.event.name(), correlation_id = event.correlation_id.as_deref().unwrap_or_default(), "event handled")
         }
         Err(e) => tracing::warn!(event_id = %event.event_id, order_id = %event.order_id, error = %e, "event failed"),
     }
-    outcome
 }
 
 /// `OrderPlaced` -> the order is confirmed (pay at counter needs no payment step) and lands on

@@ -18,7 +18,7 @@ use gocoffee_core::Role;
 pub use crate::auth::Caller;
 pub use crate::config::{Config, ConfigError};
 pub use crate::http::{ApiError, Request, Response};
-use crate::ports::{Clock, Entropy, EventRelay, MenuStore, OrderStore, UserStore};
+use crate::ports::{Clock, Entropy, EventRelay, KitchenQueue, MenuStore, OrderStore, UserStore};
 
 /// Everything a use case may touch, borrowed for one request or one event.
 pub struct Services<'a> {
@@ -26,6 +26,9 @@ pub struct Services<'a> {
     pub menu: &'a dyn MenuStore,
     pub orders: &'a dyn OrderStore,
     pub relay: &'a dyn EventRelay,
+    /// The kitchen's queue of placed orders. Without one (Spin, the local host), the order
+    /// consumer accepts placed orders for the kitchen itself.
+    pub kitchen: Option<&'a dyn KitchenQueue>,
     pub clock: &'a dyn Clock,
     pub entropy: &'a dyn Entropy,
     pub config: &'a Config,

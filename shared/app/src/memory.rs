@@ -240,3 +240,51 @@ impl Clock for ManualClock {
         self.0.get()
     }
 }
+
+/// A kitchen queue that keeps what was sent, in order.
+#[derive(Default)]
+pub struct MemoryKitchenQueue(pub RefCell<Vec<StoredEvent>>);
+
+#[async_trait(?Send)]
+impl KitchenQueue for MemoryKitchenQueue {
+    async fn send(&self, placed: &StoredEvent) -> StoreResult<()> {
+        self.0.borrow_mut().push(placed.clone());
+        Ok(())
+    }
+}
+
+/// Orders and events for adapter tests: every store adapter is tested with the same fixtures.
+pub mod fixtures {
+    use gocoffee_core::{Cents, Order, OrderEvent, PaymentMethod, PricedOrder, StoredEvent};
+
+    /// A pay-at-counter order `id` placed by `customer` at `at` ms, and its `OrderPlaced`.
+    pub fn placed(id: &str, customer: &str, at: i64) -> (Order, StoredEvent) {
+        let priced = PricedOrder { lines: vec![], total_cents: Cents(450), note: None, payment_method: PaymentMethod::PayAtCounter };
+        let event = StoredEvent {
+            event_id: format!("{id}-1"),
+            order_id: id.into(),
+            version: 1,
+            occurred_at_ms: at,
+            actor: customer.into(),
+            correlation_id: None,
+            event: OrderEvent::OrderPlaced { customer_id: customer.into(), order: priced.clone() },
+        };
+        (Order::open(id, customer, &priced, at), event)
+    }
+
+    /// `order` after `event` at `at` ms, and that event as stored.
+    pub fn next(order: &Order, event: OrderEvent, at: i64) -> (Order, StoredEvent) {
+        let e = StoredEvent {
+            event_id: format!("{}-{}", order.id, order.version + 1),
+            order_id: order.id.clone(),
+            version: order.version + 1,
+            occurred_at_ms: at,
+            actor: "system".into(),
+            correlation_id: None,
+            event,
+        };
+        let mut o = order.clone();
+        o.apply(&e);
+        (o, e)
+    }
+}

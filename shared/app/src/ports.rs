@@ -125,6 +125,13 @@ pub trait OrderStore {
     async fn mark_processed(&self, consumer: &str, event_id: &str) -> StoreResult<()>;
 }
 
+/// Where placed orders wait for the kitchen to accept them, when the platform has a queue for
+/// that (SQS on AWS). Sending is at least once: the kitchen's acceptance is idempotent.
+#[async_trait(?Send)]
+pub trait KitchenQueue {
+    async fn send(&self, placed: &StoredEvent) -> StoreResult<()>;
+}
+
 /// Publishes what the stores queued for the event stream (the transactional outbox), in order.
 #[async_trait(?Send)]
 pub trait EventRelay {

@@ -1,7 +1,7 @@
 //! The use cases over in-memory adapters: routes called directly with requests, no server.
 
-use gocoffee_app::consumer::{ConsumerError, handle_order_event};
-use gocoffee_app::memory::{ManualClock, MemoryStore};
+use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
+use gocoffee_app::memory::{ManualClock, MemoryKitchenQueue, MemoryStore};
 use gocoffee_app::ports::{Entropy, OrderStore};
 use gocoffee_app::{Config, Group, Services, handle};
 use gocoffee_core::{Email, Password};
@@ -55,6 +55,7 @@ impl World {
             menu: &self.store,
             orders: &self.store,
             relay: &self.store,
+            kitchen: None,
             clock: &self.clock,
             entropy: &self.entropy,
             config: &self.config,
@@ -278,6 +279,34 @@ fn an_order_goes_from_placed_to_collected_with_its_history() {
     w.deliver_all();
     let published: Vec<&str> = w.store.published().iter().map(|e| e.event.name()).collect::<Vec<_>>().into_iter().collect();
     assert_eq!(published, names, "every event went out on the stream, in order");
+}
+
+#[test]
+fn with_a_kitchen_queue_placed_orders_wait_there_until_the_kitchen_accepts_them_once() {
+    let w = World::new();
+    let customer = w.register("ada@example.com");
+    let barista = w.staff("barista@example.com", "barista");
+    let id = w.call("POST", "/api/v1/orders", Some(&customer), Some(json!({"lines": [{"item_id": "espresso", "size": "single", "quantity": 1}]}))).body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let queue = MemoryKitchenQueue::default();
+    let svc = Services { kitchen: Some(&queue), ..w.svc() };
+    let placed = serde_json::to_vec(&w.store.published()[0]).expect("event");
+    pollster::block_on(handle_order_event(&svc, &placed)).expect("queued");
+    assert_eq!(queue.0.borrow().len(), 1, "the placed order went to the kitchen queue");
+    assert_eq!(w.call("GET", &format!("/api/v1/orders/{id}"), Some(&customer), None).body["status"], "pending", "not yet accepted");
+
+    let ticket = serde_json::to_vec(&queue.0.borrow()[0]).expect("ticket");
+    pollster::block_on(handle_kitchen_ticket(&svc, &ticket)).expect("accepted");
+    pollster::block_on(handle_kitchen_ticket(&svc, &ticket)).expect("a duplicate is a no-op");
+    let events = w.call("GET", &format!("/api/v1/orders/{id}/events"), Some(&customer), None);
+    assert_eq!(events.body["events"].as_array().map(Vec::len), Some(2), "one OrderConfirmed for two deliveries: {}", events.body);
+    assert_eq!(w.call("GET", "/api/v1/kitchen/queue", Some(&barista), None).body["items"][0]["order_id"].as_str(), Some(id.as_str()));
+
+    let confirmed = serde_json::to_vec(&pollster::block_on(w.store.events(&id)).expect("events")[1]).expect("event");
+    assert!(matches!(pollster::block_on(handle_kitchen_ticket(&svc, &confirmed)), Err(ConsumerError::Poison(_))), "only placed orders are tickets");
+    assert!(matches!(pollster::block_on(handle_kitchen_ticket(&svc, b"{}")), Err(ConsumerError::Poison(_))));
 }
 
 #[test]

@@ -100,7 +100,7 @@ async fn with_services<T>(f: impl AsyncFnOnce(&Services<'_>) -> T) -> Result<T, 
     let store = SqliteStore::open(&db).map_err(|e| format!("preparing the schema: {e}"))?;
     let publisher = SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
     let relay = SqliteOutboxRelay { db: &db, publisher };
-    let svc = Services { users: &store, menu: &store, orders: &store, relay: &relay, clock: &SystemClock, entropy: &OsEntropy, config: &config };
+    let svc = Services { users: &store, menu: &store, orders: &store, relay: &relay, kitchen: None, clock: &SystemClock, entropy: &OsEntropy, config: &config };
     Ok(f(&svc).await)
 }
 

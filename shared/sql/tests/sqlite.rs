@@ -2,8 +2,9 @@
 
 use std::sync::Mutex;
 
+use gocoffee_app::memory::fixtures::{next, placed};
 use gocoffee_app::ports::*;
-use gocoffee_core::{Cents, Order, OrderEvent, OrderStatus, PaymentMethod, PricedOrder, Role, StoredEvent};
+use gocoffee_core::{OrderEvent, OrderStatus, Role, StoredEvent};
 use gocoffee_sql::{Db, DbError, Publisher, Rows, SqliteOutboxRelay, SqliteStore, Value};
 use pollster::block_on;
 
@@ -59,35 +60,6 @@ fn temp_db(name: &str) -> std::path::PathBuf {
 
 fn store(name: &str) -> SqliteStore<Sqlite> {
     SqliteStore::open(Sqlite::open(&temp_db(name))).expect("schema")
-}
-
-fn placed(id: &str, customer: &str, at: i64) -> (Order, StoredEvent) {
-    let priced = PricedOrder { lines: vec![], total_cents: Cents(450), note: None, payment_method: PaymentMethod::PayAtCounter };
-    let event = StoredEvent {
-        event_id: format!("{id}-1"),
-        order_id: id.into(),
-        version: 1,
-        occurred_at_ms: at,
-        actor: customer.into(),
-        correlation_id: None,
-        event: OrderEvent::OrderPlaced { customer_id: customer.into(), order: priced.clone() },
-    };
-    (Order::open(id, customer, &priced, at), event)
-}
-
-fn next(order: &Order, event: OrderEvent, at: i64) -> (Order, StoredEvent) {
-    let e = StoredEvent {
-        event_id: format!("{}-{}", order.id, order.version + 1),
-        order_id: order.id.clone(),
-        version: order.version + 1,
-        occurred_at_ms: at,
-        actor: "system".into(),
-        correlation_id: None,
-        event,
-    };
-    let mut o = order.clone();
-    o.apply(&e);
-    (o, e)
 }
 
 fn count(s: &SqliteStore<Sqlite>, table: &str) -> i64 {

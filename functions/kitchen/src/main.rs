@@ -1,0 +1,8 @@
+//! Kitchen as an AWS Lambda: the kitchen behind API Gateway, and the consumer of its SQS queue.
+#![cfg_attr(target_arch = "wasm32", no_main)]
+
+#[cfg(not(target_arch = "wasm32"))]
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    gocoffee_aws::lambda::run(gocoffee_aws::lambda::Function::Http(gocoffee_app::Group::Kitchen)).await
+}

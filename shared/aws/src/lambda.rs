@@ -1,0 +1,278 @@
+//! The Lambda shell: converts API Gateway HTTP API (v2) events, Kinesis batches and SQS batches
+//! to app calls and back. Each function's `main` is one call to [`run`].
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
+use gocoffee_app::ports::{EventRelay, KitchenQueue, OsEntropy, StoreResult, SystemClock};
+use gocoffee_app::{ApiError, Config, Group, Request, Response, Services};
+use http::{HeaderValue, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{Clients, DynamoOutboxRelay, DynamoStore, KinesisPublisher, SqsDeadLetters, SqsKitchenQueue, sdk_config};
+
+/// What a Lambda function is: an HTTP group behind API Gateway (the kitchen also takes its SQS
+/// queue), or the order consumer on the orders stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Http(Group),
+    OrderConsumer,
+}
+
+/// Structured logs on stdout for CloudWatch: JSON when the function's log format is JSON
+/// (`AWS_LAMBDA_LOG_FORMAT`), at `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`, default info).
+pub fn init_tracing() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(level.to_ascii_lowercase()).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_target(false).with_writer(std::io::stdout);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let _ = if json {
+        tracing::subscriber::set_global_default(builder.json().flatten_event(true).with_span_list(false).finish())
+    } else {
+        // CloudWatch stamps every line already.
+        tracing::subscriber::set_global_default(builder.without_time().finish())
+    };
+}
+
+/// Publishes nothing: for functions that never queue events (identity, menu).
+struct NoStream;
+
+#[async_trait::async_trait(?Send)]
+impl EventRelay for NoStream {
+    async fn relay(&self) -> StoreResult<usize> {
+        Ok(0)
+    }
+}
+
+/// What a function keeps for the life of its container: config and clients.
+pub struct Shell {
+    config: Config,
+    store: DynamoStore,
+    publisher: Option<KinesisPublisher>,
+    kitchen: Option<SqsKitchenQueue>,
+    dead_letters: Option<SqsDeadLetters>,
+}
+
+impl Shell {
+    /// From the function's environment: the SDK settings, the app config (`JWT_SECRET`, ...:
+    /// [`Config::VARIABLES`] in upper case) and the resources (`TABLE_NAME`, `ORDERS_STREAM`,
+    /// `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`; the last three only where used).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Shell, String> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let clients = Clients::new(&sdk_config(&get)?);
+        let config = Config::from_lookup(|name| get(&name.to_ascii_uppercase())).map_err(|e| format!("configuration: {e}"))?;
+        let table = get("TABLE_NAME").ok_or("TABLE_NAME is not set")?;
+        Ok(Shell {
+            config,
+            store: DynamoStore::new(clients.dynamodb.clone(), table),
+            publisher: get("ORDERS_STREAM").map(|s| KinesisPublisher::new(clients.kinesis.clone(), s)),
+            kitchen: get("KITCHEN_QUEUE_URL").map(|q| SqsKitchenQueue::new(clients.sqs.clone(), q)),
+            dead_letters: get("DEAD_LETTER_QUEUE_URL").map(|q| SqsDeadLetters::new(clients.sqs.clone(), q)),
+        })
+    }
+
+    pub fn from_env() -> Result<Shell, String> {
+        Shell::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    async fn with_services<T>(&self, f: impl AsyncFnOnce(&Services<'_>) -> T) -> T {
+        let stream = self.publisher.as_ref().map(|publisher| DynamoOutboxRelay { store: &self.store, publisher });
+        let relay: &dyn EventRelay = match &stream {
+            Some(r) => r,
+            None => &NoStream,
+        };
+        let svc = Services {
+            users: &self.store,
+            menu: &self.store,
+            orders: &self.store,
+            relay,
+            kitchen: self.kitchen.as_ref().map(|k| k as &dyn KitchenQueue),
+            clock: &SystemClock,
+            entropy: &OsEntropy,
+            config: &self.config,
+        };
+        f(&svc).await
+    }
+
+    /// One API Gateway request for `group`.
+    pub async fn http(&self, group: Group, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        let response = match request_from_apigw(event) {
+            Ok(req) => self.with_services(async |svc| gocoffee_app::handle(svc, Some(group), req).await).await,
+            Err(e) => e.into_response(),
+        };
+        response_to_apigw(response)
+    }
+
+    /// One batch from the orders stream. Records are handled in order; the first one that may
+    /// succeed later is reported with everything after it left for the retry (Kinesis resumes
+    /// from the lowest reported sequence number, which keeps one order's events in order). A
+    /// poison record can never succeed, so it goes to the dead-letter queue with its reason and
+    /// the batch goes on: it neither blocks the shard nor replays the records behind it.
+    pub async fn kinesis(&self, event: KinesisEvent) -> KinesisEventResponse {
+        let mut response = KinesisEventResponse::default();
+        self.with_services(async |svc| {
+            for record in &event.records {
+                let outcome = match handle_order_event(svc, &record.kinesis.data.0).await {
+                    Err(ConsumerError::Poison(reason)) => self.dead_letter(record_summary(record, &reason)).await,
+                    other => other,
+                };
+                if let Err(e) = outcome {
+                    tracing::warn!(sequence_number = %record.kinesis.sequence_number, error = %e, "stream record failed; the batch resumes here");
+                    let mut failure = KinesisBatchItemFailure::default();
+                    failure.item_identifier = Some(record.kinesis.sequence_number.clone());
+                    response.batch_item_failures.push(failure);
+                    break;
+                }
+            }
+            relay(svc).await;
+        })
+        .await;
+        response
+    }
+
+    async fn dead_letter(&self, message: Value) -> Result<(), ConsumerError> {
+        match &self.dead_letters {
+            Some(dlq) => {
+                tracing::error!(message = %message, "poison record sent to the dead-letter queue");
+                dlq.send(&message).await.map_err(ConsumerError::from)
+            }
+            None => Err(ConsumerError::Retryable("poison record and no DEAD_LETTER_QUEUE_URL to put it in".into())),
+        }
+    }
+
+    /// One batch from the kitchen queue. Each message stands alone: failures are reported by
+    /// message id and come back after the visibility timeout, until the queue's redrive policy
+    /// moves them to its dead-letter queue.
+    pub async fn sqs(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        self.with_services(async |svc| {
+            for message in &event.records {
+                let id = message.message_id.clone().unwrap_or_default();
+                let body = message.body.as_deref().unwrap_or_default();
+                if let Err(e) = handle_kitchen_ticket(svc, body.as_bytes()).await {
+                    tracing::warn!(message_id = %id, error = %e, "kitchen ticket failed");
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    response.batch_item_failures.push(failure);
+                }
+            }
+            relay(svc).await;
+        })
+        .await;
+        response
+    }
+}
+
+fn record_summary(record: &aws_lambda_events::kinesis::KinesisEventRecord, reason: &str) -> Value {
+    json!({
+        "source": record.event_source_arn,
+        "reason": reason,
+        "partition_key": record.kinesis.partition_key,
+        "sequence_number": record.kinesis.sequence_number,
+        "data": BASE64.encode(&record.kinesis.data.0),
+    })
+}
+
+/// Publishes what handling queued; on failure the next relay sends it.
+async fn relay(svc: &Services<'_>) {
+    if let Err(e) = svc.relay.relay().await {
+        tracing::warn!(error = %e, "outbox relay failed; a later request or batch relays it");
+    }
+}
+
+/// An API Gateway HTTP API (payload 2.0) event as an `http` request. API Gateway's request id
+/// becomes the request id when the caller sent none.
+pub fn request_from_apigw(event: ApiGatewayV2httpRequest) -> Result<Request, ApiError> {
+    let bad = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", why);
+    let path = event.raw_path.filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+    let uri = match event.raw_query_string.as_deref() {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path,
+    };
+    let mut builder = http::Request::builder().method(event.request_context.http.method).uri(uri);
+    if let Some(headers) = builder.headers_mut() {
+        *headers = event.headers;
+        if let Some(cookies) = event.cookies.filter(|c| !c.is_empty()) {
+            let value = HeaderValue::from_str(&cookies.join("; ")).map_err(|e| bad(format!("bad cookie header: {e}")))?;
+            headers.insert(http::header::COOKIE, value);
+        }
+        if !headers.contains_key("x-request-id")
+            && let Some(id) = event.request_context.request_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok())
+        {
+            headers.insert("x-request-id", id);
+        }
+    }
+    let body = match event.body {
+        None => Vec::new(),
+        Some(b) if event.is_base64_encoded => BASE64.decode(b).map_err(|e| bad(format!("the body is not valid base64: {e}")))?,
+        Some(b) => b.into_bytes(),
+    };
+    builder.body(body).map_err(|e| bad(format!("malformed request: {e}")))
+}
+
+/// An `http` response as API Gateway's (payload 2.0) response: text bodies as text, anything
+/// else base64.
+pub fn response_to_apigw(response: Response) -> ApiGatewayV2httpResponse {
+    let (parts, body) = response.into_parts();
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    (out.body, out.is_base64_encoded) = if body.is_empty() {
+        (None, false)
+    } else {
+        match String::from_utf8(body) {
+            Ok(text) => (Some(Body::Text(text)), false),
+            Err(e) => (Some(Body::Text(BASE64.encode(e.into_bytes()))), true),
+        }
+    };
+    out
+}
+
+fn health(event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    let response = match request_from_apigw(event) {
+        Ok(req) if req.uri().path() == "/health" => gocoffee_app::health(&req),
+        Ok(req) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.uri().path())).into_response(),
+        Err(e) => e.into_response(),
+    };
+    response_to_apigw(response)
+}
+
+/// The event source of a Lambda event: an API Gateway request or a batch of stream or queue
+/// records.
+fn source(event: &Value) -> &str {
+    if event.get("requestContext").is_some() {
+        return "apigateway";
+    }
+    event.get("Records").and_then(|r| r.get(0)).and_then(|r| r.get("eventSource").or_else(|| r.get("EventSource"))).and_then(Value::as_str).unwrap_or("unknown")
+}
+
+async fn dispatch(function: Function, shell: Option<&Shell>, event: Value) -> Result<Value, lambda_runtime::Error> {
+    let source = source(&event).to_owned();
+    let json = |v: Result<Value, serde_json::Error>| v.map_err(lambda_runtime::Error::from);
+    match (function, shell, source.as_str()) {
+        (Function::Http(Group::Health), _, "apigateway") => json(serde_json::to_value(health(serde_json::from_value(event)?))),
+        (Function::Http(group), Some(shell), "apigateway") => json(serde_json::to_value(shell.http(group, serde_json::from_value(event)?).await)),
+        (Function::Http(Group::Kitchen), Some(shell), "aws:sqs") => json(serde_json::to_value(shell.sqs(serde_json::from_value(event)?).await)),
+        (Function::OrderConsumer, Some(shell), "aws:kinesis") => json(serde_json::to_value(shell.kinesis(serde_json::from_value(event)?).await)),
+        _ => Err(format!("{function:?} does not take {source} events").into()),
+    }
+}
+
+/// The whole `main` of a function: logging, then config and clients once per container, then
+/// the runtime loop. A function that can't configure itself fails its init, which Lambda reports.
+pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let shell = match function {
+        Function::Http(Group::Health) => None,
+        _ => Some(Shell::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?),
+    };
+    let shell = shell.as_ref();
+    // Boxed: the handler's future is deep (SDK calls inside app calls), too deep to lay out inline.
+    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| Box::pin(dispatch(function, shell, event.payload)).await))
+        .await
+}

@@ -1,0 +1,355 @@
+//! AWS on the real wire protocol: a moto server per test process, and the template's table,
+//! stream and queues created in it from `sam-template.yaml`'s own definitions, so the tests and
+//! the template can't drift apart.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
+use aws_sdk_sqs::types::QueueAttributeName;
+use gocoffee_aws::Clients;
+use serde_yaml::Value;
+
+use crate::workspace;
+
+/// The moto server this test process uses (started on first use, stopped when the process
+/// exits). Its base URL.
+pub fn moto() -> &'static str {
+    static MOTO: OnceLock<String> = OnceLock::new();
+    MOTO.get_or_init(start_moto)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn start_moto() -> String {
+    if let Ok(url) = std::env::var("GOCOFFEE_MOTO_URL") {
+        return url;
+    }
+    let bin = workspace().join(".venv/bin/moto_server");
+    assert!(bin.exists(), "{} is missing: run `make test` (or tests/tools.sh) to install the test tools", bin.display());
+    let port = free_port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The server is started from a thread that never ends, with a parent-death signal, so it
+    // goes away with this test process whatever way it ends.
+    std::thread::spawn(move || {
+        let mut cmd = Command::new(bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        #[allow(unsafe_code)]
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start moto_server");
+        tx.send(child.id()).expect("report");
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("moto started");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("{url}/moto-api/")).call().is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not start on {url}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    url
+}
+
+/// The environment a Lambda function gets, pointed at moto.
+pub fn moto_env() -> Vec<(String, String)> {
+    [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_SESSION_TOKEN", "testing"),
+        ("AWS_ENDPOINT_URL", moto()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+pub fn clients() -> Clients {
+    let env: HashMap<String, String> = moto_env().into_iter().collect();
+    Clients::new(&gocoffee_aws::sdk_config(|name| env.get(name).cloned()).expect("sdk config"))
+}
+
+/// `sam-template.yaml`'s resources.
+pub fn template_resources() -> serde_yaml::Mapping {
+    let text = std::fs::read_to_string(workspace().join("sam-template.yaml")).expect("sam-template.yaml");
+    let template: Value = serde_yaml::from_str(&text).expect("the template is YAML");
+    template["Resources"].as_mapping().expect("Resources").clone()
+}
+
+fn properties<'a>(resources: &'a serde_yaml::Mapping, id: &str) -> &'a Value {
+    &resources[id]["Properties"]
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("expected a scalar, got {other:?}"),
+    }
+}
+
+/// The resource a `!GetAtt X.Arn` names.
+fn get_att_target(v: &Value) -> String {
+    match v {
+        Value::Tagged(t) if t.tag == "!GetAtt" => text(&t.value).split('.').next().expect("logical id").to_owned(),
+        other => panic!("expected !GetAtt, got {other:?}"),
+    }
+}
+
+fn key_schema(v: &Value) -> Vec<KeySchemaElement> {
+    v.as_sequence()
+        .expect("KeySchema")
+        .iter()
+        .map(|k| {
+            KeySchemaElement::builder()
+                .attribute_name(text(&k["AttributeName"]))
+                .key_type(KeyType::from(text(&k["KeyType"]).as_str()))
+                .build()
+                .expect("key schema element")
+        })
+        .collect()
+}
+
+/// One test's copy of the template's state: its table, stream and queues, under names of its own.
+pub struct Stack {
+    pub clients: Clients,
+    pub table: String,
+    pub stream: String,
+    pub stream_arn: String,
+    /// Queue URLs by logical id (`KitchenQueue`, `KitchenDeadLetterQueue`, `OrdersDeadLetterQueue`).
+    pub queues: HashMap<String, String>,
+}
+
+impl Stack {
+    pub async fn create(name: &str) -> Stack {
+        let clients = clients();
+        let resources = template_resources();
+        // SQS queue names are at most 80 characters.
+        let short: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(24).collect();
+        let prefix = format!("{short}-{}", std::process::id());
+
+        let table = format!("{prefix}-table");
+        let t = properties(&resources, "Table");
+        let attributes = t["AttributeDefinitions"]
+            .as_sequence()
+            .expect("AttributeDefinitions")
+            .iter()
+            .map(|a| {
+                AttributeDefinition::builder()
+                    .attribute_name(text(&a["AttributeName"]))
+                    .attribute_type(ScalarAttributeType::from(text(&a["AttributeType"]).as_str()))
+                    .build()
+                    .expect("attribute definition")
+            })
+            .collect();
+        let indexes = t["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .expect("GlobalSecondaryIndexes")
+            .iter()
+            .map(|g| {
+                GlobalSecondaryIndex::builder()
+                    .index_name(text(&g["IndexName"]))
+                    .set_key_schema(Some(key_schema(&g["KeySchema"])))
+                    .projection(Projection::builder().projection_type(ProjectionType::from(text(&g["Projection"]["ProjectionType"]).as_str())).build())
+                    .build()
+                    .expect("index")
+            })
+            .collect();
+        clients
+            .dynamodb
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::from(text(&t["BillingMode"]).as_str()))
+            .set_attribute_definitions(Some(attributes))
+            .set_key_schema(Some(key_schema(&t["KeySchema"])))
+            .set_global_secondary_indexes(Some(indexes))
+            .send()
+            .await
+            .expect("create table");
+        let ttl = &t["TimeToLiveSpecification"];
+        clients
+            .dynamodb
+            .update_time_to_live()
+            .table_name(&table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(text(&ttl["AttributeName"]))
+                    .enabled(ttl["Enabled"].as_bool().expect("Enabled"))
+                    .build()
+                    .expect("ttl"),
+            )
+            .send()
+            .await
+            .expect("ttl");
+
+        let stream = format!("{prefix}-orders");
+        let k = properties(&resources, "OrdersStream");
+        let mode = StreamMode::from(text(&k["StreamModeDetails"]["StreamMode"]).as_str());
+        clients
+            .kinesis
+            .create_stream()
+            .stream_name(&stream)
+            .stream_mode_details(StreamModeDetails::builder().stream_mode(mode).build().expect("mode"))
+            .send()
+            .await
+            .expect("create stream");
+        let hours = text(&k["RetentionPeriodHours"]).parse::<i32>().expect("hours");
+        clients.kinesis.increase_stream_retention_period().stream_name(&stream).retention_period_hours(hours).send().await.expect("retention");
+        let stream_arn = clients
+            .kinesis
+            .describe_stream_summary()
+            .stream_name(&stream)
+            .send()
+            .await
+            .expect("describe stream")
+            .stream_description_summary
+            .expect("summary")
+            .stream_arn;
+
+        // Queues: dead-letter targets first, then redrive policies pointing at them.
+        let mut queues = HashMap::new();
+        let mut arns = HashMap::new();
+        let queue_ids: Vec<String> =
+            resources.iter().filter(|(_, r)| r["Type"] == "AWS::SQS::Queue").map(|(id, _)| text(id)).collect();
+        for id in &queue_ids {
+            let p = properties(&resources, id);
+            let mut create = clients.sqs.create_queue().queue_name(format!("{prefix}-{id}"));
+            for (attr, name) in [("VisibilityTimeout", QueueAttributeName::VisibilityTimeout), ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod)] {
+                if !p[attr].is_null() {
+                    create = create.attributes(name, text(&p[attr]));
+                }
+            }
+            let url = create.send().await.expect("create queue").queue_url.expect("url");
+            let arn = clients
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .expect("queue attributes")
+                .attributes
+                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+                .expect("arn");
+            queues.insert(id.clone(), url);
+            arns.insert(id.clone(), arn);
+        }
+        for id in &queue_ids {
+            let redrive = &properties(&resources, id)["RedrivePolicy"];
+            if redrive.is_null() {
+                continue;
+            }
+            let target = &arns[&get_att_target(&redrive["deadLetterTargetArn"])];
+            let policy = serde_json::json!({"deadLetterTargetArn": target, "maxReceiveCount": text(&redrive["maxReceiveCount"])});
+            clients
+                .sqs
+                .set_queue_attributes()
+                .queue_url(&queues[id])
+                .attributes(QueueAttributeName::RedrivePolicy, policy.to_string())
+                .send()
+                .await
+                .expect("redrive policy");
+        }
+        Stack { clients, table, stream, stream_arn, queues }
+    }
+
+    /// The environment the template gives `function` (its `Environment.Variables`), resolved
+    /// against this stack, plus the moto connection settings and `extra`.
+    pub fn function_env(&self, function: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let resources = template_resources();
+        let logical = logical_id(function);
+        let mut env = moto_env();
+        if let Some(vars) = resources[logical.as_str()]["Properties"]["Environment"]["Variables"].as_mapping() {
+            for (k, v) in vars {
+                let value = match v {
+                    Value::Tagged(t) if t.tag == "!Ref" => match text(&t.value).as_str() {
+                        "Table" => self.table.clone(),
+                        "KitchenQueue" | "KitchenDeadLetterQueue" | "OrdersDeadLetterQueue" => self.queues[&text(&t.value)].clone(),
+                        // Parameters: the caller passes them in `extra`.
+                        _ => continue,
+                    },
+                    Value::Tagged(t) if t.tag == "!GetAtt" && get_att_target(v) == "OrdersStream" => self.stream_arn.clone(),
+                    other => text(other),
+                };
+                env.push((text(k), value));
+            }
+        }
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    }
+
+    /// Every record on the stream so far: `(shard id, record)`, each shard's in order.
+    pub async fn stream_records(&self) -> Vec<(String, aws_sdk_kinesis::types::Record)> {
+        let k = &self.clients.kinesis;
+        let shards = k.list_shards().stream_name(&self.stream).send().await.expect("shards").shards.unwrap_or_default();
+        let mut records = Vec::new();
+        for shard in shards {
+            let mut iterator = k
+                .get_shard_iterator()
+                .stream_name(&self.stream)
+                .shard_id(shard.shard_id())
+                .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .expect("iterator")
+                .shard_iterator;
+            while let Some(it) = iterator {
+                let out = k.get_records().shard_iterator(it).send().await.expect("records");
+                records.extend(out.records().iter().map(|r| (shard.shard_id().to_owned(), r.clone())));
+                iterator = if out.records().is_empty() { None } else { out.next_shard_iterator };
+            }
+        }
+        records
+    }
+
+    /// Receives (and deletes) every message waiting in the queue with logical id `queue`.
+    pub async fn drain_queue(&self, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {
+        let url = &self.queues[queue];
+        let mut all = Vec::new();
+        loop {
+            let out = self.clients.sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.expect("receive");
+            if out.messages().is_empty() {
+                return all;
+            }
+            for m in out.messages() {
+                self.clients.sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await.expect("delete");
+                all.push(m.clone());
+            }
+        }
+    }
+
+    pub fn store(&self) -> gocoffee_aws::DynamoStore {
+        gocoffee_aws::DynamoStore::new(self.clients.dynamodb.clone(), &self.table)
+    }
+}
+
+/// A function's SAM logical id: its kebab-case name in PascalCase (`order-consumer` ->
+/// `OrderConsumer`).
+pub fn logical_id(function: &str) -> String {
+    function
+        .split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}

@@ -1,0 +1,692 @@
+//! The AWS shell run locally, the way Lambda runs it: each function's real `bootstrap` binary
+//! under a Lambda Runtime API emulator, an HTTP front that turns requests into API Gateway HTTP
+//! API (payload 2.0) events by the template's routes, and event source mapping pollers that hand
+//! real Kinesis and SQS batches to the consumers, with the template's batch settings. State is on
+//! moto (see [`crate::aws`]).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+
+use crate::aws::{Stack, logical_id, template_resources};
+use crate::workspace;
+
+pub const FUNCTIONS: [&str; 6] = ["health", "identity", "menu", "orders", "kitchen", "order-consumer"];
+
+/// Where the native bootstrap binaries are (`make test` builds them).
+pub fn binary(function: &str) -> PathBuf {
+    let dir = std::env::var_os("GOCOFFEE_LAMBDA_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/release"));
+    dir.join(function)
+}
+
+// ------------------------------------------------------------------ a minimal HTTP/1.1
+
+struct HttpRequest {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<HttpRequest> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let (method, target) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+    }
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        reader.read_exact(&mut body).ok()?;
+    }
+    Some(HttpRequest { method, target, headers, body })
+}
+
+fn write_response(stream: &mut TcpStream, status: u16, headers: &[(String, String)], body: &[u8], close: bool) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        if !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("connection") {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    if close {
+        head.push_str("connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()
+}
+
+// ------------------------------------------------------------------ the Runtime API emulator
+
+struct Invocation {
+    payload: Vec<u8>,
+    reply: Sender<Result<Vec<u8>, String>>,
+}
+
+struct RuntimeState {
+    queue: Mutex<Receiver<Invocation>>,
+    in_flight: Mutex<HashMap<String, Sender<Result<Vec<u8>, String>>>>,
+    first_next: OnceLock<Instant>,
+    init_error: Mutex<Option<String>>,
+    next_id: AtomicU64,
+    function: String,
+}
+
+/// One function's process, serving invocations one at a time like one Lambda execution
+/// environment. Killed when dropped.
+pub struct LambdaFunction {
+    pub name: String,
+    child: Mutex<Child>,
+    invoke: Mutex<Sender<Invocation>>,
+    state: Arc<RuntimeState>,
+    pub started: Instant,
+    pub log: PathBuf,
+}
+
+impl LambdaFunction {
+    /// Starts `function`'s binary with `env` under a fresh Runtime API; its stdout and stderr
+    /// (the logs Lambda sends to CloudWatch) go to `log`.
+    pub fn start(function: &str, env: &[(String, String)], log: PathBuf) -> LambdaFunction {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("runtime api port");
+        let address = listener.local_addr().expect("address");
+        let (tx, rx) = channel();
+        let state = Arc::new(RuntimeState {
+            queue: Mutex::new(rx),
+            in_flight: Mutex::new(HashMap::new()),
+            first_next: OnceLock::new(),
+            init_error: Mutex::new(None),
+            next_id: AtomicU64::new(1),
+            function: function.to_owned(),
+        });
+        let server = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = server.clone();
+                std::thread::spawn(move || serve_runtime_api(stream, &state));
+            }
+        });
+        let bin = binary(function);
+        assert!(bin.exists(), "{} is missing: run `make test` (it builds the Lambda binaries first)", bin.display());
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let started = Instant::now();
+        let child = Command::new(bin)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", function)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .env("_HANDLER", "bootstrap")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start the function");
+        LambdaFunction { name: function.to_owned(), child: Mutex::new(child), invoke: Mutex::new(tx), state, started, log }
+    }
+
+    /// Waits for the function's first `GET /runtime/invocation/next` (the end of its init) and
+    /// returns how long after the process started that came.
+    pub fn wait_ready(&self, timeout: Duration) -> Duration {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(at) = self.state.first_next.get() {
+                return at.duration_since(self.started);
+            }
+            if let Some(e) = self.state.init_error.lock().expect("lock").clone() {
+                panic!("{} failed its init: {e}", self.name);
+            }
+            assert!(Instant::now() < deadline, "{} did not ask for an invocation within {timeout:?}; log:\n{}", self.name, self.log_text());
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// One synchronous invocation: the function's response, or its reported error.
+    pub fn invoke(&self, payload: &Value) -> Result<Value, String> {
+        let (reply, answer) = channel();
+        let payload = serde_json::to_vec(payload).expect("json");
+        self.invoke.lock().expect("lock").send(Invocation { payload, reply }).expect("runtime api running");
+        match answer.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(body)) => serde_json::from_slice(&body).map_err(|e| format!("the response is not JSON: {e}")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("{} did not answer within 60 s; log:\n{}", self.name, self.log_text())),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl LambdaFunction {
+    pub fn kill(&self) {
+        let mut child = self.child.lock().expect("lock");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for LambdaFunction {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn serve_runtime_api(stream: TcpStream, state: &RuntimeState) {
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    while let Some(req) = read_request(&mut reader) {
+        let path = req.target.as_str();
+        let ok = if req.method == "GET" && path == "/2018-06-01/runtime/invocation/next" {
+            let _ = state.first_next.set(Instant::now());
+            let invocation = match state.queue.lock().expect("lock").recv() {
+                Ok(i) => i,
+                Err(_) => return,
+            };
+            let id = format!("{:08x}-0000-4000-8000-{:012x}", std::process::id(), state.next_id.fetch_add(1, Ordering::Relaxed));
+            state.in_flight.lock().expect("lock").insert(id.clone(), invocation.reply);
+            let deadline = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() + 30_000).unwrap_or_default();
+            let headers = vec![
+                ("content-type".into(), "application/json".into()),
+                ("lambda-runtime-aws-request-id".into(), id),
+                ("lambda-runtime-deadline-ms".into(), deadline.to_string()),
+                ("lambda-runtime-invoked-function-arn".into(), format!("arn:aws:lambda:us-east-1:123456789012:function:{}", state.function)),
+                ("lambda-runtime-trace-id".into(), "Root=1-00000000-000000000000000000000000;Sampled=0".into()),
+            ];
+            write_response(&mut writer, 200, &headers, &invocation.payload, false)
+        } else if let Some(rest) = path.strip_prefix("/2018-06-01/runtime/invocation/") {
+            let (id, kind) = rest.split_once('/').unwrap_or((rest, ""));
+            let reply = state.in_flight.lock().expect("lock").remove(id);
+            if let Some(reply) = reply {
+                let _ = reply.send(match kind {
+                    "response" => Ok(req.body),
+                    _ => Err(String::from_utf8_lossy(&req.body).into_owned()),
+                });
+            }
+            write_response(&mut writer, 202, &[], b"{\"status\":\"OK\"}", false)
+        } else if path == "/2018-06-01/runtime/init/error" {
+            *state.init_error.lock().expect("lock") = Some(String::from_utf8_lossy(&req.body).into_owned());
+            write_response(&mut writer, 202, &[], b"{\"status\":\"OK\"}", false)
+        } else {
+            write_response(&mut writer, 404, &[], b"{}", false)
+        };
+        if ok.is_err() {
+            return;
+        }
+    }
+}
+
+// ------------------------------------------------------------------ events, as AWS makes them
+
+fn now_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
+}
+
+/// An API Gateway HTTP API (payload format 2.0) event for one request on `route_key`.
+pub fn apigw_event(route_key: &str, method: &str, target: &str, headers: &[(String, String)], body: &[u8]) -> Value {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut joined: Vec<(String, String)> = Vec::new();
+    let mut cookies = Vec::new();
+    for (k, v) in headers {
+        let k = k.to_ascii_lowercase();
+        if k == "cookie" {
+            cookies.extend(v.split(';').map(|c| c.trim().to_owned()));
+            continue;
+        }
+        match joined.iter_mut().find(|(name, _)| *name == k) {
+            Some(existing) => existing.1 = format!("{},{v}", existing.1),
+            None => joined.push((k, v.clone())),
+        }
+    }
+    let header_map: serde_json::Map<String, Value> = joined.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let mut query_map = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        query_map.entry(k.to_owned()).and_modify(|e| *e = Value::String(format!("{},{v}", e.as_str().unwrap_or_default()))).or_insert(Value::String(v.to_owned()));
+    }
+    let route_path = route_key.split_once(' ').map(|(_, p)| p).unwrap_or("");
+    let mut path_parameters = serde_json::Map::new();
+    if let Some(prefix) = route_path.strip_suffix("/{proxy+}") {
+        path_parameters.insert("proxy".into(), Value::String(path.strip_prefix(prefix).unwrap_or("").trim_start_matches('/').to_owned()));
+    }
+    let (body, is_base64) = match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (BASE64.encode(body), true),
+    };
+    let request_id = format!("{:x}", now_ms());
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": header_map,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "local.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "local",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                     "userAgent": joined.iter().find(|(k, _)| k == "user-agent").map(|(_, v)| v.as_str()).unwrap_or("")},
+            "requestId": request_id,
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "24/Nov/2026:00:00:00 +0000",
+            "timeEpoch": now_ms() as u64,
+        },
+        "isBase64Encoded": is_base64,
+    });
+    if !cookies.is_empty() {
+        event["cookies"] = json!(cookies);
+    }
+    if !query_map.is_empty() {
+        event["queryStringParameters"] = Value::Object(query_map);
+    }
+    if !path_parameters.is_empty() {
+        event["pathParameters"] = Value::Object(path_parameters);
+    }
+    if !body.is_empty() {
+        event["body"] = Value::String(body);
+    }
+    event
+}
+
+/// A Kinesis event record as the event source mapping delivers it.
+pub fn kinesis_record(stream_arn: &str, shard_id: &str, partition_key: &str, sequence_number: &str, data: &[u8], arrival_s: f64) -> Value {
+    json!({
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": partition_key,
+            "sequenceNumber": sequence_number,
+            "data": BASE64.encode(data),
+            "approximateArrivalTimestamp": arrival_s,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": format!("{shard_id}:{sequence_number}"),
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/order-consumer",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": stream_arn,
+    })
+}
+
+/// An SQS event record as the event source mapping delivers it.
+pub fn sqs_record(queue_arn: &str, message: &aws_sdk_sqs::types::Message) -> Value {
+    let attributes: serde_json::Map<String, Value> =
+        message.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect()).unwrap_or_default();
+    json!({
+        "messageId": message.message_id(),
+        "receiptHandle": message.receipt_handle(),
+        "body": message.body().unwrap_or_default(),
+        "attributes": attributes,
+        "messageAttributes": {},
+        "md5OfBody": message.md5_of_body().unwrap_or_default(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": "us-east-1",
+    })
+}
+
+// ------------------------------------------------------------------ routes and mappings from the template
+
+/// `(route key, function)` for every HTTP API event in the template.
+pub fn template_routes() -> Vec<(String, String)> {
+    let resources = template_resources();
+    let mut routes = Vec::new();
+    for function in FUNCTIONS {
+        let events = &resources[logical_id(function).as_str()]["Properties"]["Events"];
+        for (_, event) in events.as_mapping().into_iter().flatten() {
+            if event["Type"] == "HttpApi" {
+                let p = &event["Properties"];
+                let key = match (p["Method"].as_str(), p["Path"].as_str()) {
+                    (Some(method), Some(path)) => format!("{method} {path}"),
+                    // No path and method: the API's `$default` route, for requests no other route takes.
+                    _ => "$default".to_owned(),
+                };
+                routes.push((key, function.to_owned()));
+            }
+        }
+    }
+    routes
+}
+
+/// API Gateway's route selection, for the shapes the template uses: exact paths, and
+/// `/prefix/{proxy+}` (one or more segments). `ANY` matches every method.
+pub fn select_route<'a>(routes: &'a [(String, String)], method: &str, path: &str) -> Option<&'a (String, String)> {
+    let matches = |key: &str| {
+        let (m, p) = key.split_once(' ').unwrap_or(("", key));
+        let method_ok = m == "ANY" || m.eq_ignore_ascii_case(method);
+        let path_ok = match p.strip_suffix("/{proxy+}") {
+            Some(prefix) => path.strip_prefix(prefix).is_some_and(|rest| rest.len() > 1 && rest.starts_with('/')),
+            None => p == path,
+        };
+        method_ok && path_ok
+    };
+    // Exact routes win over greedy ones, and `$default` takes the rest.
+    routes
+        .iter()
+        .filter(|(k, _)| !k.contains("{proxy+}") && k != "$default")
+        .find(|(k, _)| matches(k))
+        .or_else(|| routes.iter().filter(|(k, _)| k != "$default").find(|(k, _)| matches(k)))
+        .or_else(|| routes.iter().find(|(k, _)| k == "$default"))
+}
+
+/// A setting of one function's event source mapping in the template.
+fn mapping_setting(function: &str, kind: &str, name: &str) -> Option<i64> {
+    let resources = template_resources();
+    let events = resources[logical_id(function).as_str()]["Properties"]["Events"].as_mapping()?.clone();
+    events.values().find(|e| e["Type"] == kind).and_then(|e| e["Properties"][name].as_i64())
+}
+
+// ------------------------------------------------------------------ the whole stack
+
+pub const JWT_SECRET: &str = "lambda-tests-secret-lambda-tests-secret";
+
+/// Every function on moto behind an HTTP front, with the stream and queue pollers running.
+pub struct LambdaStack {
+    pub stack: Arc<Stack>,
+    pub functions: Arc<HashMap<String, LambdaFunction>>,
+    pub base: String,
+    stop: Arc<AtomicBool>,
+    pub dir: PathBuf,
+}
+
+impl LambdaStack {
+    /// Every function with the stream and queue pollers running, as deployed.
+    pub fn start(name: &str) -> LambdaStack {
+        LambdaStack::start_with(name, true)
+    }
+
+    /// Every function; with `pollers: false`, nothing moves stream records or queue messages
+    /// unless the test hands them to a function itself.
+    pub fn start_with(name: &str, pollers: bool) -> LambdaStack {
+        let stack = Arc::new(runtime().block_on(Stack::create(name)));
+        let dir = workspace().join("target/test-state").join(format!("lambda-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("state dir");
+        let extra = [("JWT_SECRET", JWT_SECRET), ("ADMIN_EMAIL", crate::ADMIN_EMAIL), ("ADMIN_PASSWORD", crate::ADMIN_PASSWORD)];
+        let functions: HashMap<String, LambdaFunction> = FUNCTIONS
+            .iter()
+            .map(|f| {
+                let env = stack.function_env(f, &extra);
+                (f.to_string(), LambdaFunction::start(f, &env, dir.join(format!("{f}.log"))))
+            })
+            .collect();
+        for f in functions.values() {
+            f.wait_ready(Duration::from_secs(20));
+        }
+        let functions = Arc::new(functions);
+        let stop = Arc::new(AtomicBool::new(false));
+        let base = serve_front(functions.clone(), stop.clone());
+        if pollers {
+            spawn_kinesis_poller(stack.clone(), functions.clone(), stop.clone());
+            spawn_sqs_poller(stack.clone(), functions.clone(), stop.clone());
+        }
+        LambdaStack { stack, functions, base, stop, dir }
+    }
+
+    pub fn function(&self, name: &str) -> &LambdaFunction {
+        &self.functions[name]
+    }
+
+    pub fn logs(&self) -> String {
+        self.functions.values().map(|f| format!("--- {}\n{}", f.name, f.log_text())).collect()
+    }
+}
+
+impl crate::Api for LambdaStack {
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn log(&self) -> String {
+        self.logs()
+    }
+}
+
+impl Drop for LambdaStack {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for f in self.functions.values() {
+            f.kill();
+        }
+        // Wake the front's accept loop so it sees the stop.
+        let _ = TcpStream::connect(self.base.trim_start_matches("http://"));
+    }
+}
+
+/// The HTTP front: API Gateway's part. Returns its base URL.
+fn serve_front(functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("front port");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let routes = Arc::new(template_routes());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let (functions, routes) = (functions.clone(), routes.clone());
+            std::thread::spawn(move || front_connection(stream, &functions, &routes));
+        }
+    });
+    base
+}
+
+fn front_connection(stream: TcpStream, functions: &HashMap<String, LambdaFunction>, routes: &[(String, String)]) {
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    let Some(req) = read_request(&mut reader) else { return };
+    let path = req.target.split('?').next().unwrap_or("");
+    let (status, headers, body) = match select_route(routes, &req.method, path) {
+        None => (404, vec![("content-type".to_owned(), "application/json".to_owned())], br#"{"message":"Not Found"}"#.to_vec()),
+        Some((route_key, function)) => {
+            let event = apigw_event(route_key, &req.method, &req.target, &req.headers, &req.body);
+            match functions[function].invoke(&event) {
+                Ok(response) => from_apigw_response(&response),
+                Err(e) => {
+                    eprintln!("{function} failed: {e}");
+                    (500, vec![("content-type".to_owned(), "application/json".to_owned())], br#"{"message":"Internal Server Error"}"#.to_vec())
+                }
+            }
+        }
+    };
+    let _ = write_response(&mut writer, status, &headers, &body, true);
+}
+
+/// What API Gateway sends back for a payload 2.0 response.
+fn from_apigw_response(response: &Value) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let status = response["statusCode"].as_u64().unwrap_or(500) as u16;
+    let mut headers: Vec<(String, String)> =
+        response["headers"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect();
+    for (k, values) in response["multiValueHeaders"].as_object().into_iter().flatten() {
+        for v in values.as_array().into_iter().flatten() {
+            headers.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
+        }
+    }
+    for c in response["cookies"].as_array().into_iter().flatten() {
+        headers.push(("set-cookie".into(), c.as_str().unwrap_or_default().to_owned()));
+    }
+    let text = response["body"].as_str().unwrap_or_default();
+    let body = if response["isBase64Encoded"].as_bool().unwrap_or(false) { BASE64.decode(text).unwrap_or_default() } else { text.as_bytes().to_vec() };
+    (status, headers, body)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// The Kinesis event source mapping: batches of up to `BatchSize` records per shard, in order;
+/// a reported failure resumes from that record, up to `MaximumRetryAttempts` retries, then the
+/// batch's metadata goes to the on-failure destination and the shard moves on.
+fn spawn_kinesis_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>) {
+    let batch_size = mapping_setting("order-consumer", "Kinesis", "BatchSize").unwrap_or(100) as i32;
+    let max_retries = mapping_setting("order-consumer", "Kinesis", "MaximumRetryAttempts").unwrap_or(-1);
+    std::thread::spawn(move || {
+        let rt = runtime();
+        let k = &stack.clients.kinesis;
+        // shard id -> (next iterator, retries of the current batch)
+        let mut shards: HashMap<String, (Option<String>, i64)> = HashMap::new();
+        while !stop.load(Ordering::Relaxed) {
+            let listed = rt.block_on(k.list_shards().stream_name(&stack.stream).send()).map(|o| o.shards.unwrap_or_default()).unwrap_or_default();
+            for shard in listed {
+                let id = shard.shard_id().to_owned();
+                if !shards.contains_key(&id) {
+                    let it = rt.block_on(
+                        k.get_shard_iterator()
+                            .stream_name(&stack.stream)
+                            .shard_id(&id)
+                            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+                            .send(),
+                    );
+                    shards.insert(id, (it.ok().and_then(|o| o.shard_iterator), 0));
+                }
+            }
+            let mut idle = true;
+            for (shard_id, (iterator, retries)) in shards.iter_mut() {
+                let Some(it) = iterator.clone() else { continue };
+                let Ok(out) = rt.block_on(k.get_records().shard_iterator(it).limit(batch_size).send()) else { continue };
+                if out.records().is_empty() {
+                    *iterator = out.next_shard_iterator;
+                    continue;
+                }
+                idle = false;
+                let records: Vec<Value> = out
+                    .records()
+                    .iter()
+                    .map(|r| {
+                        let arrival = r.approximate_arrival_timestamp().map(|t| t.as_secs_f64()).unwrap_or_default();
+                        kinesis_record(&stack.stream_arn, shard_id, r.partition_key().unwrap_or_default(), r.sequence_number(), r.data().as_ref(), arrival)
+                    })
+                    .collect();
+                let response = functions["order-consumer"].invoke(&json!({ "Records": records }));
+                let failed_at = match &response {
+                    Ok(r) => r["batchItemFailures"].as_array().and_then(|f| f.iter().filter_map(|x| x["itemIdentifier"].as_str()).min().map(str::to_owned)),
+                    Err(_) => out.records().first().map(|r| r.sequence_number().to_owned()),
+                };
+                match failed_at {
+                    None => {
+                        *iterator = out.next_shard_iterator;
+                        *retries = 0;
+                    }
+                    Some(_) if max_retries >= 0 && *retries >= max_retries => {
+                        let dlq = &stack.queues["OrdersDeadLetterQueue"];
+                        let first = out.records().first().map(|r| r.sequence_number().to_owned());
+                        let last = out.records().last().map(|r| r.sequence_number().to_owned());
+                        let meta = json!({"requestContext": {"condition": "RetryAttemptsExhausted"}, "KinesisBatchInfo": {"shardId": shard_id, "startSequenceNumber": first, "endSequenceNumber": last, "streamArn": stack.stream_arn, "batchSize": records.len()}});
+                        let _ = rt.block_on(stack.clients.sqs.send_message().queue_url(dlq).message_body(meta.to_string()).send());
+                        *iterator = out.next_shard_iterator;
+                        *retries = 0;
+                    }
+                    Some(sequence) => {
+                        *retries += 1;
+                        std::thread::sleep(Duration::from_millis(100 * *retries as u64));
+                        let it = rt.block_on(
+                            k.get_shard_iterator()
+                                .stream_name(&stack.stream)
+                                .shard_id(shard_id)
+                                .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::AtSequenceNumber)
+                                .starting_sequence_number(sequence)
+                                .send(),
+                        );
+                        if let Ok(o) = it {
+                            *iterator = o.shard_iterator;
+                        }
+                    }
+                }
+            }
+            if idle {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+}
+
+/// The SQS event source mapping of the kitchen queue: batches of up to `BatchSize`; messages the
+/// function reports as failed stay (made visible again after a second, instead of the queue's
+/// visibility timeout, to keep tests quick) and the rest are deleted.
+fn spawn_sqs_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>) {
+    let batch_size = mapping_setting("kitchen", "SQS", "BatchSize").unwrap_or(10) as i32;
+    std::thread::spawn(move || {
+        let rt = runtime();
+        let sqs = &stack.clients.sqs;
+        let queue = stack.queues["KitchenQueue"].clone();
+        let arn = rt
+            .block_on(sqs.get_queue_attributes().queue_url(&queue).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send())
+            .ok()
+            .and_then(|o| o.attributes)
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .unwrap_or_default();
+        while !stop.load(Ordering::Relaxed) {
+            let received = rt.block_on(
+                sqs.receive_message()
+                    .queue_url(&queue)
+                    .max_number_of_messages(batch_size)
+                    .wait_time_seconds(1)
+                    .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                    .send(),
+            );
+            let Ok(received) = received else {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            };
+            let messages = received.messages();
+            if messages.is_empty() {
+                continue;
+            }
+            let records: Vec<Value> = messages.iter().map(|m| sqs_record(&arn, m)).collect();
+            let failed: Vec<String> = match functions["kitchen"].invoke(&json!({ "Records": records })) {
+                Ok(r) => r["batchItemFailures"].as_array().into_iter().flatten().filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned)).collect(),
+                Err(_) => messages.iter().filter_map(|m| m.message_id().map(str::to_owned)).collect(),
+            };
+            for m in messages {
+                let handle = m.receipt_handle().unwrap_or_default();
+                if failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
+                    let _ = rt.block_on(sqs.change_message_visibility().queue_url(&queue).receipt_handle(handle).visibility_timeout(1).send());
+                } else {
+                    let _ = rt.block_on(sqs.delete_message().queue_url(&queue).receipt_handle(handle).send());
+                }
+            }
+        }
+    });
+}

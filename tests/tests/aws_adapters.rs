@@ -1,0 +1,247 @@
+//! The AWS adapters on the AWS wire protocol (moto server), with the table, stream and queues
+//! created from `sam-template.yaml`.
+
+use std::collections::HashMap;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use gocoffee_app::memory::fixtures::{next, placed};
+use gocoffee_app::ports::*;
+use gocoffee_aws::kinesis::Record;
+use gocoffee_aws::{DynamoOutboxRelay, KinesisPublisher};
+use gocoffee_core::{OrderEvent, OrderStatus, Role, StoredEvent};
+use gocoffee_tests::aws::Stack;
+
+fn idempotency(key: &str, expires_at_ms: i64) -> IdempotencyRecord {
+    IdempotencyRecord {
+        owner: "cust".into(),
+        key: key.into(),
+        request_hash: "h".into(),
+        status: 202,
+        body: "{}".into(),
+        location: Some("/x".into()),
+        expires_at_ms,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn emails_are_unique_and_refresh_tokens_work_once() {
+    let s = Stack::create("users").await.store();
+    let u = UserRecord { id: "u1".into(), email: "a@b.co".into(), name: Some("Ada".into()), role: Role::Barista, password_hash: "h".into(), created_at_ms: 1 };
+    s.create_user(&u).await.expect("created");
+    assert_eq!(s.create_user(&UserRecord { id: "u2".into(), ..u.clone() }).await, Err(StoreError::Conflict), "email taken");
+    assert_eq!(s.user_by_id("u2").await.expect("read"), None, "the failed transaction wrote nothing");
+    assert_eq!(s.user_by_email("a@b.co").await.expect("read"), Some(u.clone()));
+    assert_eq!(s.user_by_id("u1").await.expect("read"), Some(u));
+    let t = RefreshTokenRecord { token_hash: "th".into(), user_id: "u1".into(), expires_at_ms: 99 };
+    s.save_refresh_token(&t).await.expect("saved");
+    assert_eq!(s.take_refresh_token("th").await.expect("take"), Some(t));
+    assert_eq!(s.take_refresh_token("th").await.expect("take"), None, "a refresh token works once");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_menu_is_the_defaults_overlaid_with_what_was_written() {
+    let s = Stack::create("menu").await.store();
+    let defaults = gocoffee_core::menu::default_menu();
+    assert_eq!(s.menu().await.expect("menu"), defaults, "a fresh table serves the default menu");
+    let mut item = defaults[0].clone();
+    assert_eq!(s.insert_menu_item(&item).await, Err(StoreError::Conflict), "default ids are taken");
+    item.id = "new-thing".into();
+    s.insert_menu_item(&item).await.expect("inserted");
+    assert_eq!(s.insert_menu_item(&item).await, Err(StoreError::Conflict));
+    let mut changed = defaults[3].clone();
+    changed.name = "Renamed".into();
+    assert!(s.replace_menu_item(&changed).await.expect("replace"));
+    let mut missing = item.clone();
+    missing.id = "missing".into();
+    assert!(!s.replace_menu_item(&missing).await.expect("replace"), "only existing items are replaced");
+    let menu = s.menu().await.expect("menu");
+    assert_eq!(menu.len(), defaults.len() + 1);
+    assert_eq!(menu[3].name, "Renamed", "a replaced default keeps its place");
+    assert_eq!(menu.last().map(|i| i.id.as_str()), Some("new-thing"), "added items come after the defaults");
+    assert_eq!(s.menu_item("new-thing").await.expect("item"), Some(item));
+    assert_eq!(s.menu_item(&defaults[3].id).await.expect("item"), Some(changed));
+    assert_eq!(s.menu_item("missing").await.expect("item"), None);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn appends_are_conditional_on_the_expected_version_and_all_or_nothing() {
+    let s = Stack::create("append").await.store();
+    let (order, e1) = placed("o1", "cust", 100);
+    s.create_order(&order, &e1, None).await.expect("created");
+    assert_eq!(s.create_order(&order, &e1, None).await, Err(StoreError::Conflict), "an order id is created once");
+
+    let (confirmed, e2) = next(&order, OrderEvent::OrderConfirmed, 110);
+    s.append(&confirmed, std::slice::from_ref(&e2), 1, Some(("consumer", "o1-1"))).await.expect("appended");
+    // A second writer that read version 1 loses, and writes nothing at all.
+    let (cancelled, e2b) = next(&order, OrderEvent::OrderCancelled { reason: None }, 111);
+    assert_eq!(s.append(&cancelled, &[e2b], 1, None).await, Err(StoreError::Conflict));
+    // The processed marker is part of the transaction: the same event can't be processed twice.
+    let (started, e3) = next(&confirmed, OrderEvent::PreparationStarted, 120);
+    assert_eq!(s.append(&started, std::slice::from_ref(&e3), 2, Some(("consumer", "o1-1"))).await, Err(StoreError::Conflict));
+    assert!(s.is_processed("consumer", "o1-1").await.expect("read"));
+    assert!(!s.is_processed("consumer", "o1-2").await.expect("read"));
+    s.mark_processed("consumer", "o1-2").await.expect("mark");
+    s.mark_processed("consumer", "o1-2").await.expect("marking twice is fine");
+    assert!(s.is_processed("consumer", "o1-2").await.expect("read"));
+
+    assert_eq!(s.order("o1").await.expect("read"), Some(confirmed.clone()));
+    let log = s.events("o1").await.expect("events");
+    assert_eq!(log.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2], "only the winning writes are in the log");
+    assert_eq!(gocoffee_core::Order::from_events(&log), Some(confirmed), "the order is the fold of its log");
+    assert_eq!(s.kitchen_queue(10, None).await.expect("queue").items.len(), 1, "a confirmed order is on the kitchen board");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lists_come_from_the_indexes_newest_first_in_pages() {
+    let s = Stack::create("lists").await.store();
+    let mut orders = Vec::new();
+    for i in 0..7 {
+        let customer = if i % 2 == 0 { "even" } else { "odd" };
+        let (order, e) = placed(&format!("o{i}"), customer, 1_000 + i);
+        s.create_order(&order, &e, None).await.expect("created");
+        orders.push(order);
+    }
+    // o0, o2 and o4 are confirmed, so they are on the kitchen board; o4 then starts.
+    for i in [0, 2, 4] {
+        let (c, e) = next(&orders[i], OrderEvent::OrderConfirmed, 2_000);
+        s.append(&c, &[e], 1, None).await.expect("confirmed");
+        orders[i] = c;
+    }
+    let (started, e) = next(&orders[4], OrderEvent::PreparationStarted, 3_000);
+    s.append(&started, &[e], 2, None).await.expect("started");
+
+    let ids = |p: &Page<gocoffee_core::Order>| p.items.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.orders(&OrderQuery { limit: 3, after: after.clone(), ..Default::default() }).await.expect("page");
+        assert!(page.items.len() <= 3);
+        seen.extend(ids(&page));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["o6", "o5", "o4", "o3", "o2", "o1", "o0"], "every order once, newest first, across pages");
+
+    let even = s.orders(&OrderQuery { customer_id: Some("even".into()), limit: 2, ..Default::default() }).await.expect("by customer");
+    assert_eq!(ids(&even), ["o6", "o4"]);
+    let rest = s.orders(&OrderQuery { customer_id: Some("even".into()), limit: 2, after: even.next.clone(), ..Default::default() }).await.expect("page 2");
+    assert_eq!((ids(&rest), rest.next.is_some()), (vec!["o2".to_owned(), "o0".to_owned()], false));
+
+    let confirmed = s.orders(&OrderQuery { status: Some(OrderStatus::Confirmed), limit: 10, ..Default::default() }).await.expect("by status");
+    assert_eq!(ids(&confirmed), ["o2", "o0"]);
+    let even_pending =
+        s.orders(&OrderQuery { customer_id: Some("even".into()), status: Some(OrderStatus::Pending), limit: 1, ..Default::default() }).await.expect("both");
+    assert_eq!((ids(&even_pending), even_pending.next.is_none()), (vec!["o6".to_owned()], true), "the filter reads past non-matching items");
+
+    let board = s.kitchen_queue(2, None).await.expect("board");
+    assert_eq!(board.items.iter().map(|t| t.order_id.as_str()).collect::<Vec<_>>(), ["o0", "o2"], "oldest first");
+    let more = s.kitchen_queue(2, board.next.clone()).await.expect("board page 2");
+    assert_eq!(more.items.iter().map(|t| (t.order_id.as_str(), t.status)).collect::<Vec<_>>(), [("o4", OrderStatus::Preparing)]);
+    assert!(more.next.is_none());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn idempotency_records_guard_until_they_expire() {
+    let s = Stack::create("idempotency").await.store();
+    let (a, ea) = placed("a", "cust", 1_000);
+    s.create_order(&a, &ea, Some(&idempotency("k", 5_000))).await.expect("created");
+    assert_eq!(s.idempotency_record("cust", "k", 4_999).await.expect("read").map(|r| r.location), Some(Some("/x".into())));
+    assert_eq!(s.idempotency_record("cust", "k", 5_000).await.expect("read"), None, "expired records are ignored before TTL deletes them");
+    assert_eq!(s.idempotency_record("other", "k", 1_000).await.expect("read"), None, "keys are per owner");
+
+    // While live, the key blocks a second order (and that order is not written).
+    let (b, eb) = placed("b", "cust", 4_000);
+    assert_eq!(s.create_order(&b, &eb, Some(&idempotency("k", 9_000))).await, Err(StoreError::Conflict));
+    assert_eq!(s.order("b").await.expect("read"), None);
+    // Once expired, the key can be used again.
+    let (c, ec) = placed("c", "cust", 6_000);
+    s.create_order(&c, &ec, Some(&idempotency("k", 9_000))).await.expect("reused after expiry");
+    assert_eq!(s.idempotency_record("cust", "k", 6_000).await.expect("read").map(|r| r.expires_at_ms), Some(9_000));
+
+    let ttl = s.client().describe_time_to_live().table_name(s.table()).send().await.expect("ttl");
+    assert_eq!(ttl.time_to_live_description.and_then(|d| d.attribute_name), Some(gocoffee_aws::dynamo::keys::TTL.to_owned()));
+}
+
+/// Every record on the stream, per partition key, in shard order.
+async fn read_stream(stack: &Stack) -> HashMap<String, Vec<Vec<u8>>> {
+    let mut by_key: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    for (_, r) in stack.stream_records().await {
+        by_key.entry(r.partition_key().unwrap_or_default().to_owned()).or_default().push(r.data().as_ref().to_vec());
+    }
+    by_key
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_outbox_relay_publishes_each_orders_events_in_order_on_its_partition() {
+    let stack = Stack::create("relay").await;
+    let s = stack.store();
+    // Three orders, each with three events queued before any relay.
+    for i in 0..3 {
+        let (o, e1) = placed(&format!("r{i}"), "cust", 10 + i);
+        s.create_order(&o, &e1, None).await.expect("created");
+        let (o2, e2) = next(&o, OrderEvent::OrderConfirmed, 10 + i);
+        let (o3, e3) = next(&o2, OrderEvent::PreparationStarted, 10 + i);
+        s.append(&o3, &[e2, e3], 1, None).await.expect("appended");
+    }
+    let publisher = KinesisPublisher::new(stack.clients.kinesis.clone(), &stack.stream_arn);
+    let relay = DynamoOutboxRelay { store: &s, publisher: &publisher };
+    let mut sent = 0;
+    for _ in 0..5 {
+        sent += relay.relay().await.expect("relay");
+    }
+    assert_eq!(sent, 9);
+    assert_eq!(relay.relay().await.expect("relay"), 0, "the outbox is empty once published");
+
+    let stream = read_stream(&stack).await;
+    assert_eq!(stream.len(), 3);
+    for (key, records) in stream {
+        let events: Vec<StoredEvent> = records.iter().map(|d| serde_json::from_slice(d).expect("event")).collect();
+        assert!(events.iter().all(|e| e.order_id == key), "partition key = order id");
+        assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2, 3], "{key}: in order");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_publisher_keeps_per_key_order_across_batches() {
+    let stack = Stack::create("publisher").await;
+    let publisher = KinesisPublisher::new(stack.clients.kinesis.clone(), &stack.stream);
+    let records: Vec<Record> = (0..1_200).map(|i| Record { partition_key: format!("k{}", i % 7), data: i.to_string().into_bytes() }).collect();
+    assert!(publisher.publish(&records).await.into_iter().all(|ok| ok), "every record taken (three PutRecords calls)");
+    let stream = read_stream(&stack).await;
+    for (key, data) in stream {
+        let numbers: Vec<u32> = data.iter().map(|d| String::from_utf8_lossy(d).parse().expect("number")).collect();
+        let k: u32 = key[1..].parse().expect("key");
+        assert_eq!(numbers, (0..1_200).filter(|i| i % 7 == k).collect::<Vec<_>>(), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_kitchen_ticket_that_keeps_failing_is_redriven_to_the_dead_letter_queue() {
+    let stack = Stack::create("redrive").await;
+    let sqs = &stack.clients.sqs;
+    let queue = &stack.queues["KitchenQueue"];
+    let dlq = &stack.queues["KitchenDeadLetterQueue"];
+    let attrs = sqs.get_queue_attributes().queue_url(queue).attribute_names(QueueAttributeName::All).send().await.expect("attributes");
+    let attrs = attrs.attributes.expect("attributes");
+    let policy: serde_json::Value = serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).expect("redrive policy");
+    let max_receives: u32 = policy["maxReceiveCount"].to_string().trim_matches('"').parse().expect("count");
+    assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "60", "created with the template's visibility timeout");
+
+    let queue_port = gocoffee_aws::SqsKitchenQueue::new(sqs.clone(), queue);
+    let (_, placed_event) = placed("t1", "cust", 1);
+    queue_port.send(&placed_event).await.expect("sent");
+    // Each receive without a delete is a failed attempt; the message comes back at once.
+    for attempt in 1..=max_receives {
+        let got = sqs.receive_message().queue_url(queue).max_number_of_messages(1).send().await.expect("receive");
+        let message = got.messages().first().unwrap_or_else(|| panic!("attempt {attempt}: the message is back"));
+        let body: StoredEvent = serde_json::from_str(message.body().expect("body")).expect("a placed order");
+        assert_eq!(body, placed_event);
+        sqs.change_message_visibility().queue_url(queue).receipt_handle(message.receipt_handle().expect("handle")).visibility_timeout(0).send().await.expect("release");
+    }
+    let after = sqs.receive_message().queue_url(queue).send().await.expect("receive");
+    assert!(after.messages().is_empty(), "after {max_receives} receives the message left the queue");
+    let dead = sqs.receive_message().queue_url(dlq).send().await.expect("receive dlq");
+    assert_eq!(dead.messages().len(), 1, "and is in the dead-letter queue");
+}

@@ -1,0 +1,162 @@
+//! The AWS shell as Lambda runs it: the real bootstrap binaries under the Runtime API emulator,
+//! on moto, fed the sample events in `events/` and real stream and queue batches.
+
+use std::collections::HashSet;
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::sqs::SqsEvent;
+use base64::Engine as _;
+use gocoffee_app::ROUTES;
+use gocoffee_core::StoredEvent;
+use gocoffee_tests::lambda::{LambdaStack, kinesis_record, select_route, sqs_record, template_routes};
+use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, workspace};
+use serde_json::{Value, json};
+
+fn sample(path: &str) -> Value {
+    let p = workspace().join("events").join(path);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).expect("json")
+}
+
+fn samples(dir: &str) -> Vec<(String, Value)> {
+    let mut files: Vec<_> = std::fs::read_dir(workspace().join("events").join(dir)).expect("events dir").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    files.iter().map(|p| (p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned(), sample(&format!("{dir}/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or_default())))).collect()
+}
+
+/// The path template of the app route that `method path` reaches, if any.
+fn app_route(method: &str, path: &str) -> Option<&'static gocoffee_app::RouteSpec> {
+    ROUTES.iter().find(|r| {
+        r.method.as_str() == method && {
+            let (t, p): (Vec<&str>, Vec<&str>) = (r.path.split('/').collect(), path.split('/').collect());
+            t.len() == p.len() && t.iter().zip(&p).all(|(a, b)| a.starts_with('{') || a == b)
+        }
+    })
+}
+
+#[test]
+fn every_route_has_a_sample_api_gateway_event_that_its_function_answers() {
+    let h = LambdaStack::start_with("samples", false);
+    let routes = template_routes();
+    // The account the login sample names (its register sample then meets a taken email: 409).
+    h.register("ada@example.com");
+    let mut covered = HashSet::new();
+    for (name, event) in samples("http") {
+        let typed: ApiGatewayV2httpRequest = serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{name}: not an HTTP API event: {e}"));
+        let method = typed.request_context.http.method.as_str().to_owned();
+        let path = typed.raw_path.clone().expect("rawPath");
+        // The event's routeKey is the template route API Gateway would choose for it.
+        let (route_key, function) = select_route(&routes, &method, &path).unwrap_or_else(|| panic!("{name}: no route in the template"));
+        assert_eq!(event["routeKey"].as_str(), Some(route_key.as_str()), "{name}");
+        if let Some(r) = app_route(&method, &path) {
+            assert_eq!(r.group.function(), function, "{name}: routed to the function that owns {} {}", r.method, r.path);
+            covered.insert((r.method.as_str(), r.path));
+        }
+        // With real tokens in place of the placeholders (fresh ones: logout and refresh use
+        // theirs up), the function answers without a 5xx and past authentication.
+        let admin = h.login(ADMIN_EMAIL, ADMIN_PASSWORD);
+        let (access, refresh) = (admin.body["access_token"].as_str().expect("token"), admin.body["refresh_token"].as_str().expect("refresh"));
+        let text = event.to_string().replace("REPLACE_WITH_ACCESS_TOKEN", access).replace("REPLACE_WITH_REFRESH_TOKEN", refresh);
+        let live: Value = serde_json::from_str(&text).expect("json");
+        let response = h.function(function).invoke(&live).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let status = response["statusCode"].as_u64().unwrap_or(0);
+        assert!((200..500).contains(&status) && status != 401, "{name}: {status} {response}");
+    }
+    let missing: Vec<String> = ROUTES.iter().filter(|r| !covered.contains(&(r.method.as_str(), r.path))).map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert!(missing.is_empty(), "routes without a sample event in events/http: {missing:?}");
+}
+
+#[test]
+fn the_sample_stream_and_queue_batches_are_answered_with_batch_responses() {
+    let h = LambdaStack::start_with("batches", false);
+    let kinesis = sample("kinesis/order-events.json");
+    let typed: KinesisEvent = serde_json::from_value(kinesis.clone()).expect("a Kinesis event");
+    for record in &typed.records {
+        let _: StoredEvent = serde_json::from_slice(&record.kinesis.data.0).expect("records carry order events");
+    }
+    let answer = h.function("order-consumer").invoke(&kinesis).expect("invoked");
+    assert_eq!(answer, json!({"batchItemFailures": []}), "the placed order went to the kitchen queue; the rest needs nothing");
+
+    let sqs = sample("sqs/kitchen-tickets.json");
+    let typed: SqsEvent = serde_json::from_value(sqs.clone()).expect("an SQS event");
+    let message_id = typed.records[0].message_id.clone().expect("id");
+    // The sample's order is not in this table, so the kitchen can't accept it yet: retryable,
+    // reported by message id for redelivery.
+    let answer = h.function("kitchen").invoke(&sqs).expect("invoked");
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": message_id}]}));
+}
+
+#[test]
+fn an_order_flows_from_api_gateway_through_kinesis_and_sqs_to_the_kitchen_board() {
+    let h = LambdaStack::start_with("flow", false);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let customer = h.register("ada@example.com");
+    let barista = h.staff("barista@example.com", "barista");
+
+    // The producer gets the sample API Gateway event (with a real token).
+    let event = sample("http/orders-place.json").to_string().replace("REPLACE_WITH_ACCESS_TOKEN", &customer);
+    let placed = h.function("orders").invoke(&serde_json::from_str(&event).expect("json")).expect("invoked");
+    assert_eq!(placed["statusCode"], 202, "{placed}");
+    let order: Value = serde_json::from_str(placed["body"].as_str().expect("body")).expect("order");
+    let first = order["id"].as_str().expect("id").to_owned();
+    let second = h.place(&customer);
+
+    // Both OrderPlaced events are on Kinesis, keyed by order id.
+    let records = rt.block_on(h.stack.stream_records());
+    assert_eq!(records.len(), 2, "one OrderPlaced per order");
+    let (shard, first_record) = records.iter().find(|(_, r)| r.partition_key() == Some(first.as_str())).expect("first order's record").clone();
+    let second_record = records.iter().find(|(_, r)| r.partition_key() == Some(second.as_str())).expect("second order's record").1.clone();
+
+    // The poller's batch: the first order, a poison record, the first order again (a duplicate
+    // delivery), the second order.
+    let record = |r: &aws_sdk_kinesis::types::Record, seq: &str| {
+        kinesis_record(&h.stack.stream_arn, &shard, r.partition_key().unwrap_or_default(), seq, r.data().as_ref(), 1_795_510_800.0)
+    };
+    let poison = kinesis_record(&h.stack.stream_arn, &shard, "junk", "49000000000000000000000000000000000000000000000000000002", b"{not an event", 1_795_510_800.0);
+    let batch = json!({"Records": [
+        record(&first_record, "49000000000000000000000000000000000000000000000000000001"),
+        poison,
+        record(&first_record, "49000000000000000000000000000000000000000000000000000003"),
+        record(&second_record, "49000000000000000000000000000000000000000000000000000004"),
+    ]});
+    let _: KinesisEvent = serde_json::from_value(batch.clone()).expect("a real KinesisEvent");
+    let answer = h.function("order-consumer").invoke(&batch).expect("invoked");
+    assert_eq!(answer, json!({"batchItemFailures": []}), "nothing to retry: the poison record is dead-lettered, not replayed");
+
+    // The poison record is reported in the stream's dead-letter queue, with why.
+    let dead = rt.block_on(h.stack.drain_queue("OrdersDeadLetterQueue"));
+    assert_eq!(dead.len(), 1);
+    let report: Value = serde_json::from_str(dead[0].body().expect("body")).expect("json");
+    assert_eq!(report["sequence_number"], "49000000000000000000000000000000000000000000000000000002");
+    assert!(report["reason"].as_str().is_some_and(|r| r.contains("not an order event")), "{report}");
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(report["data"].as_str().expect("data")).expect("b64"), b"{not an event");
+
+    // Three placed orders went to the kitchen queue (the duplicate too); hand them over as one
+    // SQS batch, with a poison message among them.
+    let tickets = rt.block_on(async {
+        let mut all = Vec::new();
+        while all.len() < 3 {
+            let out = h.stack.clients.sqs.receive_message().queue_url(&h.stack.queues["KitchenQueue"]).max_number_of_messages(10).send().await.expect("receive");
+            all.extend(out.messages().to_vec());
+        }
+        all
+    });
+    assert_eq!(tickets.len(), 3);
+    let queue_arn = "arn:aws:sqs:us-east-1:123456789012:kitchen";
+    let mut records: Vec<Value> = tickets.iter().map(|m| sqs_record(queue_arn, m)).collect();
+    let junk = aws_sdk_sqs::types::Message::builder().message_id("junk-1").receipt_handle("junk").body("[]").build();
+    records.insert(1, sqs_record(queue_arn, &junk));
+    let answer = h.function("kitchen").invoke(&json!({ "Records": records })).expect("invoked");
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "junk-1"}]}), "only the poison message is reported");
+
+    // DynamoDB: each order confirmed exactly once, both on the kitchen board.
+    for id in [&first, &second] {
+        assert_eq!(h.event_types(id, &customer), ["OrderPlaced", "OrderConfirmed"], "order {id}: one effect per order, duplicates included");
+    }
+    let board = h.get("/api/v1/kitchen/queue", Some(&barista));
+    let on_board: Vec<&str> = board.body["items"].as_array().expect("items").iter().filter_map(|t| t["order_id"].as_str()).collect();
+    assert_eq!(on_board, [first.as_str(), second.as_str()], "{}", board.body);
+    // The kitchen relayed each OrderConfirmed to the stream.
+    let confirmed = rt.block_on(h.stack.stream_records()).iter().filter(|(_, r)| String::from_utf8_lossy(r.data().as_ref()).contains("OrderConfirmed")).count();
+    assert_eq!(confirmed, 2);
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Python-packaged test tools into venvs under the repository (idempotent: a venv
+# whose stamp matches its pinned requirements is left alone). Separate venvs, because
+# aws-sam-cli and checkov pin conflicting versions of shared libraries.
+#   .venv          schemathesis (API fuzzing), moto server (AWS wire protocol), cargo-lambda (+ zig)
+#   .venv-sam      aws-sam-cli (sam validate --lint) with its cfn-lint
+#   .venv-checkov  checkov (static policy checks of the template)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ensure_venv() {
+  local venv=$1; shift
+  local want="$*"
+  if [ -f "$venv/.stamp" ] && [ "$(cat "$venv/.stamp")" = "$want" ]; then return 0; fi
+  echo "installing into $venv: $want"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+  echo "$want" > "$venv/.stamp"
+}
+
+case "${1:-all}" in
+  main|all) ensure_venv .venv "schemathesis==4.32.5" "moto[server]==5.2.1" "cargo-lambda==1.9.2" ;;&
+  sam|all) ensure_venv .venv-sam "aws-sam-cli==1.170.0" ;;&
+  checkov|all) ensure_venv .venv-checkov "checkov==3.3.30" ;;
+esac
