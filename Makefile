@@ -7,7 +7,7 @@ LISTEN ?= 127.0.0.1:3000
 COMPONENTS := health identity menu orders kitchen order-consumer
 HOST := target/release/gocoffee-host
 
-.PHONY: up test setup tools components host bootstraps bench clean
+.PHONY: up test setup tools components host bootstraps lambdas bench clean
 
 ## setup: the wasm target the components build for (idempotent)
 setup:
@@ -31,6 +31,12 @@ host:
 bootstraps:
 	$(CARGO) build --release --workspace --bins
 
+## lambdas: every function as a Lambda for arm64, what sam-template.yaml deploys
+## (target/lambda/<function>/bootstrap; cargo-lambda and zig come from .venv)
+lambdas: tools
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO) lambda build --profile lambda --arm64 $(addprefix -p ,$(COMPONENTS))
+
 ## up: build everything and serve the platform on $(LISTEN), state in $(STATE)/
 up: components host
 	@mkdir -p $(STATE)
@@ -47,14 +53,16 @@ up: components host
 ## test: every test: the template's static checks (sam validate --lint, cfn-lint, checkov), unit,
 ## adapters on real SQLite and on moto (the AWS wire protocol), contract tests against both shells
 ## (the host on the real components; the Lambda binaries on moto), then schemathesis fuzzing
-test: tools components host bootstraps
+test: tools components host bootstraps lambdas
 	tests/template.sh
 	$(CARGO) test --release --workspace
 	tests/fuzz.sh
 
-## bench: throughput and latency of the host on the real components (see bench/README.md)
+## bench: throughput and latency of the host on the real components, then the sizes and init
+## times of the Lambda bootstraps (see bench/README.md)
 bench: components host
 	bench/run.sh
+	bench/lambda.sh
 
 clean:
 	rm -rf $(STATE) target/test-state target/test-cache

@@ -9,8 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -52,8 +51,10 @@ fn start_moto() -> String {
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("start moto_server");
+        let mut child = cmd.spawn().expect("start moto_server");
         tx.send(child.id()).expect("report");
+        // Lives as long as this process; reaped if it ever exits on its own.
+        let _ = child.wait();
         loop {
             std::thread::park();
         }
@@ -228,12 +229,13 @@ impl Stack {
         // Queues: dead-letter targets first, then redrive policies pointing at them.
         let mut queues = HashMap::new();
         let mut arns = HashMap::new();
-        let queue_ids: Vec<String> =
-            resources.iter().filter(|(_, r)| r["Type"] == "AWS::SQS::Queue").map(|(id, _)| text(id)).collect();
+        let queue_ids: Vec<String> = resources.iter().filter(|(_, r)| r["Type"] == "AWS::SQS::Queue").map(|(id, _)| text(id)).collect();
         for id in &queue_ids {
             let p = properties(&resources, id);
             let mut create = clients.sqs.create_queue().queue_name(format!("{prefix}-{id}"));
-            for (attr, name) in [("VisibilityTimeout", QueueAttributeName::VisibilityTimeout), ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod)] {
+            for (attr, name) in
+                [("VisibilityTimeout", QueueAttributeName::VisibilityTimeout), ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod)]
+            {
                 if !p[attr].is_null() {
                     create = create.attributes(name, text(&p[attr]));
                 }

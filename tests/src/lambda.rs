@@ -95,14 +95,17 @@ fn write_response(stream: &mut TcpStream, status: u16, headers: &[(String, Strin
 
 // ------------------------------------------------------------------ the Runtime API emulator
 
+/// Where an invocation's outcome goes: the response body, or the error the function reported.
+type Reply = Sender<Result<Vec<u8>, String>>;
+
 struct Invocation {
     payload: Vec<u8>,
-    reply: Sender<Result<Vec<u8>, String>>,
+    reply: Reply,
 }
 
 struct RuntimeState {
     queue: Mutex<Receiver<Invocation>>,
-    in_flight: Mutex<HashMap<String, Sender<Result<Vec<u8>, String>>>>,
+    in_flight: Mutex<HashMap<String, Reply>>,
     first_next: OnceLock<Instant>,
     init_error: Mutex<Option<String>>,
     next_id: AtomicU64,
@@ -124,6 +127,11 @@ impl LambdaFunction {
     /// Starts `function`'s binary with `env` under a fresh Runtime API; its stdout and stderr
     /// (the logs Lambda sends to CloudWatch) go to `log`.
     pub fn start(function: &str, env: &[(String, String)], log: PathBuf) -> LambdaFunction {
+        LambdaFunction::start_binary(function, &binary(function), env, log)
+    }
+
+    /// Starts the bootstrap at `bin` as `function`.
+    pub fn start_binary(function: &str, bin: &std::path::Path, env: &[(String, String)], log: PathBuf) -> LambdaFunction {
         let listener = TcpListener::bind("127.0.0.1:0").expect("runtime api port");
         let address = listener.local_addr().expect("address");
         let (tx, rx) = channel();
@@ -142,7 +150,6 @@ impl LambdaFunction {
                 std::thread::spawn(move || serve_runtime_api(stream, &state));
             }
         });
-        let bin = binary(function);
         assert!(bin.exists(), "{} is missing: run `make test` (it builds the Lambda binaries first)", bin.display());
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let err = out.try_clone().expect("log file");
@@ -283,7 +290,10 @@ pub fn apigw_event(route_key: &str, method: &str, target: &str, headers: &[(Stri
     let mut query_map = serde_json::Map::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        query_map.entry(k.to_owned()).and_modify(|e| *e = Value::String(format!("{},{v}", e.as_str().unwrap_or_default()))).or_insert(Value::String(v.to_owned()));
+        query_map
+            .entry(k.to_owned())
+            .and_modify(|e| *e = Value::String(format!("{},{v}", e.as_str().unwrap_or_default())))
+            .or_insert(Value::String(v.to_owned()));
     }
     let route_path = route_key.split_once(' ').map(|(_, p)| p).unwrap_or("");
     let mut path_parameters = serde_json::Map::new();
@@ -571,15 +581,15 @@ fn spawn_kinesis_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, Lambda
             let listed = rt.block_on(k.list_shards().stream_name(&stack.stream).send()).map(|o| o.shards.unwrap_or_default()).unwrap_or_default();
             for shard in listed {
                 let id = shard.shard_id().to_owned();
-                if !shards.contains_key(&id) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = shards.entry(id) {
                     let it = rt.block_on(
                         k.get_shard_iterator()
                             .stream_name(&stack.stream)
-                            .shard_id(&id)
+                            .shard_id(slot.key())
                             .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
                             .send(),
                     );
-                    shards.insert(id, (it.ok().and_then(|o| o.shard_iterator), 0));
+                    slot.insert((it.ok().and_then(|o| o.shard_iterator), 0));
                 }
             }
             let mut idle = true;

@@ -130,7 +130,6 @@ impl Host {
         assert!(out.status.success(), "gocoffee-host {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("utf8")
     }
-
 }
 
 /// A running Go Coffee, on either shell: the helpers every contract test talks through.
@@ -225,7 +224,6 @@ impl Api for Host {
     fn log(&self) -> String {
         std::fs::read_to_string(self.state.join("host.log")).unwrap_or_default()
     }
-
 }
 
 fn http_request(method: &str, url: &str) -> ureq::http::request::Builder {

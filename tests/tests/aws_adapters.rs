@@ -78,6 +78,9 @@ async fn appends_are_conditional_on_the_expected_version_and_all_or_nothing() {
     // The processed marker is part of the transaction: the same event can't be processed twice.
     let (started, e3) = next(&confirmed, OrderEvent::PreparationStarted, 120);
     assert_eq!(s.append(&started, std::slice::from_ref(&e3), 2, Some(("consumer", "o1-1"))).await, Err(StoreError::Conflict));
+    // The order item's version guards on its own, even when the event's version slot is free.
+    let (ready, e4) = next(&started, OrderEvent::OrderReady, 130);
+    assert_eq!(s.append(&ready, &[e4], 3, None).await, Err(StoreError::Conflict), "the table is at version 2, not 3");
     assert!(s.is_processed("consumer", "o1-1").await.expect("read"));
     assert!(!s.is_processed("consumer", "o1-2").await.expect("read"));
     s.mark_processed("consumer", "o1-2").await.expect("mark");
@@ -238,7 +241,13 @@ async fn a_kitchen_ticket_that_keeps_failing_is_redriven_to_the_dead_letter_queu
         let message = got.messages().first().unwrap_or_else(|| panic!("attempt {attempt}: the message is back"));
         let body: StoredEvent = serde_json::from_str(message.body().expect("body")).expect("a placed order");
         assert_eq!(body, placed_event);
-        sqs.change_message_visibility().queue_url(queue).receipt_handle(message.receipt_handle().expect("handle")).visibility_timeout(0).send().await.expect("release");
+        sqs.change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(message.receipt_handle().expect("handle"))
+            .visibility_timeout(0)
+            .send()
+            .await
+            .expect("release");
     }
     let after = sqs.receive_message().queue_url(queue).send().await.expect("receive");
     assert!(after.messages().is_empty(), "after {max_receives} receives the message left the queue");

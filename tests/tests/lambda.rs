@@ -21,7 +21,15 @@ fn sample(path: &str) -> Value {
 fn samples(dir: &str) -> Vec<(String, Value)> {
     let mut files: Vec<_> = std::fs::read_dir(workspace().join("events").join(dir)).expect("events dir").map(|e| e.expect("entry").path()).collect();
     files.sort();
-    files.iter().map(|p| (p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned(), sample(&format!("{dir}/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or_default())))).collect()
+    files
+        .iter()
+        .map(|p| {
+            (
+                p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned(),
+                sample(&format!("{dir}/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or_default())),
+            )
+        })
+        .collect()
 }
 
 /// The path template of the app route that `method path` reaches, if any.
@@ -112,7 +120,8 @@ fn an_order_flows_from_api_gateway_through_kinesis_and_sqs_to_the_kitchen_board(
     let record = |r: &aws_sdk_kinesis::types::Record, seq: &str| {
         kinesis_record(&h.stack.stream_arn, &shard, r.partition_key().unwrap_or_default(), seq, r.data().as_ref(), 1_795_510_800.0)
     };
-    let poison = kinesis_record(&h.stack.stream_arn, &shard, "junk", "49000000000000000000000000000000000000000000000000000002", b"{not an event", 1_795_510_800.0);
+    let poison =
+        kinesis_record(&h.stack.stream_arn, &shard, "junk", "49000000000000000000000000000000000000000000000000000002", b"{not an event", 1_795_510_800.0);
     let batch = json!({"Records": [
         record(&first_record, "49000000000000000000000000000000000000000000000000000001"),
         poison,
@@ -136,7 +145,8 @@ fn an_order_flows_from_api_gateway_through_kinesis_and_sqs_to_the_kitchen_board(
     let tickets = rt.block_on(async {
         let mut all = Vec::new();
         while all.len() < 3 {
-            let out = h.stack.clients.sqs.receive_message().queue_url(&h.stack.queues["KitchenQueue"]).max_number_of_messages(10).send().await.expect("receive");
+            let out =
+                h.stack.clients.sqs.receive_message().queue_url(&h.stack.queues["KitchenQueue"]).max_number_of_messages(10).send().await.expect("receive");
             all.extend(out.messages().to_vec());
         }
         all

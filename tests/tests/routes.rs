@@ -88,3 +88,31 @@ fn every_variable_a_component_reads_is_declared_for_the_application() {
         }
     }
 }
+
+#[test]
+fn the_http_api_in_sam_template_mirrors_spin_toml() {
+    use gocoffee_tests::lambda::{select_route, template_routes};
+    let routes = template_routes();
+    // Each spin.toml route is the same function's route(s) on API Gateway: `/x/...` is `ANY /x`
+    // plus `ANY /x/{proxy+}`, an exact route is `ANY` on that path.
+    let mut expected: BTreeSet<(String, String)> = BTreeSet::new();
+    for (route, component) in http_triggers() {
+        match route.strip_suffix("/...") {
+            Some(prefix) => {
+                expected.insert((format!("ANY {prefix}"), component.clone()));
+                expected.insert((format!("ANY {prefix}/{{proxy+}}"), component));
+            }
+            None => {
+                expected.insert((format!("ANY {route}"), component));
+            }
+        }
+    }
+    let declared: BTreeSet<(String, String)> = routes.iter().filter(|(k, _)| k != "$default").cloned().collect();
+    assert_eq!(declared, expected, "sam-template.yaml's HttpApi events and spin.toml's routes differ");
+    assert_eq!(routes.iter().filter(|(k, _)| k == "$default").map(|(_, f)| f.as_str()).collect::<Vec<_>>(), ["health"], "one $default route");
+    for r in ROUTES {
+        let concrete = r.path.replace("{id}", "x");
+        let (key, function) = select_route(&routes, r.method.as_str(), &concrete).expect("routed");
+        assert_eq!(function, r.group.function(), "{} {} goes to {function} by {key}", r.method, r.path);
+    }
+}

@@ -8,9 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
-use gocoffee_app::ports::{
-    IdempotencyRecord, MenuStore, OrderQuery, OrderStore, Page, RefreshTokenRecord, StoreError, StoreResult, UserRecord, UserStore,
-};
+use gocoffee_app::ports::{IdempotencyRecord, MenuStore, OrderQuery, OrderStore, Page, RefreshTokenRecord, StoreError, StoreResult, UserRecord, UserStore};
 use gocoffee_core::menu::default_menu;
 use gocoffee_core::{KitchenTicket, MenuItem, Order, Role, StoredEvent};
 
@@ -49,6 +47,9 @@ fn n(v: impl ToString) -> AttributeValue {
 fn key(pk: impl Into<String>, sk: &str) -> Item {
     HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
 }
+
+/// The condition of a write that creates an item: nothing with that key exists yet.
+const NEW: &str = "attribute_not_exists(pk)";
 
 fn placed_sk(placed_at_ms: i64, id: &str) -> String {
     format!("{:015}#{id}", placed_at_ms.max(0))
@@ -104,8 +105,7 @@ fn conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Er
 fn transaction_error(e: SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, impl std::fmt::Debug>) -> StoreError {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
     if let Some(E::TransactionCanceledException(c)) = e.as_service_error() {
-        let conflict =
-            c.cancellation_reasons().iter().any(|r| matches!(r.code(), Some("ConditionalCheckFailed") | Some("TransactionConflict")));
+        let conflict = c.cancellation_reasons().iter().any(|r| matches!(r.code(), Some("ConditionalCheckFailed") | Some("TransactionConflict")));
         if conflict {
             return StoreError::Conflict;
         }
@@ -140,6 +140,41 @@ impl DynamoStore {
 
     fn put(&self, item: Item) -> Put {
         Put::builder().table_name(&self.table).set_item(Some(item)).build().expect("table name and item are set")
+    }
+
+    /// A put of `item` that only happens if `condition` holds, with `values` for the condition.
+    fn put_if(&self, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> TransactWriteItem {
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
+        for (name, value) in values {
+            put = put.expression_attribute_values(*name, value.clone());
+        }
+        TransactWriteItem::builder().put(put.build().expect("table name and item are set")).build()
+    }
+
+    /// Every item in partition `pk` (whose sort key starts with `sk_prefix`), across pages, with
+    /// a consistent read.
+    async fn partition(&self, pk: &str, sk_prefix: &str) -> StoreResult<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":prefix", s(sk_prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<()> {
@@ -209,17 +244,12 @@ impl DynamoStore {
         let mut item = key(format!("ORDER#{}", event.order_id), &format!("EVENT#{:010}", event.version));
         item.insert("doc".into(), payload.clone());
         item.insert("event_id".into(), s(&event.event_id));
-        let log = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .expect("table name and item are set");
+        let log = self.put_if(item, NEW, &[]);
         let mut outbox = key(OUTBOX, &format!("{:015}#{}#{:010}", event.occurred_at_ms.max(0), event.order_id, event.version));
         outbox.insert("doc".into(), payload);
         outbox.insert("order_id".into(), s(&event.order_id));
         outbox.insert("version".into(), n(event.version));
-        Ok([TransactWriteItem::builder().put(log).build(), TransactWriteItem::builder().put(self.put(outbox)).build()])
+        Ok([log, TransactWriteItem::builder().put(self.put(outbox)).build()])
     }
 
     /// Pending outbox entries, oldest first.
@@ -239,13 +269,7 @@ impl DynamoStore {
     }
 
     pub(crate) async fn remove_from_outbox(&self, sk: &str) -> StoreResult<()> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(OUTBOX, sk)))
-            .send()
-            .await
-            .map_err(sdk)?;
+        self.client.delete_item().table_name(&self.table).set_key(Some(key(OUTBOX, sk))).send().await.map_err(sdk)?;
         Ok(())
     }
 }
@@ -278,17 +302,11 @@ fn user(item: &Item) -> StoreResult<UserRecord> {
 impl UserStore for DynamoStore {
     async fn create_user(&self, u: &UserRecord) -> StoreResult<()> {
         // The user and its email claim in one transaction: the email item makes emails unique.
-        let guarded = |item: Item| {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .expect("table name and item are set");
-            TransactWriteItem::builder().put(put).build()
-        };
-        self.transact(vec![guarded(user_item(format!("USER#{}", u.id), "USER", u)), guarded(user_item(format!("EMAIL#{}", u.email), "EMAIL", u))])
-            .await
+        self.transact(vec![
+            self.put_if(user_item(format!("USER#{}", u.id), "USER", u), NEW, &[]),
+            self.put_if(user_item(format!("EMAIL#{}", u.email), "EMAIL", u), NEW, &[]),
+        ])
+        .await
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
@@ -337,26 +355,8 @@ impl UserStore for DynamoStore {
 impl MenuStore for DynamoStore {
     async fn menu(&self) -> StoreResult<Vec<MenuItem>> {
         let mut stored: Vec<(i64, MenuItem)> = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s("MENU"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk)?;
-            for item in out.items.unwrap_or_default() {
-                stored.push((get_n(&item, "position")?, doc(&item)?));
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
+        for item in self.partition("MENU", "ITEM#").await? {
+            stored.push((get_n(&item, "position")?, doc(&item)?));
         }
         let mut all: Vec<(i64, MenuItem)> = default_menu().into_iter().enumerate().map(|(i, item)| (i as i64, item)).collect();
         for (position, item) in stored {
@@ -385,14 +385,7 @@ impl MenuStore for DynamoStore {
         let position = 1_000_000 + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
         row.insert("position".into(), n(position));
         row.insert("doc".into(), to_doc(item)?);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(row))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(conditional)?;
+        self.client.put_item().table_name(&self.table).set_item(Some(row)).condition_expression(NEW).send().await.map_err(conditional)?;
         Ok(())
     }
 
@@ -436,13 +429,7 @@ fn order_start_key(index: (&str, &str), pk: &str, after: &Option<(i64, String)>)
 #[async_trait(?Send)]
 impl OrderStore for DynamoStore {
     async fn create_order(&self, order: &Order, placed: &StoredEvent, idempotency: Option<&IdempotencyRecord>) -> StoreResult<()> {
-        let order_put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(Self::order_item(order)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .expect("table name and item are set");
-        let mut items = vec![TransactWriteItem::builder().put(order_put).build()];
+        let mut items = vec![self.put_if(Self::order_item(order)?, NEW, &[])];
         items.extend(self.event_items(placed)?);
         if let Some(r) = idempotency {
             let mut item = key(format!("IDEMPOTENCY#{}#{}", r.owner, r.key), "IDEMPOTENCY");
@@ -455,40 +442,20 @@ impl OrderStore for DynamoStore {
             item.insert("expires_at_ms".into(), n(r.expires_at_ms));
             item.insert(TTL.into(), n(r.expires_at_ms.div_euclid(1000) + 1));
             // An expired record (TTL deletes lazily) no longer guards anything.
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk) OR expires_at_ms <= :now")
-                .expression_attribute_values(":now", n(placed.occurred_at_ms))
-                .build()
-                .expect("table name and item are set");
-            items.push(TransactWriteItem::builder().put(put).build());
+            items.push(self.put_if(item, "attribute_not_exists(pk) OR expires_at_ms <= :now", &[(":now", n(placed.occurred_at_ms))]));
         }
         self.transact(items).await
     }
 
     async fn append(&self, order: &Order, events: &[StoredEvent], expected_version: u64, processed: Option<(&str, &str)>) -> StoreResult<()> {
-        let order_put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(Self::order_item(order)?))
-            .condition_expression("version = :expected")
-            .expression_attribute_values(":expected", n(expected_version))
-            .build()
-            .expect("table name and item are set");
-        let mut items = vec![TransactWriteItem::builder().put(order_put).build()];
+        let mut items = vec![self.put_if(Self::order_item(order)?, "version = :expected", &[(":expected", n(expected_version))])];
         for event in events {
             items.extend(self.event_items(event)?);
         }
         if let Some((consumer, event_id)) = processed {
             let mut item = key(format!("PROCESSED#{consumer}#{event_id}"), "PROCESSED");
             item.insert(TTL.into(), n(now_s() + PROCESSED_TTL_S));
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .expect("table name and item are set");
-            items.push(TransactWriteItem::builder().put(put).build());
+            items.push(self.put_if(item, NEW, &[]));
         }
         self.transact(items).await
     }
@@ -498,29 +465,7 @@ impl OrderStore for DynamoStore {
     }
 
     async fn events(&self, id: &str) -> StoreResult<Vec<StoredEvent>> {
-        let mut events = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :events)")
-                .expression_attribute_values(":pk", s(format!("ORDER#{id}")))
-                .expression_attribute_values(":events", s("EVENT#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk)?;
-            for item in out.items.unwrap_or_default() {
-                events.push(doc(&item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(events),
-            }
-        }
+        self.partition(&format!("ORDER#{id}"), "EVENT#").await?.iter().map(doc).collect()
     }
 
     async fn orders(&self, q: &OrderQuery) -> StoreResult<Page<Order>> {

@@ -1,5 +1,6 @@
 //! The Lambda shell: converts API Gateway HTTP API (v2) events, Kinesis batches and SQS batches
-//! to app calls and back. Each function's `main` is one call to [`run`].
+//! to app calls and back. Each function's `main` is one call: [`health`], [`http`] or
+//! [`order_consumer`].
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
@@ -15,14 +16,6 @@ use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{Clients, DynamoOutboxRelay, DynamoStore, KinesisPublisher, SqsDeadLetters, SqsKitchenQueue, sdk_config};
-
-/// What a Lambda function is: an HTTP group behind API Gateway (the kitchen also takes its SQS
-/// queue), or the order consumer on the orders stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Function {
-    Http(Group),
-    OrderConsumer,
-}
 
 /// Structured logs on stdout for CloudWatch: JSON when the function's log format is JSON
 /// (`AWS_LAMBDA_LOG_FORMAT`), at `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`, default info).
@@ -64,7 +57,7 @@ impl Shell {
     /// `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`; the last three only where used).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Shell, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
-        let clients = Clients::new(&sdk_config(&get)?);
+        let clients = Clients::new(&sdk_config(get)?);
         let config = Config::from_lookup(|name| get(&name.to_ascii_uppercase())).map_err(|e| format!("configuration: {e}"))?;
         let table = get("TABLE_NAME").ok_or("TABLE_NAME is not set")?;
         Ok(Shell {
@@ -233,7 +226,7 @@ pub fn response_to_apigw(response: Response) -> ApiGatewayV2httpResponse {
     out
 }
 
-fn health(event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+fn health_response(event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
     let response = match request_from_apigw(event) {
         Ok(req) if req.uri().path() == "/health" => gocoffee_app::health(&req),
         Ok(req) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.uri().path())).into_response(),
@@ -242,37 +235,53 @@ fn health(event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
     response_to_apigw(response)
 }
 
-/// The event source of a Lambda event: an API Gateway request or a batch of stream or queue
-/// records.
+/// The event source of a Lambda event: an API Gateway request or a batch of queue records.
 fn source(event: &Value) -> &str {
     if event.get("requestContext").is_some() {
         return "apigateway";
     }
-    event.get("Records").and_then(|r| r.get(0)).and_then(|r| r.get("eventSource").or_else(|| r.get("EventSource"))).and_then(Value::as_str).unwrap_or("unknown")
+    event.get("Records").and_then(|r| r.get(0)).and_then(|r| r.get("eventSource")).and_then(Value::as_str).unwrap_or("unknown")
 }
 
-async fn dispatch(function: Function, shell: Option<&Shell>, event: Value) -> Result<Value, lambda_runtime::Error> {
-    let source = source(&event).to_owned();
-    let json = |v: Result<Value, serde_json::Error>| v.map_err(lambda_runtime::Error::from);
-    match (function, shell, source.as_str()) {
-        (Function::Http(Group::Health), _, "apigateway") => json(serde_json::to_value(health(serde_json::from_value(event)?))),
-        (Function::Http(group), Some(shell), "apigateway") => json(serde_json::to_value(shell.http(group, serde_json::from_value(event)?).await)),
-        (Function::Http(Group::Kitchen), Some(shell), "aws:sqs") => json(serde_json::to_value(shell.sqs(serde_json::from_value(event)?).await)),
-        (Function::OrderConsumer, Some(shell), "aws:kinesis") => json(serde_json::to_value(shell.kinesis(serde_json::from_value(event)?).await)),
-        _ => Err(format!("{function:?} does not take {source} events").into()),
-    }
-}
-
-/// The whole `main` of a function: logging, then config and clients once per container, then
-/// the runtime loop. A function that can't configure itself fails its init, which Lambda reports.
-pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
+fn init(function: &str) -> Result<Shell, lambda_runtime::Error> {
     init_tracing();
-    let shell = match function {
-        Function::Http(Group::Health) => None,
-        _ => Some(Shell::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?),
-    };
-    let shell = shell.as_ref();
-    // Boxed: the handler's future is deep (SDK calls inside app calls), too deep to lay out inline.
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| Box::pin(dispatch(function, shell, event.payload)).await))
-        .await
+    Shell::from_env().inspect_err(|e| tracing::error!(function, error = %e, "cannot start")).map_err(lambda_runtime::Error::from)
+}
+
+// Each entry below is a separate function, so a binary links only the paths its function takes
+// (the health binary has no AWS SDK in it). Handler futures are boxed: SDK calls inside app
+// calls make them too deep to lay out inline.
+
+/// `main` of the health function: no config, no clients.
+pub async fn health() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
+        Ok::<_, lambda_runtime::Error>(health_response(event.payload))
+    }))
+    .await
+}
+
+/// `main` of an HTTP function serving `group` behind API Gateway. The kitchen also takes the
+/// SQS batches of its queue. Config and clients are created once, before the first invocation;
+/// a function that can't configure itself fails its init, which Lambda reports.
+pub async fn http(group: Group) -> Result<(), lambda_runtime::Error> {
+    let shell = &init(group.function())?;
+    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
+        let payload = event.payload;
+        match source(&payload) {
+            "apigateway" => Ok(serde_json::to_value(Box::pin(shell.http(group, serde_json::from_value(payload)?)).await)?),
+            "aws:sqs" if group == Group::Kitchen => Ok(serde_json::to_value(Box::pin(shell.sqs(serde_json::from_value(payload)?)).await)?),
+            other => Err(lambda_runtime::Error::from(format!("the {} function does not take {other} events", group.function()))),
+        }
+    }))
+    .await
+}
+
+/// `main` of the order consumer: Kinesis batches from the orders stream.
+pub async fn order_consumer() -> Result<(), lambda_runtime::Error> {
+    let shell = &init("order-consumer")?;
+    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<KinesisEvent>| {
+        Ok::<_, lambda_runtime::Error>(Box::pin(shell.kinesis(event.payload)).await)
+    }))
+    .await
 }

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_dynamodb::config::BehaviorVersion;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 use aws_types::sdk_config::TimeoutConfig;
-use aws_sdk_dynamodb::config::BehaviorVersion;
 
 pub use crate::dynamo::DynamoStore;
 pub use crate::kinesis::{DynamoOutboxRelay, KinesisPublisher};
@@ -54,10 +54,6 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(config: &SdkConfig) -> Clients {
-        Clients {
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
-            kinesis: aws_sdk_kinesis::Client::new(config),
-            sqs: aws_sdk_sqs::Client::new(config),
-        }
+        Clients { dynamodb: aws_sdk_dynamodb::Client::new(config), kinesis: aws_sdk_kinesis::Client::new(config), sqs: aws_sdk_sqs::Client::new(config) }
     }
 }
