@@ -138,6 +138,8 @@ pub struct Stack {
     pub stream_arn: String,
     /// Queue URLs by logical id (`KitchenQueue`, `KitchenDeadLetterQueue`, `OrdersDeadLetterQueue`).
     pub queues: HashMap<String, String>,
+    /// The images bucket's name.
+    pub bucket: String,
 }
 
 impl Stack {
@@ -271,7 +273,12 @@ impl Stack {
                 .await
                 .expect("redrive policy");
         }
-        Stack { clients, table, stream, stream_arn, queues }
+        // The bucket (S3 bucket names are lower case). Presigning needs no S3 client, so it is
+        // created with a plain request, as moto allows.
+        assert_eq!(resources["ImagesBucket"]["Type"], "AWS::S3::Bucket");
+        let bucket = format!("{}-images", prefix.to_ascii_lowercase().replace('_', "-"));
+        ureq::put(&format!("{}/{bucket}", moto())).send_empty().expect("create bucket");
+        Stack { clients, table, stream, stream_arn, queues, bucket }
     }
 
     /// The environment the template gives `function` (its `Environment.Variables`), resolved
@@ -337,6 +344,12 @@ impl Stack {
                 all.push(m.clone());
             }
         }
+    }
+
+    /// Presigns for this stack's bucket with moto's test credentials.
+    pub fn images(&self) -> gocoffee_aws::S3Images {
+        let credentials = aws_credential_types::Credentials::new("testing", "testing", Some("testing".into()), None, "tests");
+        gocoffee_aws::S3Images::new(&self.bucket, "us-east-1", credentials, Some(moto().to_owned()))
     }
 
     pub fn store(&self) -> gocoffee_aws::DynamoStore {

@@ -4,6 +4,7 @@
 pub mod dynamo;
 pub mod kinesis;
 pub mod lambda;
+pub mod s3;
 pub mod sqs;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use aws_types::sdk_config::TimeoutConfig;
 
 pub use crate::dynamo::DynamoStore;
 pub use crate::kinesis::{DynamoOutboxRelay, KinesisPublisher};
+pub use crate::s3::S3Images;
 pub use crate::sqs::{SqsDeadLetters, SqsKitchenQueue};
 
 /// The SDK configuration from the environment Lambda gives a function: `AWS_REGION` and the
