@@ -182,7 +182,8 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Reads `index` in `forward` order from `start` until `want` items pass `keep`.
+    /// Reads `index` in `forward` order from `start` until `want` items pass the status filter
+    /// (a filter applies after `Limit`, so one page may not be enough) or the index ends.
     async fn query_index(
         &self,
         (index, pk_attr): (&str, &str),
