@@ -31,14 +31,16 @@ pub fn binary(function: &str) -> PathBuf {
 
 // ------------------------------------------------------------------ a minimal HTTP/1.1
 
-struct HttpRequest {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// One request as [`read_request`] parsed it; header names are lower case.
+pub struct HttpRequest {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<HttpRequest> {
+/// Reads one HTTP/1.1 request (Content-Length or chunked body); `None` at end of stream.
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<HttpRequest> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
@@ -77,7 +79,8 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<HttpRequest> {
     Some(HttpRequest { method, target, headers, body })
 }
 
-fn write_response(stream: &mut TcpStream, status: u16, headers: &[(String, String)], body: &[u8], close: bool) -> std::io::Result<()> {
+/// Writes one HTTP/1.1 response with a Content-Length.
+pub fn write_response(stream: &mut TcpStream, status: u16, headers: &[(String, String)], body: &[u8], close: bool) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
     for (k, v) in headers {
         if !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("connection") {

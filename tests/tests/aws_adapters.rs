@@ -280,3 +280,69 @@ async fn presigned_urls_upload_and_download_a_menu_image_over_plain_http() {
     let aws = gocoffee_aws::S3Images::new("bucket", "eu-west-1", aws_credential_types::Credentials::new("a", "b", None, None, "t"), None);
     assert!(aws.download_url(key, std::time::Duration::from_secs(60)).expect("url").starts_with("https://bucket.s3.eu-west-1.amazonaws.com/menu/latte/"));
 }
+
+/// Kinesis answers PutRecords per record: a throttled record comes back with an error code while
+/// the rest of the call succeeds. moto never throttles, so this stands in for Kinesis on the JSON
+/// protocol: its first PutRecords throttles the second record.
+#[tokio::test(flavor = "current_thread")]
+async fn throttled_records_are_retried_alone_after_a_backoff() {
+    use std::io::BufReader;
+    use std::sync::{Arc, Mutex};
+
+    use gocoffee_tests::lambda::{read_request, write_response};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let calls: Arc<Mutex<Vec<(std::time::Instant, serde_json::Value)>>> = Arc::default();
+    let seen = calls.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut writer = stream.try_clone().expect("clone");
+            let mut reader = BufReader::new(stream);
+            while let Some(req) = read_request(&mut reader) {
+                let body: serde_json::Value = serde_json::from_slice(&req.body).expect("json");
+                let n = body["Records"].as_array().map(Vec::len).unwrap_or(0);
+                let first = seen.lock().expect("lock").is_empty();
+                seen.lock().expect("lock").push((std::time::Instant::now(), body));
+                let records: Vec<serde_json::Value> = (0..n)
+                    .map(|i| {
+                        if first && i == 1 {
+                            serde_json::json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded for shard"})
+                        } else {
+                            serde_json::json!({"SequenceNumber": format!("4960{i}"), "ShardId": "shardId-000000000000"})
+                        }
+                    })
+                    .collect();
+                let answer = serde_json::json!({"FailedRecordCount": if first { 1 } else { 0 }, "Records": records});
+                let headers = [("content-type".to_owned(), "application/x-amz-json-1.1".to_owned())];
+                if write_response(&mut writer, 200, &headers, answer.to_string().as_bytes(), false).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let env: HashMap<&str, String> = [
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint),
+    ]
+    .into_iter()
+    .collect();
+    let config = gocoffee_aws::sdk_config(|name| env.get(name).cloned()).expect("config");
+    let publisher = KinesisPublisher::new(gocoffee_aws::Clients::new(&config).kinesis, "orders");
+    let records: Vec<Record> = ["a", "b", "c"].iter().map(|k| Record { partition_key: k.to_string(), data: k.as_bytes().to_vec() }).collect();
+    assert_eq!(publisher.publish(&records).await, [true, true, true], "every record taken in the end");
+
+    let calls = calls.lock().expect("lock");
+    assert_eq!(calls.len(), 2, "one retry");
+    let keys = |b: &serde_json::Value| {
+        b["Records"].as_array().expect("records").iter().map(|r| r["PartitionKey"].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (keys(&calls[0].1), keys(&calls[1].1)),
+        (vec!["a".to_owned(), "b".into(), "c".into()], vec!["b".to_owned()]),
+        "only the throttled record is sent again"
+    );
+    assert!(calls[1].0.duration_since(calls[0].0) >= std::time::Duration::from_millis(50), "after a backoff");
+}
