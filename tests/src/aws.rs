@@ -293,6 +293,7 @@ impl Stack {
                     Value::Tagged(t) if t.tag == "!Ref" => match text(&t.value).as_str() {
                         "Table" => self.table.clone(),
                         "KitchenQueue" | "KitchenDeadLetterQueue" | "OrdersDeadLetterQueue" => self.queues[&text(&t.value)].clone(),
+                        "ImagesBucket" => self.bucket.clone(),
                         // Parameters: the caller passes them in `extra`.
                         _ => continue,
                     },

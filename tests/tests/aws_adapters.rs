@@ -257,28 +257,37 @@ async fn a_kitchen_ticket_that_keeps_failing_is_redriven_to_the_dead_letter_queu
 
 #[tokio::test(flavor = "current_thread")]
 async fn presigned_urls_upload_and_download_a_menu_image_over_plain_http() {
+    use gocoffee_app::ports::ImageUrls;
     let stack = Stack::create("images").await;
     let images = stack.images();
     let key = "menu/latte/01JD8Z3Q4Y7K2M5P8R1T4V6X9Z.png";
-    let upload = images.upload_url(key, "image/png", std::time::Duration::from_secs(900)).expect("upload url");
-    for part in
-        ["X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Expires=900", "X-Amz-SignedHeaders=content-type%3Bhost", "X-Amz-Signature=", "X-Amz-Security-Token="]
-    {
+    let image = b"\x89PNG\r\n\x1a\n not really a picture".to_vec();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let upload = images.upload_url(key, "image/png", image.len() as u64, now_ms, 900).expect("upload url");
+    for part in [
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+        "X-Amz-Expires=900",
+        "X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost",
+        "X-Amz-Signature=",
+        "X-Amz-Security-Token=",
+    ] {
         assert!(upload.contains(part), "{part} missing from {upload}");
     }
     assert!(upload.starts_with(&format!("{}/{}/{key}?", gocoffee_tests::aws::moto(), stack.bucket)), "{upload}");
-    let image = b"\x89PNG\r\n\x1a\n not really a picture".to_vec();
     let put = ureq::put(&upload).header("content-type", "image/png").send(&image[..]).expect("upload");
     assert_eq!(put.status(), 200);
 
-    let download = images.download_url(key, std::time::Duration::from_secs(60)).expect("download url");
-    assert!(download.contains("X-Amz-Expires=60") && download.contains("X-Amz-SignedHeaders=host"), "{download}");
+    // Signed at the start of a window: the same URL for every request in it.
+    let window_start = now_ms - now_ms % 600_000;
+    let download = images.download_url(key, window_start, 3600).expect("download url");
+    assert_eq!(download, images.download_url(key, window_start, 3600).expect("again"));
+    assert!(download.contains("X-Amz-Expires=3600") && download.contains("X-Amz-SignedHeaders=host"), "{download}");
     let mut got = ureq::get(&download).call().expect("download");
     assert_eq!(got.body_mut().read_to_vec().expect("body"), image, "the same bytes come back");
 
-    assert!(images.upload_url("../escape", "image/png", std::time::Duration::from_secs(60)).is_err(), "keys are checked before signing");
+    assert!(images.upload_url("../escape", "image/png", 1, now_ms, 60).is_err(), "keys are checked before signing");
     let aws = gocoffee_aws::S3Images::new("bucket", "eu-west-1", aws_credential_types::Credentials::new("a", "b", None, None, "t"), None);
-    assert!(aws.download_url(key, std::time::Duration::from_secs(60)).expect("url").starts_with("https://bucket.s3.eu-west-1.amazonaws.com/menu/latte/"));
+    assert!(aws.download_url(key, now_ms, 60).expect("url").starts_with("https://bucket.s3.eu-west-1.amazonaws.com/menu/latte/"));
 }
 
 /// Kinesis answers PutRecords per record: a throttled record comes back with an error code while

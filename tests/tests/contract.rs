@@ -32,7 +32,53 @@ on_both_shells!(
     a_retried_post_with_an_idempotency_key_creates_one_order,
     a_customer_cannot_read_another_customers_order,
     bad_input_gets_a_clear_4xx_and_never_a_500,
+    a_manager_uploads_a_menu_picture_and_the_menu_links_it,
 );
+
+/// A plain HTTP call to an absolute URL (a picture URL may point away from the API, at S3):
+/// status, content type and raw body.
+fn fetch(method: &str, url: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let mut resp = agent.run(req.body(body.to_vec()).expect("request")).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    (resp.status().as_u16(), ct, resp.body_mut().read_to_vec().expect("body"))
+}
+
+fn a_manager_uploads_a_menu_picture_and_the_menu_links_it(h: &impl Api) {
+    let manager = h.staff("manager@example.com", "manager");
+    let customer = h.register("ada@example.com");
+    let picture = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR a small picture".to_vec();
+    let ask = |token: &str, body: serde_json::Value| {
+        h.request("PUT", "/api/v1/menu/items/latte/image", Some(token), &[], Some(("application/json", serde_json::to_vec(&body).expect("json"))))
+    };
+    let announced = json!({"content_type": "image/png", "content_length": picture.len()});
+    assert_eq!(ask(&customer, announced.clone()).status, 403);
+    assert_eq!(ask(&manager, json!({"content_type": "image/gif", "content_length": 10})).code(), "unsupported_image_type");
+
+    let issued = ask(&manager, announced);
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    let upload = issued.body["upload_url"].as_str().expect("upload url").to_owned();
+    assert!(upload.starts_with("http://"), "an absolute URL: {upload}");
+    let before = h.get("/api/v1/menu/items/latte", None).body["image_url"].as_str().expect("image url").to_owned();
+    let (status, _, _) = fetch("GET", &before, None, &[]);
+    assert!(status == 403 || status == 404, "nothing to serve before the upload: {status}");
+
+    let (status, _, body) = fetch("PUT", &upload, Some("image/png"), &picture);
+    assert!((200..300).contains(&status), "upload: {status} {}", String::from_utf8_lossy(&body));
+
+    let item = h.get("/api/v1/menu/items/latte", None);
+    let url = item.body["image_url"].as_str().expect("image url").to_owned();
+    let menu = h.get("/api/v1/menu", None);
+    let listed = menu.body["items"].as_array().expect("items").iter().find(|i| i["id"] == "latte").expect("latte")["image_url"].clone();
+    assert_eq!(listed.as_str(), Some(url.as_str()));
+    let (status, content_type, bytes) = fetch("GET", &url, None, &[]);
+    assert_eq!((status, content_type.as_str()), (200, "image/png"));
+    assert_eq!(bytes, picture, "the uploaded bytes come back");
+}
 
 fn register_login_refresh_and_me(h: &impl Api) {
     let token = h.register("ada@example.com");

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod http;
+mod images;
 pub mod memory;
 pub mod ports;
 mod routes;
@@ -18,7 +19,7 @@ use gocoffee_core::Role;
 pub use crate::auth::Caller;
 pub use crate::config::{Config, ConfigError};
 pub use crate::http::{ApiError, Request, Response};
-use crate::ports::{Clock, Entropy, EventRelay, KitchenQueue, MenuStore, OrderStore, UserStore};
+use crate::ports::{Clock, Entropy, EventRelay, Images, KitchenQueue, MenuStore, OrderStore, UserStore};
 
 /// Everything a use case may touch, borrowed for one request or one event.
 pub struct Services<'a> {
@@ -29,6 +30,8 @@ pub struct Services<'a> {
     /// The kitchen's queue of placed orders. Without one (Spin, the local host), the order
     /// consumer accepts placed orders for the kitchen itself.
     pub kitchen: Option<&'a dyn KitchenQueue>,
+    /// Where menu pictures go. Without one, the picture routes answer 404.
+    pub images: Option<Images<'a>>,
     pub clock: &'a dyn Clock,
     pub entropy: &'a dyn Entropy,
     pub config: &'a Config,
@@ -82,6 +85,9 @@ pub(crate) enum RouteId {
     MenuItem,
     CreateMenuItem,
     PatchMenuItem,
+    UploadMenuImage,
+    PutMenuImage,
+    GetMenuImage,
     PlaceOrder,
     ListOrders,
     GetOrder,
@@ -124,6 +130,9 @@ routes! {
     Menu POST "/api/v1/menu/items" => CreateMenuItem,
     Menu GET "/api/v1/menu/items/{id}" => MenuItem,
     Menu PATCH "/api/v1/menu/items/{id}" => PatchMenuItem,
+    Menu PUT "/api/v1/menu/items/{id}/image" => UploadMenuImage,
+    Menu PUT "/api/v1/menu/items/{id}/image/{file}" => PutMenuImage,
+    Menu GET "/api/v1/menu/items/{id}/image/{file}" => GetMenuImage,
     Orders POST "/api/v1/orders" => PlaceOrder,
     Orders GET "/api/v1/orders" => ListOrders,
     Orders GET "/api/v1/orders/{id}" => GetOrder,

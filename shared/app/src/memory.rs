@@ -253,6 +253,22 @@ impl KitchenQueue for MemoryKitchenQueue {
     }
 }
 
+/// Picture bytes by key, with their content type.
+#[derive(Default)]
+pub struct MemoryImageBlobs(pub RefCell<HashMap<String, (String, Vec<u8>)>>);
+
+#[async_trait(?Send)]
+impl ImageBlobs for MemoryImageBlobs {
+    async fn put_image(&self, key: &str, content_type: &str, bytes: &[u8]) -> StoreResult<()> {
+        self.0.borrow_mut().insert(key.into(), (content_type.into(), bytes.to_vec()));
+        Ok(())
+    }
+
+    async fn image(&self, key: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
+        Ok(self.0.borrow().get(key).cloned())
+    }
+}
+
 /// Orders and events for adapter tests: every store adapter is tested with the same fixtures.
 pub mod fixtures {
     use gocoffee_core::{Cents, Order, OrderEvent, PaymentMethod, PricedOrder, StoredEvent};

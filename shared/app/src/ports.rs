@@ -132,6 +132,34 @@ pub trait KitchenQueue {
     async fn send(&self, placed: &StoredEvent) -> StoreResult<()>;
 }
 
+/// Presigned URLs for pictures that clients upload and download directly, without passing
+/// through a function (S3 on AWS). Signing is local: no call to the store.
+pub trait ImageUrls {
+    /// A URL that takes one `PUT` of exactly `content_length` bytes of `content_type`, valid from
+    /// `signed_at_ms` for `expires_in_s` seconds.
+    fn upload_url(&self, key: &str, content_type: &str, content_length: u64, signed_at_ms: i64, expires_in_s: u64) -> StoreResult<String>;
+    /// A URL that serves the object to a plain `GET`, valid from `signed_at_ms` for `expires_in_s`.
+    fn download_url(&self, key: &str, signed_at_ms: i64, expires_in_s: u64) -> StoreResult<String>;
+}
+
+/// Picture bytes the platform keeps itself, uploaded and served through the menu function on
+/// URLs the app signs (Spin key-value, the local host).
+#[async_trait(?Send)]
+pub trait ImageBlobs {
+    async fn put_image(&self, key: &str, content_type: &str, bytes: &[u8]) -> StoreResult<()>;
+    /// The picture's content type and bytes.
+    async fn image(&self, key: &str) -> StoreResult<Option<(String, Vec<u8>)>>;
+}
+
+/// Where menu pictures live on this platform.
+#[derive(Clone, Copy)]
+pub enum Images<'a> {
+    /// In an object store that signs its own URLs (S3).
+    Presigned(&'a dyn ImageUrls),
+    /// In the platform's own storage, behind the menu function's signed routes.
+    Served(&'a dyn ImageBlobs),
+}
+
 /// Publishes what the stores queued for the event stream (the transactional outbox), in order.
 #[async_trait(?Send)]
 pub trait EventRelay {

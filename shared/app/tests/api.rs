@@ -1,8 +1,8 @@
 //! The use cases over in-memory adapters: routes called directly with requests, no server.
 
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
-use gocoffee_app::memory::{ManualClock, MemoryKitchenQueue, MemoryStore};
-use gocoffee_app::ports::{Entropy, OrderStore};
+use gocoffee_app::memory::{ManualClock, MemoryImageBlobs, MemoryKitchenQueue, MemoryStore};
+use gocoffee_app::ports::{Entropy, Images, OrderStore};
 use gocoffee_app::{Config, Group, Services, handle};
 use gocoffee_core::{Email, Password};
 use serde_json::{Value, json};
@@ -21,6 +21,7 @@ impl Entropy for Counter {
 
 struct World {
     store: MemoryStore,
+    images: MemoryImageBlobs,
     clock: ManualClock,
     entropy: Counter,
     config: Config,
@@ -38,6 +39,7 @@ impl World {
     fn new() -> World {
         World {
             store: MemoryStore::default(),
+            images: MemoryImageBlobs::default(),
             clock: ManualClock::new(1_700_000_000_000),
             entropy: Counter(Default::default()),
             config: Config {
@@ -56,6 +58,7 @@ impl World {
             orders: &self.store,
             relay: &self.store,
             kitchen: None,
+            images: Some(Images::Served(&self.images)),
             clock: &self.clock,
             entropy: &self.entropy,
             config: &self.config,
@@ -124,6 +127,17 @@ impl World {
         );
         assert_eq!(r.status, 202, "{}", r.body);
         r.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// A request whose answer may not be JSON (pictures): status, headers and the raw body.
+    fn bytes(&self, method: &str, url: &str, content_type: Option<&str>, body: &[u8]) -> (u16, http::HeaderMap, Vec<u8>) {
+        self.clock.advance(1);
+        let mut b = http::Request::builder().method(method).uri(url);
+        if let Some(ct) = content_type {
+            b = b.header("content-type", ct);
+        }
+        let resp = pollster::block_on(handle(&self.svc(), None, b.body(body.to_vec()).expect("request")));
+        (resp.status().as_u16(), resp.headers().clone(), resp.into_body())
     }
 
     /// Delivers everything published so far to the order consumer, like the stream would.
@@ -236,6 +250,82 @@ fn the_menu_is_public_and_managers_change_it() {
     let customer = w.register("ada@example.com");
     let r = w.call("POST", "/api/v1/orders", Some(&customer), Some(json!({"lines": [{"item_id": "iced-latte", "quantity": 1}]})));
     assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("item_unavailable")));
+}
+
+#[test]
+fn a_manager_uploads_a_picture_through_a_signed_url_and_the_menu_links_it() {
+    let w = World::new();
+    let manager = w.staff("manager@example.com", "manager");
+    let barista = w.staff("barista@example.com", "barista");
+    let path = "/api/v1/menu/items/latte/image";
+    let ask = |token: Option<&str>, body: Value| w.call("PUT", path, token, Some(body));
+    let png = json!({"content_type": "image/png", "content_length": 8});
+    assert_eq!(ask(None, png.clone()).status, 401);
+    assert_eq!(ask(Some(&barista), png.clone()).status, 403);
+    assert_eq!(w.call("PUT", "/api/v1/menu/items/nope/image", Some(&manager), Some(png.clone())).status, 404);
+    for (bad, code) in [
+        (json!({"content_type": "text/html", "content_length": 8}), "unsupported_image_type"),
+        (json!({"content_type": "image/png", "content_length": 0}), "invalid_image_size"),
+        (json!({"content_type": "image/png", "content_length": 1_000_001}), "invalid_image_size"),
+    ] {
+        let r = ask(Some(&manager), bad);
+        assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some(code)), "{}", r.body);
+    }
+    assert_eq!(ask(Some(&manager), json!({"content_type": "image/png"})).status, 400);
+
+    let issued = ask(Some(&manager), png);
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    assert_eq!((issued.body["method"].as_str(), issued.body["headers"]["content-type"].as_str()), (Some("PUT"), Some("image/png")));
+    let upload = issued.body["upload_url"].as_str().expect("upload url").to_owned();
+    assert!(upload.starts_with("/api/v1/menu/items/latte/image/") && upload.contains(".png?"), "{upload}");
+
+    let bytes = b"\x89PNG\r\n\x1a\n";
+    // The URL takes exactly what was announced, unaltered.
+    assert_eq!(w.bytes("PUT", &upload, Some("image/jpeg"), bytes).0, 403);
+    assert_eq!(w.bytes("PUT", &upload, Some("image/png"), b"\x89PNG").0, 400);
+    assert_eq!(w.bytes("PUT", &upload.replace("content_length=8", "content_length=4"), Some("image/png"), b"\x89PNG").0, 403);
+    assert_eq!(w.bytes("PUT", &upload.replace("expires=", "expires=9"), Some("image/png"), bytes).0, 403);
+    assert_eq!(w.bytes("PUT", &upload, Some("image/png"), bytes).0, 204);
+
+    let item = w.call("GET", "/api/v1/menu/items/latte", None, None);
+    assert!(item.body.get("image").is_none(), "the object key stays private: {}", item.body);
+    let download = item.body["image_url"].as_str().expect("image url").to_owned();
+    let listed = w.call("GET", "/api/v1/menu", None, None);
+    let latte = listed.body["items"].as_array().expect("items").iter().find(|i| i["id"] == "latte").expect("latte").clone();
+    assert_eq!(latte["image_url"].as_str(), Some(download.as_str()), "one URL per window, so caches keep the picture");
+    assert!(listed.body["items"][0]["image_url"].is_null());
+
+    let (status, headers, body) = w.bytes("GET", &download, None, &[]);
+    assert_eq!((status, body.as_slice()), (200, bytes.as_slice()));
+    assert_eq!(headers["content-type"], "image/png");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(w.bytes("GET", &download.replace("/image/", "/image/x"), None, &[]).0, 403);
+    assert_eq!(w.bytes("GET", download.split('?').next().expect("path"), None, &[]).0, 403);
+    // The upload URL is not a download URL.
+    assert_eq!(w.bytes("GET", &upload, None, &[]).0, 403);
+
+    w.clock.advance(2 * 3600 * 1000);
+    assert_eq!(w.bytes("GET", &download, None, &[]).0, 403, "expired");
+    assert_eq!(w.bytes("PUT", &upload, Some("image/png"), bytes).0, 403, "expired");
+    let fresh = w.call("GET", "/api/v1/menu/items/latte", None, None).body["image_url"].as_str().expect("url").to_owned();
+    assert_eq!(w.bytes("GET", &fresh, None, &[]).0, 200);
+}
+
+#[test]
+fn without_picture_storage_the_picture_routes_are_404() {
+    let w = World::new();
+    let manager = w.staff("manager@example.com", "manager");
+    let svc = Services { images: None, ..w.svc() };
+    let req = http::Request::builder()
+        .method("PUT")
+        .uri("/api/v1/menu/items/latte/image")
+        .header("authorization", format!("Bearer {manager}"))
+        .header("content-type", "application/json")
+        .body(br#"{"content_type": "image/png", "content_length": 8}"#.to_vec())
+        .expect("request");
+    assert_eq!(pollster::block_on(handle(&svc, None, req)).status(), 404);
+    let req = http::Request::builder().uri("/api/v1/menu/items/latte/image/x.png?expires=1&signature=00").body(vec![]).expect("request");
+    assert_eq!(pollster::block_on(handle(&svc, None, req)).status(), 404);
 }
 
 #[test]

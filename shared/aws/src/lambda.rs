@@ -10,12 +10,12 @@ use aws_lambda_events::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
-use gocoffee_app::ports::{EventRelay, KitchenQueue, OsEntropy, StoreResult, SystemClock};
+use gocoffee_app::ports::{EventRelay, Images, KitchenQueue, OsEntropy, StoreResult, SystemClock};
 use gocoffee_app::{ApiError, Config, Group, Request, Response, Services};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{Clients, DynamoOutboxRelay, DynamoStore, KinesisPublisher, SqsDeadLetters, SqsKitchenQueue, sdk_config};
+use crate::{AwsEnvironment, Clients, DynamoOutboxRelay, DynamoStore, KinesisPublisher, S3Images, SqsDeadLetters, SqsKitchenQueue, sdk_config_for};
 
 /// Structured logs on stdout for CloudWatch: JSON when the function's log format is JSON
 /// (`AWS_LAMBDA_LOG_FORMAT`), at `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`, default info).
@@ -49,15 +49,19 @@ pub struct Shell {
     publisher: Option<KinesisPublisher>,
     kitchen: Option<SqsKitchenQueue>,
     dead_letters: Option<SqsDeadLetters>,
+    images: Option<S3Images>,
 }
 
 impl Shell {
     /// From the function's environment: the SDK settings, the app config (`JWT_SECRET`, ...:
     /// [`Config::VARIABLES`] in upper case) and the resources (`TABLE_NAME`, `ORDERS_STREAM`,
-    /// `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`; the last three only where used).
+    /// `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`, `IMAGES_BUCKET`; all but the table only where
+    /// used).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Shell, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
-        let clients = Clients::new(&sdk_config(get)?);
+        let aws = AwsEnvironment::from_lookup(get)?;
+        let clients = Clients::new(&sdk_config_for(&aws));
+        let images = get("IMAGES_BUCKET").map(|bucket| S3Images::new(bucket, &aws.region, aws.credentials.clone(), aws.endpoint.clone()));
         let config = Config::from_lookup(|name| get(&name.to_ascii_uppercase())).map_err(|e| format!("configuration: {e}"))?;
         let table = get("TABLE_NAME").ok_or("TABLE_NAME is not set")?;
         Ok(Shell {
@@ -66,6 +70,7 @@ impl Shell {
             publisher: get("ORDERS_STREAM").map(|s| KinesisPublisher::new(clients.kinesis.clone(), s)),
             kitchen: get("KITCHEN_QUEUE_URL").map(|q| SqsKitchenQueue::new(clients.sqs.clone(), q)),
             dead_letters: get("DEAD_LETTER_QUEUE_URL").map(|q| SqsDeadLetters::new(clients.sqs.clone(), q)),
+            images,
         })
     }
 
@@ -85,6 +90,7 @@ impl Shell {
             orders: &self.store,
             relay,
             kitchen: self.kitchen.as_ref().map(|k| k as &dyn KitchenQueue),
+            images: self.images.as_ref().map(|i| Images::Presigned(i)),
             clock: &SystemClock,
             entropy: &OsEntropy,
             config: &self.config,

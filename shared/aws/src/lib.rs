@@ -21,29 +21,47 @@ pub use crate::kinesis::{DynamoOutboxRelay, KinesisPublisher};
 pub use crate::s3::S3Images;
 pub use crate::sqs::{SqsDeadLetters, SqsKitchenQueue};
 
-/// The SDK configuration from the environment Lambda gives a function: `AWS_REGION` and the
-/// execution role's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, plus
-/// `AWS_ENDPOINT_URL` when set (moto, LocalStack). Without aws-config: no credential chain, no
-/// profile files, no IMDS, which keeps init fast and the binary small.
+/// What Lambda's environment says about reaching AWS: `AWS_REGION`, the execution role's
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL`
+/// when set (moto, LocalStack).
+#[derive(Clone, Debug)]
+pub struct AwsEnvironment {
+    pub region: String,
+    pub credentials: Credentials,
+    pub endpoint: Option<String>,
+}
+
+impl AwsEnvironment {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<AwsEnvironment, String> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")).ok_or("AWS_REGION is not set")?;
+        let access_key = get("AWS_ACCESS_KEY_ID").ok_or("AWS_ACCESS_KEY_ID is not set")?;
+        let secret_key = get("AWS_SECRET_ACCESS_KEY").ok_or("AWS_SECRET_ACCESS_KEY is not set")?;
+        let credentials = Credentials::new(access_key, secret_key, get("AWS_SESSION_TOKEN"), None, "lambda-environment");
+        Ok(AwsEnvironment { region, credentials, endpoint: get("AWS_ENDPOINT_URL") })
+    }
+}
+
+/// The SDK configuration from the environment Lambda gives a function. Without aws-config: no
+/// credential chain, no profile files, no IMDS, which keeps init fast and the binary small.
 pub fn sdk_config(lookup: impl Fn(&str) -> Option<String>) -> Result<SdkConfig, String> {
-    let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
-    let region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")).ok_or("AWS_REGION is not set")?;
-    let access_key = get("AWS_ACCESS_KEY_ID").ok_or("AWS_ACCESS_KEY_ID is not set")?;
-    let secret_key = get("AWS_SECRET_ACCESS_KEY").ok_or("AWS_SECRET_ACCESS_KEY is not set")?;
-    let credentials = Credentials::new(access_key, secret_key, get("AWS_SESSION_TOKEN"), None, "lambda-environment");
+    Ok(sdk_config_for(&AwsEnvironment::from_lookup(lookup)?))
+}
+
+pub fn sdk_config_for(env: &AwsEnvironment) -> SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
         .build_https();
     let mut builder = SdkConfig::builder()
-        .region(Region::new(region))
-        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .region(Region::new(env.region.clone()))
+        .credentials_provider(SharedCredentialsProvider::new(env.credentials.clone()))
         .http_client(http)
         .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(2)).operation_attempt_timeout(Duration::from_secs(10)).build())
         .behavior_version(BehaviorVersion::latest());
-    if let Some(endpoint) = get("AWS_ENDPOINT_URL") {
+    if let Some(endpoint) = &env.endpoint {
         builder = builder.endpoint_url(endpoint);
     }
-    Ok(builder.build())
+    builder.build()
 }
 
 /// Every client a function may use, sharing one HTTP connection pool.

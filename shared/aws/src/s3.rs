@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, UriPathNormalizationMode, sign};
 use aws_sigv4::sign::v4;
+use gocoffee_app::ports::{ImageUrls, StoreError, StoreResult};
 
 /// Presigns URLs for objects in one bucket.
 #[derive(Clone, Debug)]
@@ -36,13 +37,12 @@ impl S3Images {
         })
     }
 
-    fn presign(&self, method: &str, key: &str, content_type: Option<&str>, expires_in: Duration, now: SystemTime) -> Result<String, String> {
+    /// Signs `method` on the object's URL with `headers` (besides `host`), which the request must
+    /// then carry with exactly these values.
+    fn presign(&self, method: &str, key: &str, headers: &[(&str, &str)], expires_in: Duration, now: SystemTime) -> Result<String, String> {
         let url = self.object_url(key)?;
         let host = url.split("://").nth(1).and_then(|rest| rest.split('/').next()).unwrap_or_default().to_owned();
-        let mut headers = vec![("host", host.as_str())];
-        if let Some(ct) = content_type {
-            headers.push(("content-type", ct));
-        }
+        let headers: Vec<(&str, &str)> = [("host", host.as_str())].into_iter().chain(headers.iter().copied()).collect();
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
         settings.expires_in = Some(expires_in);
@@ -65,14 +65,22 @@ impl S3Images {
         instructions.apply_to_request_http1x(&mut request);
         Ok(request.uri().to_string())
     }
+}
 
-    /// A URL that takes one `PUT` of the object with exactly `content_type`, for `expires_in`.
-    pub fn upload_url(&self, key: &str, content_type: &str, expires_in: Duration) -> Result<String, String> {
-        self.presign("PUT", key, Some(content_type), expires_in, SystemTime::now())
+fn at(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+impl ImageUrls for S3Images {
+    /// S3 refuses the `PUT` unless its `Content-Type` and `Content-Length` are the signed ones,
+    /// which is how the size limit holds without a function in the upload's path.
+    fn upload_url(&self, key: &str, content_type: &str, content_length: u64, signed_at_ms: i64, expires_in_s: u64) -> StoreResult<String> {
+        let length = content_length.to_string();
+        self.presign("PUT", key, &[("content-type", content_type), ("content-length", &length)], Duration::from_secs(expires_in_s), at(signed_at_ms))
+            .map_err(StoreError::Unavailable)
     }
 
-    /// A URL that serves the object to a plain `GET`, for `expires_in`.
-    pub fn download_url(&self, key: &str, expires_in: Duration) -> Result<String, String> {
-        self.presign("GET", key, None, expires_in, SystemTime::now())
+    fn download_url(&self, key: &str, signed_at_ms: i64, expires_in_s: u64) -> StoreResult<String> {
+        self.presign("GET", key, &[], Duration::from_secs(expires_in_s), at(signed_at_ms)).map_err(StoreError::Unavailable)
     }
 }

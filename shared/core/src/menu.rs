@@ -40,6 +40,10 @@ pub struct MenuItem {
     pub sizes: Vec<SizePrice>,
     pub modifiers: Vec<ModifierOption>,
     pub available: bool,
+    /// The object key of the item's picture (`menu/<id>/<ulid>.<ext>`), set when a manager asks
+    /// to upload one. Clients see a download URL in its place, never the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 impl MenuItem {
@@ -103,6 +107,7 @@ impl NewMenuItem {
             sizes: self.sizes,
             modifiers: self.modifiers,
             available: self.available,
+            image: None,
         };
         validate_item(&item)?;
         Ok(item)
@@ -158,6 +163,71 @@ impl MenuItemPatch {
         validate_item(&next)?;
         Ok(next)
     }
+}
+
+/// The largest picture a manager may upload, in bytes. Under the 1 MiB request-body limit
+/// of the Spin shell, which keeps the bytes itself; on S3 the presigned URL signs the length.
+pub const MAX_IMAGE_BYTES: u64 = 1_000_000;
+
+/// The picture formats a menu item may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+    Webp,
+}
+
+impl ImageFormat {
+    pub const ALL: [ImageFormat; 3] = [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp];
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "image/jpeg",
+            ImageFormat::Png => "image/png",
+            ImageFormat::Webp => "image/webp",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "jpg",
+            ImageFormat::Png => "png",
+            ImageFormat::Webp => "webp",
+        }
+    }
+
+    pub fn from_content_type(content_type: &str) -> Option<ImageFormat> {
+        Self::ALL.into_iter().find(|f| f.content_type().eq_ignore_ascii_case(content_type.trim()))
+    }
+
+    pub fn from_extension(extension: &str) -> Option<ImageFormat> {
+        Self::ALL.into_iter().find(|f| f.extension() == extension)
+    }
+}
+
+/// A manager's request for an upload URL: what will be uploaded, so the URL can allow exactly that.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageUploadRequest {
+    pub content_type: String,
+    pub content_length: u64,
+}
+
+impl ImageUploadRequest {
+    pub fn parse(&self) -> Result<(ImageFormat, u64), DomainError> {
+        let format = ImageFormat::from_content_type(&self.content_type)
+            .ok_or_else(|| DomainError::validation("unsupported_image_type", "content_type must be image/jpeg, image/png or image/webp"))?;
+        if !(1..=MAX_IMAGE_BYTES).contains(&self.content_length) {
+            return Err(DomainError::validation("invalid_image_size", format!("content_length must be 1 to {MAX_IMAGE_BYTES} bytes")));
+        }
+        Ok((format, self.content_length))
+    }
+}
+
+/// The object key of a new picture for `item_id`: unique per upload, so a replaced picture
+/// never serves stale bytes from a cache.
+pub fn image_key(item_id: &str, unique: &str, format: ImageFormat) -> String {
+    format!("menu/{item_id}/{unique}.{}", format.extension())
 }
 
 fn is_slug(s: &str) -> bool {
@@ -247,7 +317,7 @@ fn espresso_modifiers(milk: bool) -> Vec<ModifierOption> {
 }
 
 fn item(id: &str, name: &str, description: &str, category: Category, sizes: Vec<SizePrice>, modifiers: Vec<ModifierOption>) -> MenuItem {
-    MenuItem { id: id.into(), name: name.into(), description: description.into(), category, sizes, modifiers, available: true }
+    MenuItem { id: id.into(), name: name.into(), description: description.into(), category, sizes, modifiers, available: true, image: None }
 }
 
 /// The menu a new shop starts with.

@@ -5,7 +5,7 @@
 
 use std::cell::OnceCell;
 
-use gocoffee_app::ports::{OsEntropy, SystemClock};
+use gocoffee_app::ports::{ImageBlobs, Images, OsEntropy, StoreError, StoreResult, SystemClock};
 use gocoffee_app::{ApiError, Config, Group, Request, Response, Services};
 use gocoffee_sql::{Db, DbError, Publisher, Rows, SqliteOutboxRelay, SqliteStore, Value};
 use spin_sdk::sqlite;
@@ -55,6 +55,41 @@ impl Db for SpinSqliteDb {
     }
 }
 
+/// Menu pictures in Spin's `default` key-value store. One value per picture: its content type,
+/// a newline, then the bytes, so a picture and its type are always written together.
+pub struct SpinKvImageBlobs(spin_sdk::key_value::Store);
+
+impl SpinKvImageBlobs {
+    pub fn open_default() -> Result<Self, spin_sdk::key_value::Error> {
+        spin_sdk::key_value::Store::open_default().map(SpinKvImageBlobs)
+    }
+}
+
+fn kv_error(e: spin_sdk::key_value::Error) -> StoreError {
+    StoreError::Unavailable(format!("key-value: {e}"))
+}
+
+#[async_trait::async_trait(?Send)]
+impl ImageBlobs for SpinKvImageBlobs {
+    async fn put_image(&self, key: &str, content_type: &str, bytes: &[u8]) -> StoreResult<()> {
+        let mut value = Vec::with_capacity(content_type.len() + 1 + bytes.len());
+        value.extend_from_slice(content_type.as_bytes());
+        value.push(b'\n');
+        value.extend_from_slice(bytes);
+        self.0.set(key, &value).map_err(kv_error)
+    }
+
+    async fn image(&self, key: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
+        let Some(mut value) = self.0.get(key).map_err(kv_error)? else { return Ok(None) };
+        let Some(split) = value.iter().position(|&b| b == b'\n') else {
+            return Err(StoreError::Unavailable(format!("key-value entry `{key}` is not a picture")));
+        };
+        let bytes = value.split_off(split + 1);
+        value.truncate(split);
+        Ok(Some((String::from_utf8_lossy(&value).into_owned(), bytes)))
+    }
+}
+
 /// Publishes on Redis channels through Spin's outbound Redis. Connects on first use, so a
 /// request with nothing to publish never opens a connection.
 pub struct SpinRedisPublisher {
@@ -93,20 +128,32 @@ fn init_logging() {
 }
 
 /// Runs `f` with the services of one invocation, or explains why they could not be opened.
-async fn with_services<T>(f: impl AsyncFnOnce(&Services<'_>) -> T) -> Result<T, String> {
+async fn with_services<T>(group: Option<Group>, f: impl AsyncFnOnce(&Services<'_>) -> T) -> Result<T, String> {
     init_logging();
     let config = Config::from_lookup(variable).map_err(|e| format!("configuration: {e}"))?;
     let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
     let store = SqliteStore::open(&db).map_err(|e| format!("preparing the schema: {e}"))?;
     let publisher = SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
     let relay = SqliteOutboxRelay { db: &db, publisher };
-    let svc = Services { users: &store, menu: &store, orders: &store, relay: &relay, kitchen: None, clock: &SystemClock, entropy: &OsEntropy, config: &config };
+    // Only the menu component is granted key-value (spin.toml); elsewhere pictures are out of reach.
+    let blobs = if group == Some(Group::Menu) { Some(SpinKvImageBlobs::open_default().map_err(|e| format!("opening key-value: {e}"))?) } else { None };
+    let svc = Services {
+        users: &store,
+        menu: &store,
+        orders: &store,
+        relay: &relay,
+        kitchen: None,
+        images: blobs.as_ref().map(|b| Images::Served(b)),
+        clock: &SystemClock,
+        entropy: &OsEntropy,
+        config: &config,
+    };
     Ok(f(&svc).await)
 }
 
 /// The whole body of an HTTP component serving `group`.
 pub async fn serve(group: Group, req: Request) -> Response {
-    match with_services(async |svc| gocoffee_app::handle(svc, Some(group), req).await).await {
+    match with_services(Some(group), async |svc| gocoffee_app::handle(svc, Some(group), req).await).await {
         Ok(response) => response,
         Err(cause) => {
             tracing::error!(%cause, "service unavailable");
@@ -118,7 +165,7 @@ pub async fn serve(group: Group, req: Request) -> Response {
 /// The whole body of the Redis-triggered order consumer. An error makes the trigger redeliver
 /// (the local host retries with backoff, then dead-letters).
 pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
-    with_services(async |svc| {
+    with_services(None, async |svc| {
         gocoffee_app::consumer::handle_order_event(svc, payload).await?;
         // Publish what handling queued (OrderConfirmed); if that fails the next relay sends it.
         if let Err(e) = gocoffee_app::ports::EventRelay::relay(svc.relay).await {

@@ -1,0 +1,140 @@
+//! Menu pictures: upload and download URLs, whichever way the platform keeps the bytes.
+//!
+//! With [`Images::Presigned`] (S3) the store signs its own URLs and the bytes never pass through
+//! a function. With [`Images::Served`] (Spin key-value) the menu function signs URLs to its own
+//! picture routes with an HMAC key derived from the token secret, and checks them on the way in,
+//! so both platforms hand clients the same kind of capability URL.
+
+use gocoffee_core::MenuItem;
+use hmac::{Hmac, Mac};
+use http::header;
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::Ctx;
+use crate::http::{ApiError, query_param};
+use crate::ports::{Images, StoreError};
+
+/// How long an upload URL stays valid.
+pub const UPLOAD_TTL_S: u64 = 15 * 60;
+/// How long a download URL stays valid after it is signed.
+const DOWNLOAD_TTL_S: u64 = 60 * 60;
+/// Download URLs are signed at the start of the current window, so every response within one
+/// window carries the same URL and browsers and CDNs can cache the picture. A URL handed out
+/// is valid for at least `DOWNLOAD_TTL_S - DOWNLOAD_WINDOW_S`.
+const DOWNLOAD_WINDOW_S: u64 = 10 * 60;
+
+/// Where a picture's routes live: `key` is `menu/<id>/<file>`.
+fn route(key: &str) -> Option<String> {
+    let rest = key.strip_prefix("menu/")?;
+    let (id, file) = rest.split_once('/')?;
+    Some(format!("/api/v1/menu/items/{id}/image/{file}"))
+}
+
+fn sign_window(now_ms: i64) -> i64 {
+    let window = DOWNLOAD_WINDOW_S as i64 * 1000;
+    now_ms - now_ms.rem_euclid(window)
+}
+
+/// The item as clients see it: the picture's object key replaced by a download URL.
+pub fn item_view(ctx: &Ctx<'_>, item: &MenuItem) -> Value {
+    let mut view = serde_json::to_value(item).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut view {
+        fields.remove("image");
+        let url = item.image.as_deref().and_then(|key| match download_url(ctx, key) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                // A picture that can't be linked must not take the menu down with it.
+                tracing::warn!(request_id = %ctx.request_id, key, error = %e, "no download URL for a menu picture");
+                None
+            }
+        });
+        fields.insert("image_url".into(), url.map_or(Value::Null, Value::String));
+    }
+    view
+}
+
+fn download_url(ctx: &Ctx<'_>, key: &str) -> Result<String, StoreError> {
+    let signed_at = sign_window(ctx.now_ms);
+    match ctx.svc.images {
+        Some(Images::Presigned(urls)) => urls.download_url(key, signed_at, DOWNLOAD_TTL_S),
+        Some(Images::Served(_)) => {
+            let expires = signed_at / 1000 + DOWNLOAD_TTL_S as i64;
+            let path = route(key).ok_or_else(|| StoreError::Unavailable(format!("`{key}` is not a menu picture key")))?;
+            Ok(format!("{}{path}?expires={expires}&signature={}", base_url(ctx), signature(ctx, &["GET", key, &expires.to_string()])))
+        }
+        None => Err(StoreError::Unavailable("no picture store on this platform".into())),
+    }
+}
+
+/// A URL that takes one `PUT` of the picture, and when it stops working (Unix seconds).
+pub fn upload_url(ctx: &Ctx<'_>, key: &str, content_type: &str, content_length: u64) -> Result<(String, i64), ApiError> {
+    let expires = ctx.now_ms / 1000 + UPLOAD_TTL_S as i64;
+    let url = match ctx.svc.images {
+        Some(Images::Presigned(urls)) => urls.upload_url(key, content_type, content_length, ctx.now_ms, UPLOAD_TTL_S)?,
+        Some(Images::Served(_)) => {
+            let path = route(key).ok_or_else(|| ApiError::not_found("menu item"))?;
+            let signature = signature(ctx, &["PUT", key, content_type, &content_length.to_string(), &expires.to_string()]);
+            format!("{}{path}?expires={expires}&content_length={content_length}&signature={signature}", base_url(ctx))
+        }
+        None => return Err(ApiError::not_found("picture storage")),
+    };
+    Ok((url, expires))
+}
+
+/// Checks a served picture URL: `parts` are what was signed, minus the expiry. 403 when the
+/// signature is missing, wrong or expired, as S3 answers.
+pub fn verify(ctx: &Ctx<'_>, parts: &[&str]) -> Result<(), ApiError> {
+    let denied = |why: &str| ApiError::forbidden(format!("this picture URL {why}"));
+    let expires = query_param(ctx.req, "expires").and_then(|e| e.parse::<i64>().ok()).ok_or_else(|| denied("is not signed"))?;
+    let given = query_param(ctx.req, "signature").and_then(|s| hex_decode(&s)).ok_or_else(|| denied("is not signed"))?;
+    let expires_text = expires.to_string();
+    let signed: Vec<&str> = parts.iter().copied().chain([expires_text.as_str()]).collect();
+    keyed(ctx, &signed).verify_slice(&given).map_err(|_| denied("has a wrong signature"))?;
+    if expires <= ctx.now_ms / 1000 {
+        return Err(denied("has expired"));
+    }
+    Ok(())
+}
+
+/// The MAC over `parts`, one per line. Its key is derived from the token secret, so one secret
+/// configures both and an access token's MAC can never pass for a URL's, or the reverse.
+fn keyed(ctx: &Ctx<'_>, parts: &[&str]) -> Hmac<Sha256> {
+    let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&ctx.svc.config.jwt_secret).expect("HMAC takes keys of any length");
+    derive.update(b"gocoffee menu picture URLs v1");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&derive.finalize().into_bytes()).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part.as_bytes());
+        mac.update(b"\n");
+    }
+    mac
+}
+
+fn signature(ctx: &Ctx<'_>, parts: &[&str]) -> String {
+    keyed(ctx, parts).finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() != 64 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Where clients reach this function: Spin's `spin-full-url` (the local host sets it too), else
+/// the request's own absolute URI, else its `Host`. Without any, URLs stay relative.
+fn base_url(ctx: &Ctx<'_>) -> String {
+    let header = |name| ctx.req.headers().get(name).and_then(|v| v.to_str().ok());
+    let origin = |url: &str| -> Option<String> {
+        let (scheme, rest) = url.split_once("://")?;
+        let authority = rest.split(['/', '?']).next().filter(|a| !a.is_empty())?;
+        Some(format!("{scheme}://{authority}"))
+    };
+    if let Some(o) = header("spin-full-url").and_then(origin) {
+        return o;
+    }
+    if let (Some(scheme), Some(authority)) = (ctx.req.uri().scheme_str(), ctx.req.uri().authority()) {
+        return format!("{scheme}://{authority}");
+    }
+    header(header::HOST.as_str()).filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'/')).map(|h| format!("http://{h}")).unwrap_or_default()
+}
