@@ -56,12 +56,18 @@ impl Db for SpinSqliteDb {
 }
 
 /// Menu pictures in Spin's `default` key-value store. One value per picture: its content type,
-/// a newline, then the bytes, so a picture and its type are always written together.
-pub struct SpinKvImageBlobs(spin_sdk::key_value::Store);
+/// a newline, then the bytes, so a picture and its type are always written together. The store
+/// is opened on first use, so menu reads without pictures never open it.
+#[derive(Default)]
+pub struct SpinKvImageBlobs(OnceCell<spin_sdk::key_value::Store>);
 
 impl SpinKvImageBlobs {
-    pub fn open_default() -> Result<Self, spin_sdk::key_value::Error> {
-        spin_sdk::key_value::Store::open_default().map(SpinKvImageBlobs)
+    fn store(&self) -> StoreResult<&spin_sdk::key_value::Store> {
+        if let Some(store) = self.0.get() {
+            return Ok(store);
+        }
+        let store = spin_sdk::key_value::Store::open_default().map_err(kv_error)?;
+        Ok(self.0.get_or_init(|| store))
     }
 }
 
@@ -76,11 +82,11 @@ impl ImageBlobs for SpinKvImageBlobs {
         value.extend_from_slice(content_type.as_bytes());
         value.push(b'\n');
         value.extend_from_slice(bytes);
-        self.0.set(key, &value).map_err(kv_error)
+        self.store()?.set(key, &value).map_err(kv_error)
     }
 
     async fn image(&self, key: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
-        let Some(mut value) = self.0.get(key).map_err(kv_error)? else { return Ok(None) };
+        let Some(mut value) = self.store()?.get(key).map_err(kv_error)? else { return Ok(None) };
         let Some(split) = value.iter().position(|&b| b == b'\n') else {
             return Err(StoreError::Unavailable(format!("key-value entry `{key}` is not a picture")));
         };
@@ -136,7 +142,7 @@ async fn with_services<T>(group: Option<Group>, f: impl AsyncFnOnce(&Services<'_
     let publisher = SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
     let relay = SqliteOutboxRelay { db: &db, publisher };
     // Only the menu component is granted key-value (spin.toml); elsewhere pictures are out of reach.
-    let blobs = if group == Some(Group::Menu) { Some(SpinKvImageBlobs::open_default().map_err(|e| format!("opening key-value: {e}"))?) } else { None };
+    let blobs = (group == Some(Group::Menu)).then(SpinKvImageBlobs::default);
     let svc = Services {
         users: &store,
         menu: &store,
