@@ -17,7 +17,9 @@ if ! command -v oha >/dev/null; then
 fi
 
 source tests/host.sh
-SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret start_host "$PORT" "$STATE"
+SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret \
+  SPIN_VARIABLE_ADMIN_EMAIL=admin@bench.test SPIN_VARIABLE_ADMIN_PASSWORD='bench admin password' \
+  start_host "$PORT" "$STATE"
 
 TOKEN=$(curl -sf "$BASE/api/v1/auth/register" -H 'content-type: application/json' \
   -d '{"email":"bench@example.com","password":"bench password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
@@ -53,6 +55,29 @@ for _ in $(seq 1 600); do
   [ "$pending" = 0 ] && break; sleep 0.1
 done
 echo "orders stream backlog after the runs: $pending"
+
+# Every item gets a 48 KB picture, uploaded through the URL the menu hands out: the menu then
+# signs 16 download URLs per response, and pictures come out of key-value.
+PICTURE=$(python3 - "$BASE" <<'PY'
+import json, sys, urllib.request
+base = sys.argv[1]
+def call(method, url, body=None, headers={}):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    with urllib.request.urlopen(req) as r:
+        raw = r.read()
+        return json.loads(raw) if raw else None
+login = call("POST", f"{base}/api/v1/auth/login", json.dumps({"email": "admin@bench.test", "password": "bench admin password"}).encode(), {"content-type": "application/json"})
+auth = {"authorization": f"Bearer {login['access_token']}", "content-type": "application/json"}
+picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 188
+for item in call("GET", f"{base}/api/v1/menu")["items"]:
+    issued = call("PUT", f"{base}/api/v1/menu/items/{item['id']}/image", json.dumps({"content_type": "image/png", "content_length": len(picture)}).encode(), auth)
+    call("PUT", issued["upload_url"], picture, {"content-type": "image/png"})
+print(call("GET", f"{base}/api/v1/menu/items/latte")["image_url"])
+PY
+)
+run "GET /api/v1/menu, 16 pictures @ ${RATE}/s" -q "$RATE" -c "$CONNECTIONS" "$BASE/api/v1/menu"
+run "GET /api/v1/menu, 16 pictures flat out" -c "$CONNECTIONS" "$BASE/api/v1/menu"
+run "GET a 48 KB picture flat out" -c "$CONNECTIONS" "$PICTURE"
 
 echo "== component sizes (limit 2 MB)"
 for f in target/wasm32-wasip2/release/*.wasm; do

@@ -99,10 +99,16 @@ pub fn verify(ctx: &Ctx<'_>, parts: &[&str]) -> Result<(), ApiError> {
 
 /// The MAC over `parts`, one per line. Its key is derived from the token secret, so one secret
 /// configures both and an access token's MAC can never pass for a URL's, or the reverse.
+/// Keyed once per request (a menu signs a URL per item) and cloned for each URL.
 fn keyed(ctx: &Ctx<'_>, parts: &[&str]) -> Hmac<Sha256> {
-    let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&ctx.svc.config.jwt_secret).expect("HMAC takes keys of any length");
-    derive.update(b"gocoffee menu picture URLs v1");
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&derive.finalize().into_bytes()).expect("HMAC takes keys of any length");
+    let mut mac = ctx
+        .picture_mac
+        .get_or_init(|| {
+            let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&ctx.svc.config.jwt_secret).expect("HMAC takes keys of any length");
+            derive.update(b"gocoffee menu picture URLs v1");
+            <Hmac<Sha256> as Mac>::new_from_slice(&derive.finalize().into_bytes()).expect("HMAC takes keys of any length")
+        })
+        .clone();
     for part in parts {
         mac.update(part.as_bytes());
         mac.update(b"\n");

@@ -173,6 +173,8 @@ pub(crate) struct Ctx<'a> {
     pub params: Vec<String>,
     pub request_id: String,
     pub now_ms: i64,
+    /// The key for signing picture URLs, derived on first use.
+    pub picture_mac: std::cell::OnceCell<hmac::Hmac<sha2::Sha256>>,
 }
 
 impl Ctx<'_> {
@@ -215,7 +217,8 @@ pub async fn handle(svc: &Services<'_>, only: Option<Group>, req: Request) -> Re
     let chosen = candidates.iter().find(|(r, _)| r.method == method || (method == Method::HEAD && r.method == Method::GET));
     let mut response = match chosen {
         Some((route, params)) => {
-            let ctx = Ctx { svc, req: &req, params: params.clone(), request_id: request_id.clone(), now_ms: svc.clock.now_ms() };
+            let ctx =
+                Ctx { svc, req: &req, params: params.clone(), request_id: request_id.clone(), now_ms: svc.clock.now_ms(), picture_mac: Default::default() };
             let result = routes::dispatch(route.id, &ctx).await;
             if route.group.publishes() {
                 relay(svc, &request_id).await;
