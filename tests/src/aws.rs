@@ -85,7 +85,7 @@ pub fn moto_env() -> Vec<(String, String)> {
 
 pub fn clients() -> Clients {
     let env: HashMap<String, String> = moto_env().into_iter().collect();
-    Clients::new(&gocoffee_aws::sdk_config(|name| env.get(name).cloned()).expect("sdk config"))
+    Clients::new(&gocoffee_aws::AwsEnvironment::from_lookup(|name| env.get(name).cloned()).map(|aws| aws.sdk_config()).expect("sdk config"))
 }
 
 /// `sam-template.yaml`'s resources.

@@ -338,7 +338,7 @@ async fn throttled_records_are_retried_alone_after_a_backoff() {
     ]
     .into_iter()
     .collect();
-    let config = gocoffee_aws::sdk_config(|name| env.get(name).cloned()).expect("config");
+    let config = gocoffee_aws::AwsEnvironment::from_lookup(|name| env.get(name).cloned()).map(|aws| aws.sdk_config()).expect("config");
     let publisher = KinesisPublisher::new(gocoffee_aws::Clients::new(&config).kinesis, "orders");
     let records: Vec<Record> = ["a", "b", "c"].iter().map(|k| Record { partition_key: k.to_string(), data: k.as_bytes().to_vec() }).collect();
     assert_eq!(publisher.publish(&records).await, [true, true, true], "every record taken in the end");

@@ -52,7 +52,7 @@ fn every_route_reaches_the_component_of_its_group_in_spin_toml() {
     let triggers = http_triggers();
     for r in ROUTES {
         // Path parameters become a concrete segment for matching.
-        let concrete = r.path.replace("{id}", "x");
+        let concrete = r.path.replace("{id}", "x").replace("{file}", "x.png");
         let best = triggers.iter().filter(|(route, _)| spin_route_matches(route, &concrete)).max_by_key(|(route, _)| route.len());
         let (route, component) = best.unwrap_or_else(|| panic!("no spin.toml route serves {} {}", r.method, r.path));
         assert_eq!(component, r.group.function(), "{} {} is routed by {route} to {component}", r.method, r.path);
@@ -111,7 +111,7 @@ fn the_http_api_in_sam_template_mirrors_spin_toml() {
     assert_eq!(declared, expected, "sam-template.yaml's HttpApi events and spin.toml's routes differ");
     assert_eq!(routes.iter().filter(|(k, _)| k == "$default").map(|(_, f)| f.as_str()).collect::<Vec<_>>(), ["health"], "one $default route");
     for r in ROUTES {
-        let concrete = r.path.replace("{id}", "x");
+        let concrete = r.path.replace("{id}", "x").replace("{file}", "x.png");
         let (key, function) = select_route(&routes, r.method.as_str(), &concrete).expect("routed");
         assert_eq!(function, r.group.function(), "{} {} goes to {function} by {key}", r.method, r.path);
     }

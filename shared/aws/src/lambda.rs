@@ -15,7 +15,7 @@ use gocoffee_app::{ApiError, Config, Group, Request, Response, Services};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{AwsEnvironment, Clients, DynamoOutboxRelay, DynamoStore, KinesisPublisher, S3Images, SqsDeadLetters, SqsKitchenQueue, sdk_config_for};
+use crate::{AwsEnvironment, Clients, DynamoOutboxRelay, DynamoStore, KinesisPublisher, S3Images, SqsDeadLetters, SqsKitchenQueue};
 
 /// Structured logs on stdout for CloudWatch: JSON when the function's log format is JSON
 /// (`AWS_LAMBDA_LOG_FORMAT`), at `AWS_LAMBDA_LOG_LEVEL` (or `RUST_LOG`, default info).
@@ -60,7 +60,7 @@ impl Shell {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Shell, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let aws = AwsEnvironment::from_lookup(get)?;
-        let clients = Clients::new(&sdk_config_for(&aws));
+        let clients = Clients::new(&aws.sdk_config());
         let images = get("IMAGES_BUCKET").map(|bucket| S3Images::new(bucket, &aws.region, aws.credentials.clone(), aws.endpoint.clone()));
         let config = Config::from_lookup(|name| get(&name.to_ascii_uppercase())).map_err(|e| format!("configuration: {e}"))?;
         let table = get("TABLE_NAME").ok_or("TABLE_NAME is not set")?;

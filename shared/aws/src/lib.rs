@@ -40,28 +40,24 @@ impl AwsEnvironment {
         let credentials = Credentials::new(access_key, secret_key, get("AWS_SESSION_TOKEN"), None, "lambda-environment");
         Ok(AwsEnvironment { region, credentials, endpoint: get("AWS_ENDPOINT_URL") })
     }
-}
 
-/// The SDK configuration from the environment Lambda gives a function. Without aws-config: no
-/// credential chain, no profile files, no IMDS, which keeps init fast and the binary small.
-pub fn sdk_config(lookup: impl Fn(&str) -> Option<String>) -> Result<SdkConfig, String> {
-    Ok(sdk_config_for(&AwsEnvironment::from_lookup(lookup)?))
-}
-
-pub fn sdk_config_for(env: &AwsEnvironment) -> SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
-        .build_https();
-    let mut builder = SdkConfig::builder()
-        .region(Region::new(env.region.clone()))
-        .credentials_provider(SharedCredentialsProvider::new(env.credentials.clone()))
-        .http_client(http)
-        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(2)).operation_attempt_timeout(Duration::from_secs(10)).build())
-        .behavior_version(BehaviorVersion::latest());
-    if let Some(endpoint) = &env.endpoint {
-        builder = builder.endpoint_url(endpoint);
+    /// The SDK configuration for this environment. Without aws-config: no credential chain, no
+    /// profile files, no IMDS, which keeps init fast and the binary small.
+    pub fn sdk_config(&self) -> SdkConfig {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
+            .build_https();
+        let mut builder = SdkConfig::builder()
+            .region(Region::new(self.region.clone()))
+            .credentials_provider(SharedCredentialsProvider::new(self.credentials.clone()))
+            .http_client(http)
+            .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(2)).operation_attempt_timeout(Duration::from_secs(10)).build())
+            .behavior_version(BehaviorVersion::latest());
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        builder.build()
     }
-    builder.build()
 }
 
 /// Every client a function may use, sharing one HTTP connection pool.

@@ -28,6 +28,7 @@ fn main() {
         ("ORDERS_STREAM", "arn:aws:kinesis:us-east-1:123456789012:stream/orders"),
         ("KITCHEN_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/kitchen"),
         ("DEAD_LETTER_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/orders-dlq"),
+        ("IMAGES_BUCKET", "gocoffee-images"),
         ("JWT_SECRET", "init-bench-secret-init-bench-secret-000"),
     ]
     .into_iter()
