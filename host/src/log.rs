@@ -1,7 +1,9 @@
 //! The embedded stand-in for Redis pub/sub: a durable log in SQLite. A publish is committed
 //! before it returns, with one delivery per subscribed component; each subscriber gets its
-//! channel's messages in order, at least once, with retries and backoff, and a message that
-//! keeps failing moves to the dead letters so the rest can flow.
+//! channel's messages in order, at least once, with retries and capped backoff. How long a
+//! failing message is retried depends on why it failed ([`Failure`]): a poison message moves to
+//! the dead letters at once, a transient failure is retried for as long as the policy's window,
+//! and a fault (a trap, an unexplained error) for a number of attempts.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,7 +24,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     published_at INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
-    last_error TEXT
+    last_error TEXT,
+    faults INTEGER NOT NULL DEFAULT 0,
+    first_failed_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_subscriber ON deliveries (subscriber, id);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -37,13 +41,52 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 ";
 
+/// Columns added after the first release; added to an older log on open.
+const UPGRADES: &[(&str, &str)] = &[
+    ("faults", "ALTER TABLE deliveries ADD COLUMN faults INTEGER NOT NULL DEFAULT 0"),
+    ("first_failed_at", "ALTER TABLE deliveries ADD COLUMN first_failed_at INTEGER"),
+];
+
+/// Why a delivery failed, which decides how long it is retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The subscriber says the message can never succeed: dead-lettered at once.
+    Poison(String),
+    /// Something it depends on is unavailable (a busy database, a full instance pool, a
+    /// timeout): retried for the policy's whole window, however many attempts that takes.
+    Transient(String),
+    /// The subscriber failed without saying why (a trap, an unmarked error): retried up to the
+    /// policy's attempts, since it may well fail the same way every time.
+    Fault(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Poison(e) => write!(f, "poison: {e}"),
+            Failure::Transient(e) => write!(f, "transient: {e}"),
+            Failure::Fault(e) => write!(f, "fault: {e}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
-    /// Attempts before a message is dead-lettered (the first delivery counts).
+    /// Faults before a message is dead-lettered (the first delivery counts).
     pub max_attempts: u32,
     /// Wait after the first failure; doubles each time, up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// How long transient failures are retried, from the message's first failure.
+    pub retry_for: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// What the host runs with unless told otherwise: faults get 5 attempts; transient failures
+    /// are retried for an hour, backing off from 200 ms to at most 30 s between attempts.
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 5, base_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(30), retry_for: Duration::from_secs(3600) }
+    }
 }
 
 impl RetryPolicy {
@@ -60,6 +103,8 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     pub attempts: u32,
     pub next_attempt_at: i64,
+    pub faults: u32,
+    pub first_failed_at: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,6 +136,12 @@ impl MessageLog {
         // WAL with synchronous=NORMAL (set by `open`): a committed publish survives the host
         // being killed; only an OS crash can lose the last commits, as with the app's database.
         let conn = crate::sqlite::open(path, &[SCHEMA])?;
+        for (column, alter) in UPGRADES {
+            let present: bool = conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('deliveries') WHERE name = ?", [column], |r| r.get(0))?;
+            if !present {
+                conn.execute_batch(alter).with_context(|| format!("upgrading {}", path.display()))?;
+            }
+        }
         let mut subs: HashMap<String, Vec<String>> = HashMap::new();
         let mut wakeups = HashMap::new();
         for (channel, component) in subscriptions {
@@ -129,11 +180,20 @@ impl MessageLog {
     /// The oldest undelivered message for `subscriber`.
     pub fn next(&self, subscriber: &str) -> Result<Option<Delivery>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT id, channel, payload, attempts, next_attempt_at FROM deliveries WHERE subscriber = ? ORDER BY id LIMIT 1")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, channel, payload, attempts, next_attempt_at, faults, first_failed_at FROM deliveries WHERE subscriber = ? ORDER BY id LIMIT 1",
+        )?;
         Ok(stmt
             .query_row([subscriber], |r| {
-                Ok(Delivery { id: r.get(0)?, channel: r.get(1)?, payload: r.get(2)?, attempts: r.get(3)?, next_attempt_at: r.get(4)? })
+                Ok(Delivery {
+                    id: r.get(0)?,
+                    channel: r.get(1)?,
+                    payload: r.get(2)?,
+                    attempts: r.get(3)?,
+                    next_attempt_at: r.get(4)?,
+                    faults: r.get(5)?,
+                    first_failed_at: r.get(6)?,
+                })
             })
             .optional()?)
     }
@@ -143,13 +203,22 @@ impl MessageLog {
         Ok(())
     }
 
-    /// Records a failed attempt: schedules a retry, or moves the message to the dead letters.
-    /// Returns true when it was dead-lettered.
-    pub fn fail(&self, d: &Delivery, error: &str, policy: &RetryPolicy) -> Result<bool> {
+    /// Records a failed attempt: schedules a retry, or moves the message to the dead letters
+    /// when `failure` says it can never succeed or it has failed for long enough. Returns true
+    /// when it was dead-lettered.
+    pub fn fail(&self, d: &Delivery, failure: &Failure, policy: &RetryPolicy) -> Result<bool> {
         let attempts = d.attempts + 1;
         let now = now_ms();
+        let first_failed_at = d.first_failed_at.unwrap_or(now);
+        let faults = d.faults + u32::from(matches!(failure, Failure::Fault(_)));
+        let dead = match failure {
+            Failure::Poison(_) => true,
+            Failure::Fault(_) => faults >= policy.max_attempts,
+            Failure::Transient(_) => now - first_failed_at >= policy.retry_for.as_millis() as i64,
+        };
+        let error = failure.to_string();
         let mut conn = self.conn();
-        if attempts >= policy.max_attempts {
+        if dead {
             let tx = conn.transaction()?;
             tx.execute(
                 "INSERT INTO dead_letters (id, subscriber, channel, payload, published_at, attempts, failed_at, last_error)
@@ -161,7 +230,10 @@ impl MessageLog {
             return Ok(true);
         }
         let next = now + policy.backoff(attempts).as_millis() as i64;
-        conn.execute("UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?", params![attempts, next, error, d.id])?;
+        conn.execute(
+            "UPDATE deliveries SET attempts = ?, faults = ?, first_failed_at = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            params![attempts, faults, first_failed_at, next, error, d.id],
+        )?;
         Ok(false)
     }
 
@@ -186,7 +258,8 @@ impl MessageLog {
 
     /// Moves dead letters back to the end of their subscriber's queue with a fresh attempt count
     /// (all of them, or the one with `id`). Returns how many moved. A running host picks them up
-    /// on its next publish or restart.
+    /// within [`IDLE_POLL`] (another process may have redriven them), or at once when it redrove
+    /// them itself.
     pub fn redrive(&self, id: Option<i64>) -> Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -198,6 +271,9 @@ impl MessageLog {
         )?;
         tx.execute("DELETE FROM dead_letters WHERE ?1 IS NULL OR id = ?1", params![id])?;
         tx.commit()?;
+        for wakeup in self.wakeups.values() {
+            wakeup.notify_one();
+        }
         Ok(moved)
     }
 
@@ -210,12 +286,16 @@ impl MessageLog {
     }
 }
 
+/// How often an idle dispatcher looks at the log without being woken: messages queued by
+/// another process (`gocoffee-host redrive`) are picked up this soon.
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+
 /// Delivers `subscriber`'s messages one at a time, in order, until `shutdown` turns true. The
 /// message in hand is finished (or left for redelivery) before it stops.
 pub async fn dispatch<F, Fut>(log: Arc<MessageLog>, subscriber: String, policy: RetryPolicy, mut shutdown: watch::Receiver<bool>, invoke: F)
 where
     F: Fn(Vec<u8>) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
 {
     let wakeup = log.wakeup(&subscriber);
     loop {
@@ -233,6 +313,7 @@ where
                 tokio::select! {
                     _ = wakeup.notified() => {}
                     _ = shutdown.changed() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
                 }
                 continue;
             }
@@ -262,17 +343,13 @@ where
                 tracing::info!(%subscriber, channel = %delivery.channel, id = delivery.id, attempt = delivery.attempts + 1, ms = started.elapsed().as_millis() as u64, "delivered");
                 tokio::task::spawn_blocking(move || log2.ack(delivery.id).map(|_| ())).await
             }
-            Err(e) => {
-                let error = format!("{e:#}");
+            Err(failure) => {
                 let d = delivery.clone();
-                let dead = tokio::task::spawn_blocking(move || log2.fail(&d, &error, &policy)).await;
+                let recorded = failure.clone();
+                let dead = tokio::task::spawn_blocking(move || log2.fail(&d, &recorded, &policy)).await;
                 match &dead {
-                    Ok(Ok(true)) => {
-                        tracing::error!(%subscriber, id = delivery.id, attempts = delivery.attempts + 1, error = %format!("{e:#}"), "dead-lettered")
-                    }
-                    _ => {
-                        tracing::warn!(%subscriber, id = delivery.id, attempt = delivery.attempts + 1, error = %format!("{e:#}"), "delivery failed; will retry")
-                    }
+                    Ok(Ok(true)) => tracing::error!(%subscriber, id = delivery.id, attempts = delivery.attempts + 1, error = %failure, "dead-lettered"),
+                    _ => tracing::warn!(%subscriber, id = delivery.id, attempt = delivery.attempts + 1, error = %failure, "delivery failed; will retry"),
                 }
                 dead.map(|r| r.map(|_| ()))
             }
@@ -294,7 +371,11 @@ mod tests {
     }
 
     fn policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 3, base_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(40) }
+        RetryPolicy { max_attempts: 3, base_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(40), retry_for: Duration::from_secs(60) }
+    }
+
+    fn fault() -> Failure {
+        Failure::Fault("boom".into())
     }
 
     #[test]
@@ -328,18 +409,18 @@ mod tests {
     }
 
     #[test]
-    fn a_message_that_keeps_failing_is_dead_lettered_after_max_attempts() {
+    fn a_message_that_keeps_faulting_is_dead_lettered_after_max_attempts() {
         let subs = [("c".to_owned(), "s".to_owned())];
         let log = MessageLog::open(&temp("dlq"), &subs).expect("open");
         log.publish("c", b"poison").expect("publish");
         for attempt in 1..=3 {
             let d = log.next("s").expect("next").expect("message");
             assert_eq!(d.attempts, attempt - 1);
-            assert_eq!(log.fail(&d, "boom", &policy()).expect("fail"), attempt == 3);
+            assert_eq!(log.fail(&d, &fault(), &policy()).expect("fail"), attempt == 3);
         }
         assert!(log.next("s").expect("next").is_none());
         let dead = log.dead_letters().expect("list");
-        assert_eq!((dead.len(), dead[0].payload.as_str(), dead[0].attempts, dead[0].last_error.as_deref()), (1, "poison", 3, Some("boom")));
+        assert_eq!((dead.len(), dead[0].payload.as_str(), dead[0].attempts, dead[0].last_error.as_deref()), (1, "poison", 3, Some("fault: boom")));
 
         // Once the cause is fixed, a redrive queues it again with a fresh attempt count.
         assert_eq!(log.redrive(Some(dead[0].id + 1)).expect("redrive"), 0);
@@ -347,6 +428,114 @@ mod tests {
         assert!(log.dead_letters().expect("list").is_empty());
         let again = log.next("s").expect("next").expect("requeued");
         assert_eq!((again.payload.as_slice(), again.attempts), (&b"poison"[..], 0));
+    }
+
+    #[test]
+    fn a_poison_message_is_dead_lettered_at_once_and_transient_failures_only_after_the_window() {
+        let subs = [("c".to_owned(), "s".to_owned())];
+        let log = MessageLog::open(&temp("classes"), &subs).expect("open");
+        log.publish("c", b"bad").expect("publish");
+        let d = log.next("s").expect("next").expect("message");
+        assert!(log.fail(&d, &Failure::Poison("not an event".into()), &policy()).expect("fail"));
+
+        log.publish("c", b"waits").expect("publish");
+        let window = RetryPolicy { retry_for: Duration::from_millis(300), ..policy() };
+        let started = std::time::Instant::now();
+        let mut attempts = 0;
+        loop {
+            let d = log.next("s").expect("next").expect("still queued");
+            attempts += 1;
+            if log.fail(&d, &Failure::Transient("database is locked".into()), &window).expect("fail") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(started.elapsed() >= Duration::from_millis(300), "kept for the whole window");
+        assert!(attempts > window.max_attempts as usize, "transient failures don't count as faults: {attempts}");
+        let dead = log.dead_letters().expect("list");
+        assert_eq!(dead.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>(), ["bad", "waits"]);
+        assert_eq!(dead[0].last_error.as_deref(), Some("poison: not an event"));
+    }
+
+    #[test]
+    fn an_older_log_gains_the_new_columns_on_open() {
+        let path = temp("upgrade");
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("dir");
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, subscriber TEXT NOT NULL, channel TEXT NOT NULL, payload BLOB NOT NULL,
+             published_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL, last_error TEXT);
+             INSERT INTO deliveries (subscriber, channel, payload, published_at, next_attempt_at) VALUES ('s', 'c', x'6f6c64', 0, 0);",
+        )
+        .expect("old schema");
+        drop(conn);
+        let log = MessageLog::open(&path, &[("c".to_owned(), "s".to_owned())]).expect("upgrades");
+        let d = log.next("s").expect("next").expect("message");
+        assert_eq!((d.payload.as_slice(), d.faults, d.first_failed_at), (&b"old"[..], 0, None));
+    }
+
+    /// With the default policy, a dependency that is down for several seconds (longer than the
+    /// old 5 attempts at 200 ms doubling, about 3 s) delays the message instead of losing it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transient_outage_longer_than_the_attempts_delays_a_message_but_does_not_dead_letter_it() {
+        let subs = [("c".to_owned(), "s".to_owned())];
+        let log = Arc::new(MessageLog::open(&temp("outage"), &subs).expect("open"));
+        log.publish("c", b"OrderPlaced").expect("publish");
+        let policy = RetryPolicy::default();
+        let outage_ends = std::time::Instant::now() + Duration::from_millis(4_500);
+        let tries = Arc::new(Mutex::new(0u32));
+        let (stop, shutdown) = watch::channel(false);
+        let task = {
+            let tries = tries.clone();
+            tokio::spawn(dispatch(log.clone(), "s".into(), policy, shutdown, move |_| {
+                let tries = tries.clone();
+                async move {
+                    *tries.lock().expect("lock") += 1;
+                    if std::time::Instant::now() < outage_ends { Err(Failure::Transient("database is locked".into())) } else { Ok(()) }
+                }
+            }))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while log.pending().expect("count") > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.send(true).expect("stop");
+        task.await.expect("dispatcher");
+        assert_eq!(log.pending().expect("count"), 0, "delivered once the outage ended");
+        assert!(log.dead_letters().expect("list").is_empty());
+        assert!(*tries.lock().expect("lock") > policy.max_attempts, "retried past the attempt limit");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_redriven_by_another_process_is_delivered_without_a_new_publish() {
+        let path = temp("redrive");
+        let subs = [("c".to_owned(), "s".to_owned())];
+        let log = Arc::new(MessageLog::open(&path, &subs).expect("open"));
+        log.publish("c", b"once-poison").expect("publish");
+        let d = log.next("s").expect("next").expect("message");
+        log.fail(&d, &Failure::Poison("x".into()), &policy()).expect("dead-lettered");
+        let seen = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+        let (stop, shutdown) = watch::channel(false);
+        let task = {
+            let seen = seen.clone();
+            tokio::spawn(dispatch(log.clone(), "s".into(), policy(), shutdown, move |p| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().expect("lock").push(p);
+                    Ok(())
+                }
+            }))
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // `gocoffee-host redrive` is another process: its own connection, no wakeup to send.
+        assert_eq!(MessageLog::open(&path, &[]).expect("cli").redrive(None).expect("redrive"), 1);
+        let deadline = std::time::Instant::now() + IDLE_POLL * 5;
+        while seen.lock().expect("lock").is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).expect("stop");
+        task.await.expect("dispatcher");
+        assert_eq!(*seen.lock().expect("lock"), [b"once-poison".to_vec()]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,7 +554,7 @@ mod tests {
                 async move {
                     let m = String::from_utf8(p).expect("utf8");
                     seen.lock().expect("lock").push(m.clone());
-                    if m == "bad" { anyhow::bail!("cannot handle {m}") } else { Ok(()) }
+                    if m == "bad" { Err(Failure::Fault(format!("cannot handle {m}"))) } else { Ok(()) }
                 }
             }))
         };

@@ -23,7 +23,7 @@ use crate::log::{MessageLog, RetryPolicy};
 use crate::manifest::{Manifest, Variables};
 use crate::routes::{Route, Router};
 use crate::runtime::{Options, Runtime};
-use crate::server::Server;
+use crate::server::{Limits, Server};
 
 const USAGE: &str = "\
 gocoffee-host: serve a Spin application (spin.toml) locally on wasmtime
@@ -40,8 +40,19 @@ OPTIONS:
         --state-dir <DIR>       where SQLite files and the message log live [default: .gocoffee]
         --cache-dir <DIR>       compiled components [default: <state-dir>/cache]
         --variable <NAME=VALUE> set an application variable (also SPIN_VARIABLE_<NAME>)
-        --max-attempts <N>      deliveries of a message before it is dead-lettered [default: 5]
+        --max-attempts <N>      faults (traps, unexplained errors) before a message is
+                                dead-lettered [default: 5]
+        --retry-for-secs <S>    how long transient failures are retried [default: 3600]
         --retry-base-ms <MS>    first retry delay, doubling each time [default: 200]
+        --retry-max-ms <MS>     longest delay between retries [default: 30000]
+        --max-instances <N>     component instances live at once [default: 128]
+        --queue-timeout-ms <MS> how long a request waits for a free instance before 503
+                                [default: 2000]
+        --read-timeout-ms <MS>  time allowed for a request's headers, and then for its body,
+                                before 408 [default: 15000]
+        --operator-token <T>    lets remote clients use /.well-known/gocoffee/... with
+                                `Authorization: Bearer <T>` (also GOCOFFEE_OPERATOR_TOKEN);
+                                loopback clients need none
         --log-format <text|json> [default: text]
         --id <N>                with redrive: only this dead letter
     -h, --help                  print this help
@@ -54,8 +65,10 @@ struct Args {
     state_dir: PathBuf,
     cache_dir: Option<PathBuf>,
     variables: BTreeMap<String, String>,
-    max_attempts: u32,
-    retry_base_ms: u64,
+    policy: RetryPolicy,
+    max_instances: u32,
+    limits: Limits,
+    operator_token: Option<String>,
     json_logs: bool,
     id: Option<i64>,
 }
@@ -68,8 +81,10 @@ fn parse_args() -> Result<Args> {
         state_dir: ".gocoffee".into(),
         cache_dir: None,
         variables: BTreeMap::new(),
-        max_attempts: 5,
-        retry_base_ms: 200,
+        policy: RetryPolicy::default(),
+        max_instances: runtime::DEFAULT_MAX_INSTANCES,
+        limits: Limits::default(),
+        operator_token: std::env::var("GOCOFFEE_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty()),
         json_logs: false,
         id: None,
     };
@@ -90,8 +105,14 @@ fn parse_args() -> Result<Args> {
                 let (k, val) = v.split_once('=').context("--variable takes NAME=VALUE")?;
                 args.variables.insert(k.to_owned(), val.to_owned());
             }
-            "--max-attempts" => args.max_attempts = value(&flag)?.parse().context("--max-attempts must be a number")?,
-            "--retry-base-ms" => args.retry_base_ms = value(&flag)?.parse().context("--retry-base-ms must be a number")?,
+            "--max-attempts" => args.policy.max_attempts = value(&flag)?.parse().context("--max-attempts must be a number")?,
+            "--retry-for-secs" => args.policy.retry_for = Duration::from_secs(value(&flag)?.parse().context("--retry-for-secs must be a number")?),
+            "--retry-base-ms" => args.policy.base_backoff = millis(&value(&flag)?, &flag)?,
+            "--retry-max-ms" => args.policy.max_backoff = millis(&value(&flag)?, &flag)?,
+            "--max-instances" => args.max_instances = value(&flag)?.parse().context("--max-instances must be a number")?,
+            "--queue-timeout-ms" => args.limits.queue_timeout = millis(&value(&flag)?, &flag)?,
+            "--read-timeout-ms" => args.limits.read_timeout = millis(&value(&flag)?, &flag)?,
+            "--operator-token" => args.operator_token = Some(value(&flag)?).filter(|t| !t.is_empty()),
             "--log-format" => args.json_logs = value(&flag)? == "json",
             "--id" => args.id = Some(value(&flag)?.parse().context("--id must be a number")?),
             "-h" | "--help" => {
@@ -101,10 +122,17 @@ fn parse_args() -> Result<Args> {
             other => bail!("unknown argument `{other}`\n\n{USAGE}"),
         }
     }
-    if args.max_attempts == 0 {
+    if args.policy.max_attempts == 0 {
         bail!("--max-attempts must be at least 1");
     }
+    if args.max_instances < 2 {
+        bail!("--max-instances must be at least 2");
+    }
     Ok(args)
+}
+
+fn millis(value: &str, flag: &str) -> Result<Duration> {
+    Ok(Duration::from_millis(value.parse().with_context(|| format!("{flag} must be a number of milliseconds"))?))
 }
 
 fn subscriptions(manifest: &Manifest, variables: &Variables) -> Result<Vec<(String, String)>> {
@@ -157,17 +185,27 @@ async fn up(args: Args) -> Result<()> {
         state_dir: args.state_dir.clone(),
         cache_dir: args.cache_dir.clone().unwrap_or_else(|| args.state_dir.join("cache")),
     };
-    let engine = runtime::engine()?;
+    let engine = runtime::engine(args.max_instances)?;
     let runtime = tokio::task::block_in_place(|| Runtime::new(engine, &manifest, &variables, &opts, log.clone()))?;
     let routes = manifest.trigger.http.iter().map(|t| Route::parse(&t.route, &t.component)).collect::<Result<Vec<_>>>()?;
     let router = Router::new(routes)?;
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let server = Arc::new(Server { runtime, router, listen: addr });
+    // One slot per Redis subscriber stays out of HTTP's reach: a dispatcher delivers one message
+    // at a time, so deliveries always find an instance however busy HTTP is.
+    let http_slots = args.max_instances.saturating_sub(subs.len() as u32).max(1) as usize;
+    let server = Arc::new(Server {
+        runtime,
+        router,
+        listen: addr,
+        limits: args.limits.clone(),
+        gate: Arc::new(tokio::sync::Semaphore::new(http_slots)),
+        operator_token: args.operator_token.clone(),
+    });
     let (stop, shutdown) = watch::channel(false);
 
-    let policy = RetryPolicy { max_attempts: args.max_attempts, base_backoff: Duration::from_millis(args.retry_base_ms), max_backoff: Duration::from_secs(30) };
+    let policy = args.policy;
     let mut dispatchers = vec![];
     for (_, component) in &subs {
         let server = server.clone();

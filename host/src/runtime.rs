@@ -4,11 +4,14 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -17,7 +20,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::log::MessageLog;
+use crate::log::{Failure, MessageLog};
 use crate::manifest::{Manifest, Variables};
 use crate::spin::trigger::RedisTriggerPre;
 use crate::sqlite::{KV_SCHEMA, Pools};
@@ -27,8 +30,12 @@ const EPOCH_TICK: Duration = Duration::from_millis(100);
 pub const GUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Linear memory one invocation may grow to.
 const MAX_GUEST_MEMORY: usize = 256 << 20;
-/// Invocations that can be live at once; past this a request waits for a free slot.
-pub const MAX_CONCURRENT_INSTANCES: u32 = 128;
+/// Invocations that can be live at once by default (`--max-instances`): the pool's size. HTTP
+/// requests take slots through the server's gate, which leaves one per Redis subscriber free,
+/// so deliveries never find the pool full; past the gate, a request waits briefly, then 503.
+pub const DEFAULT_MAX_INSTANCES: u32 = 128;
+/// How much of a component's stderr a delivery keeps, to read why it failed.
+const STDERR_TAIL_BYTES: usize = 8 * 1024;
 
 /// `allowed_outbound_hosts` entries: `scheme://host[:port]`, with `*` for any scheme, host or
 /// port, and `*.example.com` for subdomains.
@@ -166,17 +173,17 @@ pub struct Runtime {
     pub components: HashMap<String, LoadedComponent>,
 }
 
-pub fn engine() -> Result<Engine> {
+pub fn engine(max_instances: u32) -> Result<Engine> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.memory_init_cow(true);
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
-        .total_core_instances(MAX_CONCURRENT_INSTANCES * 4)
-        .total_memories(MAX_CONCURRENT_INSTANCES * 2)
-        .total_tables(MAX_CONCURRENT_INSTANCES * 4)
-        .total_stacks(MAX_CONCURRENT_INSTANCES)
+    pool.total_component_instances(max_instances)
+        .total_core_instances(max_instances * 4)
+        .total_memories(max_instances * 2)
+        .total_tables(max_instances * 4)
+        .total_stacks(max_instances)
         .max_memory_size(MAX_GUEST_MEMORY);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e}")).context("configuring wasmtime")?;
@@ -279,10 +286,15 @@ impl Runtime {
         Ok(Runtime { engine, shared, components })
     }
 
-    /// A store for one invocation of `component`.
-    pub fn store(&self, component: &Arc<ComponentConfig>) -> Store<HostState> {
+    /// A store for one invocation of `component`; with `stderr`, the guest's stderr also lands
+    /// there.
+    pub fn store(&self, component: &Arc<ComponentConfig>, stderr: Option<StderrTail>) -> Store<HostState> {
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stdout().inherit_stderr();
+        wasi.inherit_stdout();
+        match stderr {
+            Some(tail) => wasi.stderr(tail),
+            None => wasi.inherit_stderr(),
+        };
         for (k, v) in &component.environment {
             wasi.env(k, v);
         }
@@ -301,16 +313,82 @@ impl Runtime {
         store
     }
 
-    /// Hands one message to a Redis-triggered component.
-    pub async fn deliver(&self, component: &str, payload: Vec<u8>) -> Result<()> {
-        let loaded = self.components.get(component).with_context(|| format!("no component {component}"))?;
-        let pre = loaded.redis.as_ref().with_context(|| format!("component {component} has no redis trigger"))?;
-        let mut store = self.store(&loaded.config);
-        let instance = pre.instantiate_async(&mut store).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        match instance.fermyon_spin_inbound_redis().call_handle_message(&mut store, &payload).await.map_err(|e| anyhow::anyhow!("{e:?}"))? {
-            Ok(()) => Ok(()),
-            Err(e) => bail!("component {component} failed to handle the message ({e:?}); see its log above"),
+    /// Hands one message to a Redis-triggered component, and says how it failed if it did.
+    /// Spin's `handle-message` fails with a bare `error`, so the reason is read from what the
+    /// component wrote to stderr last: Go Coffee's consumers end with a line that starts
+    /// `poison message:` or `retryable:`. The host's own failures to run it are transient.
+    pub async fn deliver(&self, component: &str, payload: Vec<u8>) -> Result<(), Failure> {
+        let loaded = self.components.get(component).ok_or_else(|| Failure::Fault(format!("no component {component}")))?;
+        let pre = loaded.redis.as_ref().ok_or_else(|| Failure::Fault(format!("component {component} has no redis trigger")))?;
+        let tail = StderrTail::default();
+        let mut store = self.store(&loaded.config, Some(tail.clone()));
+        let instance = pre.instantiate_async(&mut store).await.map_err(|e| Failure::Transient(format!("instantiating {component}: {e:?}")))?;
+        let result = instance.fermyon_spin_inbound_redis().call_handle_message(&mut store, &payload).await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(classify(component, &tail.text())),
+            Err(trap) if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => {
+                Err(Failure::Transient(format!("component {component} ran past {GUEST_TIMEOUT:?}")))
+            }
+            Err(trap) => Err(Failure::Fault(format!("component {component} trapped: {trap:?}"))),
         }
+    }
+}
+
+/// The failure a component reported on its last stderr line that says one.
+fn classify(component: &str, stderr: &str) -> Failure {
+    for line in stderr.lines().rev() {
+        if let Some(why) = line.strip_prefix("poison message:") {
+            return Failure::Poison(why.trim().to_owned());
+        }
+        if let Some(why) = line.strip_prefix("retryable:") {
+            return Failure::Transient(why.trim().to_owned());
+        }
+    }
+    Failure::Fault(format!("component {component} failed to handle the message; see its log above"))
+}
+
+/// A guest's stderr, passed through to the host's with its last few KiB kept.
+#[derive(Clone, Default)]
+pub struct StderrTail(Arc<Mutex<Vec<u8>>>);
+
+impl StderrTail {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for StderrTail {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for StderrTail {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for StderrTail {
+    fn poll_write(self: Pin<&mut Self>, _: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        // Best effort, as an inherited stderr is: a closed host stderr must not fail the guest.
+        let _ = std::io::stderr().write_all(buf);
+        let mut tail = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        tail.extend_from_slice(buf);
+        if tail.len() > STDERR_TAIL_BYTES {
+            let cut = tail.len() - STDERR_TAIL_BYTES;
+            tail.drain(..cut);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -359,6 +437,15 @@ mod tests {
 
     fn hosts(entries: &[&str]) -> AllowedHosts {
         AllowedHosts::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("parses")
+    }
+
+    #[test]
+    fn a_failure_is_classified_by_the_last_line_that_says_why() {
+        let json_log = r#"{"level":"WARN","fields":{"error":"poison message: nope"}}"#;
+        assert_eq!(classify("c", &format!("{json_log}\nretryable: database is locked\n")), Failure::Transient("database is locked".into()));
+        assert_eq!(classify("c", "retryable: earlier\npoison message: not an order event\n"), Failure::Poison("not an order event".into()));
+        assert!(matches!(classify("c", json_log), Failure::Fault(_)), "a JSON log line is not a verdict");
+        assert!(matches!(classify("c", ""), Failure::Fault(_)));
     }
 
     #[test]

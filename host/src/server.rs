@@ -1,5 +1,6 @@
-//! The HTTP front: routes each request to its component as Spin does (same headers), runs it on
-//! a fresh instance, and shuts down gracefully with in-flight requests finishing.
+//! The HTTP front: routes each request to its component as Spin does (same headers), reads the
+//! body in full (capped and timed) before any guest runs, runs it on a fresh instance once the
+//! gate has a slot free, and shuts down gracefully with in-flight requests finishing.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,10 +12,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -23,14 +24,90 @@ use crate::routes::Router;
 use crate::runtime::Runtime;
 
 /// Bodies over this are refused before any component runs.
-pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// How much of an over-limit body is read and dropped before answering 413.
 const MAX_DRAIN_BYTES: u64 = 16 << 20;
+
+/// What one request may cost before a component runs for it.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Headers and then the whole body must arrive within this (each), or 408.
+    pub read_timeout: Duration,
+    /// How long a request waits for a free instance before a 503.
+    pub queue_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { read_timeout: Duration::from_secs(15), queue_timeout: Duration::from_secs(2) }
+    }
+}
 
 pub struct Server {
     pub runtime: Runtime,
     pub router: Router,
     pub listen: SocketAddr,
+    pub limits: Limits,
+    /// Instance slots HTTP requests may take (the pool less one per Redis subscriber).
+    pub gate: Arc<Semaphore>,
+    /// Lets a non-loopback client use the operator endpoints (`/.well-known/gocoffee/...`).
+    pub operator_token: Option<String>,
+}
+
+/// Why a request body was not read.
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    /// The client went away or sent a broken body.
+    Broken,
+}
+
+/// Reads the whole body, refusing more than `max` bytes and taking at most `timeout`.
+async fn read_body(body: &mut Incoming, max: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+    let read = async {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| BodyError::Broken)?;
+            if let Some(data) = frame.data_ref() {
+                if buf.len() + data.len() > max {
+                    return Err(BodyError::TooLarge);
+                }
+                buf.extend_from_slice(data);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(timeout, read).await.unwrap_or(Err(BodyError::TimedOut))
+}
+
+/// Reads and drops a bounded amount of what the client is still sending, so it gets the
+/// error response instead of a broken pipe.
+async fn drain(body: &mut Incoming) {
+    let mut drained = 0u64;
+    while drained < MAX_DRAIN_BYTES {
+        match tokio::time::timeout(Duration::from_secs(5), body.frame()).await {
+            Ok(Some(Ok(frame))) => drained += frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => break,
+        }
+    }
+}
+
+fn closing(mut r: hyper::Response<HyperOutgoingBody>) -> hyper::Response<HyperOutgoingBody> {
+    r.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    r
+}
+
+fn overloaded() -> hyper::Response<HyperOutgoingBody> {
+    let mut r = json_error(503, "overloaded", "the server is busy; retry shortly");
+    r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    r
+}
+
+/// Why a component could not answer.
+enum InvokeError {
+    /// No instance could be had (the pool is full): back-pressure, 503.
+    Busy(String),
+    Failed(anyhow::Error),
 }
 
 fn body(bytes: impl Into<Bytes>) -> HyperOutgoingBody {
@@ -56,54 +133,88 @@ impl Server {
         response
     }
 
-    async fn route(&self, mut req: hyper::Request<Incoming>, client: SocketAddr) -> (hyper::Response<HyperOutgoingBody>, Option<&str>) {
-        let path = req.uri().path().to_owned();
-        match path.as_str() {
-            "/.well-known/spin/health" => return (hyper::Response::new(body("OK")), None),
-            "/.well-known/gocoffee/dead-letters" => {
-                let log = self.runtime.shared.log.clone();
-                let listed = tokio::task::spawn_blocking(move || log.dead_letters()).await;
-                return match listed {
-                    Ok(Ok(items)) => {
-                        let payload = serde_json::json!({ "items": items }).to_string();
-                        (
-                            hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(body(payload))
-                                .unwrap_or_else(|_| hyper::Response::new(body(""))),
-                            None,
-                        )
-                    }
-                    _ => (json_error(503, "unavailable", "the message log could not be read"), None),
+    /// True when `client` may use the operator endpoints: it is on this machine, or it presents
+    /// the operator token.
+    fn is_operator(&self, req: &hyper::Request<Incoming>, client: SocketAddr) -> bool {
+        if client.ip().to_canonical().is_loopback() {
+            return true;
+        }
+        let Some(expected) = &self.operator_token else { return false };
+        let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        bool::from(sha2::Sha256::digest(given.as_bytes()).ct_eq(&sha2::Sha256::digest(expected.as_bytes())))
+    }
+
+    /// The host's own endpoints under `/.well-known/gocoffee/`: the dead letters and their redrive.
+    async fn operator(&self, req: &hyper::Request<Incoming>, client: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
+        if !self.is_operator(req, client) {
+            tracing::warn!(%client, path = req.uri().path(), "operator endpoint refused to a remote client without the operator token");
+            return json_error(403, "forbidden", "operator endpoints answer loopback clients, or others with the operator token");
+        }
+        let log = self.runtime.shared.log.clone();
+        let reply = |payload: serde_json::Value| {
+            hyper::Response::builder()
+                .header("content-type", "application/json")
+                .header("cache-control", "no-store")
+                .body(body(payload.to_string()))
+                .unwrap_or_else(|_| hyper::Response::new(body("")))
+        };
+        match (req.method().as_str(), req.uri().path()) {
+            ("GET", "/.well-known/gocoffee/dead-letters") => match tokio::task::spawn_blocking(move || log.dead_letters()).await {
+                Ok(Ok(items)) => reply(serde_json::json!({ "items": items })),
+                _ => json_error(503, "unavailable", "the message log could not be read"),
+            },
+            ("POST", "/.well-known/gocoffee/dead-letters/redrive") => {
+                let id = req.uri().query().and_then(|q| q.split('&').find_map(|p| p.strip_prefix("id="))).map(str::parse::<i64>);
+                let id = match id.transpose() {
+                    Ok(id) => id,
+                    Err(_) => return json_error(400, "invalid_id", "id must be a dead letter's number"),
                 };
+                match tokio::task::spawn_blocking(move || log.redrive(id)).await {
+                    Ok(Ok(moved)) => reply(serde_json::json!({ "redriven": moved })),
+                    _ => json_error(503, "unavailable", "the message log could not be written"),
+                }
             }
-            _ => {}
+            _ => json_error(404, "not_found", "no such operator endpoint"),
+        }
+    }
+
+    async fn route(&self, req: hyper::Request<Incoming>, client: SocketAddr) -> (hyper::Response<HyperOutgoingBody>, Option<&str>) {
+        let path = req.uri().path().to_owned();
+        if path == "/.well-known/spin/health" {
+            return (hyper::Response::new(body("OK")), None);
+        }
+        if path.starts_with("/.well-known/gocoffee/") {
+            return (self.operator(&req, client).await, None);
         }
         let Some(hit) = self.router.route(&path) else {
             return (json_error(404, "not_found", "no route matches this path"), None);
         };
         let component = hit.route.component.as_str();
-        let too_big = req
-            .headers()
+        let (mut parts, mut incoming) = req.into_parts();
+        let declared_too_big = parts
+            .headers
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > MAX_REQUEST_BYTES);
-        if too_big {
-            // Read (and drop) a bounded amount first, so a client still sending gets the 413
-            // instead of a broken pipe.
-            let mut drained = 0u64;
-            let body = req.body_mut();
-            while drained < MAX_DRAIN_BYTES {
-                match tokio::time::timeout(Duration::from_secs(5), body.frame()).await {
-                    Ok(Some(Ok(frame))) => drained += frame.data_ref().map_or(0, |d| d.len() as u64),
-                    _ => break,
-                }
+            .is_some_and(|n| n > MAX_REQUEST_BYTES as u64);
+        // The body is read here, whole, before any instance is taken: a slow or endless body
+        // costs a connection and at most 1 MiB of host memory, never a guest.
+        let bytes = if declared_too_big { Err(BodyError::TooLarge) } else { read_body(&mut incoming, MAX_REQUEST_BYTES, self.limits.read_timeout).await };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                drain(&mut incoming).await;
+                return (closing(json_error(413, "body_too_large", "the request body is too large")), Some(component));
             }
-            return (json_error(413, "body_too_large", "the request body is too large"), Some(component));
-        }
-        let host = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
-        let full_url = format!("http://{host}{}", req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+            Err(BodyError::TimedOut) => {
+                return (closing(json_error(408, "request_timeout", "the request body did not arrive in time")), Some(component));
+            }
+            Err(BodyError::Broken) => return (closing(json_error(400, "bad_request", "the request body could not be read")), Some(component)),
+        };
+        let host = parts.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
+        let full_url = format!("http://{host}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
         let mut spin_headers = vec![
             ("spin-full-url", full_url.clone()),
             ("spin-path-info", hit.path_info.clone()),
@@ -114,44 +225,59 @@ impl Server {
             ("spin-client-addr", client.to_string()),
         ];
         let params: Vec<(String, String)> = hit.params.iter().map(|(k, v)| (format!("spin-path-match-{k}"), v.clone())).collect();
-        let headers = req.headers_mut();
         for (name, value) in spin_headers.drain(..).map(|(k, v)| (k.to_owned(), v)).chain(params) {
             if let (Ok(n), Ok(v)) = (hyper::header::HeaderName::try_from(name), hyper::header::HeaderValue::try_from(value)) {
-                headers.insert(n, v);
+                parts.headers.insert(n, v);
             }
         }
         // The component sees the absolute URL, as under Spin.
         if let Ok(uri) = full_url.parse() {
-            *req.uri_mut() = uri;
+            parts.uri = uri;
         }
+        let req = hyper::Request::from_parts(parts, Full::new(bytes).map_err(|never: Infallible| -> hyper::Error { match never {} }));
         match self.invoke(component, req).await {
             Ok(resp) => (resp, Some(component)),
-            Err(e) => {
+            Err(InvokeError::Busy(why)) => {
+                tracing::warn!(component, why, "no instance free: 503");
+                (overloaded(), Some(component))
+            }
+            Err(InvokeError::Failed(e)) => {
                 tracing::error!(component, error = %format!("{e:#}"), "component failed");
                 (json_error(500, "internal", "the component failed while handling this request"), Some(component))
             }
         }
     }
 
-    async fn invoke(&self, component: &str, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>> {
-        let loaded = self.runtime.components.get(component).ok_or_else(|| anyhow::anyhow!("component {component} is not loaded"))?;
-        let pre = loaded.http.clone().ok_or_else(|| anyhow::anyhow!("component {component} is not an HTTP component"))?;
-        let mut store = self.runtime.store(&loaded.config);
+    async fn invoke<B>(&self, component: &str, req: hyper::Request<B>) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let failed = |e: anyhow::Error| InvokeError::Failed(e);
+        let loaded = self.runtime.components.get(component).ok_or_else(|| failed(anyhow::anyhow!("component {component} is not loaded")))?;
+        let pre = loaded.http.clone().ok_or_else(|| failed(anyhow::anyhow!("component {component} is not an HTTP component")))?;
+        // Wait briefly for a slot; the permit lives as long as the instance does.
+        let permit = match tokio::time::timeout(self.limits.queue_timeout, self.gate.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(InvokeError::Busy(format!("every instance slot stayed taken for {:?}", self.limits.queue_timeout))),
+        };
+        let mut store = self.runtime.store(&loaded.config, None);
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let out = store.data_mut().http().new_response_outparam(sender).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req).map_err(|e| failed(anyhow::anyhow!("{e}")))?;
+        let out = store.data_mut().http().new_response_outparam(sender).map_err(|e| failed(anyhow::anyhow!("{e}")))?;
         // The guest runs in its own task so it can keep streaming the body after the headers.
         let task = tokio::task::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.map_err(|e| anyhow::anyhow!("{e:?}"))
+            let _permit = permit;
+            let proxy = pre.instantiate_async(&mut store).await.map_err(|e| InvokeError::Busy(format!("instantiating: {e:?}")))?;
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.map_err(|e| InvokeError::Failed(anyhow::anyhow!("{e:?}")))
         });
         match receiver.await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(code)) => anyhow::bail!("the component answered with an error: {code:?}"),
+            Ok(Err(code)) => Err(failed(anyhow::anyhow!("the component answered with an error: {code:?}"))),
             Err(_) => match task.await {
-                Ok(Ok(())) => anyhow::bail!("the component returned without setting a response"),
+                Ok(Ok(())) => Err(failed(anyhow::anyhow!("the component returned without setting a response"))),
                 Ok(Err(e)) => Err(e),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(failed(e.into())),
             },
         }
     }
@@ -172,7 +298,7 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     let server = self.clone();
-                    let conn = http1::Builder::new().keep_alive(true).serve_connection(
+                    let conn = http1::Builder::new().keep_alive(true).timer(TokioTimer::new()).header_read_timeout(self.limits.read_timeout).serve_connection(
                         TokioIo::new(stream),
                         hyper::service::service_fn(move |req| {
                             let server = server.clone();

@@ -273,7 +273,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let log = Arc::new(MessageLog::open(&dir.join("log.db"), &[("orders".into(), "consumer".into())]).expect("log"));
         let shared = Arc::new(Shared { sqlite: Pools::new(dir.join("sqlite"), &[]), kv: Pools::new(dir.join("kv"), KV_SCHEMA), log });
-        Runtime { engine: crate::runtime::engine().expect("engine"), shared, components: HashMap::new() }
+        Runtime { engine: crate::runtime::engine(4).expect("engine"), shared, components: HashMap::new() }
     }
 
     fn component() -> Arc<ComponentConfig> {
@@ -295,7 +295,7 @@ mod tests {
     async fn key_value_stores_keep_values_and_only_listed_stores_open() {
         use key_value::HostStore as Kv;
         let rt = runtime("kv");
-        let mut store = rt.store(&component());
+        let mut store = rt.store(&component(), None);
         let s = store.data_mut();
         assert!(matches!(Kv::open(s, "secret-store".into()).await.expect("call"), Err(key_value::Error::AccessDenied)));
         let kv = Kv::open(s, "default".into()).await.expect("call").expect("opens");
@@ -311,7 +311,7 @@ mod tests {
         Kv::drop(s, kv).await.expect("drop");
 
         // A new invocation sees what the last one wrote.
-        let mut store = rt.store(&component());
+        let mut store = rt.store(&component(), None);
         let s = store.data_mut();
         let kv = Kv::open(s, "default".into()).await.expect("call").expect("opens");
         assert_eq!(Kv::get(s, borrow(&kv), "a".into()).await.expect("call").expect("get"), Some(b"one".to_vec()));
@@ -321,7 +321,7 @@ mod tests {
     async fn sqlite_runs_statements_with_typed_values_and_reports_constraint_failures() {
         use sqlite::HostConnection as Sql;
         let rt = runtime("sqlite");
-        let mut store = rt.store(&component());
+        let mut store = rt.store(&component(), None);
         let s = store.data_mut();
         assert!(matches!(Sql::open(s, "other".into()).await.expect("call"), Err(sqlite::Error::AccessDenied)));
         let db = Sql::open(s, "default".into()).await.expect("call").expect("opens");
@@ -357,7 +357,7 @@ mod tests {
     async fn variables_and_redis_follow_the_component_config() {
         use redis::HostConnection as Redis;
         let rt = runtime("vars");
-        let mut store = rt.store(&component());
+        let mut store = rt.store(&component(), None);
         let s = store.data_mut();
         assert_eq!(variables::Host::get(s, "greeting".into()).await.expect("call").expect("defined"), "hello");
         assert!(matches!(variables::Host::get(s, "missing".into()).await.expect("call"), Err(variables::Error::Undefined(_))));

@@ -57,16 +57,29 @@ impl Host {
 
     /// Starts a host on an existing state folder (a restart), on `port` (0: any free port).
     pub fn start_in(state: PathBuf, port: u16) -> Host {
+        Host::launch(state, &format!("127.0.0.1:{port}"), &["--max-attempts", "3", "--retry-base-ms", "50"])
+    }
+
+    /// Starts a host on a fresh state folder named after the test, with these flags.
+    pub fn start_with(name: &str, listen: &str, flags: &[&str]) -> Host {
+        let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).expect("state dir");
+        Host::launch(state, listen, flags)
+    }
+
+    /// Starts a host on `state`, listening on `listen`, with these flags.
+    pub fn launch(state: PathBuf, listen: &str, flags: &[&str]) -> Host {
         let bin = host_binary();
         assert!(bin.exists(), "{} is missing: run `make test` (it builds the host and components first)", bin.display());
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(state.join("host.log")).expect("log file");
         let mut child = Command::new(bin)
             .current_dir(workspace())
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+            .args(["--listen", listen, "--state-dir"])
             .arg(&state)
             .args(["--cache-dir"])
             .arg(workspace().join("target/test-cache"))
-            .args(["--max-attempts", "3", "--retry-base-ms", "50"])
+            .args(flags)
             .env("SPIN_VARIABLE_JWT_SECRET", "contract-tests-secret-contract-tests")
             .env("SPIN_VARIABLE_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("SPIN_VARIABLE_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -92,6 +105,8 @@ impl Host {
         // Keep draining stdout so the host never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let port = base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        // A host on every interface is still reached on loopback by default.
+        let base = base.replace("0.0.0.0", "127.0.0.1");
         Host { child: Some(child), base, state, port }
     }
 
@@ -223,6 +238,19 @@ impl Api for Host {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.state.join("host.log")).unwrap_or_default()
+    }
+}
+
+/// A running Go Coffee reached at another address: what a client on the LAN sees of a host.
+pub struct Remote(pub String);
+
+impl Api for Remote {
+    fn base(&self) -> &str {
+        &self.0
+    }
+
+    fn log(&self) -> String {
+        String::new()
     }
 }
 

@@ -50,10 +50,11 @@ async fn the_menu_is_the_defaults_overlaid_with_what_was_written() {
     assert_eq!(s.insert_menu_item(&item).await, Err(StoreError::Conflict));
     let mut changed = defaults[3].clone();
     changed.name = "Renamed".into();
-    assert!(s.replace_menu_item(&changed).await.expect("replace"));
+    changed.version = 1;
+    assert!(s.replace_menu_item(&changed, 0).await.expect("replace"));
     let mut missing = item.clone();
     missing.id = "missing".into();
-    assert!(!s.replace_menu_item(&missing).await.expect("replace"), "only existing items are replaced");
+    assert!(!s.replace_menu_item(&missing, 0).await.expect("replace"), "only existing items are replaced");
     let menu = s.menu().await.expect("menu");
     assert_eq!(menu.len(), defaults.len() + 1);
     assert_eq!(menu[3].name, "Renamed", "a replaced default keeps its place");
@@ -61,6 +62,36 @@ async fn the_menu_is_the_defaults_overlaid_with_what_was_written() {
     assert_eq!(s.menu_item("new-thing").await.expect("item"), Some(item));
     assert_eq!(s.menu_item(&defaults[3].id).await.expect("item"), Some(changed));
     assert_eq!(s.menu_item("missing").await.expect("item"), None);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_menu_write_from_a_stale_version_is_a_conflict_and_changes_nothing() {
+    let s = Stack::create("menu-versions").await.store();
+    // A default item never written is at version 0; so is an added item stored without one.
+    let latte = s.menu_item("latte").await.expect("read").expect("latte");
+    assert_eq!(latte.version, 0);
+    let sold_out = gocoffee_core::MenuItem { available: false, version: 1, ..latte.clone() };
+    assert!(s.replace_menu_item(&sold_out, 0).await.expect("first writer wins"));
+    let renamed = gocoffee_core::MenuItem { name: "Big Latte".into(), version: 1, ..latte };
+    assert_eq!(s.replace_menu_item(&renamed, 0).await, Err(StoreError::Conflict), "the second read version 0 too");
+    let stored = s.menu_item("latte").await.expect("read").expect("latte");
+    assert_eq!((stored.available, stored.name.as_str(), stored.version), (false, "Caffè Latte", 1));
+
+    let mut added = gocoffee_core::MenuItem { id: "iced-tea".into(), version: 1, ..stored.clone() };
+    s.insert_menu_item(&added).await.expect("inserted");
+    added.version = 2;
+    assert_eq!(s.replace_menu_item(&added, 0).await, Err(StoreError::Conflict));
+    assert!(s.replace_menu_item(&added, 1).await.expect("from the version read"));
+    assert_eq!(s.menu_item("iced-tea").await.expect("read").map(|i| i.version), Some(2));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_upload_can_be_claimed_once_until_released() {
+    let s = Stack::create("uploads").await.store();
+    s.claim_upload("menu/latte/a.png", 1).await.expect("first");
+    assert_eq!(s.claim_upload("menu/latte/a.png", 2).await, Err(StoreError::Conflict));
+    s.release_upload("menu/latte/a.png").await.expect("released");
+    s.claim_upload("menu/latte/a.png", 3).await.expect("again after a failed upload");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -203,6 +234,48 @@ async fn the_outbox_relay_publishes_each_orders_events_in_order_on_its_partition
         let events: Vec<StoredEvent> = records.iter().map(|d| serde_json::from_slice(d).expect("event")).collect();
         assert!(events.iter().all(|e| e.order_id == key), "partition key = order id");
         assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2, 3], "{key}: in order");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_relays_publish_each_event_once_and_each_order_in_version_order() {
+    let stack = Stack::create("relays").await;
+    let s = stack.store();
+    let publisher = KinesisPublisher::new(stack.clients.kinesis.clone(), &stack.stream_arn);
+    let done = std::cell::Cell::new(false);
+    // Three relays (three functions' requests) running over and over while the orders are written.
+    let relay_until_done = || async {
+        let relay = DynamoOutboxRelay { store: &s, publisher: &publisher };
+        while !done.get() {
+            relay.relay().await.expect("relay");
+            tokio::task::yield_now().await;
+        }
+    };
+    let write = async {
+        let mut orders = Vec::new();
+        for i in 0..4 {
+            let (o, e) = placed(&format!("c{i}"), "cust", 1_000 - i);
+            s.create_order(&o, &e, None).await.expect("created");
+            orders.push(o);
+        }
+        for step in 0..3 {
+            for order in orders.iter_mut() {
+                // The writers' clocks disagree: later versions carry earlier times.
+                let (o, e) = next(order, OrderEvent::OrderConfirmed, 900 - step);
+                s.append(&o, &[e], order.version, None).await.expect("appended");
+                *order = o;
+            }
+        }
+        done.set(true);
+    };
+    tokio::join!(relay_until_done(), relay_until_done(), relay_until_done(), write);
+    DynamoOutboxRelay { store: &s, publisher: &publisher }.relay().await.expect("final relay");
+
+    let stream = read_stream(&stack).await;
+    assert_eq!(stream.len(), 4);
+    for (key, records) in stream {
+        let versions: Vec<u64> = records.iter().map(|d| serde_json::from_slice::<StoredEvent>(d).expect("event").version).collect();
+        assert_eq!(versions, [1, 2, 3, 4], "{key}: each event once, in version order");
     }
 }
 
@@ -354,4 +427,134 @@ async fn throttled_records_are_retried_alone_after_a_backoff() {
         "only the throttled record is sent again"
     );
     assert!(calls[1].0.duration_since(calls[0].0) >= std::time::Duration::from_millis(50), "after a backoff");
+}
+
+/// DynamoDB in front of moto, for what moto lacks: `ClientRequestToken` on `TransactWriteItems`
+/// (a retry with a token seen in the last 10 minutes and the same parameters succeeds without
+/// running again, as DynamoDB documents), and a network that loses the answer to the first
+/// transaction after it committed, so the SDK retries it. Everything else passes through.
+/// With `strip_tokens`, tokens are dropped on the way in: what a client sending none gets.
+struct LostAnswerDynamo {
+    base: String,
+    transactions: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+}
+
+impl LostAnswerDynamo {
+    fn start(moto: &str, strip_tokens: bool) -> LostAnswerDynamo {
+        use gocoffee_tests::lambda::{read_request, write_response};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let transactions = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Option<String>>::new()));
+        let tokens = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<String, serde_json::Value>::new()));
+        let (moto, seen) = (moto.to_owned(), transactions.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (moto, seen, tokens) = (moto.clone(), seen.clone(), tokens.clone());
+                std::thread::spawn(move || {
+                    let Ok(mut writer) = stream.try_clone() else { return };
+                    let mut reader = std::io::BufReader::new(stream);
+                    while let Some(req) = read_request(&mut reader) {
+                        let target = req.headers.iter().find(|(k, _)| k == "x-amz-target").map(|(_, v)| v.clone()).unwrap_or_default();
+                        let json = vec![("content-type".to_owned(), "application/x-amz-json-1.0".to_owned())];
+                        if target.ends_with(".TransactWriteItems") {
+                            let mut body: serde_json::Value = serde_json::from_slice(&req.body).expect("json");
+                            if strip_tokens {
+                                body.as_object_mut().expect("object").remove("ClientRequestToken");
+                            }
+                            let token = body["ClientRequestToken"].as_str().map(str::to_owned);
+                            let first = {
+                                let mut seen = seen.lock().expect("lock");
+                                seen.push(token.clone());
+                                seen.len() == 1
+                            };
+                            if let Some(t) = &token {
+                                let mut params = body.clone();
+                                params.as_object_mut().expect("object").remove("ClientRequestToken");
+                                if let Some(earlier) = tokens.lock().expect("lock").get(t) {
+                                    let (status, answer) = if *earlier == params {
+                                        (200, "{}".to_owned())
+                                    } else {
+                                        (
+                                            400,
+                                            r#"{"__type":"com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException","message":"changed"}"#
+                                                .to_owned(),
+                                        )
+                                    };
+                                    let _ = write_response(&mut writer, status, &json, answer.as_bytes(), false);
+                                    continue;
+                                }
+                                tokens.lock().expect("lock").insert(t.clone(), params);
+                            }
+                            let req = gocoffee_tests::lambda::HttpRequest { body: serde_json::to_vec(&body).expect("json"), ..req };
+                            let (status, headers, answer) = forward(&moto, &req);
+                            if first && status == 200 {
+                                // Committed, but the answer never reaches the client.
+                                let lost = br#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"the answer was lost"}"#;
+                                let _ = write_response(&mut writer, 500, &json, lost, false);
+                            } else {
+                                let _ = write_response(&mut writer, status, &headers, &answer, false);
+                            }
+                        } else {
+                            let (status, headers, answer) = forward(&moto, &req);
+                            let _ = write_response(&mut writer, status, &headers, &answer, false);
+                        }
+                    }
+                });
+            }
+        });
+        LostAnswerDynamo { base, transactions }
+    }
+}
+
+fn forward(moto: &str, req: &gocoffee_tests::lambda::HttpRequest) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut builder = ureq::http::Request::builder().method(req.method.as_str()).uri(format!("{moto}{}", req.target));
+    for (k, v) in &req.headers {
+        if !matches!(k.as_str(), "host" | "content-length" | "connection" | "transfer-encoding") {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+    }
+    let mut resp = agent.run(builder.body(req.body.clone()).expect("request")).expect("moto answers");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "content-length" | "connection" | "transfer-encoding"))
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    (status, headers, resp.body_mut().read_to_vec().expect("body"))
+}
+
+/// A store whose DynamoDB calls go through [`LostAnswerDynamo`].
+fn store_behind(dynamo: &LostAnswerDynamo, table: &str) -> gocoffee_aws::DynamoStore {
+    let env: HashMap<String, String> =
+        gocoffee_tests::aws::moto_env().into_iter().map(|(k, v)| if k == "AWS_ENDPOINT_URL" { (k, dynamo.base.clone()) } else { (k, v) }).collect();
+    let config = gocoffee_aws::AwsEnvironment::from_lookup(|name| env.get(name).cloned()).expect("environment").sdk_config();
+    gocoffee_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_committed_transaction_whose_answer_is_lost_is_not_reported_as_a_conflict() {
+    let stack = Stack::create("token").await;
+    let dynamo = LostAnswerDynamo::start(gocoffee_tests::aws::moto(), false);
+    let s = store_behind(&dynamo, stack.store().table());
+    let (order, first) = placed("lost-answer", "cust", 5);
+    // The SDK retries the transaction it never heard back from; with the token, DynamoDB answers
+    // the retry with success instead of failing its conditions against the committed write.
+    assert_eq!(s.create_order(&order, &first, Some(&idempotency("k-lost", 10_000))).await, Ok(()));
+    let tokens = dynamo.transactions.lock().expect("lock").clone();
+    assert_eq!(tokens.len(), 2, "the SDK retried once: {tokens:?}");
+    assert!(tokens[0].is_some() && tokens[0] == tokens[1], "the retry carries the same token: {tokens:?}");
+    assert_eq!(s.order("lost-answer").await.expect("read"), Some(order.clone()));
+    assert_eq!(s.events("lost-answer").await.expect("read").len(), 1, "written once");
+    // A deliberate second attempt by the app is a new transaction, and conflicts as it should.
+    assert_eq!(s.create_order(&order, &first, None).await, Err(StoreError::Conflict));
+
+    // The same lost answer without a token: the committed order comes back as a conflict, the
+    // defect the token prevents (and what this test would catch if the token went missing).
+    let tokenless = LostAnswerDynamo::start(gocoffee_tests::aws::moto(), true);
+    let s = store_behind(&tokenless, stack.store().table());
+    let (order, first) = placed("lost-answer-2", "cust", 6);
+    assert_eq!(s.create_order(&order, &first, None).await, Err(StoreError::Conflict));
+    assert!(s.order("lost-answer-2").await.expect("read").is_some(), "yet it was committed");
 }

@@ -33,6 +33,9 @@ on_both_shells!(
     a_customer_cannot_read_another_customers_order,
     bad_input_gets_a_clear_4xx_and_never_a_500,
     a_manager_uploads_a_menu_picture_and_the_menu_links_it,
+    the_admin_email_cannot_be_taken_and_racing_first_logins_make_one_admin,
+    two_managers_editing_one_item_lose_no_update,
+    picture_urls_ignore_a_forged_host_header_and_reads_say_how_to_cache,
 );
 
 /// A plain HTTP call to an absolute URL (a picture URL may point away from the API, at S3):
@@ -78,6 +81,85 @@ fn a_manager_uploads_a_menu_picture_and_the_menu_links_it(h: &impl Api) {
     let (status, content_type, bytes) = fetch("GET", &url, None, &[]);
     assert_eq!((status, content_type.as_str()), (200, "image/png"));
     assert_eq!(bytes, picture, "the uploaded bytes come back");
+}
+
+/// One raw HTTP/1.1 request, so the test controls every header (`Host` included); the whole
+/// response as text.
+fn raw_http(base: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(base.trim_start_matches("http://")).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    conn.write_all(request.as_bytes()).expect("request");
+    let mut response = Vec::new();
+    let _ = conn.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+fn the_admin_email_cannot_be_taken_and_racing_first_logins_make_one_admin(h: &impl Api) {
+    let squat = h.post("/api/v1/auth/register", None, json!({"email": ADMIN_EMAIL.to_uppercase(), "password": "squatter password"}));
+    assert_eq!((squat.status, squat.code()), (409, "email_taken"), "{}", squat.body);
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let logins: Vec<_> = (0..4).map(|_| s.spawn(|| h.login(ADMIN_EMAIL, ADMIN_PASSWORD))).collect();
+        logins
+            .into_iter()
+            .map(|t| {
+                let r = t.join().expect("thread");
+                assert_eq!((r.status, r.body["user"]["role"].as_str()), (200, Some("admin")), "{}", r.body);
+                r.body["user"]["id"].as_str().expect("id").to_owned()
+            })
+            .collect()
+    });
+    assert!(ids.iter().all(|id| id == "bootstrap-admin"), "{ids:?}");
+    assert_eq!(h.login(ADMIN_EMAIL, "squatter password").status, 401);
+}
+
+fn two_managers_editing_one_item_lose_no_update(h: &impl Api) {
+    let manager = h.staff("manager@example.com", "manager");
+    let patch = |body: serde_json::Value, if_match: &[(&str, &str)]| {
+        h.request("PATCH", "/api/v1/menu/items/mocha", Some(&manager), if_match, Some(("application/json", serde_json::to_vec(&body).expect("json"))))
+    };
+    let read = h.get("/api/v1/menu/items/mocha", None);
+    let etag = read.header("etag").expect("etag").to_owned();
+    let sold_out = patch(json!({"available": false}), &[("if-match", &etag)]);
+    assert_eq!(sold_out.status, 200, "{}", sold_out.body);
+    // The other manager still holds the old version: told so, instead of making it orderable again.
+    let stale = patch(json!({"available": true}), &[("if-match", &etag)]);
+    assert_eq!((stale.status, stale.code()), (412, "precondition_failed"), "{}", stale.body);
+
+    // Without If-Match, concurrent edits of different fields all land.
+    let edits = [json!({"name": "Mocha Grande"}), json!({"description": "Chocolate and espresso"}), json!({"modifiers": []})];
+    std::thread::scope(|s| {
+        for edit in &edits {
+            s.spawn(|| assert_eq!(patch(edit.clone(), &[]).status, 200));
+        }
+    });
+    let item = h.get("/api/v1/menu/items/mocha", None).body;
+    assert_eq!(
+        (item["available"].as_bool(), item["name"].as_str(), item["description"].as_str(), item["modifiers"].as_array().map(Vec::len)),
+        (Some(false), Some("Mocha Grande"), Some("Chocolate and espresso"), Some(0)),
+        "{item}"
+    );
+    assert_eq!(item["version"].as_u64(), read.body["version"].as_u64().map(|v| v + 4));
+}
+
+fn picture_urls_ignore_a_forged_host_header_and_reads_say_how_to_cache(h: &impl Api) {
+    let manager = h.staff("manager@example.com", "manager");
+    let body = r#"{"content_type": "image/png", "content_length": 8}"#;
+    let issued = raw_http(
+        h.base(),
+        &format!(
+            "PUT /api/v1/menu/items/latte/image HTTP/1.1\r\nhost: evil.example\r\nauthorization: Bearer {manager}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(issued.starts_with("HTTP/1.1 200") && issued.contains("upload_url"), "{issued}");
+    assert!(!issued.contains("evil.example"), "{issued}");
+    let menu = raw_http(h.base(), "GET /api/v1/menu HTTP/1.1\r\nhost: evil.example\r\nconnection: close\r\n\r\n");
+    assert!(menu.starts_with("HTTP/1.1 200") && menu.contains("image_url"), "{menu}");
+    assert!(!menu.contains("evil.example"), "a cache in front of the menu would hand this to everyone: {menu}");
+    assert_eq!(h.get("/api/v1/menu", None).header("cache-control"), Some("public, max-age=30"));
+    let ada = h.register("ada@example.com");
+    assert_eq!(h.get("/api/v1/orders", Some(&ada)).header("cache-control"), Some("no-store"));
 }
 
 fn register_login_refresh_and_me(h: &impl Api) {
@@ -234,17 +316,24 @@ fn a_poison_message_is_dead_lettered_and_the_rest_keep_flowing() {
     let dead = h.get("/.well-known/gocoffee/dead-letters", None);
     let items = dead.body["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{}", dead.body);
-    assert_eq!((items[0]["payload"].as_str(), items[0]["attempts"].as_u64()), (Some("this is not an event"), Some(3)));
+    // The consumer says it can never succeed, so it is not retried.
+    assert_eq!((items[0]["payload"].as_str(), items[0]["attempts"].as_u64()), (Some("this is not an event"), Some(1)));
+    assert!(items[0]["last_error"].as_str().is_some_and(|e| e.starts_with("poison: ")), "{}", dead.body);
     let listed = h.cli(&["dead-letters"]);
     assert_eq!(listed.lines().count(), 1, "{listed}");
     assert!(listed.contains("this is not an event"), "{listed}");
 
-    // Redriven, it is delivered again (and, still poison, dead-lettered again) while new orders flow.
+    // Redriven from another process, it is delivered again (and, still poison, dead-lettered
+    // again) without waiting for a new publish or a restart.
     assert!(h.cli(&["redrive"]).starts_with("1 message"));
     assert!(h.cli(&["dead-letters"]).is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.cli(&["dead-letters"]).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(h.cli(&["dead-letters"]).lines().count(), 1, "{}", h.log());
     let next = h.place(&ada);
     h.wait_for_status(&next, &ada, "confirmed");
-    assert_eq!(h.cli(&["dead-letters"]).lines().count(), 1);
 }
 
 #[test]
@@ -290,4 +379,210 @@ fn sigterm_lets_in_flight_requests_finish() {
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     let (_, status) = h.terminate();
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// An `OrderPlaced` for an order that was never written: the consumer can only say "not visible
+/// yet", a transient failure.
+fn placed_for_a_missing_order(h: &Host, ada: &str) -> Vec<u8> {
+    let id = h.place(ada);
+    h.wait_for_status(&id, ada, "confirmed");
+    let mut placed = h.get(&format!("/api/v1/orders/{id}/events"), Some(ada)).body["events"][0].clone();
+    placed["order_id"] = json!("01NEVERWRITTEN0000000000000");
+    placed["event_id"] = json!("01NEVERWRITTEN0000000000001");
+    serde_json::to_vec(&placed).expect("event")
+}
+
+fn attempts_so_far(state: &std::path::Path) -> i64 {
+    let conn = rusqlite::Connection::open(state.join("log.db")).expect("log db");
+    conn.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    conn.query_row("SELECT COALESCE(MAX(attempts), 0) FROM deliveries", [], |r| r.get(0)).expect("attempts")
+}
+
+#[test]
+fn a_transient_failure_is_retried_past_the_attempt_limit_until_its_window_ends() {
+    let h = Host::start("transient");
+    let ada = h.register("ada@example.com");
+    let payload = placed_for_a_missing_order(&h, &ada);
+    let state = h.kill();
+    inject_delivery(&state, &payload);
+    // Three faults would dead-letter it; a transient failure is retried for the whole window.
+    let h = Host::launch(state.clone(), "127.0.0.1:0", &["--max-attempts", "3", "--retry-base-ms", "50", "--retry-max-ms", "200"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while attempts_so_far(&state) < 6 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(attempts_so_far(&state) >= 6, "{}", h.log());
+    assert_eq!(h.get("/.well-known/gocoffee/dead-letters", None).body["items"].as_array().map(Vec::len), Some(0), "{}", h.log());
+    assert_eq!(pending_deliveries(&state), 1);
+
+    // With a window of one second, it has been failing for long enough: dead-lettered, and the
+    // messages behind it flow again.
+    let state = h.kill();
+    let h = Host::launch(state.clone(), "127.0.0.1:0", &["--retry-base-ms", "50", "--retry-for-secs", "1"]);
+    let next = h.place(&ada);
+    h.wait_for_status(&next, &ada, "confirmed");
+    let dead = h.get("/.well-known/gocoffee/dead-letters", None).body;
+    assert_eq!(dead["items"].as_array().map(Vec::len), Some(1), "{dead}");
+    assert!(dead["items"][0]["last_error"].as_str().is_some_and(|e| e.starts_with("transient: ")), "{dead}");
+}
+
+/// This machine's first address that isn't loopback, for tests of what a LAN client sees.
+fn lan_address() -> std::net::IpAddr {
+    let out = std::process::Command::new("hostname").arg("-I").output().expect("hostname -I");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+        .find(|a| a.is_ipv4() && !a.is_loopback())
+        .expect("a non-loopback IPv4 address on this machine (hostname -I)")
+}
+
+#[test]
+fn operator_endpoints_answer_remote_clients_only_with_the_operator_token() {
+    let h = Host::start_with("operator", "0.0.0.0:0", &["--operator-token", "operator-secret-token"]);
+    let lan = gocoffee_tests::Remote(format!("http://{}:{}", lan_address(), h.port()));
+    // The API itself is for everyone on the LAN...
+    assert_eq!(lan.get("/api/v1/menu", None).status, 200);
+    // ...the dead letters (order events: customer ids, notes) are not.
+    let refused = lan.get("/.well-known/gocoffee/dead-letters", None);
+    assert_eq!((refused.status, refused.code()), (403, "forbidden"), "{}", refused.body);
+    assert!(refused.body["items"].is_null());
+    assert_eq!(lan.get("/.well-known/gocoffee/dead-letters", Some("wrong-token")).status, 403);
+    assert_eq!(lan.post("/.well-known/gocoffee/dead-letters/redrive", None, json!({})).status, 403);
+    assert_eq!(lan.get("/.well-known/gocoffee/dead-letters", Some("operator-secret-token")).status, 200);
+    assert_eq!(h.get("/.well-known/gocoffee/dead-letters", None).status, 200, "loopback needs no token");
+    let redriven = h.post("/.well-known/gocoffee/dead-letters/redrive", None, json!({}));
+    assert_eq!((redriven.status, redriven.body["redriven"].as_u64()), (200, Some(0)));
+}
+
+/// Sends `head` and then `body` in pieces of `chunk` bytes every `pause`, on a thread; returns
+/// the stream to read the response from.
+fn send_slowly(port: u16, head: String, body: Vec<u8>, chunk: usize, pause: Duration) -> std::net::TcpStream {
+    use std::io::Write;
+    let conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let mut writer = conn.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        if writer.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        for piece in body.chunks(chunk) {
+            if writer.write_all(piece).is_err() {
+                return;
+            }
+            std::thread::sleep(pause);
+        }
+    });
+    conn
+}
+
+fn status_line(mut conn: std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Up to the end of the headers is enough.
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&response).lines().next().unwrap_or("").to_owned()
+}
+
+#[test]
+fn bodies_are_capped_by_what_arrives_and_a_trickling_one_is_timed_out() {
+    let h = Host::start_with("bodies", "127.0.0.1:0", &["--read-timeout-ms", "1500"]);
+    // 8 MiB in chunks, with no Content-Length, to the picture route (which takes raw bytes and
+    // has no cap of its own): refused by the host before a component could read it.
+    let mut chunked = Vec::new();
+    for _ in 0..128 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 64 * 1024).as_bytes());
+        chunked.extend(std::iter::repeat_n(b'x', 64 * 1024));
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = "PUT /api/v1/menu/items/latte/image/x.png?expires=1&signature=00 HTTP/1.1\r\nhost: localhost\r\ncontent-type: image/png\r\ntransfer-encoding: chunked\r\n\r\n";
+    let conn = send_slowly(h.port(), head.to_owned(), chunked, 1 << 20, Duration::ZERO);
+    assert!(status_line(conn).starts_with("HTTP/1.1 413"));
+
+    // A body that trickles in (10 of 100 bytes, then a byte every 200 ms) is cut off.
+    let started = Instant::now();
+    let head = "POST /api/v1/auth/register HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n";
+    let conn = send_slowly(h.port(), head.to_owned(), vec![b' '; 100], 1, Duration::from_millis(200));
+    assert!(status_line(conn).starts_with("HTTP/1.1 408"));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // Headers that never finish are cut off too.
+    let conn = send_slowly(h.port(), String::new(), b"GET /health HTTP/1.1\r\nx-slow: ".repeat(1), 1, Duration::from_millis(100));
+    let started = Instant::now();
+    let _ = status_line(conn);
+    assert!(started.elapsed() < Duration::from_secs(5), "the connection was closed: {:?}", started.elapsed());
+    assert!(!h.log().contains("status=500"), "{}", h.log());
+}
+
+#[test]
+fn two_hundred_slow_clients_do_not_starve_reads_orders_or_the_consumer() {
+    use std::io::Write;
+    let h = Host::start("slow-clients");
+    let ada = h.register("ada@example.com");
+    // 200 requests whose bodies never finish arriving: more than the instance pool holds.
+    let slow: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", h.port())).expect("connect");
+            c.write_all(b"POST /api/v1/auth/register HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"email\"")
+                .expect("partial request");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(h.get("/health", None).status, 200);
+    assert_eq!(h.get("/api/v1/menu", None).status, 200);
+    let id = h.place(&ada);
+    h.wait_for_status(&id, &ada, "confirmed");
+    drop(slow);
+    assert!(!h.log().contains("status=500"), "{}", h.log());
+}
+
+#[test]
+fn a_full_instance_pool_answers_503_with_retry_after_not_500() {
+    // Two instances: one for the order consumer, one for HTTP; a request waits 50 ms for it.
+    let h = Host::start_with("busy", "127.0.0.1:0", &["--max-instances", "2", "--queue-timeout-ms", "50"]);
+    let replies: Vec<gocoffee_tests::Reply> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let h = &h;
+                s.spawn(move || h.post("/api/v1/auth/register", None, json!({"email": format!("user{i}@example.com"), "password": "password 123"})))
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().expect("thread")).collect()
+    });
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 503), "{statuses:?}");
+    assert!(statuses.contains(&201) && statuses.contains(&503), "{statuses:?}");
+    for r in replies.iter().filter(|r| r.status == 503) {
+        assert_eq!((r.code(), r.header("retry-after")), ("overloaded", Some("1")));
+    }
+    // The consumer's slot is its own: orders are still confirmed.
+    let ada = h.register("ada@example.com");
+    let id = h.place(&ada);
+    h.wait_for_status(&id, &ada, "confirmed");
+}
+
+#[test]
+fn an_upload_url_on_the_host_works_once() {
+    let h = Host::start("upload-once");
+    let manager = h.staff("manager@example.com", "manager");
+    let issued = h.request(
+        "PUT",
+        "/api/v1/menu/items/latte/image",
+        Some(&manager),
+        &[],
+        Some(("application/json", serde_json::to_vec(&json!({"content_type": "image/png", "content_length": 8})).expect("json"))),
+    );
+    let upload = issued.body["upload_url"].as_str().expect("upload url").to_owned();
+    assert_eq!(fetch("PUT", &upload, Some("image/png"), b"\x89PNG\r\n\x1a\n").0, 204);
+    let (status, _, body) = fetch("PUT", &upload, Some("image/png"), b"EVIL\r\n\x1a\n");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let url = h.get("/api/v1/menu/items/latte", None).body["image_url"].as_str().expect("url").to_owned();
+    assert_eq!(fetch("GET", &url, None, &[]).2, b"\x89PNG\r\n\x1a\n");
 }

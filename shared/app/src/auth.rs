@@ -63,6 +63,13 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
+/// Compares two secrets in time that doesn't depend on where they differ: both are hashed to
+/// fixed-size digests first, and the digests are compared in constant time.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
+}
+
 /// A hash of a fixed password, checked against when an email is unknown so that a login takes
 /// as long whether or not the account exists.
 pub const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$AwoRGB8mLTQ7QklQV15lbA$BlW37j/rN/ulOLLzXBImAWAUlzW6UH78O7slNJ+r6qQ";
@@ -151,7 +158,13 @@ mod tests {
     }
 
     fn config() -> Config {
-        Config { jwt_secret: b"0123456789abcdef0123456789abcdef".to_vec(), access_token_ttl_s: 60, refresh_token_ttl_s: 600, bootstrap_admin: None }
+        Config {
+            jwt_secret: b"0123456789abcdef0123456789abcdef".to_vec(),
+            access_token_ttl_s: 60,
+            refresh_token_ttl_s: 600,
+            bootstrap_admin: None,
+            public_base_url: None,
+        }
     }
 
     #[test]
@@ -180,6 +193,14 @@ mod tests {
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("correct horse", "garbage"));
         assert!(!verify_password("correct horse", DECOY_HASH));
+    }
+
+    #[test]
+    fn secrets_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"admin password", b"admin password"));
+        assert!(!constant_time_eq(b"admin password", b"admin passwore"));
+        assert!(!constant_time_eq(b"admin password", b"admin"));
+        assert!(!constant_time_eq(b"", b"x"));
     }
 
     #[test]

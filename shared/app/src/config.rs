@@ -20,6 +20,10 @@ pub struct Config {
     /// The first admin: created on its first login when no account has that email yet, since
     /// nobody can register as staff.
     pub bootstrap_admin: Option<(Email, Password)>,
+    /// Where clients reach the API (`https://api.example.com`), for the absolute URLs it hands
+    /// out (menu pictures). Without it, URLs are absolute only for a request to a loopback
+    /// host and relative otherwise: never built from another request's `Host`.
+    pub public_base_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -28,6 +32,7 @@ impl std::fmt::Debug for Config {
             .field("access_token_ttl_s", &self.access_token_ttl_s)
             .field("refresh_token_ttl_s", &self.refresh_token_ttl_s)
             .field("bootstrap_admin", &self.bootstrap_admin.as_ref().map(|(e, _)| e))
+            .field("public_base_url", &self.public_base_url)
             .finish_non_exhaustive()
     }
 }
@@ -36,7 +41,8 @@ pub const ISSUER: &str = "gocoffee";
 
 impl Config {
     /// Names of the variables [`Config::from_lookup`] reads.
-    pub const VARIABLES: [&'static str; 5] = ["jwt_secret", "access_token_ttl_seconds", "refresh_token_ttl_seconds", "admin_email", "admin_password"];
+    pub const VARIABLES: [&'static str; 6] =
+        ["jwt_secret", "access_token_ttl_seconds", "refresh_token_ttl_seconds", "admin_email", "admin_password", "public_base_url"];
 
     /// Builds the config from a lookup of variable names (lower snake case). Empty values count
     /// as unset.
@@ -66,13 +72,27 @@ impl Config {
             (Some(_), None) => return Err(ConfigError::Missing("admin_password")),
             (None, Some(_)) => return Err(ConfigError::Missing("admin_email")),
         };
+        let public_base_url = get("public_base_url").map(|url| parse_base_url(&url)).transpose()?;
         Ok(Config {
             jwt_secret: jwt_secret.into_bytes(),
             access_token_ttl_s: seconds("access_token_ttl_seconds", 900)?,
             refresh_token_ttl_s: seconds("refresh_token_ttl_seconds", 30 * 24 * 3600)?,
             bootstrap_admin,
+            public_base_url,
         })
     }
+}
+
+/// An origin (`scheme://host[:port]`), with an optional path prefix, without a trailing slash.
+fn parse_base_url(url: &str) -> Result<String, ConfigError> {
+    let invalid = |why: &str| ConfigError::Invalid { name: "public_base_url", why: why.into() };
+    let url = url.trim().trim_end_matches('/');
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(|| invalid("use an http:// or https:// URL"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || url.contains(['?', '#']) || !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid("use scheme://host[:port][/path], with no query or fragment"));
+    }
+    Ok(url.to_owned())
 }
 
 #[cfg(test)]
@@ -98,5 +118,17 @@ mod tests {
         let c = Config::from_lookup(lookup(&[secret, ("admin_email", "Boss@Shop.co"), ("admin_password", "long enough pw")])).expect("valid");
         assert_eq!(c.bootstrap_admin.map(|(e, _)| e.as_str().to_owned()), Some("boss@shop.co".into()));
         assert!(!format!("{:?}", Config::from_lookup(lookup(&[secret])).expect("valid")).contains("0123"));
+    }
+
+    #[test]
+    fn the_public_base_url_is_an_origin_without_a_trailing_slash() {
+        let secret = ("jwt_secret", "0123456789abcdef0123456789abcdef");
+        let base = |url: &str| Config::from_lookup(lookup(&[secret, ("public_base_url", url)])).map(|c| c.public_base_url);
+        assert_eq!(base("https://coffee.example/"), Ok(Some("https://coffee.example".into())));
+        assert_eq!(base("http://10.0.0.5:3000/shop"), Ok(Some("http://10.0.0.5:3000/shop".into())));
+        assert_eq!(base(""), Ok(None));
+        for bad in ["coffee.example", "ftp://coffee.example", "https://", "https://a.example/?x=1", "https://a b.example"] {
+            assert!(matches!(base(bad), Err(ConfigError::Invalid { name: "public_base_url", .. })), "{bad}");
+        }
     }
 }

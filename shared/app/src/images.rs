@@ -127,20 +127,59 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
-/// Where clients reach this function: Spin's `spin-full-url` (the local host sets it too), else
-/// the request's own absolute URI, else its `Host`. Without any, URLs stay relative.
+/// Where clients reach this function, for absolute URLs: the configured `public_base_url`;
+/// else the request's own origin when its host is loopback (a link there can only lead back to
+/// the machine that asked); else nothing, and URLs stay relative to the API. Never a `Host`
+/// header's word for a public name, which anyone can set and a shared cache would spread.
 fn base_url(ctx: &Ctx<'_>) -> String {
+    if let Some(base) = &ctx.svc.config.public_base_url {
+        return base.clone();
+    }
     let header = |name| ctx.req.headers().get(name).and_then(|v| v.to_str().ok());
-    let origin = |url: &str| -> Option<String> {
+    let origin = |url: &str| -> Option<(String, String)> {
         let (scheme, rest) = url.split_once("://")?;
         let authority = rest.split(['/', '?']).next().filter(|a| !a.is_empty())?;
-        Some(format!("{scheme}://{authority}"))
+        Some((scheme.to_owned(), authority.to_owned()))
     };
-    if let Some(o) = header("spin-full-url").and_then(origin) {
-        return o;
+    let (scheme, authority) = match header("spin-full-url").and_then(origin) {
+        Some(o) => o,
+        None => match (ctx.req.uri().scheme_str(), ctx.req.uri().authority()) {
+            (Some(scheme), Some(authority)) => (scheme.to_owned(), authority.to_string()),
+            _ => match header(header::HOST.as_str()) {
+                Some(host) => ("http".to_owned(), host.to_owned()),
+                None => return String::new(),
+            },
+        },
+    };
+    if (scheme == "http" || scheme == "https") && is_loopback_authority(&authority) { format!("{scheme}://{authority}") } else { String::new() }
+}
+
+/// True for `localhost`, `127.x.x.x` and `[::1]`, with or without a port.
+fn is_loopback_authority(authority: &str) -> bool {
+    if authority.contains(['@', '/', '\\']) || !authority.bytes().all(|b| b.is_ascii_graphic()) {
+        return false;
     }
-    if let (Some(scheme), Some(authority)) = (ctx.req.uri().scheme_str(), ctx.req.uri().authority()) {
-        return format!("{scheme}://{authority}");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, port)) if port.is_empty() || port.starts_with(':') => ip,
+            _ => return false,
+        },
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_authority;
+
+    #[test]
+    fn only_loopback_hosts_count_as_loopback() {
+        for yes in ["localhost", "LOCALHOST:3000", "127.0.0.1", "127.0.0.1:3000", "127.8.9.10:1", "[::1]", "[::1]:3000"] {
+            assert!(is_loopback_authority(yes), "{yes}");
+        }
+        for no in ["evil.example", "evil.example:80", "localhost.evil.example", "10.0.0.1:3000", "[::2]:80", "127.0.0.1@evil.example", "[::1]evil", ""] {
+            assert!(!is_loopback_authority(no), "{no}");
+        }
     }
-    header(header::HOST.as_str()).filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'/')).map(|h| format!("http://{h}")).unwrap_or_default()
 }

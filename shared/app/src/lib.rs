@@ -241,6 +241,11 @@ pub async fn handle(svc: &Services<'_>, only: Option<Group>, req: Request) -> Re
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
+    // Answers are private and change with every write unless a route says otherwise (the
+    // public menu, pictures): no shared cache may keep one.
+    if !response.headers().contains_key(header::CACHE_CONTROL) {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     tracing::info!(request_id = %request_id, method = %method, path = %path, status = response.status().as_u16(), "request");
     response
 }

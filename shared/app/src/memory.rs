@@ -20,6 +20,7 @@ struct State {
     processed: HashSet<(String, String)>,
     outbox: Vec<StoredEvent>,
     published: Vec<StoredEvent>,
+    uploads: HashSet<String>,
 }
 
 /// One store holding every kind of state, like the single SQLite database or DynamoDB table.
@@ -104,15 +105,27 @@ impl MenuStore for MemoryStore {
         })
     }
 
-    async fn replace_menu_item(&self, item: &MenuItem) -> StoreResult<bool> {
+    async fn replace_menu_item(&self, item: &MenuItem, expected_version: u64) -> StoreResult<bool> {
         self.check()?;
-        Ok(self.with_menu(|m| match m.iter_mut().find(|i| i.id == item.id) {
+        self.with_menu(|m| match m.iter_mut().find(|i| i.id == item.id) {
+            Some(slot) if slot.version != expected_version => Err(StoreError::Conflict),
             Some(slot) => {
                 *slot = item.clone();
-                true
+                Ok(true)
             }
-            None => false,
-        }))
+            None => Ok(false),
+        })
+    }
+
+    async fn claim_upload(&self, key: &str, _at_ms: i64) -> StoreResult<()> {
+        self.check()?;
+        if self.state.borrow_mut().uploads.insert(key.to_owned()) { Ok(()) } else { Err(StoreError::Conflict) }
+    }
+
+    async fn release_upload(&self, key: &str) -> StoreResult<()> {
+        self.check()?;
+        self.state.borrow_mut().uploads.remove(key);
+        Ok(())
     }
 }
 
@@ -266,6 +279,11 @@ impl ImageBlobs for MemoryImageBlobs {
 
     async fn image(&self, key: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
         Ok(self.0.borrow().get(key).cloned())
+    }
+
+    async fn delete_image(&self, key: &str) -> StoreResult<()> {
+        self.0.borrow_mut().remove(key);
+        Ok(())
     }
 }
 

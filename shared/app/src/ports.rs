@@ -56,8 +56,15 @@ pub trait MenuStore {
     async fn menu_item(&self, id: &str) -> StoreResult<Option<MenuItem>>;
     /// Adds an item; [`StoreError::Conflict`] when the id is taken.
     async fn insert_menu_item(&self, item: &MenuItem) -> StoreResult<()>;
-    /// Replaces an existing item; `false` when there is no item with that id.
-    async fn replace_menu_item(&self, item: &MenuItem) -> StoreResult<bool>;
+    /// Replaces an existing item if it is still at `expected_version` (`item.version` is the
+    /// new one); `false` when there is no item with that id, [`StoreError::Conflict`] when
+    /// another writer changed it first.
+    async fn replace_menu_item(&self, item: &MenuItem, expected_version: u64) -> StoreResult<bool>;
+    /// Marks a picture upload (by object key) as used; [`StoreError::Conflict`] when it already
+    /// was, so each upload URL works once.
+    async fn claim_upload(&self, key: &str, at_ms: i64) -> StoreResult<()>;
+    /// Gives back a claim whose upload failed, so the same URL can be retried.
+    async fn release_upload(&self, key: &str) -> StoreResult<()>;
 }
 
 /// The first response to an idempotent request, kept so a retry gets the same answer.
@@ -149,6 +156,8 @@ pub trait ImageBlobs {
     async fn put_image(&self, key: &str, content_type: &str, bytes: &[u8]) -> StoreResult<()>;
     /// The picture's content type and bytes.
     async fn image(&self, key: &str) -> StoreResult<Option<(String, Vec<u8>)>>;
+    /// Removes a picture; removing one that isn't there is not an error.
+    async fn delete_image(&self, key: &str) -> StoreResult<()>;
 }
 
 /// Where menu pictures live on this platform.

@@ -47,6 +47,7 @@ impl World {
                 access_token_ttl_s: 900,
                 refresh_token_ttl_s: 3600,
                 bootstrap_admin: Some((Email::parse(ADMIN.0).expect("email"), Password::parse(ADMIN.1).expect("password"))),
+                public_base_url: None,
             },
         }
     }
@@ -569,4 +570,96 @@ fn the_request_id_is_echoed() {
     let w = World::new();
     let r = w.raw("GET", "/health", None, None, vec![], &[("x-request-id", "abc-123")]);
     assert_eq!(r.headers["x-request-id"], "abc-123");
+}
+
+#[test]
+fn the_admin_email_cannot_be_registered_before_the_admin_first_logs_in() {
+    let w = World::new();
+    let squat = w.call("POST", "/api/v1/auth/register", None, Some(json!({"email": "Admin@GoCoffee.test", "password": "squatter password"})));
+    assert_eq!((squat.status, squat.body["error"]["code"].as_str()), (409, Some("email_taken")), "answered as a taken email");
+    let login = w.login(ADMIN.0, ADMIN.1);
+    assert_eq!((login.status, login.body["user"]["role"].as_str(), login.body["user"]["id"].as_str()), (200, Some("admin"), Some("bootstrap-admin")));
+    let admin = login.body["access_token"].as_str().expect("token").to_owned();
+    let staff = w.call("POST", "/api/v1/auth/users", Some(&admin), Some(json!({"email": ADMIN.0, "password": "staff password", "role": "barista"})));
+    assert_eq!(staff.status, 409);
+    // A second first login (as after a race) finds the one admin.
+    assert_eq!(w.login(ADMIN.0, ADMIN.1).body["user"]["id"], "bootstrap-admin");
+    assert_eq!(w.login(ADMIN.0, "admin password 2").status, 401);
+}
+
+#[test]
+fn menu_writes_are_conditional_on_the_version_read() {
+    let w = World::new();
+    let manager = w.staff("manager@example.com", "manager");
+    let read = w.call("GET", "/api/v1/menu/items/latte", None, None);
+    let etag = read.headers["etag"].to_str().expect("etag").to_owned();
+    assert_eq!(etag, "\"0\"");
+    let patch = |body: Value, if_match: Option<&str>| {
+        let headers: Vec<(&str, &str)> = if_match.map(|m| vec![("if-match", m)]).unwrap_or_default();
+        w.raw("PATCH", "/api/v1/menu/items/latte", Some(&manager), Some("application/json"), serde_json::to_vec(&body).expect("json"), &headers)
+    };
+    // Two managers read version 0; the first write wins, the second is told it is stale.
+    let first = patch(json!({"available": false}), Some(&etag));
+    assert_eq!((first.status, first.headers["etag"].to_str().ok(), first.body["version"].as_u64()), (200, Some("\"1\""), Some(1)));
+    let second = patch(json!({"name": "Big Latte"}), Some(&etag));
+    assert_eq!((second.status, second.body["error"]["code"].as_str()), (412, Some("precondition_failed")));
+    assert_eq!(patch(json!({"name": "Big Latte"}), Some("W/\"1\"")).status, 412, "weak tags never match");
+    // Without If-Match the change is applied on top of whatever is current: nothing is lost.
+    let merged = patch(json!({"name": "Big Latte"}), None);
+    assert_eq!((merged.status, merged.body["available"].as_bool(), merged.body["name"].as_str()), (200, Some(false), Some("Big Latte")));
+    assert_eq!(patch(json!({"available": true}), Some("\"7\", \"2\"")).status, 200, "any listed tag may match");
+    assert_eq!(patch(json!({"available": true}), Some("*")).status, 200);
+}
+
+#[test]
+fn an_upload_url_works_once_and_a_replaced_picture_is_deleted() {
+    let w = World::new();
+    let manager = w.staff("manager@example.com", "manager");
+    let bytes = b"\x89PNG\r\n\x1a\n";
+    let issue = || {
+        let r = w.call("PUT", "/api/v1/menu/items/latte/image", Some(&manager), Some(json!({"content_type": "image/png", "content_length": 8})));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["upload_url"].as_str().expect("upload url").to_owned()
+    };
+    let first = issue();
+    assert_eq!(w.bytes("PUT", &first, Some("image/png"), bytes).0, 204);
+    let replayed = w.bytes("PUT", &first, Some("image/png"), b"evil!!!!");
+    assert_eq!(replayed.0, 403, "a second PUT on the same URL is refused");
+    let first_download = w.call("GET", "/api/v1/menu/items/latte", None, None).body["image_url"].as_str().expect("url").to_owned();
+    assert_eq!(w.bytes("GET", &first_download, None, &[]).2, bytes, "the first upload's bytes stand");
+
+    let second = issue();
+    assert_eq!(w.bytes("GET", &first_download, None, &[]).0, 404, "the replaced picture's bytes are gone");
+    assert_eq!(w.images.0.borrow().len(), 0);
+    assert_eq!(w.bytes("PUT", &second, Some("image/png"), bytes).0, 204);
+    let third = issue();
+    assert_eq!(w.bytes("PUT", &second, Some("image/png"), bytes).0, 403, "a superseded URL takes nothing");
+    assert_eq!(w.bytes("PUT", &third, Some("image/png"), bytes).0, 204);
+    assert_eq!(w.images.0.borrow().len(), 1, "one picture stored per item");
+}
+
+#[test]
+fn picture_urls_never_take_their_origin_from_a_public_host_header() {
+    let mut w = World::new();
+    let manager = w.staff("manager@example.com", "manager");
+    w.call("PUT", "/api/v1/menu/items/latte/image", Some(&manager), Some(json!({"content_type": "image/png", "content_length": 8})));
+    let url_for = |w: &World, host: &str| {
+        let r = w.raw("GET", "/api/v1/menu/items/latte", None, None, vec![], &[("host", host)]);
+        r.body["image_url"].as_str().expect("url").to_owned()
+    };
+    assert!(url_for(&w, "evil.example").starts_with("/api/v1/menu/items/latte/image/"), "relative when the host is not known to be safe");
+    assert!(url_for(&w, "127.0.0.1:3000").starts_with("http://127.0.0.1:3000/api/v1/"), "a loopback host links back to itself");
+    w.config.public_base_url = Some("https://coffee.example".into());
+    assert!(url_for(&w, "evil.example").starts_with("https://coffee.example/api/v1/menu/items/latte/image/"));
+}
+
+#[test]
+fn responses_say_how_they_may_be_cached() {
+    let w = World::new();
+    let ada = w.register("ada@example.com");
+    assert_eq!(w.call("GET", "/api/v1/menu", None, None).headers["cache-control"], "public, max-age=30");
+    assert_eq!(w.call("GET", "/api/v1/menu/items/latte", None, None).headers["cache-control"], "public, max-age=30");
+    assert_eq!(w.call("GET", "/api/v1/auth/me", Some(&ada), None).headers["cache-control"], "no-store");
+    assert_eq!(w.call("GET", "/api/v1/orders", Some(&ada), None).headers["cache-control"], "no-store");
+    assert_eq!(w.call("GET", "/api/v1/nowhere", None, None).headers["cache-control"], "no-store");
 }

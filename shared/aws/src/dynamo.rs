@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
-use gocoffee_app::ports::{IdempotencyRecord, MenuStore, OrderQuery, OrderStore, Page, RefreshTokenRecord, StoreError, StoreResult, UserRecord, UserStore};
+use gocoffee_app::ports::{
+    Entropy, IdempotencyRecord, MenuStore, OrderQuery, OrderStore, OsEntropy, Page, RefreshTokenRecord, StoreError, StoreResult, UserRecord, UserStore,
+};
 use gocoffee_core::menu::default_menu;
 use gocoffee_core::{KitchenTicket, MenuItem, Order, Role, StoredEvent};
 
@@ -26,6 +28,8 @@ pub mod keys {
     /// DynamoDB's TTL attribute (epoch seconds).
     pub const TTL: &str = "expires_at";
     pub const OUTBOX: &str = "OUTBOX";
+    /// The one item whose holder may relay the outbox.
+    pub const OUTBOX_LEASE: &str = "OUTBOX_LEASE";
 }
 
 use keys::*;
@@ -177,8 +181,16 @@ impl DynamoStore {
         }
     }
 
+    /// One atomic write. The client request token makes it idempotent for 10 minutes: when the
+    /// SDK retries a transaction whose first attempt committed but whose answer was lost, DynamoDB
+    /// answers the retry with success instead of failing its conditions (which would report a
+    /// committed order as a conflict). The SDK fills in a token of its own when none is given
+    /// (the member is an idempotency token in DynamoDB's model); ours makes the guarantee
+    /// explicit rather than a code-generation detail. A fresh token per call, so a deliberate
+    /// retry by the app is a new transaction.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<()> {
-        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(transaction_error)?;
+        let token = format!("{:032x}", OsEntropy.u128());
+        self.client.transact_write_items().set_transact_items(Some(items)).client_request_token(token).send().await.map_err(transaction_error)?;
         Ok(())
     }
 
@@ -246,7 +258,9 @@ impl DynamoStore {
         item.insert("doc".into(), payload.clone());
         item.insert("event_id".into(), s(&event.event_id));
         let log = self.put_if(item, NEW, &[]);
-        let mut outbox = key(OUTBOX, &format!("{:015}#{}#{:010}", event.occurred_at_ms.max(0), event.order_id, event.version));
+        // Keyed by (order, version), not by the writer's clock: the relay publishes each
+        // order's lowest pending version first, whatever the clocks of the writers said.
+        let mut outbox = key(OUTBOX, &format!("{}#{:010}", event.order_id, event.version));
         outbox.insert("doc".into(), payload);
         outbox.insert("order_id".into(), s(&event.order_id));
         outbox.insert("version".into(), n(event.version));
@@ -272,6 +286,42 @@ impl DynamoStore {
     pub(crate) async fn remove_from_outbox(&self, sk: &str) -> StoreResult<()> {
         self.client.delete_item().table_name(&self.table).set_key(Some(key(OUTBOX, sk))).send().await.map_err(sdk)?;
         Ok(())
+    }
+
+    /// Takes (or extends) the relay lease for `holder` until `until_ms`; false while another
+    /// relay holds an unexpired one.
+    pub(crate) async fn lease_outbox(&self, holder: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool> {
+        let mut item = key(OUTBOX_LEASE, "LEASE");
+        item.insert("holder".into(), s(holder));
+        item.insert("until_ms".into(), n(until_ms));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR until_ms <= :now OR holder = :me")
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":me", s(holder));
+        match put.send().await.map_err(conditional) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn release_outbox(&self, holder: &str) -> StoreResult<()> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(OUTBOX_LEASE, "LEASE")))
+            .condition_expression("holder = :me")
+            .expression_attribute_values(":me", s(holder));
+        match delete.send().await.map_err(conditional) {
+            // Someone took it over after it expired: it is theirs now.
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -385,36 +435,53 @@ impl MenuStore for DynamoStore {
         // After the defaults, in the order items were added.
         let position = 1_000_000 + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
         row.insert("position".into(), n(position));
+        row.insert("version".into(), n(item.version));
         row.insert("doc".into(), to_doc(item)?);
         self.client.put_item().table_name(&self.table).set_item(Some(row)).condition_expression(NEW).send().await.map_err(conditional)?;
         Ok(())
     }
 
-    async fn replace_menu_item(&self, item: &MenuItem) -> StoreResult<bool> {
-        let default_position = default_menu().iter().position(|d| d.id == item.id);
-        let mut row = key("MENU", &format!("ITEM#{}", item.id));
-        row.insert("doc".into(), to_doc(item)?);
-        let put = self.client.put_item().table_name(&self.table);
-        let result = match default_position {
-            // A default item always exists; keep its place.
-            Some(p) => {
-                row.insert("position".into(), n(p));
-                put.set_item(Some(row)).send().await
-            }
-            None => {
-                let existing = match self.get(key("MENU", &format!("ITEM#{}", item.id))).await? {
-                    Some(existing) => existing,
-                    None => return Ok(false),
-                };
-                row.insert("position".into(), n(get_n(&existing, "position")?));
-                put.set_item(Some(row)).condition_expression("attribute_exists(pk)").send().await
-            }
+    async fn replace_menu_item(&self, item: &MenuItem, expected_version: u64) -> StoreResult<bool> {
+        let item_key = key("MENU", &format!("ITEM#{}", item.id));
+        let position = match default_menu().iter().position(|d| d.id == item.id) {
+            // A default item always exists (stored or not); it keeps its place.
+            Some(p) => p as i64,
+            None => match self.get(item_key.clone()).await? {
+                Some(existing) => get_n(&existing, "position")?,
+                None => return Ok(false),
+            },
         };
-        match result.map_err(conditional) {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let mut row = item_key;
+        row.insert("position".into(), n(position));
+        row.insert("version".into(), n(item.version));
+        row.insert("doc".into(), to_doc(item)?);
+        // Items stored before versions existed (and defaults never stored) have no `version`:
+        // they are at 0.
+        let condition = if expected_version == 0 { "attribute_not_exists(version) OR version = :expected" } else { "version = :expected" };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(row))
+            .condition_expression(condition)
+            .expression_attribute_values(":expected", n(expected_version))
+            .send()
+            .await
+            .map_err(conditional)?;
+        Ok(true)
+    }
+
+    async fn claim_upload(&self, key_: &str, at_ms: i64) -> StoreResult<()> {
+        let mut item = key(format!("UPLOAD#{key_}"), "UPLOAD");
+        item.insert("used_at_ms".into(), n(at_ms));
+        // Upload URLs live 15 minutes; the claim only has to outlive them.
+        item.insert(TTL.into(), n(at_ms.div_euclid(1000) + 24 * 3600));
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(NEW).send().await.map_err(conditional)?;
+        Ok(())
+    }
+
+    async fn release_upload(&self, key_: &str) -> StoreResult<()> {
+        self.client.delete_item().table_name(&self.table).set_key(Some(key(format!("UPLOAD#{key_}"), "UPLOAD"))).send().await.map_err(sdk)?;
+        Ok(())
     }
 }
 

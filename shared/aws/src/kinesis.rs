@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use gocoffee_app::ports::{EventRelay, StoreError, StoreResult};
+use gocoffee_app::ports::{Entropy, EventRelay, OsEntropy, StoreError, StoreResult};
 
 use crate::dynamo::{DynamoStore, keys};
 
@@ -92,25 +92,47 @@ impl KinesisPublisher {
 /// Moves pending outbox entries from the table to the stream, then removes them. An entry whose
 /// publish failed stays for the next relay; a crash between publish and removal publishes it
 /// again (consumers are idempotent).
+///
+/// Every function relays after its requests, so relays overlap; one at a time holds the lease
+/// (a conditional put with an expiry) and the others leave the work to it. The holder looks
+/// again after letting go, so nothing written meanwhile is left behind. So each entry goes out
+/// once, and each order's entries in version order.
 pub struct DynamoOutboxRelay<'a> {
     pub store: &'a DynamoStore,
     pub publisher: &'a KinesisPublisher,
 }
 
-/// Rounds per relay call, so one request never spends long draining a backlog.
+/// Batches per lease, so one request never spends long draining a backlog.
 const RELAY_ROUNDS: usize = 4;
+/// Times a relay may take the lease: each later turn looks again after letting go, for entries
+/// written while it held the lease (their own relays found it taken).
+const LEASE_TURNS: usize = 4;
+/// Longer than any function's timeout, so a lease outlives its holder only when the holder died.
+const LEASE_MS: i64 = 5 * 60 * 1000;
 
-#[async_trait(?Send)]
-impl EventRelay for DynamoOutboxRelay<'_> {
-    async fn relay(&self) -> StoreResult<usize> {
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+impl DynamoOutboxRelay<'_> {
+    async fn lease(&self, holder: &str) -> StoreResult<bool> {
+        let now = now_ms();
+        self.store.lease_outbox(holder, now, now + LEASE_MS).await
+    }
+
+    /// Publishes pending entries while `holder` keeps the lease: each round, every order's lowest
+    /// pending version (a later event of an order never goes out in the same batch as, and so
+    /// possibly ahead of, an earlier one).
+    async fn drain(&self, holder: &str) -> StoreResult<usize> {
         let mut sent = 0;
-        for _ in 0..RELAY_ROUNDS {
+        for round in 0..RELAY_ROUNDS {
+            if round > 0 && !self.lease(holder).await? {
+                break;
+            }
             let pending = self.store.outbox(MAX_BATCH as i32).await?;
             if pending.is_empty() {
                 break;
             }
-            // One entry per order per round, its lowest version: a later event of an order never
-            // goes out in the same batch as (and so possibly ahead of) an earlier one.
             let mut batch: Vec<(String, Record, u64)> = Vec::new();
             for item in &pending {
                 let (Some(sk), Some(order), Some(doc), Some(version)) = (
@@ -140,6 +162,33 @@ impl EventRelay for DynamoOutboxRelay<'_> {
             }
             if failed {
                 return Err(StoreError::Unavailable("the stream did not take every event; the rest wait in the outbox".into()));
+            }
+        }
+        Ok(sent)
+    }
+}
+
+#[async_trait(?Send)]
+impl EventRelay for DynamoOutboxRelay<'_> {
+    async fn relay(&self) -> StoreResult<usize> {
+        if self.store.outbox(1).await?.is_empty() {
+            return Ok(0);
+        }
+        let holder = format!("{:032x}", OsEntropy.u128());
+        let mut sent = 0;
+        for _ in 0..LEASE_TURNS {
+            if !self.lease(&holder).await? {
+                // Another relay is publishing; it looks again after it lets go.
+                return Ok(sent);
+            }
+            let drained = self.drain(&holder).await;
+            // An expired lease frees itself, so a failed release only delays the next relay.
+            if let Err(e) = self.store.release_outbox(&holder).await {
+                tracing::warn!(error = %e, "releasing the outbox lease failed");
+            }
+            sent += drained?;
+            if self.store.outbox(1).await?.is_empty() {
+                break;
             }
         }
         Ok(sent)

@@ -44,6 +44,10 @@ pub struct MenuItem {
     /// to upload one. Clients see a download URL in its place, never the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Bumped by every change, so a write can require the version it read (an item stored
+    /// before versions existed reads as 0).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl MenuItem {
@@ -108,6 +112,7 @@ impl NewMenuItem {
             modifiers: self.modifiers,
             available: self.available,
             image: None,
+            version: 1,
         };
         validate_item(&item)?;
         Ok(item)
@@ -317,7 +322,7 @@ fn espresso_modifiers(milk: bool) -> Vec<ModifierOption> {
 }
 
 fn item(id: &str, name: &str, description: &str, category: Category, sizes: Vec<SizePrice>, modifiers: Vec<ModifierOption>) -> MenuItem {
-    MenuItem { id: id.into(), name: name.into(), description: description.into(), category, sizes, modifiers, available: true, image: None }
+    MenuItem { id: id.into(), name: name.into(), description: description.into(), category, sizes, modifiers, available: true, image: None, version: 0 }
 }
 
 /// The menu a new shop starts with.

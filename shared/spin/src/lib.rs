@@ -94,6 +94,10 @@ impl ImageBlobs for SpinKvImageBlobs {
         value.truncate(split);
         Ok(Some((String::from_utf8_lossy(&value).into_owned(), bytes)))
     }
+
+    async fn delete_image(&self, key: &str) -> StoreResult<()> {
+        self.store()?.delete(key).map_err(kv_error)
+    }
 }
 
 /// Publishes on Redis channels through Spin's outbound Redis. Connects on first use, so a
@@ -169,7 +173,10 @@ pub async fn serve(group: Group, req: Request) -> Response {
 }
 
 /// The whole body of the Redis-triggered order consumer. An error makes the trigger redeliver
-/// (the local host retries with backoff, then dead-letters).
+/// (the local host retries with backoff, then dead-letters). Its message is the last line the
+/// component writes to stderr (spin-sdk prints it), and it starts `poison message:` or
+/// `retryable:` ([`ConsumerError`](gocoffee_app::consumer::ConsumerError)'s display), which is how
+/// the host tells a message that can never succeed from a dependency that is down.
 pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
     with_services(None, async |svc| {
         gocoffee_app::consumer::handle_order_event(svc, payload).await?;
@@ -180,6 +187,6 @@ pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
         Ok::<_, gocoffee_app::consumer::ConsumerError>(())
     })
     .await
-    .map_err(anyhow::Error::msg)?
+    .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
     .map_err(anyhow::Error::from)
 }

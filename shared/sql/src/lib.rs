@@ -151,9 +151,27 @@ impl<D: Db> MenuStore for SqliteStore<D> {
         Ok(())
     }
 
-    async fn replace_menu_item(&self, item: &MenuItem) -> StoreResult<bool> {
-        let rows = self.db.execute("UPDATE menu_items SET doc = ? WHERE id = ? RETURNING id", &[to_json(item)?.into(), item.id.as_str().into()])?;
-        Ok(!rows.rows.is_empty())
+    async fn replace_menu_item(&self, item: &MenuItem, expected_version: u64) -> StoreResult<bool> {
+        // Items written before versions existed have none in their document: they are at 0.
+        let rows = self.db.execute(
+            "UPDATE menu_items SET doc = ? WHERE id = ? AND COALESCE(json_extract(doc, '$.version'), 0) = ? RETURNING id",
+            &[to_json(item)?.into(), item.id.as_str().into(), Value::Integer(expected_version as i64)],
+        )?;
+        if !rows.rows.is_empty() {
+            return Ok(true);
+        }
+        let exists = self.db.execute("SELECT 1 FROM menu_items WHERE id = ?", &[item.id.as_str().into()])?;
+        if exists.rows.is_empty() { Ok(false) } else { Err(StoreError::Conflict) }
+    }
+
+    async fn claim_upload(&self, key: &str, at_ms: i64) -> StoreResult<()> {
+        self.db.execute("INSERT INTO image_uploads (key, used_at) VALUES (?, ?)", &[key.into(), at_ms.into()])?;
+        Ok(())
+    }
+
+    async fn release_upload(&self, key: &str) -> StoreResult<()> {
+        self.db.execute("DELETE FROM image_uploads WHERE key = ?", &[key.into()])?;
+        Ok(())
     }
 }
 
@@ -319,30 +337,105 @@ pub trait Publisher {
 
 /// Publishes the outbox in order, deleting each entry once the publisher took it. A crash
 /// between the two publishes that entry again: consumers are idempotent.
+///
+/// Relays run after every request, so several may overlap; one at a time holds the lease (a row
+/// with an expiry, taken by an atomic upsert) and publishes, and the others leave the work to it.
+/// The holder looks again after giving the lease back, so an entry written while it held the
+/// lease (whose own relay found it taken) is never left behind. So each entry goes out once, in
+/// the order it was written, which for one order is the order of its versions.
 pub struct SqliteOutboxRelay<'a, D, P> {
     pub db: &'a D,
     pub publisher: P,
 }
 
 const RELAY_BATCH: i64 = 100;
+/// Longer than any one invocation may run (the host's and Spin's 30 s), so a lease outlives its
+/// holder only when the holder died, and then for at most this long.
+const LEASE_MS: i64 = 60_000;
+/// Batches per lease, so one request never spends long draining a backlog.
+const RELAY_ROUNDS: usize = 4;
+/// Times a relay may take the lease: each later turn looks again after letting go, for entries
+/// written while it held the lease (their own relays found it taken).
+const LEASE_TURNS: usize = 4;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+impl<D: Db, P: Publisher> SqliteOutboxRelay<'_, D, P> {
+    /// Takes (or extends) the lease for `holder`; false while another relay holds it.
+    fn lease(&self, holder: &str) -> Result<bool, DbError> {
+        let now = now_ms();
+        let rows = self.db.execute(
+            "INSERT INTO outbox_lease (id, holder, until) VALUES (1, ?1, ?2) \
+             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+             WHERE outbox_lease.until <= ?3 OR outbox_lease.holder = excluded.holder RETURNING holder",
+            &[holder.into(), Value::Integer(now + LEASE_MS), Value::Integer(now)],
+        )?;
+        Ok(!rows.rows.is_empty())
+    }
+
+    fn release(&self, holder: &str) -> Result<(), DbError> {
+        self.db.execute("DELETE FROM outbox_lease WHERE id = 1 AND holder = ?", &[holder.into()])?;
+        Ok(())
+    }
+
+    fn is_empty(&self) -> Result<bool, DbError> {
+        Ok(self.db.execute("SELECT 1 FROM outbox LIMIT 1", &[])?.rows.is_empty())
+    }
+
+    /// Publishes every pending entry, in order, while the lease is still `holder`'s.
+    fn drain(&self, holder: &str) -> StoreResult<usize> {
+        let mut sent = 0;
+        for round in 0..RELAY_ROUNDS {
+            // Renewed per further batch: a holder that stalled past its lease stops there.
+            if round > 0 && !self.lease(holder)? {
+                return Ok(sent);
+            }
+            let rows = self.db.execute("SELECT seq, channel, payload FROM outbox ORDER BY seq LIMIT ?", &[Value::Integer(RELAY_BATCH)])?;
+            for row in &rows.rows {
+                let seq = row.int(0)?;
+                let channel = row.text(1)?;
+                let payload = match row.get(2) {
+                    Some(Value::Blob(b)) => b.as_slice(),
+                    Some(Value::Text(t)) => t.as_bytes(),
+                    _ => return Err(StoreError::Unavailable(format!("outbox entry {seq} has no payload"))),
+                };
+                // Stop at the first failure so later events never overtake an earlier one.
+                self.publisher.publish(channel, payload).map_err(StoreError::Unavailable)?;
+                self.db.execute("DELETE FROM outbox WHERE seq = ?", &[Value::Integer(seq)])?;
+                sent += 1;
+            }
+            if (rows.rows.len() as i64) < RELAY_BATCH {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+}
 
 #[async_trait(?Send)]
 impl<D: Db, P: Publisher> EventRelay for SqliteOutboxRelay<'_, D, P> {
     async fn relay(&self) -> StoreResult<usize> {
-        let rows = self.db.execute("SELECT seq, channel, payload FROM outbox ORDER BY seq LIMIT ?", &[Value::Integer(RELAY_BATCH)])?;
+        if self.is_empty()? {
+            return Ok(0);
+        }
+        let holder = format!("{:032x}", OsEntropy.u128());
         let mut sent = 0;
-        for row in &rows.rows {
-            let seq = row.int(0)?;
-            let channel = row.text(1)?;
-            let payload = match row.get(2) {
-                Some(Value::Blob(b)) => b.as_slice(),
-                Some(Value::Text(t)) => t.as_bytes(),
-                _ => return Err(StoreError::Unavailable(format!("outbox entry {seq} has no payload"))),
-            };
-            // Stop at the first failure so later events never overtake an earlier one.
-            self.publisher.publish(channel, payload).map_err(StoreError::Unavailable)?;
-            self.db.execute("DELETE FROM outbox WHERE seq = ?", &[Value::Integer(seq)])?;
-            sent += 1;
+        for _ in 0..LEASE_TURNS {
+            if !self.lease(&holder)? {
+                // Another relay is publishing; it looks again after it lets go.
+                return Ok(sent);
+            }
+            let drained = self.drain(&holder);
+            // An expired lease frees itself, so a failed release only delays the next relay.
+            if let Err(e) = self.release(&holder) {
+                tracing::warn!(error = %e, "releasing the outbox lease failed");
+            }
+            sent += drained?;
+            if self.is_empty()? {
+                break;
+            }
         }
         Ok(sent)
     }

@@ -6,7 +6,7 @@ use gocoffee_core::menu::default_menu;
 
 use crate::db::{Db, DbError, RowExt, Value};
 
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS menu_items (id TEXT PRIMARY KEY, position INTEGER NOT NULL, doc TEXT NOT NULL)",
@@ -22,6 +22,12 @@ const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, payload BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS idempotency (owner TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL, location TEXT, expires_at INTEGER NOT NULL, PRIMARY KEY (owner, key))",
     "CREATE TABLE IF NOT EXISTS processed_events (consumer TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (consumer, event_id))",
+];
+
+/// Version 2: single-use picture uploads, and the lease that lets one outbox relay run at a time.
+const V2: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS image_uploads (key TEXT PRIMARY KEY, used_at INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS outbox_lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, until INTEGER NOT NULL)",
 ];
 
 fn current(db: &dyn Db) -> Option<i64> {
@@ -41,15 +47,20 @@ pub fn ensure(db: &dyn Db) -> Result<(), DbError> {
         if version >= VERSION {
             return Ok(());
         }
-        for statement in V1 {
-            db.execute(statement, &[])?;
+        if version < 1 {
+            for statement in V1 {
+                db.execute(statement, &[])?;
+            }
+            for (position, item) in default_menu().iter().enumerate() {
+                let doc = serde_json::to_string(item).map_err(|e| DbError::Other(e.to_string()))?;
+                db.execute(
+                    "INSERT OR IGNORE INTO menu_items (id, position, doc) VALUES (?, ?, ?)",
+                    &[item.id.as_str().into(), Value::Integer(position as i64), doc.into()],
+                )?;
+            }
         }
-        for (position, item) in default_menu().iter().enumerate() {
-            let doc = serde_json::to_string(item).map_err(|e| DbError::Other(e.to_string()))?;
-            db.execute(
-                "INSERT OR IGNORE INTO menu_items (id, position, doc) VALUES (?, ?, ?)",
-                &[item.id.as_str().into(), Value::Integer(position as i64), doc.into()],
-            )?;
+        for statement in V2 {
+            db.execute(statement, &[])?;
         }
         db.execute("DELETE FROM gocoffee_schema", &[])?;
         db.execute("INSERT INTO gocoffee_schema (version) VALUES (?)", &[Value::Integer(VERSION)])?;

@@ -99,13 +99,56 @@ fn menu_items_insert_once_and_replace_in_place() {
     let mut item = gocoffee_core::menu::default_menu().remove(0);
     assert_eq!(block_on(s.insert_menu_item(&item)), Err(StoreError::Conflict));
     item.id = "new-thing".into();
+    item.version = 1;
     block_on(s.insert_menu_item(&item)).expect("inserted");
     assert_eq!(block_on(s.menu()).expect("menu").last().map(|i| i.id.as_str()), Some("new-thing"));
     item.available = false;
-    assert!(block_on(s.replace_menu_item(&item)).expect("replaced"));
-    assert_eq!(block_on(s.menu_item("new-thing")).expect("read").map(|i| i.available), Some(false));
+    item.version = 2;
+    assert!(block_on(s.replace_menu_item(&item, 1)).expect("replaced"));
+    assert_eq!(block_on(s.menu_item("new-thing")).expect("read").map(|i| (i.available, i.version)), Some((false, 2)));
     item.id = "missing".into();
-    assert!(!block_on(s.replace_menu_item(&item)).expect("no such item"));
+    assert!(!block_on(s.replace_menu_item(&item, 1)).expect("no such item"));
+}
+
+#[test]
+fn a_menu_write_from_a_stale_version_is_a_conflict_and_changes_nothing() {
+    let s = store("menu-versions");
+    // A default item as stored before versions existed: its document has none, so it is at 0.
+    let latte = block_on(s.menu_item("latte")).expect("read").expect("latte");
+    assert_eq!(latte.version, 0);
+    let sold_out = gocoffee_core::MenuItem { available: false, version: 1, ..latte.clone() };
+    assert!(block_on(s.replace_menu_item(&sold_out, 0)).expect("first writer wins"));
+    let renamed = gocoffee_core::MenuItem { name: "Big Latte".into(), version: 1, ..latte };
+    assert_eq!(block_on(s.replace_menu_item(&renamed, 0)), Err(StoreError::Conflict), "the second read version 0 too");
+    let stored = block_on(s.menu_item("latte")).expect("read").expect("latte");
+    assert_eq!((stored.available, stored.name.as_str(), stored.version), (false, "Caffè Latte", 1));
+}
+
+#[test]
+fn an_upload_can_be_claimed_once_until_released() {
+    let s = store("uploads");
+    block_on(s.claim_upload("menu/latte/a.png", 1)).expect("first");
+    assert_eq!(block_on(s.claim_upload("menu/latte/a.png", 2)), Err(StoreError::Conflict));
+    block_on(s.claim_upload("menu/latte/b.png", 3)).expect("another key");
+    block_on(s.release_upload("menu/latte/a.png")).expect("released");
+    block_on(s.claim_upload("menu/latte/a.png", 4)).expect("again after a failed upload");
+}
+
+#[test]
+fn a_version_1_database_is_upgraded_in_place() {
+    let path = temp_db("upgrade");
+    let s = SqliteStore::open(Sqlite::open(&path)).expect("current");
+    let (o, e) = placed("kept", "c", 1);
+    block_on(s.create_order(&o, &e, None)).expect("created");
+    for sql in ["DROP TABLE image_uploads", "DROP TABLE outbox_lease", "UPDATE gocoffee_schema SET version = 1"] {
+        s.db().execute(sql, &[]).expect("downgrade");
+    }
+    drop(s);
+    let s = SqliteStore::open(Sqlite::open(&path)).expect("upgraded");
+    assert_eq!(s.db().execute("SELECT version FROM gocoffee_schema", &[]).expect("version").rows[0][0], Value::Integer(gocoffee_sql::schema::VERSION));
+    block_on(s.claim_upload("menu/latte/a.png", 1)).expect("the new table is there");
+    assert!(block_on(s.order("kept")).expect("read").is_some(), "data survives");
+    assert_eq!(count(&s, "menu_items") as usize, gocoffee_core::menu::default_menu().len(), "not seeded twice");
 }
 
 #[test]
@@ -270,4 +313,61 @@ fn the_relay_publishes_in_order_and_resumes_where_it_stopped() {
     assert_eq!(block_on(gocoffee_app::ports::EventRelay::relay(&working)), Ok(2));
     assert_eq!(*working.publisher.sent.borrow(), ["orders:o2-1", "orders:o3-1"]);
     assert_eq!(count(&s, "outbox"), 0);
+}
+
+/// Records what reached the stream, from any thread, slowly enough that overlapping relays
+/// would interleave if nothing kept them apart.
+struct Stream<'a>(&'a Mutex<Vec<(String, u64)>>);
+
+impl Publisher for Stream<'_> {
+    fn publish(&self, _channel: &str, payload: &[u8]) -> Result<(), String> {
+        let e: StoredEvent = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        std::thread::sleep(std::time::Duration::from_micros(300));
+        self.0.lock().map_err(|_| "poisoned")?.push((e.order_id, e.version));
+        Ok(())
+    }
+}
+
+#[test]
+fn concurrent_relays_publish_each_event_once_and_each_order_in_version_order() {
+    let path = temp_db("relays");
+    let writer = SqliteStore::open(Sqlite::open(&path)).expect("schema");
+    let stream = Mutex::new(Vec::new());
+    let orders: Vec<String> = (0..6).map(|i| format!("o{i}")).collect();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Four "requests" relaying over and over on their own connections, as components do.
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let db = Sqlite::open(&path);
+                let relay = SqliteOutboxRelay { db: &db, publisher: Stream(&stream) };
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    block_on(gocoffee_app::ports::EventRelay::relay(&relay)).expect("relay");
+                }
+            });
+        }
+        // Meanwhile each order gets its life: placed, then four more events.
+        let mut current: Vec<gocoffee_core::Order> = Vec::new();
+        for (i, id) in orders.iter().enumerate() {
+            let (o, e) = placed(id, "c", i as i64);
+            block_on(writer.create_order(&o, &e, None)).expect("created");
+            current.push(o);
+        }
+        for _ in 0..4 {
+            for order in current.iter_mut() {
+                let (o, e) = next(order, OrderEvent::OrderConfirmed, 10);
+                block_on(writer.append(&o, &[e], order.version, None)).expect("appended");
+                *order = o;
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let last = SqliteOutboxRelay { db: writer.db(), publisher: Stream(&stream) };
+    block_on(gocoffee_app::ports::EventRelay::relay(&last)).expect("final relay");
+    let published = stream.into_inner().expect("stream");
+    for id in &orders {
+        let versions: Vec<u64> = published.iter().filter(|(o, _)| o == id).map(|(_, v)| *v).collect();
+        assert_eq!(versions, [1, 2, 3, 4, 5], "order {id}: each event once, in version order");
+    }
+    assert_eq!(count(&writer, "outbox"), 0);
 }

@@ -56,15 +56,40 @@ fn parse_name(name: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
-async fn create(svc: &Services<'_>, email: Email, password: &Password, name: Option<String>, role: Role, now_ms: i64) -> Result<UserRecord, ApiError> {
+async fn create(
+    svc: &Services<'_>,
+    id: String,
+    email: Email,
+    password: &Password,
+    name: Option<String>,
+    role: Role,
+    now_ms: i64,
+) -> Result<UserRecord, ApiError> {
     let password_hash =
         auth::hash_password(password.expose(), svc.entropy).map_err(|_| ApiError::unprocessable("weak_password", "that password cannot be used"))?;
-    let user = UserRecord { id: svc.new_id(), email: email.as_str().to_owned(), name, role, password_hash, created_at_ms: now_ms };
+    let user = UserRecord { id, email: email.as_str().to_owned(), name, role, password_hash, created_at_ms: now_ms };
     match svc.users.create_user(&user).await {
         Ok(()) => Ok(user),
-        Err(StoreError::Conflict) => Err(ApiError::conflict("email_taken", "an account with that email already exists")),
+        Err(StoreError::Conflict) => Err(email_taken()),
         Err(e) => Err(e.into()),
     }
+}
+
+fn email_taken() -> ApiError {
+    ApiError::conflict("email_taken", "an account with that email already exists")
+}
+
+/// Creates an account for someone who isn't the bootstrap admin. The configured admin email is
+/// reserved for the admin's first login: it answers exactly as a taken email does, after the
+/// same password hashing, so nobody can take it first and nothing tells it apart.
+async fn create_other(ctx: &Ctx<'_>, email: Email, password: &Password, name: Option<String>, role: Role) -> Result<UserRecord, ApiError> {
+    let svc = ctx.svc;
+    if svc.config.bootstrap_admin.as_ref().is_some_and(|(admin, _)| *admin == email) {
+        let _ = auth::hash_password(password.expose(), svc.entropy);
+        tracing::warn!(request_id = %ctx.request_id, "refused an account with the reserved admin email");
+        return Err(email_taken());
+    }
+    create(svc, svc.new_id(), email, password, name, role, ctx.now_ms).await
 }
 
 /// Issues an access token and a new refresh token for `user`.
@@ -94,7 +119,7 @@ pub async fn register(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let email = Email::parse(&body.email)?;
     let password = Password::parse(&body.password)?;
     let name = parse_name(body.name)?;
-    let user = create(ctx.svc, email, &password, name, Role::Customer, ctx.now_ms).await?;
+    let user = create_other(ctx, email, &password, name, Role::Customer).await?;
     tracing::info!(request_id = %ctx.request_id, user_id = %user.id, "registered");
     session(ctx, &user, StatusCode::CREATED).await
 }
@@ -112,7 +137,13 @@ pub async fn login(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     }
     match user {
         Some(user) if auth::verify_password(&body.password, &user.password_hash) => session(ctx, &user, StatusCode::OK).await,
-        Some(_) => Err(invalid()),
+        Some(user) => {
+            if user.role != Role::Admin && is_bootstrap_admin(ctx, &email, &body.password) {
+                // Only possible for data written before the admin email was reserved.
+                tracing::error!(request_id = %ctx.request_id, user_id = %user.id, "the admin_email belongs to a non-admin account; configure another admin_email");
+            }
+            Err(invalid())
+        }
         None => {
             // Spend the same time as a real check so response times don't reveal accounts.
             auth::verify_password(&body.password, DECOY_HASH);
@@ -121,13 +152,26 @@ pub async fn login(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     }
 }
 
+/// The bootstrap admin's fixed id: two first logins racing both write it, so exactly one
+/// account is created (the id and the email are each unique in every store).
+pub const BOOTSTRAP_ADMIN_ID: &str = "bootstrap-admin";
+
+/// True when `email` and `password` are the configured admin's. The password comparison takes
+/// the same time wherever the two differ.
+fn is_bootstrap_admin(ctx: &Ctx<'_>, email: &Email, password: &str) -> bool {
+    let Some((admin_email, admin_password)) = &ctx.svc.config.bootstrap_admin else { return false };
+    let same_password = auth::constant_time_eq(admin_password.expose().as_bytes(), password.as_bytes());
+    same_password & (admin_email == email)
+}
+
 /// The configured first admin, created on its first login.
 async fn bootstrap_admin(ctx: &Ctx<'_>, email: &Email, password: &str) -> Result<Option<UserRecord>, ApiError> {
     let Some((admin_email, admin_password)) = &ctx.svc.config.bootstrap_admin else { return Ok(None) };
-    if admin_email != email || admin_password.expose() != password {
+    if !is_bootstrap_admin(ctx, email, password) {
         return Ok(None);
     }
-    match create(ctx.svc, admin_email.clone(), admin_password, Some("Administrator".into()), Role::Admin, ctx.now_ms).await {
+    let id = BOOTSTRAP_ADMIN_ID.to_owned();
+    match create(ctx.svc, id, admin_email.clone(), admin_password, Some("Administrator".into()), Role::Admin, ctx.now_ms).await {
         Ok(user) => {
             tracing::info!(request_id = %ctx.request_id, user_id = %user.id, "bootstrap admin created");
             Ok(Some(user))
@@ -167,7 +211,7 @@ pub async fn create_user(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let email = Email::parse(&body.email)?;
     let password = Password::parse(&body.password)?;
     let name = parse_name(body.name)?;
-    let user = create(ctx.svc, email, &password, name, body.role, ctx.now_ms).await?;
+    let user = create_other(ctx, email, &password, name, body.role).await?;
     tracing::info!(request_id = %ctx.request_id, admin = %caller.user_id, user_id = %user.id, role = %user.role, "account created");
     Ok(json(StatusCode::CREATED, &user_view(&user)))
 }

@@ -1,7 +1,7 @@
 //! The menu: public reads, manager writes.
 
 use gocoffee_core::menu::{ImageUploadRequest, image_key};
-use gocoffee_core::{MenuItemPatch, NewMenuItem, Role};
+use gocoffee_core::{MenuItem, MenuItemPatch, NewMenuItem, Role};
 use http::{HeaderValue, StatusCode, header};
 
 use crate::Ctx;
@@ -13,14 +13,84 @@ fn location(id: &str) -> String {
     format!("/api/v1/menu/items/{id}")
 }
 
+/// How long shared caches may keep a menu read. The menu is public and its picture URLs stay
+/// valid far longer than this (see `images`), and they never come from the request's `Host`.
+const MENU_CACHE_CONTROL: &str = "public, max-age=30";
+/// Read-modify-write rounds before a change gives up with 409.
+const WRITE_ATTEMPTS: usize = 3;
+
+fn with_header(mut r: Response, name: header::HeaderName, value: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+    r
+}
+
+/// An item's entity tag: its version, quoted.
+fn etag(item: &MenuItem) -> String {
+    format!("\"{}\"", item.version)
+}
+
+fn item_response(ctx: &Ctx<'_>, status: StatusCode, item: &MenuItem) -> Response {
+    with_header(json(status, &item_view(ctx, item)), header::ETAG, &etag(item))
+}
+
+/// The versions `If-Match` accepts: `None` without the header (or with `*`), so the change is
+/// re-applied to whatever is current. Entity tags are compared strongly: a weak or foreign tag
+/// never matches.
+fn if_match(ctx: &Ctx<'_>) -> Result<Option<Vec<u64>>, ApiError> {
+    let mut versions = Vec::new();
+    for value in ctx.req.headers().get_all(header::IF_MATCH) {
+        let value = value.to_str().map_err(|_| ApiError::bad_request("invalid_if_match", "If-Match must be a list of entity tags"))?;
+        for tag in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if tag == "*" {
+                return Ok(None);
+            }
+            if let Some(v) = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse::<u64>().ok()) {
+                versions.push(v);
+            }
+        }
+    }
+    if ctx.req.headers().contains_key(header::IF_MATCH) { Ok(Some(versions)) } else { Ok(None) }
+}
+
+fn precondition_failed() -> ApiError {
+    ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "the item changed since it was read; fetch it again and retry with its ETag")
+}
+
+/// Changes item `id` with `change`, as a conditional write on the version it read: with
+/// `If-Match`, only from one of those versions (else 412); without, a concurrent write is
+/// re-read and the change applied again on top of it, so no update is lost. Returns the item
+/// before and after.
+async fn update_item(ctx: &Ctx<'_>, id: &str, change: impl Fn(&MenuItem) -> Result<MenuItem, ApiError>) -> Result<(MenuItem, MenuItem), ApiError> {
+    let expected = if_match(ctx)?;
+    for _ in 0..WRITE_ATTEMPTS {
+        let current = ctx.svc.menu.menu_item(id).await?.ok_or_else(|| ApiError::not_found("menu item"))?;
+        if expected.as_ref().is_some_and(|versions| !versions.contains(&current.version)) {
+            return Err(precondition_failed());
+        }
+        let mut next = change(&current)?;
+        next.version = current.version + 1;
+        match ctx.svc.menu.replace_menu_item(&next, current.version).await {
+            Ok(true) => return Ok((current, next)),
+            Ok(false) => return Err(ApiError::not_found("menu item")),
+            // Someone else wrote first: read again (and check If-Match against what they wrote).
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict("concurrent_modification", "the item kept changing while this request ran; retry it"))
+}
+
 pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let items: Vec<_> = ctx.svc.menu.menu().await?.iter().map(|item| item_view(ctx, item)).collect();
-    Ok(json(StatusCode::OK, &serde_json::json!({ "currency": "USD", "items": items })))
+    let r = json(StatusCode::OK, &serde_json::json!({ "currency": "USD", "items": items }));
+    Ok(with_header(r, header::CACHE_CONTROL, MENU_CACHE_CONTROL))
 }
 
 pub async fn get(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let item = ctx.svc.menu.menu_item(ctx.param(0)).await?.ok_or_else(|| ApiError::not_found("menu item"))?;
-    Ok(json(StatusCode::OK, &item_view(ctx, &item)))
+    Ok(with_header(item_response(ctx, StatusCode::OK, &item), header::CACHE_CONTROL, MENU_CACHE_CONTROL))
 }
 
 pub async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
@@ -32,40 +102,35 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         Err(e) => return Err(e.into()),
     }
     tracing::info!(request_id = %ctx.request_id, by = %caller.user_id, item_id = %item.id, "menu item created");
-    let mut r = json(StatusCode::CREATED, &item_view(ctx, &item));
-    if let Ok(v) = HeaderValue::from_str(&location(&item.id)) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(r)
+    Ok(with_header(item_response(ctx, StatusCode::CREATED, &item), header::LOCATION, &location(&item.id)))
 }
 
 pub async fn patch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.require(Role::Manager)?;
     let patch: MenuItemPatch = parse_json(ctx.req)?;
-    let current = ctx.svc.menu.menu_item(ctx.param(0)).await?.ok_or_else(|| ApiError::not_found("menu item"))?;
-    let next = patch.apply(&current)?;
-    if !ctx.svc.menu.replace_menu_item(&next).await? {
-        return Err(ApiError::not_found("menu item"));
-    }
-    tracing::info!(request_id = %ctx.request_id, by = %caller.user_id, item_id = %next.id, "menu item updated");
-    Ok(json(StatusCode::OK, &item_view(ctx, &next)))
+    let (_, next) = update_item(ctx, ctx.param(0), |current| Ok(patch.clone().apply(current)?)).await?;
+    tracing::info!(request_id = %ctx.request_id, by = %caller.user_id, item_id = %next.id, version = next.version, "menu item updated");
+    Ok(item_response(ctx, StatusCode::OK, &next))
 }
 
 /// Gives the item a new picture: records its object key and returns a URL that takes one
 /// upload of exactly what was announced. Until the upload lands the item's `image_url` answers
-/// 404 (or 403 from S3, which hides missing objects from readers).
+/// 404 (or 403 from S3, which hides missing objects from readers). The bytes of the picture it
+/// replaces are deleted where the platform keeps them itself.
 pub async fn upload_image(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.require(Role::Manager)?;
     let (format, length) = parse_json::<ImageUploadRequest>(ctx.req)?.parse()?;
-    let current = ctx.svc.menu.menu_item(ctx.param(0)).await?.ok_or_else(|| ApiError::not_found("menu item"))?;
-    let key = image_key(&current.id, &ctx.svc.new_id(), format);
+    let key = image_key(ctx.param(0), &ctx.svc.new_id(), format);
     let (url, expires) = images::upload_url(ctx, &key, format.content_type(), length)?;
-    let next = gocoffee_core::MenuItem { image: Some(key.clone()), ..current };
-    if !ctx.svc.menu.replace_menu_item(&next).await? {
-        return Err(ApiError::not_found("menu item"));
-    }
+    let (previous, next) = update_item(ctx, ctx.param(0), |current| Ok(MenuItem { image: Some(key.clone()), ..current.clone() })).await?;
     tracing::info!(request_id = %ctx.request_id, by = %caller.user_id, item_id = %next.id, key, "menu picture upload URL issued");
-    Ok(json(
+    if let (Some(Images::Served(blobs)), Some(old)) = (ctx.svc.images, previous.image.as_deref()) {
+        // The item no longer points at the old picture, so nothing can link it again.
+        if let Err(e) = blobs.delete_image(old).await {
+            tracing::warn!(request_id = %ctx.request_id, key = old, error = %e, "the replaced picture could not be deleted");
+        }
+    }
+    let r = json(
         StatusCode::OK,
         &serde_json::json!({
             "method": "PUT",
@@ -74,7 +139,8 @@ pub async fn upload_image(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             "expires_at": rfc3339(expires * 1000),
             "item": item_view(ctx, &next),
         }),
-    ))
+    );
+    Ok(with_header(r, header::ETAG, &etag(&next)))
 }
 
 /// The picture's object key from the route: `menu/<id>/<file>`.
@@ -83,6 +149,7 @@ fn picture_key(ctx: &Ctx<'_>) -> String {
 }
 
 /// Takes an upload on a URL from [`upload_image`], where the platform keeps the bytes itself.
+/// Each URL works once, and only while it is still the item's newest picture.
 pub async fn put_image(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let Some(Images::Served(blobs)) = ctx.svc.images else { return Err(ApiError::not_found("picture upload")) };
     let key = picture_key(ctx);
@@ -92,7 +159,22 @@ pub async fn put_image(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     if length != ctx.req.body().len().to_string() {
         return Err(ApiError::bad_request("content_length_mismatch", format!("this URL takes exactly {length} bytes")));
     }
-    blobs.put_image(&key, content_type, ctx.req.body()).await?;
+    let item = ctx.svc.menu.menu_item(ctx.param(0)).await?.ok_or_else(|| ApiError::not_found("menu item"))?;
+    if item.image.as_deref() != Some(key.as_str()) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "upload_superseded", "a newer picture upload replaced this one"));
+    }
+    match ctx.svc.menu.claim_upload(&key, ctx.now_ms).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => return Err(ApiError::new(StatusCode::FORBIDDEN, "upload_used", "this upload URL has already been used")),
+        Err(e) => return Err(e.into()),
+    }
+    if let Err(e) = blobs.put_image(&key, content_type, ctx.req.body()).await {
+        // Nothing was stored: let the same URL be tried again.
+        if let Err(release) = ctx.svc.menu.release_upload(&key).await {
+            tracing::warn!(request_id = %ctx.request_id, key, error = %release, "a failed upload's claim could not be released");
+        }
+        return Err(e.into());
+    }
     tracing::info!(request_id = %ctx.request_id, key, bytes = ctx.req.body().len(), "menu picture stored");
     Ok(no_content())
 }
