@@ -510,13 +510,13 @@ fn bodies_are_capped_by_what_arrives_and_a_trickling_one_is_timed_out() {
     let head = "POST /api/v1/auth/register HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n";
     let conn = send_slowly(h.port(), head.to_owned(), vec![b' '; 100], 1, Duration::from_millis(200));
     assert!(status_line(conn).starts_with("HTTP/1.1 408"));
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 
     // Headers that never finish are cut off too.
     let conn = send_slowly(h.port(), String::new(), b"GET /health HTTP/1.1\r\nx-slow: ".repeat(1), 1, Duration::from_millis(100));
     let started = Instant::now();
     let _ = status_line(conn);
-    assert!(started.elapsed() < Duration::from_secs(5), "the connection was closed: {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(10), "the connection was closed: {:?}", started.elapsed());
     assert!(!h.log().contains("status=500"), "{}", h.log());
 }
 
