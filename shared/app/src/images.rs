@@ -156,16 +156,16 @@ fn base_url(ctx: &Ctx<'_>) -> String {
 
 /// True for `localhost`, `127.x.x.x` and `[::1]`, with or without a port.
 fn is_loopback_authority(authority: &str) -> bool {
-    if authority.contains(['@', '/', '\\']) || !authority.bytes().all(|b| b.is_ascii_graphic()) {
+    let Ok(authority) = authority.parse::<http::uri::Authority>() else { return false };
+    // Exactly host[:port]: no user info, nothing after an IPv6 literal (the parser allows both).
+    let exact = match authority.port() {
+        Some(port) => format!("{}:{port}", authority.host()),
+        None => authority.host().to_owned(),
+    };
+    if exact != authority.as_str() {
         return false;
     }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((ip, port)) if port.is_empty() || port.starts_with(':') => ip,
-            _ => return false,
-        },
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
