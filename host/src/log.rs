@@ -83,7 +83,8 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     /// What the host runs with unless told otherwise: faults get 5 attempts; transient failures
-    /// are retried for an hour, backing off from 200 ms to at most 30 s between attempts.
+    /// are retried for 15 minutes (a message blocks its channel meanwhile), backing off from
+    /// 200 ms to at most 30 s between attempts.
     fn default() -> Self {
         RetryPolicy { max_attempts: 5, base_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(30), retry_for: Duration::from_secs(3600) }
     }

@@ -42,14 +42,16 @@ OPTIONS:
         --variable <NAME=VALUE> set an application variable (also SPIN_VARIABLE_<NAME>)
         --max-attempts <N>      faults (traps, unexplained errors) before a message is
                                 dead-lettered [default: 5]
-        --retry-for-secs <S>    how long transient failures are retried [default: 3600]
+        --retry-for-secs <S>    how long transient failures are retried [default: 900]
         --retry-base-ms <MS>    first retry delay, doubling each time [default: 200]
         --retry-max-ms <MS>     longest delay between retries [default: 30000]
         --max-instances <N>     component instances live at once [default: 128]
         --queue-timeout-ms <MS> how long a request waits for a free instance before 503
                                 [default: 2000]
-        --read-timeout-ms <MS>  time allowed for a request's headers, and then for its body,
-                                before 408 [default: 15000]
+        --read-timeout-ms <MS>  time allowed for a request's headers (else the connection is
+                                closed), and then for its body (else 408) [default: 15000]
+        --max-connections <N>   connections open at once; more wait to be accepted
+                                [default: 1024]
         --operator-token <T>    lets remote clients use /.well-known/gocoffee/... with
                                 `Authorization: Bearer <T>` (also GOCOFFEE_OPERATOR_TOKEN);
                                 loopback clients need none
@@ -112,6 +114,7 @@ fn parse_args() -> Result<Args> {
             "--max-instances" => args.max_instances = value(&flag)?.parse().context("--max-instances must be a number")?,
             "--queue-timeout-ms" => args.limits.queue_timeout = millis(&value(&flag)?, &flag)?,
             "--read-timeout-ms" => args.limits.read_timeout = millis(&value(&flag)?, &flag)?,
+            "--max-connections" => args.limits.max_connections = value(&flag)?.parse().context("--max-connections must be a number")?,
             "--operator-token" => args.operator_token = Some(value(&flag)?).filter(|t| !t.is_empty()),
             "--log-format" => args.json_logs = value(&flag)? == "json",
             "--id" => args.id = Some(value(&flag)?.parse().context("--id must be a number")?),
@@ -127,6 +130,9 @@ fn parse_args() -> Result<Args> {
     }
     if args.max_instances < 2 {
         bail!("--max-instances must be at least 2");
+    }
+    if args.limits.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
     }
     Ok(args)
 }
@@ -194,7 +200,10 @@ async fn up(args: Args) -> Result<()> {
     let addr = listener.local_addr()?;
     // One slot per Redis subscriber stays out of HTTP's reach: a dispatcher delivers one message
     // at a time, so deliveries always find an instance however busy HTTP is.
-    let http_slots = args.max_instances.saturating_sub(subs.len() as u32).max(1) as usize;
+    if args.max_instances as usize <= subs.len() {
+        bail!("--max-instances must be more than the {} Redis subscriber(s), which each keep one", subs.len());
+    }
+    let http_slots = (args.max_instances as usize) - subs.len();
     let server = Arc::new(Server {
         runtime,
         router,

@@ -316,20 +316,22 @@ impl Runtime {
     /// Hands one message to a Redis-triggered component, and says how it failed if it did.
     /// Spin's `handle-message` fails with a bare `error`, so the reason is read from what the
     /// component wrote to stderr last: Go Coffee's consumers end with a line that starts
-    /// `poison message:` or `retryable:`. The host's own failures to run it are transient.
+    /// `poison message:` or `retryable:`. The host's own failure to start it is transient.
     pub async fn deliver(&self, component: &str, payload: Vec<u8>) -> Result<(), Failure> {
         let loaded = self.components.get(component).ok_or_else(|| Failure::Fault(format!("no component {component}")))?;
         let pre = loaded.redis.as_ref().ok_or_else(|| Failure::Fault(format!("component {component} has no redis trigger")))?;
         let tail = StderrTail::default();
         let mut store = self.store(&loaded.config, Some(tail.clone()));
         let instance = pre.instantiate_async(&mut store).await.map_err(|e| Failure::Transient(format!("instantiating {component}: {e:?}")))?;
-        let result = instance.fermyon_spin_inbound_redis().call_handle_message(&mut store, &payload).await;
+        // A delivery that runs too long may do so every time (a loop on this payload), so it
+        // counts as a fault, not as a dependency being down.
+        let call = instance.fermyon_spin_inbound_redis().call_handle_message(&mut store, &payload);
+        let Ok(result) = tokio::time::timeout(GUEST_TIMEOUT, call).await else {
+            return Err(Failure::Fault(format!("component {component} ran past {GUEST_TIMEOUT:?}")));
+        };
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(classify(component, &tail.text())),
-            Err(trap) if trap.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => {
-                Err(Failure::Transient(format!("component {component} ran past {GUEST_TIMEOUT:?}")))
-            }
             Err(trap) => Err(Failure::Fault(format!("component {component} trapped: {trap:?}"))),
         }
     }

@@ -21,7 +21,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::routes::Router;
-use crate::runtime::Runtime;
+use crate::runtime::{GUEST_TIMEOUT, Runtime};
 
 /// Bodies over this are refused before any component runs.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -31,15 +31,18 @@ const MAX_DRAIN_BYTES: u64 = 16 << 20;
 /// What one request may cost before a component runs for it.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Headers and then the whole body must arrive within this (each), or 408.
+    /// Headers must arrive within this (else the connection is closed), and then the whole body
+    /// (else 408).
     pub read_timeout: Duration,
     /// How long a request waits for a free instance before a 503.
     pub queue_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { read_timeout: Duration::from_secs(15), queue_timeout: Duration::from_secs(2) }
+        Limits { read_timeout: Duration::from_secs(15), queue_timeout: Duration::from_secs(2), max_connections: 1024 }
     }
 }
 
@@ -80,16 +83,30 @@ async fn read_body(body: &mut Incoming, max: usize, timeout: Duration) -> Result
     tokio::time::timeout(timeout, read).await.unwrap_or(Err(BodyError::TimedOut))
 }
 
-/// Reads and drops a bounded amount of what the client is still sending, so it gets the
-/// error response instead of a broken pipe.
-async fn drain(body: &mut Incoming) {
-    let mut drained = 0u64;
-    while drained < MAX_DRAIN_BYTES {
-        match tokio::time::timeout(Duration::from_secs(5), body.frame()).await {
-            Ok(Some(Ok(frame))) => drained += frame.data_ref().map_or(0, |d| d.len() as u64),
-            _ => break,
+/// Reads and drops a bounded amount of what the client is still sending, for at most
+/// `timeout`, so it gets the error response instead of a broken pipe.
+async fn drain(body: &mut Incoming, timeout: Duration) {
+    let drain = async {
+        let mut drained = 0u64;
+        while drained < MAX_DRAIN_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |d| d.len() as u64),
+                _ => break,
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
+}
+
+/// True for `localhost`, `127.x.x.x` and `[::1]`, with or without a port, and nothing else.
+fn is_loopback_authority(authority: &str) -> bool {
+    let Ok(parsed) = authority.parse::<http::uri::Authority>() else { return false };
+    let exact = match parsed.port() {
+        Some(port) => format!("{}:{port}", parsed.host()),
+        None => parsed.host().to_owned(),
+    };
+    let host = parsed.host().trim_start_matches('[').trim_end_matches(']');
+    exact == authority && (host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
 }
 
 fn closing(mut r: hyper::Response<HyperOutgoingBody>) -> hyper::Response<HyperOutgoingBody> {
@@ -133,10 +150,15 @@ impl Server {
         response
     }
 
-    /// True when `client` may use the operator endpoints: it is on this machine, or it presents
-    /// the operator token.
+    /// True when `client` may use the operator endpoints: it presents the operator token, or it
+    /// is on this machine and asked for a loopback host (a browser here steered at the host by
+    /// DNS rebinding sends a foreign `Host`), and for a change, sent `x-gocoffee-operator` (which
+    /// a cross-site form can't, and a cross-site script can't without a preflight the host never
+    /// grants).
     fn is_operator(&self, req: &hyper::Request<Incoming>, client: SocketAddr) -> bool {
-        if client.ip().to_canonical().is_loopback() {
+        let local_host = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).is_some_and(is_loopback_authority);
+        let deliberate = req.method() == hyper::Method::GET || req.headers().contains_key("x-gocoffee-operator");
+        if client.ip().to_canonical().is_loopback() && local_host && deliberate {
             return true;
         }
         let Some(expected) = &self.operator_token else { return false };
@@ -149,8 +171,8 @@ impl Server {
     /// The host's own endpoints under `/.well-known/gocoffee/`: the dead letters and their redrive.
     async fn operator(&self, req: &hyper::Request<Incoming>, client: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
         if !self.is_operator(req, client) {
-            tracing::warn!(%client, path = req.uri().path(), "operator endpoint refused to a remote client without the operator token");
-            return json_error(403, "forbidden", "operator endpoints answer loopback clients, or others with the operator token");
+            tracing::warn!(%client, path = req.uri().path(), "operator endpoint refused: not a local operator, and no operator token");
+            return json_error(403, "forbidden", "operator endpoints answer local operators, or others with the operator token");
         }
         let log = self.runtime.shared.log.clone();
         let reply = |payload: serde_json::Value| {
@@ -205,7 +227,7 @@ impl Server {
         let bytes = match bytes {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
-                drain(&mut incoming).await;
+                drain(&mut incoming, self.limits.read_timeout).await;
                 return (closing(json_error(413, "body_too_large", "the request body is too large")), Some(component));
             }
             Err(BodyError::TimedOut) => {
@@ -265,11 +287,16 @@ impl Server {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req).map_err(|e| failed(anyhow::anyhow!("{e}")))?;
         let out = store.data_mut().http().new_response_outparam(sender).map_err(|e| failed(anyhow::anyhow!("{e}")))?;
-        // The guest runs in its own task so it can keep streaming the body after the headers.
+        // The guest runs in its own task so it can keep streaming the body after the headers,
+        // for at most GUEST_TIMEOUT of wall-clock time: the epoch deadline only counts time spent
+        // running wasm, not time blocked on a client that reads the body slowly.
         let task = tokio::task::spawn(async move {
             let _permit = permit;
-            let proxy = pre.instantiate_async(&mut store).await.map_err(|e| InvokeError::Busy(format!("instantiating: {e:?}")))?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.map_err(|e| InvokeError::Failed(anyhow::anyhow!("{e:?}")))
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await.map_err(|e| InvokeError::Busy(format!("instantiating: {e:?}")))?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.map_err(|e| InvokeError::Failed(anyhow::anyhow!("{e:?}")))
+            };
+            tokio::time::timeout(GUEST_TIMEOUT, run).await.unwrap_or_else(|_| Err(InvokeError::Failed(anyhow::anyhow!("ran past {GUEST_TIMEOUT:?}"))))
         });
         match receiver.await {
             Ok(Ok(resp)) => Ok(resp),
@@ -286,7 +313,14 @@ impl Server {
     /// finish (up to `drain`).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>, drain: Duration) -> Result<()> {
         let graceful = GracefulShutdown::new();
+        let connections = Arc::new(Semaphore::new(self.limits.max_connections));
         loop {
+            // Past the connection limit, new clients wait in the listen backlog: each connection
+            // may buffer a body of up to 1 MiB, so this also bounds that memory.
+            let slot = tokio::select! {
+                slot = connections.clone().acquire_owned() => slot?,
+                _ = shutdown.changed() => break,
+            };
             tokio::select! {
                 accepted = listener.accept() => {
                     let (stream, client) = match accepted {
@@ -307,6 +341,7 @@ impl Server {
                     );
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
@@ -321,5 +356,20 @@ impl Server {
             _ = tokio::time::sleep(drain) => tracing::warn!("gave up waiting for in-flight requests"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_authority;
+
+    #[test]
+    fn only_loopback_hosts_count_as_loopback() {
+        for yes in ["localhost", "LOCALHOST:3000", "127.0.0.1", "127.0.0.1:3000", "[::1]", "[::1]:3000"] {
+            assert!(is_loopback_authority(yes), "{yes}");
+        }
+        for no in ["evil.example", "localhost.evil.example:3000", "192.0.2.2:3000", "127.0.0.1@evil.example", "[::1]evil", ""] {
+            assert!(!is_loopback_authority(no), "{no}");
+        }
     }
 }

@@ -433,23 +433,27 @@ async fn throttled_records_are_retried_alone_after_a_backoff() {
 /// (a retry with a token seen in the last 10 minutes and the same parameters succeeds without
 /// running again, as DynamoDB documents), and a network that loses the answer to the first
 /// transaction after it committed, so the SDK retries it. Everything else passes through.
-/// With `strip_tokens`, tokens are dropped on the way in: what a client sending none gets.
+/// With `strip_tokens`, tokens are dropped on the way in: what a client sending none gets. With
+/// `lose_first_put`, the answer to the first `PutItem` that committed is lost too.
 struct LostAnswerDynamo {
     base: String,
     transactions: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    /// `PutItem`s that committed.
+    puts: std::sync::Arc<std::sync::Mutex<usize>>,
 }
 
 impl LostAnswerDynamo {
-    fn start(moto: &str, strip_tokens: bool) -> LostAnswerDynamo {
+    fn start(moto: &str, strip_tokens: bool, lose_first_put: bool) -> LostAnswerDynamo {
         use gocoffee_tests::lambda::{read_request, write_response};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let transactions = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Option<String>>::new()));
         let tokens = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<String, serde_json::Value>::new()));
-        let (moto, seen) = (moto.to_owned(), transactions.clone());
+        let puts = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+        let (moto, seen, put_count) = (moto.to_owned(), transactions.clone(), puts.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (moto, seen, tokens) = (moto.clone(), seen.clone(), tokens.clone());
+                let (moto, seen, tokens, puts) = (moto.clone(), seen.clone(), tokens.clone(), put_count.clone());
                 std::thread::spawn(move || {
                     let Ok(mut writer) = stream.try_clone() else { return };
                     let mut reader = std::io::BufReader::new(stream);
@@ -496,13 +500,23 @@ impl LostAnswerDynamo {
                             }
                         } else {
                             let (status, headers, answer) = forward(&moto, &req);
-                            let _ = write_response(&mut writer, status, &headers, &answer, false);
+                            let lose = target.ends_with(".PutItem") && status == 200 && lose_first_put && {
+                                let mut puts = puts.lock().expect("lock");
+                                *puts += 1;
+                                *puts == 1
+                            };
+                            if lose {
+                                let lost = br#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"the answer was lost"}"#;
+                                let _ = write_response(&mut writer, 500, &json, lost, false);
+                            } else {
+                                let _ = write_response(&mut writer, status, &headers, &answer, false);
+                            }
                         }
                     }
                 });
             }
         });
-        LostAnswerDynamo { base, transactions }
+        LostAnswerDynamo { base, transactions, puts }
     }
 }
 
@@ -536,7 +550,7 @@ fn store_behind(dynamo: &LostAnswerDynamo, table: &str) -> gocoffee_aws::DynamoS
 #[tokio::test(flavor = "current_thread")]
 async fn a_committed_transaction_whose_answer_is_lost_is_not_reported_as_a_conflict() {
     let stack = Stack::create("token").await;
-    let dynamo = LostAnswerDynamo::start(gocoffee_tests::aws::moto(), false);
+    let dynamo = LostAnswerDynamo::start(gocoffee_tests::aws::moto(), false, false);
     let s = store_behind(&dynamo, stack.store().table());
     let (order, first) = placed("lost-answer", "cust", 5);
     // The SDK retries the transaction it never heard back from; with the token, DynamoDB answers
@@ -552,9 +566,32 @@ async fn a_committed_transaction_whose_answer_is_lost_is_not_reported_as_a_confl
 
     // The same lost answer without a token: the committed order comes back as a conflict, the
     // defect the token prevents (and what this test would catch if the token went missing).
-    let tokenless = LostAnswerDynamo::start(gocoffee_tests::aws::moto(), true);
+    let tokenless = LostAnswerDynamo::start(gocoffee_tests::aws::moto(), true, false);
     let s = store_behind(&tokenless, stack.store().table());
     let (order, first) = placed("lost-answer-2", "cust", 6);
     assert_eq!(s.create_order(&order, &first, None).await, Err(StoreError::Conflict));
     assert!(s.order("lost-answer-2").await.expect("read").is_some(), "yet it was committed");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_conditional_put_whose_answer_is_lost_is_not_reported_as_a_conflict() {
+    let stack = Stack::create("lost-put").await;
+    let table = stack.store().table().to_owned();
+    // A manager's edit commits, its answer is lost, the SDK retries: the retry's condition fails
+    // against the edit itself, which is recognised as this put's own write.
+    let dynamo = LostAnswerDynamo::start(gocoffee_tests::aws::moto(), false, true);
+    let s = store_behind(&dynamo, &table);
+    let latte = s.menu_item("latte").await.expect("read").expect("latte");
+    let sold_out = gocoffee_core::MenuItem { available: false, version: 1, ..latte.clone() };
+    assert_eq!(s.replace_menu_item(&sold_out, 0).await, Ok(true));
+    assert_eq!(*dynamo.puts.lock().expect("lock"), 1, "the put committed once");
+    // Another writer's put at that version is still a conflict.
+    let renamed = gocoffee_core::MenuItem { name: "Big Latte".into(), version: 1, ..latte };
+    assert_eq!(s.replace_menu_item(&renamed, 0).await, Err(StoreError::Conflict));
+
+    // The same for an upload claim: the claim whose answer was lost is still this request's.
+    let dynamo = LostAnswerDynamo::start(gocoffee_tests::aws::moto(), false, true);
+    let s = store_behind(&dynamo, &table);
+    assert_eq!(s.claim_upload("menu/latte/lost.png", 7).await, Ok(()));
+    assert_eq!(s.claim_upload("menu/latte/lost.png", 7).await, Err(StoreError::Conflict), "a second claim, even in the same millisecond");
 }

@@ -128,14 +128,19 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Where clients reach this function, for absolute URLs: the configured `public_base_url`;
-/// else the request's own origin when its host is loopback (a link there can only lead back to
-/// the machine that asked); else nothing, and URLs stay relative to the API. Never a `Host`
-/// header's word for a public name, which anyone can set and a shared cache would spread.
+/// else the request's own origin when both the client (`spin-client-addr`, which Spin and the
+/// host set, not the client) and the host it asked for are loopback: a link there can only lead
+/// back to the machine that asked; else nothing, and URLs stay relative to the API. Never a
+/// `Host` header's word for a public name, which anyone can set and a shared cache would spread.
 fn base_url(ctx: &Ctx<'_>) -> String {
     if let Some(base) = &ctx.svc.config.public_base_url {
         return base.clone();
     }
     let header = |name| ctx.req.headers().get(name).and_then(|v| v.to_str().ok());
+    let local_client = header("spin-client-addr").and_then(|a| a.parse::<std::net::SocketAddr>().ok()).is_some_and(|a| a.ip().to_canonical().is_loopback());
+    if !local_client {
+        return String::new();
+    }
     let origin = |url: &str| -> Option<(String, String)> {
         let (scheme, rest) = url.split_once("://")?;
         let authority = rest.split(['/', '?']).next().filter(|a| !a.is_empty())?;

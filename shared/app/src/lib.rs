@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod http;
 mod images;
 pub mod memory;
+pub mod outbox;
 pub mod ports;
 mod routes;
 

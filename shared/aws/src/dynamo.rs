@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use gocoffee_app::ports::{
     Entropy, IdempotencyRecord, MenuStore, OrderQuery, OrderStore, OsEntropy, Page, RefreshTokenRecord, StoreError, StoreResult, UserRecord, UserStore,
 };
@@ -140,6 +141,30 @@ impl DynamoStore {
     async fn get(&self, key: Item) -> StoreResult<Option<Item>> {
         let out = self.client.get_item().table_name(&self.table).set_key(Some(key)).consistent_read(true).send().await.map_err(sdk)?;
         Ok(out.item)
+    }
+
+    /// A put that only happens if `condition` holds. A failed condition is a
+    /// [`StoreError::Conflict`], unless the item already holds exactly what this put writes:
+    /// then the SDK retried a put whose answer was lost after it committed, and it succeeded.
+    async fn put_conditionally(&self, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> StoreResult<()> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, value) in values {
+            put = put.expression_attribute_values(*name, value.clone());
+        }
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) if failed.item() == Some(&item) => Ok(()),
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Err(StoreError::Conflict),
+                _ => Err(sdk(e)),
+            },
+        }
     }
 
     fn put(&self, item: Item) -> Put {
@@ -437,8 +462,7 @@ impl MenuStore for DynamoStore {
         row.insert("position".into(), n(position));
         row.insert("version".into(), n(item.version));
         row.insert("doc".into(), to_doc(item)?);
-        self.client.put_item().table_name(&self.table).set_item(Some(row)).condition_expression(NEW).send().await.map_err(conditional)?;
-        Ok(())
+        self.put_conditionally(row, NEW, &[]).await
     }
 
     async fn replace_menu_item(&self, item: &MenuItem, expected_version: u64) -> StoreResult<bool> {
@@ -458,25 +482,18 @@ impl MenuStore for DynamoStore {
         // Items stored before versions existed (and defaults never stored) have no `version`:
         // they are at 0.
         let condition = if expected_version == 0 { "attribute_not_exists(version) OR version = :expected" } else { "version = :expected" };
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(row))
-            .condition_expression(condition)
-            .expression_attribute_values(":expected", n(expected_version))
-            .send()
-            .await
-            .map_err(conditional)?;
+        self.put_conditionally(row, condition, &[(":expected", n(expected_version))]).await?;
         Ok(true)
     }
 
     async fn claim_upload(&self, key_: &str, at_ms: i64) -> StoreResult<()> {
         let mut item = key(format!("UPLOAD#{key_}"), "UPLOAD");
         item.insert("used_at_ms".into(), n(at_ms));
+        // Tells this claim from another one made in the same millisecond.
+        item.insert("claim".into(), s(format!("{:032x}", OsEntropy.u128())));
         // Upload URLs live 15 minutes; the claim only has to outlive them.
         item.insert(TTL.into(), n(at_ms.div_euclid(1000) + 24 * 3600));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(NEW).send().await.map_err(conditional)?;
-        Ok(())
+        self.put_conditionally(item, NEW, &[]).await
     }
 
     async fn release_upload(&self, key_: &str) -> StoreResult<()> {

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use gocoffee_app::ports::{Entropy, EventRelay, OsEntropy, StoreError, StoreResult};
+use gocoffee_app::outbox::{LeasedOutbox, relay_leased};
+use gocoffee_app::ports::{EventRelay, StoreError, StoreResult};
 
 use crate::dynamo::{DynamoStore, keys};
 
@@ -91,12 +92,9 @@ impl KinesisPublisher {
 
 /// Moves pending outbox entries from the table to the stream, then removes them. An entry whose
 /// publish failed stays for the next relay; a crash between publish and removal publishes it
-/// again (consumers are idempotent).
-///
-/// Every function relays after its requests, so relays overlap; one at a time holds the lease
-/// (a conditional put with an expiry) and the others leave the work to it. The holder looks
-/// again after letting go, so nothing written meanwhile is left behind. So each entry goes out
-/// once, and each order's entries in version order.
+/// again (consumers are idempotent). One relay at a time holds the lease (a conditional put with
+/// an expiry; see [`gocoffee_app::outbox`]), so each entry goes out once, and each order's entries
+/// in version order.
 pub struct DynamoOutboxRelay<'a> {
     pub store: &'a DynamoStore,
     pub publisher: &'a KinesisPublisher,
@@ -104,26 +102,32 @@ pub struct DynamoOutboxRelay<'a> {
 
 /// Batches per lease, so one request never spends long draining a backlog.
 const RELAY_ROUNDS: usize = 4;
-/// Times a relay may take the lease: each later turn looks again after letting go, for entries
-/// written while it held the lease (their own relays found it taken).
-const LEASE_TURNS: usize = 4;
-/// Longer than any function's timeout, so a lease outlives its holder only when the holder died.
-const LEASE_MS: i64 = 5 * 60 * 1000;
+/// Longer than any function's timeout (10 s in the template, 30 s at most for an API Gateway
+/// integration), so a lease outlives its holder only when the holder died, and then not by much.
+const LEASE_MS: i64 = 30 * 1000;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
-impl DynamoOutboxRelay<'_> {
+#[async_trait(?Send)]
+impl LeasedOutbox for DynamoOutboxRelay<'_> {
+    async fn is_empty(&self) -> StoreResult<bool> {
+        Ok(self.store.outbox(1).await?.is_empty())
+    }
+
     async fn lease(&self, holder: &str) -> StoreResult<bool> {
         let now = now_ms();
         self.store.lease_outbox(holder, now, now + LEASE_MS).await
     }
 
-    /// Publishes pending entries while `holder` keeps the lease: each round, every order's lowest
-    /// pending version (a later event of an order never goes out in the same batch as, and so
-    /// possibly ahead of, an earlier one).
-    async fn drain(&self, holder: &str) -> StoreResult<usize> {
+    async fn release(&self, holder: &str) -> StoreResult<()> {
+        self.store.release_outbox(holder).await
+    }
+
+    /// Each round publishes every order's lowest pending version: a later event of an order
+    /// never goes out in the same batch as (and so possibly ahead of) an earlier one.
+    async fn publish_pending(&self, holder: &str) -> StoreResult<usize> {
         let mut sent = 0;
         for round in 0..RELAY_ROUNDS {
             if round > 0 && !self.lease(holder).await? {
@@ -171,26 +175,6 @@ impl DynamoOutboxRelay<'_> {
 #[async_trait(?Send)]
 impl EventRelay for DynamoOutboxRelay<'_> {
     async fn relay(&self) -> StoreResult<usize> {
-        if self.store.outbox(1).await?.is_empty() {
-            return Ok(0);
-        }
-        let holder = format!("{:032x}", OsEntropy.u128());
-        let mut sent = 0;
-        for _ in 0..LEASE_TURNS {
-            if !self.lease(&holder).await? {
-                // Another relay is publishing; it looks again after it lets go.
-                return Ok(sent);
-            }
-            let drained = self.drain(&holder).await;
-            // An expired lease frees itself, so a failed release only delays the next relay.
-            if let Err(e) = self.store.release_outbox(&holder).await {
-                tracing::warn!(error = %e, "releasing the outbox lease failed");
-            }
-            sent += drained?;
-            if self.store.outbox(1).await?.is_empty() {
-                break;
-            }
-        }
-        Ok(sent)
+        relay_leased(self).await
     }
 }

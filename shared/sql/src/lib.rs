@@ -6,6 +6,7 @@ pub mod db;
 pub mod schema;
 
 use async_trait::async_trait;
+use gocoffee_app::outbox::{LeasedOutbox, relay_leased};
 use gocoffee_app::ports::*;
 use gocoffee_core::{KitchenTicket, MenuItem, Order, Role, StoredEvent};
 use serde::Serialize;
@@ -165,6 +166,8 @@ impl<D: Db> MenuStore for SqliteStore<D> {
     }
 
     async fn claim_upload(&self, key: &str, at_ms: i64) -> StoreResult<()> {
+        // Upload URLs live 15 minutes; a claim a day old guards nothing any more.
+        self.db.execute("DELETE FROM image_uploads WHERE used_at < ?", &[Value::Integer(at_ms - 24 * 3600 * 1000)])?;
         self.db.execute("INSERT INTO image_uploads (key, used_at) VALUES (?, ?)", &[key.into(), at_ms.into()])?;
         Ok(())
     }
@@ -336,13 +339,10 @@ pub trait Publisher {
 }
 
 /// Publishes the outbox in order, deleting each entry once the publisher took it. A crash
-/// between the two publishes that entry again: consumers are idempotent.
-///
-/// Relays run after every request, so several may overlap; one at a time holds the lease (a row
-/// with an expiry, taken by an atomic upsert) and publishes, and the others leave the work to it.
-/// The holder looks again after giving the lease back, so an entry written while it held the
-/// lease (whose own relay found it taken) is never left behind. So each entry goes out once, in
-/// the order it was written, which for one order is the order of its versions.
+/// between the two publishes that entry again: consumers are idempotent. One relay at a time
+/// holds the lease (a row with an expiry, taken by an atomic upsert; see
+/// [`gocoffee_app::outbox`]), so each entry goes out once, in the order it was written, which for
+/// one order is the order of its versions.
 pub struct SqliteOutboxRelay<'a, D, P> {
     pub db: &'a D,
     pub publisher: P,
@@ -354,17 +354,18 @@ const RELAY_BATCH: i64 = 100;
 const LEASE_MS: i64 = 60_000;
 /// Batches per lease, so one request never spends long draining a backlog.
 const RELAY_ROUNDS: usize = 4;
-/// Times a relay may take the lease: each later turn looks again after letting go, for entries
-/// written while it held the lease (their own relays found it taken).
-const LEASE_TURNS: usize = 4;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
-impl<D: Db, P: Publisher> SqliteOutboxRelay<'_, D, P> {
-    /// Takes (or extends) the lease for `holder`; false while another relay holds it.
-    fn lease(&self, holder: &str) -> Result<bool, DbError> {
+#[async_trait(?Send)]
+impl<D: Db, P: Publisher> LeasedOutbox for SqliteOutboxRelay<'_, D, P> {
+    async fn is_empty(&self) -> StoreResult<bool> {
+        Ok(self.db.execute("SELECT 1 FROM outbox LIMIT 1", &[])?.rows.is_empty())
+    }
+
+    async fn lease(&self, holder: &str) -> StoreResult<bool> {
         let now = now_ms();
         let rows = self.db.execute(
             "INSERT INTO outbox_lease (id, holder, until) VALUES (1, ?1, ?2) \
@@ -375,22 +376,17 @@ impl<D: Db, P: Publisher> SqliteOutboxRelay<'_, D, P> {
         Ok(!rows.rows.is_empty())
     }
 
-    fn release(&self, holder: &str) -> Result<(), DbError> {
+    async fn release(&self, holder: &str) -> StoreResult<()> {
         self.db.execute("DELETE FROM outbox_lease WHERE id = 1 AND holder = ?", &[holder.into()])?;
         Ok(())
     }
 
-    fn is_empty(&self) -> Result<bool, DbError> {
-        Ok(self.db.execute("SELECT 1 FROM outbox LIMIT 1", &[])?.rows.is_empty())
-    }
-
-    /// Publishes every pending entry, in order, while the lease is still `holder`'s.
-    fn drain(&self, holder: &str) -> StoreResult<usize> {
+    async fn publish_pending(&self, holder: &str) -> StoreResult<usize> {
         let mut sent = 0;
         for round in 0..RELAY_ROUNDS {
             // Renewed per further batch: a holder that stalled past its lease stops there.
-            if round > 0 && !self.lease(holder)? {
-                return Ok(sent);
+            if round > 0 && !self.lease(holder).await? {
+                break;
             }
             let rows = self.db.execute("SELECT seq, channel, payload FROM outbox ORDER BY seq LIMIT ?", &[Value::Integer(RELAY_BATCH)])?;
             for row in &rows.rows {
@@ -417,26 +413,6 @@ impl<D: Db, P: Publisher> SqliteOutboxRelay<'_, D, P> {
 #[async_trait(?Send)]
 impl<D: Db, P: Publisher> EventRelay for SqliteOutboxRelay<'_, D, P> {
     async fn relay(&self) -> StoreResult<usize> {
-        if self.is_empty()? {
-            return Ok(0);
-        }
-        let holder = format!("{:032x}", OsEntropy.u128());
-        let mut sent = 0;
-        for _ in 0..LEASE_TURNS {
-            if !self.lease(&holder)? {
-                // Another relay is publishing; it looks again after it lets go.
-                return Ok(sent);
-            }
-            let drained = self.drain(&holder);
-            // An expired lease frees itself, so a failed release only delays the next relay.
-            if let Err(e) = self.release(&holder) {
-                tracing::warn!(error = %e, "releasing the outbox lease failed");
-            }
-            sent += drained?;
-            if self.is_empty()? {
-                break;
-            }
-        }
-        Ok(sent)
+        relay_leased(self).await
     }
 }

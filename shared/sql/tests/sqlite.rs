@@ -114,6 +114,7 @@ fn menu_items_insert_once_and_replace_in_place() {
 fn a_menu_write_from_a_stale_version_is_a_conflict_and_changes_nothing() {
     let s = store("menu-versions");
     // A default item as stored before versions existed: its document has none, so it is at 0.
+    s.db().execute("UPDATE menu_items SET doc = json_remove(doc, '$.version') WHERE id = 'latte'", &[]).expect("an old document");
     let latte = block_on(s.menu_item("latte")).expect("read").expect("latte");
     assert_eq!(latte.version, 0);
     let sold_out = gocoffee_core::MenuItem { available: false, version: 1, ..latte.clone() };
@@ -132,6 +133,9 @@ fn an_upload_can_be_claimed_once_until_released() {
     block_on(s.claim_upload("menu/latte/b.png", 3)).expect("another key");
     block_on(s.release_upload("menu/latte/a.png")).expect("released");
     block_on(s.claim_upload("menu/latte/a.png", 4)).expect("again after a failed upload");
+    let day = 24 * 3600 * 1000;
+    block_on(s.claim_upload("menu/latte/c.png", 4 + day + 1)).expect("a day later");
+    assert_eq!(count(&s, "image_uploads"), 1, "claims older than a day are dropped");
 }
 
 #[test]

@@ -152,10 +152,6 @@ pub async fn login(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     }
 }
 
-/// The bootstrap admin's fixed id: two first logins racing both write it, so exactly one
-/// account is created (the id and the email are each unique in every store).
-pub const BOOTSTRAP_ADMIN_ID: &str = "bootstrap-admin";
-
 /// True when `email` and `password` are the configured admin's. The password comparison takes
 /// the same time wherever the two differ.
 fn is_bootstrap_admin(ctx: &Ctx<'_>, email: &Email, password: &str) -> bool {
@@ -164,22 +160,30 @@ fn is_bootstrap_admin(ctx: &Ctx<'_>, email: &Email, password: &str) -> bool {
     same_password & (admin_email == email)
 }
 
-/// The configured first admin, created on its first login.
+/// The configured first admin, created on its first login. Race-free because emails are unique
+/// in every store: of two first logins at once, one creates the account and the other reads it.
 async fn bootstrap_admin(ctx: &Ctx<'_>, email: &Email, password: &str) -> Result<Option<UserRecord>, ApiError> {
     let Some((admin_email, admin_password)) = &ctx.svc.config.bootstrap_admin else { return Ok(None) };
     if !is_bootstrap_admin(ctx, email, password) {
         return Ok(None);
     }
-    let id = BOOTSTRAP_ADMIN_ID.to_owned();
-    match create(ctx.svc, id, admin_email.clone(), admin_password, Some("Administrator".into()), Role::Admin, ctx.now_ms).await {
-        Ok(user) => {
-            tracing::info!(request_id = %ctx.request_id, user_id = %user.id, "bootstrap admin created");
-            Ok(Some(user))
+    // A second round for DynamoDB, where two racing transactions may both be cancelled.
+    for _ in 0..2 {
+        match create(ctx.svc, ctx.svc.new_id(), admin_email.clone(), admin_password, Some("Administrator".into()), Role::Admin, ctx.now_ms).await {
+            Ok(user) => {
+                tracing::info!(request_id = %ctx.request_id, user_id = %user.id, "bootstrap admin created");
+                return Ok(Some(user));
+            }
+            // A concurrent first login created it.
+            Err(e) if e.code == "email_taken" => {
+                if let Some(user) = ctx.svc.users.user_by_email(email.as_str()).await? {
+                    return Ok(Some(user));
+                }
+            }
+            Err(e) => return Err(e),
         }
-        // A concurrent first login created it.
-        Err(e) if e.code == "email_taken" => Ok(ctx.svc.users.user_by_email(email.as_str()).await?),
-        Err(e) => Err(e),
     }
+    Ok(None)
 }
 
 pub async fn refresh(ctx: &Ctx<'_>) -> Result<Response, ApiError> {

@@ -13,9 +13,12 @@ fn location(id: &str) -> String {
     format!("/api/v1/menu/items/{id}")
 }
 
-/// How long shared caches may keep a menu read. The menu is public and its picture URLs stay
-/// valid far longer than this (see `images`), and they never come from the request's `Host`.
+/// How long shared caches may keep the menu. It is public, and its picture URLs stay valid far
+/// longer than this (see `images`) and never come from a public request's `Host`.
 const MENU_CACHE_CONTROL: &str = "public, max-age=30";
+/// One item is read before changing it, for its ETag: a cache may keep it but must ask first, so
+/// a manager never edits from a stale version.
+const ITEM_CACHE_CONTROL: &str = "no-cache";
 /// Read-modify-write rounds before a change gives up with 409.
 const WRITE_ATTEMPTS: usize = 3;
 
@@ -90,7 +93,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 
 pub async fn get(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let item = ctx.svc.menu.menu_item(ctx.param(0)).await?.ok_or_else(|| ApiError::not_found("menu item"))?;
-    Ok(with_header(item_response(ctx, StatusCode::OK, &item), header::CACHE_CONTROL, MENU_CACHE_CONTROL))
+    Ok(with_header(item_response(ctx, StatusCode::OK, &item), header::CACHE_CONTROL, ITEM_CACHE_CONTROL))
 }
 
 pub async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
@@ -174,6 +177,15 @@ pub async fn put_image(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             tracing::warn!(request_id = %ctx.request_id, key, error = %release, "a failed upload's claim could not be released");
         }
         return Err(e.into());
+    }
+    // A newer picture may have been issued while these bytes were stored (and its issue deleted
+    // what was under this key then, which was nothing): nothing links them now, so they go.
+    let current = ctx.svc.menu.menu_item(ctx.param(0)).await?;
+    if current.and_then(|i| i.image).as_deref() != Some(key.as_str()) {
+        if let Err(e) = blobs.delete_image(&key).await {
+            tracing::warn!(request_id = %ctx.request_id, key, error = %e, "a superseded upload could not be deleted");
+        }
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "upload_superseded", "a newer picture upload replaced this one"));
     }
     tracing::info!(request_id = %ctx.request_id, key, bytes = ctx.req.body().len(), "menu picture stored");
     Ok(no_content())
