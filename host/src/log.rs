@@ -86,7 +86,7 @@ impl Default for RetryPolicy {
     /// are retried for 15 minutes (a message blocks its channel meanwhile), backing off from
     /// 200 ms to at most 30 s between attempts.
     fn default() -> Self {
-        RetryPolicy { max_attempts: 5, base_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(30), retry_for: Duration::from_secs(3600) }
+        RetryPolicy { max_attempts: 5, base_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(30), retry_for: Duration::from_secs(900) }
     }
 }
 
@@ -377,6 +377,15 @@ mod tests {
 
     fn fault() -> Failure {
         Failure::Fault("boom".into())
+    }
+
+    #[test]
+    fn by_default_transient_failures_are_retried_for_15_minutes_and_faults_5_times() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            (p.retry_for, p.max_attempts, p.base_backoff, p.max_backoff),
+            (Duration::from_secs(900), 5, Duration::from_millis(200), Duration::from_secs(30))
+        );
     }
 
     #[test]

@@ -51,7 +51,7 @@ OPTIONS:
         --read-timeout-ms <MS>  time allowed for a request's headers (else the connection is
                                 closed), and then for its body (else 408) [default: 15000]
         --max-connections <N>   connections open at once; more wait to be accepted
-                                [default: 1024]
+                                [default: 512]
         --operator-token <T>    lets remote clients use /.well-known/gocoffee/... with
                                 `Authorization: Bearer <T>` (also GOCOFFEE_OPERATOR_TOKEN);
                                 loopback clients need none
@@ -227,7 +227,8 @@ async fn up(args: Args) -> Result<()> {
     }
 
     print_banner(&manifest, &variables, &server, &subs, &args, log.pending().unwrap_or(0));
-    let serving = tokio::spawn(server.clone().serve(listener, shutdown.clone(), Duration::from_secs(10)));
+    // In-flight requests get as long as an invocation may run.
+    let serving = tokio::spawn(server.clone().serve(listener, shutdown.clone(), runtime::GUEST_TIMEOUT + Duration::from_secs(5)));
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new requests; finishing in-flight work");

@@ -323,11 +323,11 @@ impl Runtime {
         let tail = StderrTail::default();
         let mut store = self.store(&loaded.config, Some(tail.clone()));
         let instance = pre.instantiate_async(&mut store).await.map_err(|e| Failure::Transient(format!("instantiating {component}: {e:?}")))?;
-        // A delivery that runs too long may do so every time (a loop on this payload), so it
-        // counts as a fault, not as a dependency being down.
+        // Running wasm past the epoch deadline (a loop on this payload) is a fault; waiting in
+        // the host past twice that (a database lock, say) is a dependency being slow: transient.
         let call = instance.fermyon_spin_inbound_redis().call_handle_message(&mut store, &payload);
-        let Ok(result) = tokio::time::timeout(GUEST_TIMEOUT, call).await else {
-            return Err(Failure::Fault(format!("component {component} ran past {GUEST_TIMEOUT:?}")));
+        let Ok(result) = tokio::time::timeout(2 * GUEST_TIMEOUT, call).await else {
+            return Err(Failure::Transient(format!("component {component} waited on the host past {:?}", 2 * GUEST_TIMEOUT)));
         };
         match result {
             Ok(Ok(())) => Ok(()),

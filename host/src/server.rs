@@ -42,7 +42,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { read_timeout: Duration::from_secs(15), queue_timeout: Duration::from_secs(2), max_connections: 1024 }
+        Limits { read_timeout: Duration::from_secs(15), queue_timeout: Duration::from_secs(2), max_connections: 512 }
     }
 }
 
@@ -326,7 +326,10 @@ impl Server {
                     let (stream, client) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
+                            // Out of file descriptors, most likely: the connection waits in the
+                            // backlog, so pause instead of spinning on it.
                             tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                             continue;
                         }
                     };

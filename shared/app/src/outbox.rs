@@ -21,11 +21,13 @@ pub trait LeasedOutbox {
     async fn publish_pending(&self, holder: &str) -> StoreResult<usize>;
 }
 
-/// How long one relay keeps taking turns while entries keep arriving. Each turn looks again after
-/// letting go, for entries written while it held the lease (their own relays found it taken and
-/// left them to it); only a relay that runs out of this budget under continuous writes can leave
-/// entries for the next request's relay.
-const RELAY_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+/// How many turns, and for how long, one relay keeps taking the lease while entries keep
+/// arriving. Each turn looks again after letting go, for entries written while it held the lease
+/// (their own relays found it taken and left them to it); only a relay that runs out of turns
+/// under continuous writes can leave entries for the next request's relay. The relay runs before
+/// its request is answered, so both are small.
+const LEASE_TURNS: usize = 4;
+const RELAY_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Publishes what `outbox` holds, unless another relay is already doing so. The holder looks
 /// again after giving the lease back, so what was committed meanwhile is not left behind; a
@@ -38,7 +40,10 @@ pub async fn relay_leased(outbox: &dyn LeasedOutbox) -> StoreResult<usize> {
     let holder = format!("{:032x}", OsEntropy.u128());
     let started = std::time::Instant::now();
     let mut sent = 0;
-    while started.elapsed() < RELAY_BUDGET {
+    for _ in 0..LEASE_TURNS {
+        if started.elapsed() >= RELAY_BUDGET {
+            break;
+        }
         if !outbox.lease(&holder).await? {
             // Another relay is publishing; it looks again after it lets go.
             return Ok(sent);

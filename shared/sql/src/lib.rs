@@ -349,9 +349,11 @@ pub struct SqliteOutboxRelay<'a, D, P> {
 }
 
 const RELAY_BATCH: i64 = 100;
-/// Longer than any one invocation may run (the host's and Spin's 30 s), so a lease outlives its
-/// holder only when the holder died, and then for at most this long.
-const LEASE_MS: i64 = 60_000;
+/// How long a lease lasts without renewal: a relay that dies holding it (a crash, a request cut
+/// off at its time limit) delays the outbox this long at most. The holder renews it well before
+/// then while it publishes.
+const LEASE_MS: i64 = 10_000;
+const RENEW_AFTER: std::time::Duration = std::time::Duration::from_millis(LEASE_MS as u64 / 4);
 /// Batches per lease, so one request never spends long draining a backlog.
 const RELAY_ROUNDS: usize = 4;
 
@@ -383,13 +385,18 @@ impl<D: Db, P: Publisher> LeasedOutbox for SqliteOutboxRelay<'_, D, P> {
 
     async fn publish_pending(&self, holder: &str) -> StoreResult<usize> {
         let mut sent = 0;
-        for round in 0..RELAY_ROUNDS {
-            // Renewed per further batch: a holder that stalled past its lease stops there.
-            if round > 0 && !self.lease(holder).await? {
-                break;
-            }
+        // The caller has just taken the lease.
+        let mut renewed = std::time::Instant::now();
+        for _ in 0..RELAY_ROUNDS {
             let rows = self.db.execute("SELECT seq, channel, payload FROM outbox ORDER BY seq LIMIT ?", &[Value::Integer(RELAY_BATCH)])?;
             for row in &rows.rows {
+                if renewed.elapsed() >= RENEW_AFTER {
+                    // A holder that stalled past its lease stops before publishing again.
+                    if !self.lease(holder).await? {
+                        return Ok(sent);
+                    }
+                    renewed = std::time::Instant::now();
+                }
                 let seq = row.int(0)?;
                 let channel = row.text(1)?;
                 let payload = match row.get(2) {
