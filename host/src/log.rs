@@ -379,6 +379,33 @@ mod tests {
         Failure::Fault("boom".into())
     }
 
+    /// A dispatcher for subscriber `s` running in the background, as `up` runs one.
+    struct Running {
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start_dispatcher<F, Fut>(log: &Arc<MessageLog>, policy: RetryPolicy, invoke: F) -> Running
+    where
+        F: Fn(Vec<u8>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
+    {
+        let (stop, shutdown) = watch::channel(false);
+        Running { stop, task: tokio::spawn(dispatch(log.clone(), "s".into(), policy, shutdown, invoke)) }
+    }
+
+    impl Running {
+        /// Waits until `done` holds or `limit` passes, then stops the dispatcher.
+        async fn stop_when(self, limit: Duration, done: impl Fn() -> bool) {
+            let deadline = std::time::Instant::now() + limit;
+            while !done() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            self.stop.send(true).expect("stop");
+            self.task.await.expect("dispatcher");
+        }
+    }
+
     #[test]
     fn by_default_transient_failures_are_retried_for_15_minutes_and_faults_5_times() {
         let p = RetryPolicy::default();
@@ -494,23 +521,13 @@ mod tests {
         let policy = RetryPolicy::default();
         let outage_ends = std::time::Instant::now() + Duration::from_millis(4_500);
         let tries = Arc::new(Mutex::new(0u32));
-        let (stop, shutdown) = watch::channel(false);
-        let task = {
-            let tries = tries.clone();
-            tokio::spawn(dispatch(log.clone(), "s".into(), policy, shutdown, move |_| {
-                let tries = tries.clone();
-                async move {
-                    *tries.lock().expect("lock") += 1;
-                    if std::time::Instant::now() < outage_ends { Err(Failure::Transient("database is locked".into())) } else { Ok(()) }
-                }
-            }))
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while log.pending().expect("count") > 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        stop.send(true).expect("stop");
-        task.await.expect("dispatcher");
+        let counted = tries.clone();
+        let running = start_dispatcher(&log, policy, move |_| {
+            *counted.lock().expect("lock") += 1;
+            let outcome = if std::time::Instant::now() < outage_ends { Err(Failure::Transient("database is locked".into())) } else { Ok(()) };
+            async move { outcome }
+        });
+        running.stop_when(Duration::from_secs(30), || log.pending().expect("count") == 0).await;
         assert_eq!(log.pending().expect("count"), 0, "delivered once the outage ended");
         assert!(log.dead_letters().expect("list").is_empty());
         assert!(*tries.lock().expect("lock") > policy.max_attempts, "retried past the attempt limit");
@@ -525,26 +542,15 @@ mod tests {
         let d = log.next("s").expect("next").expect("message");
         log.fail(&d, &Failure::Poison("x".into()), &policy()).expect("dead-lettered");
         let seen = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
-        let (stop, shutdown) = watch::channel(false);
-        let task = {
-            let seen = seen.clone();
-            tokio::spawn(dispatch(log.clone(), "s".into(), policy(), shutdown, move |p| {
-                let seen = seen.clone();
-                async move {
-                    seen.lock().expect("lock").push(p);
-                    Ok(())
-                }
-            }))
-        };
+        let recorded = seen.clone();
+        let running = start_dispatcher(&log, policy(), move |p| {
+            recorded.lock().expect("lock").push(p);
+            async { Ok(()) }
+        });
         tokio::time::sleep(Duration::from_millis(100)).await;
         // `gocoffee-host redrive` is another process: its own connection, no wakeup to send.
         assert_eq!(MessageLog::open(&path, &[]).expect("cli").redrive(None).expect("redrive"), 1);
-        let deadline = std::time::Instant::now() + IDLE_POLL * 5;
-        while seen.lock().expect("lock").is_empty() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        stop.send(true).expect("stop");
-        task.await.expect("dispatcher");
+        running.stop_when(IDLE_POLL * 5, || !seen.lock().expect("lock").is_empty()).await;
         assert_eq!(*seen.lock().expect("lock"), [b"once-poison".to_vec()]);
     }
 
@@ -556,24 +562,14 @@ mod tests {
             log.publish("c", m.as_bytes()).expect("publish");
         }
         let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (stop, shutdown) = watch::channel(false);
-        let task = {
-            let seen = seen.clone();
-            tokio::spawn(dispatch(log.clone(), "s".into(), policy(), shutdown, move |p| {
-                let seen = seen.clone();
-                async move {
-                    let m = String::from_utf8(p).expect("utf8");
-                    seen.lock().expect("lock").push(m.clone());
-                    if m == "bad" { Err(Failure::Fault(format!("cannot handle {m}"))) } else { Ok(()) }
-                }
-            }))
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while log.pending().expect("count") > 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        stop.send(true).expect("stop");
-        task.await.expect("dispatcher");
+        let recorded = seen.clone();
+        let running = start_dispatcher(&log, policy(), move |p| {
+            let m = String::from_utf8(p).expect("utf8");
+            recorded.lock().expect("lock").push(m.clone());
+            let outcome = if m == "bad" { Err(Failure::Fault(format!("cannot handle {m}"))) } else { Ok(()) };
+            async move { outcome }
+        });
+        running.stop_when(Duration::from_secs(10), || log.pending().expect("count") == 0).await;
         assert_eq!(*seen.lock().expect("lock"), ["ok-1", "bad", "bad", "bad", "ok-2"]);
         assert_eq!(log.dead_letters().expect("list").len(), 1);
     }

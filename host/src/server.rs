@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -67,20 +67,12 @@ enum BodyError {
 
 /// Reads the whole body, refusing more than `max` bytes and taking at most `timeout`.
 async fn read_body(body: &mut Incoming, max: usize, timeout: Duration) -> Result<Bytes, BodyError> {
-    let read = async {
-        let mut buf = bytes::BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| BodyError::Broken)?;
-            if let Some(data) = frame.data_ref() {
-                if buf.len() + data.len() > max {
-                    return Err(BodyError::TooLarge);
-                }
-                buf.extend_from_slice(data);
-            }
-        }
-        Ok(buf.freeze())
-    };
-    tokio::time::timeout(timeout, read).await.unwrap_or(Err(BodyError::TimedOut))
+    match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(_)) => Err(BodyError::Broken),
+        Err(_) => Err(BodyError::TimedOut),
+    }
 }
 
 /// Reads and drops a bounded amount of what the client is still sending, for at most

@@ -85,14 +85,18 @@ impl Config {
 
 /// An origin (`scheme://host[:port]`), with an optional path prefix, without a trailing slash.
 fn parse_base_url(url: &str) -> Result<String, ConfigError> {
-    let invalid = |why: &str| ConfigError::Invalid { name: "public_base_url", why: why.into() };
     let url = url.trim().trim_end_matches('/');
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(|| invalid("use an http:// or https:// URL"))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.is_empty() || url.contains(['?', '#']) || !url.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid("use scheme://host[:port][/path], with no query or fragment"));
+    let valid = url
+        .parse::<http::Uri>()
+        .is_ok_and(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some_and(|a| !a.host().is_empty()) && uri.query().is_none());
+    if valid && !url.contains('#') {
+        Ok(url.to_owned())
+    } else {
+        Err(ConfigError::Invalid {
+            name: "public_base_url",
+            why: "use an http:// or https:// URL: scheme://host[:port][/path], with no query or fragment".into(),
+        })
     }
-    Ok(url.to_owned())
 }
 
 #[cfg(test)]

@@ -319,16 +319,9 @@ impl DynamoStore {
         let mut item = key(OUTBOX_LEASE, "LEASE");
         item.insert("holder".into(), s(holder));
         item.insert("until_ms".into(), n(until_ms));
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR until_ms <= :now OR holder = :me")
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":me", s(holder));
-        match put.send().await.map_err(conditional) {
-            Ok(_) => Ok(true),
+        let condition = "attribute_not_exists(pk) OR until_ms <= :now OR holder = :me";
+        match self.put_conditionally(item, condition, &[(":now", n(now_ms)), (":me", s(holder))]).await {
+            Ok(()) => Ok(true),
             Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(e),
         }

@@ -8,7 +8,7 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use gocoffee_app::outbox::{LeasedOutbox, relay_leased};
-use gocoffee_app::ports::{EventRelay, StoreError, StoreResult};
+use gocoffee_app::ports::{Clock, EventRelay, StoreError, StoreResult, SystemClock};
 
 use crate::dynamo::{DynamoStore, keys};
 
@@ -106,10 +106,6 @@ const RELAY_ROUNDS: usize = 4;
 /// integration), so a lease outlives its holder only when the holder died, and then not by much.
 const LEASE_MS: i64 = 30 * 1000;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
-
 #[async_trait(?Send)]
 impl LeasedOutbox for DynamoOutboxRelay<'_> {
     async fn is_empty(&self) -> StoreResult<bool> {
@@ -117,7 +113,7 @@ impl LeasedOutbox for DynamoOutboxRelay<'_> {
     }
 
     async fn lease(&self, holder: &str) -> StoreResult<bool> {
-        let now = now_ms();
+        let now = SystemClock.now_ms();
         self.store.lease_outbox(holder, now, now + LEASE_MS).await
     }
 

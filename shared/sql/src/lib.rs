@@ -357,10 +357,6 @@ const RENEW_AFTER: std::time::Duration = std::time::Duration::from_millis(LEASE_
 /// Batches per lease, so one request never spends long draining a backlog.
 const RELAY_ROUNDS: usize = 4;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
-
 #[async_trait(?Send)]
 impl<D: Db, P: Publisher> LeasedOutbox for SqliteOutboxRelay<'_, D, P> {
     async fn is_empty(&self) -> StoreResult<bool> {
@@ -368,7 +364,7 @@ impl<D: Db, P: Publisher> LeasedOutbox for SqliteOutboxRelay<'_, D, P> {
     }
 
     async fn lease(&self, holder: &str) -> StoreResult<bool> {
-        let now = now_ms();
+        let now = SystemClock.now_ms();
         let rows = self.db.execute(
             "INSERT INTO outbox_lease (id, holder, until) VALUES (1, ?1, ?2) \
              ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until \
