@@ -14,6 +14,17 @@ pub mod lambda;
 pub const ADMIN_EMAIL: &str = "admin@gocoffee.test";
 pub const ADMIN_PASSWORD: &str = "admin password 1";
 
+/// Every deployed function with HTTP routes: the registry the agreement tests (openapi.yaml,
+/// spin.toml, sam-template.yaml, sample events) read. A new function registers here.
+pub fn functions() -> Vec<&'static gocoffee_app::Function> {
+    gocoffee_app::FUNCTIONS.to_vec()
+}
+
+/// Every API route with the function that serves it.
+pub fn routes() -> Vec<(&'static str, &'static gocoffee_app::Route)> {
+    functions().into_iter().flat_map(|f| f.routes.iter().map(move |r| (f.name, r))).collect()
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }

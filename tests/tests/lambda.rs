@@ -7,7 +7,6 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use base64::Engine as _;
-use gocoffee_app::ROUTES;
 use gocoffee_core::StoredEvent;
 use gocoffee_tests::lambda::{LambdaStack, kinesis_record, select_route, sqs_record, template_routes};
 use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, workspace};
@@ -32,9 +31,9 @@ fn samples(dir: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-/// The path template of the app route that `method path` reaches, if any.
-fn app_route(method: &str, path: &str) -> Option<&'static gocoffee_app::RouteSpec> {
-    ROUTES.iter().find(|r| {
+/// The function and app route that `method path` reaches, if any.
+fn app_route(method: &str, path: &str) -> Option<(&'static str, &'static gocoffee_app::Route)> {
+    gocoffee_tests::routes().into_iter().find(|(_, r)| {
         r.method.as_str() == method && {
             let (t, p): (Vec<&str>, Vec<&str>) = (r.path.split('/').collect(), path.split('/').collect());
             t.len() == p.len() && t.iter().zip(&p).all(|(a, b)| a.starts_with('{') || a == b)
@@ -56,8 +55,8 @@ fn every_route_has_a_sample_api_gateway_event_that_its_function_answers() {
         // The event's routeKey is the template route API Gateway would choose for it.
         let (route_key, function) = select_route(&routes, &method, &path).unwrap_or_else(|| panic!("{name}: no route in the template"));
         assert_eq!(event["routeKey"].as_str(), Some(route_key.as_str()), "{name}");
-        if let Some(r) = app_route(&method, &path) {
-            assert_eq!(r.group.function(), function, "{name}: routed to the function that owns {} {}", r.method, r.path);
+        if let Some((owner, r)) = app_route(&method, &path) {
+            assert_eq!(owner, function, "{name}: routed to the function that owns {} {}", r.method, r.path);
             covered.insert((r.method.as_str(), r.path));
         }
         // With real tokens in place of the placeholders (fresh ones: logout and refresh use
@@ -70,7 +69,7 @@ fn every_route_has_a_sample_api_gateway_event_that_its_function_answers() {
         let status = response["statusCode"].as_u64().unwrap_or(0);
         assert!((200..500).contains(&status) && status != 401, "{name}: {status} {response}");
     }
-    let missing: Vec<String> = ROUTES.iter().filter(|r| !covered.contains(&(r.method.as_str(), r.path))).map(|r| format!("{} {}", r.method, r.path)).collect();
+    let missing: Vec<String> = gocoffee_tests::routes().iter().filter(|(_, r)| !covered.contains(&(r.method.as_str(), r.path))).map(|(_, r)| format!("{} {}", r.method, r.path)).collect();
     assert!(missing.is_empty(), "routes without a sample event in events/http: {missing:?}");
 }
 

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use gocoffee_app::ROUTES;
-use gocoffee_tests::workspace;
+use gocoffee_tests::{routes, workspace};
 
 fn openapi() -> serde_yaml::Value {
     serde_yaml::from_str(&std::fs::read_to_string(workspace().join("openapi.yaml")).expect("openapi.yaml")).expect("valid YAML")
@@ -43,22 +42,23 @@ fn openapi_documents_exactly_the_routes_the_app_serves() {
             }
         }
     }
-    let served: BTreeSet<(String, String)> = ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_owned())).collect();
-    assert_eq!(documented, served, "openapi.yaml and the app's ROUTES differ");
+    let served: BTreeSet<(String, String)> = routes().iter().map(|(_, r)| (r.method.to_string(), r.path.to_owned())).collect();
+    assert_eq!(documented, served, "openapi.yaml and the functions' route tables differ");
 }
 
 #[test]
 fn every_route_reaches_the_component_of_its_group_in_spin_toml() {
     let triggers = http_triggers();
-    for r in ROUTES {
+    let routes = routes();
+    for (function, r) in &routes {
         // Path parameters become a concrete segment for matching.
         let concrete = r.path.replace("{id}", "x").replace("{file}", "x.png");
         let best = triggers.iter().filter(|(route, _)| spin_route_matches(route, &concrete)).max_by_key(|(route, _)| route.len());
         let (route, component) = best.unwrap_or_else(|| panic!("no spin.toml route serves {} {}", r.method, r.path));
-        assert_eq!(component, r.group.function(), "{} {} is routed by {route} to {component}", r.method, r.path);
+        assert_eq!(component, function, "{} {} is routed by {route} to {component}", r.method, r.path);
     }
     for (route, component) in &triggers {
-        assert!(ROUTES.iter().any(|r| spin_route_matches(route, &r.path.replace("{id}", "x"))), "spin.toml route {route} ({component}) serves no API route");
+        assert!(routes.iter().any(|(_, r)| spin_route_matches(route, &r.path.replace("{id}", "x"))), "spin.toml route {route} ({component}) serves no API route");
     }
 }
 
@@ -110,9 +110,9 @@ fn the_http_api_in_sam_template_mirrors_spin_toml() {
     let declared: BTreeSet<(String, String)> = routes.iter().filter(|(k, _)| k != "$default").cloned().collect();
     assert_eq!(declared, expected, "sam-template.yaml's HttpApi events and spin.toml's routes differ");
     assert_eq!(routes.iter().filter(|(k, _)| k == "$default").map(|(_, f)| f.as_str()).collect::<Vec<_>>(), ["health"], "one $default route");
-    for r in ROUTES {
+    for (owner, r) in gocoffee_tests::routes() {
         let concrete = r.path.replace("{id}", "x").replace("{file}", "x.png");
         let (key, function) = select_route(&routes, r.method.as_str(), &concrete).expect("routed");
-        assert_eq!(function, r.group.function(), "{} {} goes to {function} by {key}", r.method, r.path);
+        assert_eq!(function, owner, "{} {} goes to {function} by {key}", r.method, r.path);
     }
 }

@@ -5,5 +5,5 @@
 
 #[spin_sdk::http_component]
 async fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
-    gocoffee_spin::serve(gocoffee_app::Group::Kitchen, req).await
+    gocoffee_spin::serve(&gocoffee_app::orders::KITCHEN, req).await
 }

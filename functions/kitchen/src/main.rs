@@ -4,5 +4,5 @@
 #[cfg(not(target_arch = "wasm32"))]
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    gocoffee_aws::lambda::http(gocoffee_app::Group::Kitchen).await
+    gocoffee_aws::lambda::kitchen().await
 }

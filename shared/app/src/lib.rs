@@ -12,7 +12,10 @@ pub mod outbox;
 pub mod ports;
 mod routes;
 
-pub use crate::routes::health;
+pub use crate::routes::{health, identity, menu, orders};
+
+use std::future::Future;
+use std::pin::Pin;
 
 use ::http::{HeaderValue, Method, StatusCode, header};
 use gocoffee_core::Role;
@@ -45,106 +48,48 @@ impl Services<'_> {
     }
 }
 
-/// The endpoint groups; each is one function (one Spin component, one Lambda).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
-    Health,
-    Identity,
-    Menu,
-    Orders,
-    Kitchen,
-}
+/// A route handler: borrows the request's context for as long as its future runs.
+pub type Handler = for<'a, 'b> fn(&'b Ctx<'a>) -> Pin<Box<dyn Future<Output = Result<Response, ApiError>> + 'b>>;
 
-impl Group {
-    /// The function (crate, Spin component, Lambda) that serves this group.
-    pub fn function(self) -> &'static str {
-        match self {
-            Group::Health => "health",
-            Group::Identity => "identity",
-            Group::Menu => "menu",
-            Group::Orders => "orders",
-            Group::Kitchen => "kitchen",
-        }
-    }
-
-    /// Groups whose writes queue events: their requests also relay the outbox.
-    fn publishes(self) -> bool {
-        matches!(self, Group::Orders | Group::Kitchen)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RouteId {
-    Health,
-    Register,
-    Login,
-    Refresh,
-    Logout,
-    Me,
-    CreateUser,
-    Menu,
-    MenuItem,
-    CreateMenuItem,
-    PatchMenuItem,
-    UploadMenuImage,
-    PutMenuImage,
-    GetMenuImage,
-    PlaceOrder,
-    ListOrders,
-    GetOrder,
-    OrderEvents,
-    CancelOrder,
-    CollectOrder,
-    RefundOrder,
-    KitchenQueue,
-    StartOrder,
-    ReadyOrder,
-}
-
-/// One HTTP route: its group, method and path in OpenAPI template form.
-#[derive(Debug, Clone)]
-pub struct RouteSpec {
-    pub group: Group,
+/// One HTTP route of a function: method, path in OpenAPI template form, handler.
+pub struct Route {
     pub method: Method,
     pub path: &'static str,
-    pub(crate) id: RouteId,
+    pub handler: Handler,
 }
 
-macro_rules! routes {
-    ($($group:ident $method:ident $path:literal => $id:ident,)*) => {
-        /// Every route the API serves. `openapi.yaml` and `spin.toml` are tested against this.
-        pub static ROUTES: &[RouteSpec] = &[
-            $(RouteSpec { group: Group::$group, method: Method::$method, path: $path, id: RouteId::$id },)*
-        ];
+/// A route table entry: `route!(GET "/api/v1/menu" => menu::list)`.
+#[macro_export]
+macro_rules! route {
+    ($method:ident $path:literal => $handler:path) => {
+        $crate::Route { method: ::http::Method::$method, path: $path, handler: |ctx| ::std::boxed::Box::pin($handler(ctx)) }
     };
 }
 
-routes! {
-    Health GET "/health" => Health,
-    Identity POST "/api/v1/auth/register" => Register,
-    Identity POST "/api/v1/auth/login" => Login,
-    Identity POST "/api/v1/auth/refresh" => Refresh,
-    Identity POST "/api/v1/auth/logout" => Logout,
-    Identity GET "/api/v1/auth/me" => Me,
-    Identity POST "/api/v1/auth/users" => CreateUser,
-    Menu GET "/api/v1/menu" => Menu,
-    Menu POST "/api/v1/menu/items" => CreateMenuItem,
-    Menu GET "/api/v1/menu/items/{id}" => MenuItem,
-    Menu PATCH "/api/v1/menu/items/{id}" => PatchMenuItem,
-    Menu PUT "/api/v1/menu/items/{id}/image" => UploadMenuImage,
-    Menu PUT "/api/v1/menu/items/{id}/image/{file}" => PutMenuImage,
-    Menu GET "/api/v1/menu/items/{id}/image/{file}" => GetMenuImage,
-    Orders POST "/api/v1/orders" => PlaceOrder,
-    Orders GET "/api/v1/orders" => ListOrders,
-    Orders GET "/api/v1/orders/{id}" => GetOrder,
-    Orders GET "/api/v1/orders/{id}/events" => OrderEvents,
-    Orders POST "/api/v1/orders/{id}/cancel" => CancelOrder,
-    Orders POST "/api/v1/orders/{id}/collect" => CollectOrder,
-    Orders POST "/api/v1/orders/{id}/refund" => RefundOrder,
-    Kitchen GET "/api/v1/kitchen/queue" => KitchenQueue,
-    Kitchen POST "/api/v1/kitchen/orders/{id}/start" => StartOrder,
-    Kitchen POST "/api/v1/kitchen/orders/{id}/ready" => ReadyOrder,
+/// One deployed function (one Spin component, one Lambda): its name and the routes it serves.
+/// A function's crate names only its own `Function`, so it links only its own handlers; the
+/// agreement tests (openapi.yaml, spin.toml, sam-template.yaml) read every function's table.
+pub struct Function {
+    /// The crate, Spin component and Lambda name.
+    pub name: &'static str,
+    pub routes: &'static [Route],
+    /// Its writes queue events, so each of its requests also relays the outbox.
+    pub publishes: bool,
+    /// It stores menu pictures, so the shell opens the picture store for it.
+    pub images: bool,
 }
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// The functions whose routes live in this crate (others, such as payments, bring their own).
+pub static FUNCTIONS: &[&Function] = &[&HEALTH, &identity::FUNCTION, &menu::FUNCTION, &orders::FUNCTION, &orders::KITCHEN];
+
+/// Liveness: `GET /health`, without touching any store.
+pub static HEALTH: Function = Function { name: "health", routes: &[route!(GET "/health" => routes::health_route)], publishes: false, images: false };
 
 /// Path parameters of `path` when it matches the template, in order.
 fn match_path(template: &str, path: &str) -> Option<Vec<String>> {
@@ -168,7 +113,7 @@ fn match_path(template: &str, path: &str) -> Option<Vec<String>> {
 }
 
 /// What one request needs while a route handles it.
-pub(crate) struct Ctx<'a> {
+pub struct Ctx<'a> {
     pub svc: &'a Services<'a>,
     pub req: &'a Request,
     pub params: Vec<String>,
@@ -207,27 +152,30 @@ fn request_id(req: &Request, svc: &Services<'_>) -> String {
         .unwrap_or_else(|| svc.new_id())
 }
 
-/// Handles one HTTP request. With `only`, routes outside that group are 404 (what a function
-/// deployed for one group does).
-pub async fn handle(svc: &Services<'_>, only: Option<Group>, req: Request) -> Response {
+/// Handles one HTTP request with the routes of `functions` (a deployed function passes itself;
+/// tests pass several). A path no route matches is 404; a path matched with another method 405.
+pub async fn handle(svc: &Services<'_>, functions: &[&Function], req: Request) -> Response {
     let request_id = request_id(&req, svc);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let candidates: Vec<(&RouteSpec, Vec<String>)> =
-        ROUTES.iter().filter(|r| only.is_none_or(|g| g == r.group)).filter_map(|r| match_path(r.path, &path).map(|p| (r, p))).collect();
-    let chosen = candidates.iter().find(|(r, _)| r.method == method || (method == Method::HEAD && r.method == Method::GET));
+    let candidates: Vec<(&Function, &Route, Vec<String>)> = functions
+        .iter()
+        .flat_map(|f| f.routes.iter().map(move |r| (*f, r)))
+        .filter_map(|(f, r)| match_path(r.path, &path).map(|p| (f, r, p)))
+        .collect();
+    let chosen = candidates.iter().find(|(_, r, _)| r.method == method || (method == Method::HEAD && r.method == Method::GET));
     let mut response = match chosen {
-        Some((route, params)) => {
+        Some((function, route, params)) => {
             let ctx =
                 Ctx { svc, req: &req, params: params.clone(), request_id: request_id.clone(), now_ms: svc.clock.now_ms(), picture_mac: Default::default() };
-            let result = routes::dispatch(route.id, &ctx).await;
-            if route.group.publishes() {
+            let result = (route.handler)(&ctx).await;
+            if function.publishes {
                 relay(svc, &request_id).await;
             }
             result.unwrap_or_else(ApiError::into_response)
         }
         None if !candidates.is_empty() => {
-            let allow: Vec<&str> = candidates.iter().map(|(r, _)| r.method.as_str()).collect();
+            let allow: Vec<&str> = candidates.iter().map(|(_, r, _)| r.method.as_str()).collect();
             let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed here")).into_response();
             if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
                 r.headers_mut().insert(header::ALLOW, v);
@@ -277,8 +225,9 @@ mod tests {
 
     #[test]
     fn every_route_is_unique() {
-        for (i, r) in ROUTES.iter().enumerate() {
-            assert!(ROUTES[..i].iter().all(|o| (o.method.clone(), o.path) != (r.method.clone(), r.path)), "{} {}", r.method, r.path);
+        let all: Vec<&Route> = FUNCTIONS.iter().flat_map(|f| f.routes.iter()).collect();
+        for (i, r) in all.iter().enumerate() {
+            assert!(all[..i].iter().all(|o| (o.method.clone(), o.path) != (r.method.clone(), r.path)), "{} {}", r.method, r.path);
         }
     }
 }

@@ -3,7 +3,7 @@
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
 use gocoffee_app::memory::{ManualClock, MemoryImageBlobs, MemoryKitchenQueue, MemoryStore};
 use gocoffee_app::ports::{Entropy, Images, OrderStore};
-use gocoffee_app::{Config, Group, Services, handle};
+use gocoffee_app::{Config, FUNCTIONS, Services, handle};
 use gocoffee_core::{Email, Password};
 use serde_json::{Value, json};
 
@@ -78,7 +78,7 @@ impl World {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let resp = pollster::block_on(handle(&self.svc(), None, b.body(body).expect("request")));
+        let resp = pollster::block_on(handle(&self.svc(), FUNCTIONS, b.body(body).expect("request")));
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = if resp.body().is_empty() { Value::Null } else { serde_json::from_slice(resp.body()).expect("JSON body") };
@@ -137,7 +137,7 @@ impl World {
         if let Some(ct) = content_type {
             b = b.header("content-type", ct);
         }
-        let resp = pollster::block_on(handle(&self.svc(), None, b.body(body.to_vec()).expect("request")));
+        let resp = pollster::block_on(handle(&self.svc(), FUNCTIONS, b.body(body.to_vec()).expect("request")));
         (resp.status().as_u16(), resp.headers().clone(), resp.into_body())
     }
 
@@ -324,9 +324,9 @@ fn without_picture_storage_the_picture_routes_are_404() {
         .header("content-type", "application/json")
         .body(br#"{"content_type": "image/png", "content_length": 8}"#.to_vec())
         .expect("request");
-    assert_eq!(pollster::block_on(handle(&svc, None, req)).status(), 404);
+    assert_eq!(pollster::block_on(handle(&svc, FUNCTIONS, req)).status(), 404);
     let req = http::Request::builder().uri("/api/v1/menu/items/latte/image/x.png?expires=1&signature=00").body(vec![]).expect("request");
-    assert_eq!(pollster::block_on(handle(&svc, None, req)).status(), 404);
+    assert_eq!(pollster::block_on(handle(&svc, FUNCTIONS, req)).status(), 404);
 }
 
 #[test]
@@ -558,10 +558,10 @@ fn order_lists_page_with_a_cursor() {
 }
 
 #[test]
-fn a_group_serves_only_its_own_routes() {
+fn a_function_serves_only_its_own_routes() {
     let w = World::new();
     let req = http::Request::builder().uri("/api/v1/menu").body(vec![]).expect("request");
-    let r = pollster::block_on(handle(&w.svc(), Some(Group::Orders), req));
+    let r = pollster::block_on(handle(&w.svc(), &[&gocoffee_app::orders::FUNCTION], req));
     assert_eq!(r.status(), 404);
 }
 

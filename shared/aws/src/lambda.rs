@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
 use gocoffee_app::ports::{EventRelay, Images, KitchenQueue, OsEntropy, StoreResult, SystemClock};
-use gocoffee_app::{ApiError, Config, Group, Request, Response, Services};
+use gocoffee_app::{ApiError, Config, Function, Request, Response, Services};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
@@ -98,10 +98,10 @@ impl Shell {
         f(&svc).await
     }
 
-    /// One API Gateway request for `group`.
-    pub async fn http(&self, group: Group, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    /// One API Gateway request for `function`.
+    pub async fn http(&self, function: &Function, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let response = match request_from_apigw(event) {
-            Ok(req) => self.with_services(async |svc| gocoffee_app::handle(svc, Some(group), req).await).await,
+            Ok(req) => self.with_services(async |svc| gocoffee_app::handle(svc, &[function], req).await).await,
             Err(e) => e.into_response(),
         };
         response_to_apigw(response)
@@ -267,17 +267,27 @@ pub async fn health() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// `main` of an HTTP function serving `group` behind API Gateway. The kitchen also takes the
-/// SQS batches of its queue. Config and clients are created once, before the first invocation;
-/// a function that can't configure itself fails its init, which Lambda reports.
-pub async fn http(group: Group) -> Result<(), lambda_runtime::Error> {
-    let shell = &init(group.function())?;
+/// `main` of an HTTP function serving `function`'s routes behind API Gateway. Config and
+/// clients are created once, before the first invocation; a function that can't configure itself
+/// fails its init, which Lambda reports.
+pub async fn http(function: &'static Function) -> Result<(), lambda_runtime::Error> {
+    let shell = &init(function.name)?;
+    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
+        Ok::<_, lambda_runtime::Error>(Box::pin(shell.http(function, event.payload)).await)
+    }))
+    .await
+}
+
+/// `main` of the kitchen: its routes behind API Gateway and the SQS batches of its queue.
+pub async fn kitchen() -> Result<(), lambda_runtime::Error> {
+    let function = &gocoffee_app::orders::KITCHEN;
+    let shell = &init(function.name)?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
         let payload = event.payload;
         match source(&payload) {
-            "apigateway" => Ok(serde_json::to_value(Box::pin(shell.http(group, serde_json::from_value(payload)?)).await)?),
-            "aws:sqs" if group == Group::Kitchen => Ok(serde_json::to_value(Box::pin(shell.sqs(serde_json::from_value(payload)?)).await)?),
-            other => Err(lambda_runtime::Error::from(format!("the {} function does not take {other} events", group.function()))),
+            "apigateway" => Ok(serde_json::to_value(Box::pin(shell.http(function, serde_json::from_value(payload)?)).await)?),
+            "aws:sqs" => Ok(serde_json::to_value(Box::pin(shell.sqs(serde_json::from_value(payload)?)).await)?),
+            other => Err(lambda_runtime::Error::from(format!("the {} function does not take {other} events", function.name))),
         }
     }))
     .await

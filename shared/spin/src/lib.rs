@@ -6,7 +6,7 @@
 use std::cell::OnceCell;
 
 use gocoffee_app::ports::{ImageBlobs, Images, OsEntropy, StoreError, StoreResult, SystemClock};
-use gocoffee_app::{ApiError, Config, Group, Request, Response, Services};
+use gocoffee_app::{ApiError, Config, Function, Request, Response, Services};
 use gocoffee_sql::{Db, DbError, Publisher, Rows, SqliteOutboxRelay, SqliteStore, Value};
 use spin_sdk::sqlite;
 
@@ -138,7 +138,7 @@ fn init_logging() {
 }
 
 /// Runs `f` with the services of one invocation, or explains why they could not be opened.
-async fn with_services<T>(group: Option<Group>, f: impl AsyncFnOnce(&Services<'_>) -> T) -> Result<T, String> {
+async fn with_services<T>(function: Option<&Function>, f: impl AsyncFnOnce(&Services<'_>) -> T) -> Result<T, String> {
     init_logging();
     let config = Config::from_lookup(variable).map_err(|e| format!("configuration: {e}"))?;
     let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
@@ -146,7 +146,7 @@ async fn with_services<T>(group: Option<Group>, f: impl AsyncFnOnce(&Services<'_
     let publisher = SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
     let relay = SqliteOutboxRelay { db: &db, publisher };
     // Only the menu component is granted key-value (spin.toml); elsewhere pictures are out of reach.
-    let blobs = (group == Some(Group::Menu)).then(SpinKvImageBlobs::default);
+    let blobs = function.is_some_and(|f| f.images).then(SpinKvImageBlobs::default);
     let svc = Services {
         users: &store,
         menu: &store,
@@ -161,9 +161,9 @@ async fn with_services<T>(group: Option<Group>, f: impl AsyncFnOnce(&Services<'_
     Ok(f(&svc).await)
 }
 
-/// The whole body of an HTTP component serving `group`.
-pub async fn serve(group: Group, req: Request) -> Response {
-    match with_services(Some(group), async |svc| gocoffee_app::handle(svc, Some(group), req).await).await {
+/// The whole body of an HTTP component serving `function`.
+pub async fn serve(function: &Function, req: Request) -> Response {
+    match with_services(Some(function), async |svc| gocoffee_app::handle(svc, &[function], req).await).await {
         Ok(response) => response,
         Err(cause) => {
             tracing::error!(%cause, "service unavailable");

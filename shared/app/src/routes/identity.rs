@@ -219,3 +219,18 @@ pub async fn create_user(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     tracing::info!(request_id = %ctx.request_id, admin = %caller.user_id, user_id = %user.id, role = %user.role, "account created");
     Ok(json(StatusCode::CREATED, &user_view(&user)))
 }
+
+/// The identity function: accounts, sessions, staff.
+pub static FUNCTION: crate::Function = crate::Function {
+    name: "identity",
+    routes: &[
+        crate::route!(POST "/api/v1/auth/register" => register),
+        crate::route!(POST "/api/v1/auth/login" => login),
+        crate::route!(POST "/api/v1/auth/refresh" => refresh),
+        crate::route!(POST "/api/v1/auth/logout" => logout),
+        crate::route!(GET "/api/v1/auth/me" => me),
+        crate::route!(POST "/api/v1/auth/users" => create_user),
+    ],
+    publishes: false,
+    images: false,
+};

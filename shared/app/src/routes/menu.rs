@@ -212,3 +212,19 @@ pub async fn get_image(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     Ok(r)
 }
+
+/// The menu function: the menu, its items and their pictures.
+pub static FUNCTION: crate::Function = crate::Function {
+    name: "menu",
+    routes: &[
+        crate::route!(GET "/api/v1/menu" => list),
+        crate::route!(POST "/api/v1/menu/items" => create),
+        crate::route!(GET "/api/v1/menu/items/{id}" => get),
+        crate::route!(PATCH "/api/v1/menu/items/{id}" => patch),
+        crate::route!(PUT "/api/v1/menu/items/{id}/image" => upload_image),
+        crate::route!(PUT "/api/v1/menu/items/{id}/image/{file}" => put_image),
+        crate::route!(GET "/api/v1/menu/items/{id}/image/{file}" => get_image),
+    ],
+    publishes: false,
+    images: true,
+};

@@ -261,3 +261,31 @@ pub async fn kitchen_queue(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let items: Vec<TicketView<'_>> = page.items.iter().map(ticket_view).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "items": items, "next_cursor": page.next.as_ref().map(encode_cursor) })))
 }
+
+/// The orders function: placing, reading and the customer's and manager's status changes.
+pub static FUNCTION: crate::Function = crate::Function {
+    name: "orders",
+    routes: &[
+        crate::route!(POST "/api/v1/orders" => place),
+        crate::route!(GET "/api/v1/orders" => list),
+        crate::route!(GET "/api/v1/orders/{id}" => get),
+        crate::route!(GET "/api/v1/orders/{id}/events" => events),
+        crate::route!(POST "/api/v1/orders/{id}/cancel" => cancel),
+        crate::route!(POST "/api/v1/orders/{id}/collect" => collect),
+        crate::route!(POST "/api/v1/orders/{id}/refund" => refund),
+    ],
+    publishes: true,
+    images: false,
+};
+
+/// The kitchen function: the board and the baristas' status changes.
+pub static KITCHEN: crate::Function = crate::Function {
+    name: "kitchen",
+    routes: &[
+        crate::route!(GET "/api/v1/kitchen/queue" => kitchen_queue),
+        crate::route!(POST "/api/v1/kitchen/orders/{id}/start" => kitchen_start),
+        crate::route!(POST "/api/v1/kitchen/orders/{id}/ready" => kitchen_ready),
+    ],
+    publishes: true,
+    images: false,
+};
