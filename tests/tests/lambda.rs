@@ -69,7 +69,11 @@ fn every_route_has_a_sample_api_gateway_event_that_its_function_answers() {
         let status = response["statusCode"].as_u64().unwrap_or(0);
         assert!((200..500).contains(&status) && status != 401, "{name}: {status} {response}");
     }
-    let missing: Vec<String> = gocoffee_tests::routes().iter().filter(|(_, r)| !covered.contains(&(r.method.as_str(), r.path))).map(|(_, r)| format!("{} {}", r.method, r.path)).collect();
+    let missing: Vec<String> = gocoffee_tests::routes()
+        .iter()
+        .filter(|(_, r)| !covered.contains(&(r.method.as_str(), r.path)))
+        .map(|(_, r)| format!("{} {}", r.method, r.path))
+        .collect();
     assert!(missing.is_empty(), "routes without a sample event in events/http: {missing:?}");
 }
 

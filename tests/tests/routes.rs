@@ -58,7 +58,10 @@ fn every_route_reaches_the_component_of_its_group_in_spin_toml() {
         assert_eq!(component, function, "{} {} is routed by {route} to {component}", r.method, r.path);
     }
     for (route, component) in &triggers {
-        assert!(routes.iter().any(|(_, r)| spin_route_matches(route, &r.path.replace("{id}", "x"))), "spin.toml route {route} ({component}) serves no API route");
+        assert!(
+            routes.iter().any(|(_, r)| spin_route_matches(route, &r.path.replace("{id}", "x"))),
+            "spin.toml route {route} ({component}) serves no API route"
+        );
     }
 }
 

@@ -158,11 +158,8 @@ pub async fn handle(svc: &Services<'_>, functions: &[&Function], req: Request) -
     let request_id = request_id(&req, svc);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let candidates: Vec<(&Function, &Route, Vec<String>)> = functions
-        .iter()
-        .flat_map(|f| f.routes.iter().map(move |r| (*f, r)))
-        .filter_map(|(f, r)| match_path(r.path, &path).map(|p| (f, r, p)))
-        .collect();
+    let candidates: Vec<(&Function, &Route, Vec<String>)> =
+        functions.iter().flat_map(|f| f.routes.iter().map(move |r| (*f, r))).filter_map(|(f, r)| match_path(r.path, &path).map(|p| (f, r, p))).collect();
     let chosen = candidates.iter().find(|(_, r, _)| r.method == method || (method == Method::HEAD && r.method == Method::GET));
     let mut response = match chosen {
         Some((function, route, params)) => {
