@@ -13,7 +13,8 @@ HOST := target/release/gocoffee-host
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-## tools: the Python-packaged test tools (moto, schemathesis, cargo-lambda, aws-sam-cli, checkov) in venvs
+## tools: the Python-packaged test tools (moto, schemathesis, cargo-lambda, aws-sam-cli, checkov) in
+## venvs, and the npm ones (anvil, solc) in node_modules
 tools:
 	tests/tools.sh
 
@@ -55,6 +56,7 @@ up: components host
 ## (the host on the real components; the Lambda binaries on moto), then schemathesis fuzzing
 test: tools components host bootstraps lambdas
 	tests/template.sh
+	tests/contracts/build.sh --check
 	$(CARGO) test --release --workspace
 	tests/fuzz.sh
 

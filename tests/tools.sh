@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Python-packaged test tools into venvs under the repository (idempotent: a venv
 # whose stamp matches its pinned requirements is left alone). Separate venvs, because
-# aws-sam-cli and checkov pin conflicting versions of shared libraries.
+# aws-sam-cli and checkov pin conflicting versions of shared libraries. The npm tools (anvil,
+# solc) go to node_modules from package-lock.json.
 #   .venv          schemathesis (API fuzzing), moto server (AWS wire protocol), cargo-lambda (+ zig)
 #   .venv-sam      aws-sam-cli (sam validate --lint) with its cfn-lint
 #   .venv-checkov  checkov (static policy checks of the template)
@@ -18,7 +19,17 @@ ensure_venv() {
   echo "$want" > "$venv/.stamp"
 }
 
+ensure_npm() {
+  local want
+  want=$(sha256sum package-lock.json | cut -d' ' -f1)
+  if [ -f node_modules/.stamp ] && [ "$(cat node_modules/.stamp)" = "$want" ]; then return 0; fi
+  echo "installing npm tools: anvil, solc"
+  npm ci --no-audit --no-fund --silent
+  echo "$want" > node_modules/.stamp
+}
+
 case "${1:-all}" in
+  npm|all) ensure_npm ;;&
   main|all) ensure_venv .venv "schemathesis==4.32.5" "moto[server]==5.2.1" "cargo-lambda==1.9.2" ;;&
   sam|all) ensure_venv .venv-sam "aws-sam-cli==1.170.0" ;;&
   checkov|all) ensure_venv .venv-checkov "checkov==3.3.30" ;;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod anvil;
 pub mod aws;
 pub mod lambda;
 
