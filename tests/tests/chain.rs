@@ -119,6 +119,7 @@ fn created(t: &Terms) -> gocoffee_payments::intent::StoredIntentEvent {
     gocoffee_payments::intent::StoredIntentEvent {
         event_id: "e1".into(),
         intent_id: t.intent_id.clone(),
+        order_id: t.order_id.clone(),
         version: 1,
         occurred_at_ms: 0,
         actor: "system".into(),

@@ -164,6 +164,7 @@ mod tests {
             refresh_token_ttl_s: 600,
             bootstrap_admin: None,
             public_base_url: None,
+            crypto_methods: vec![("polygon".into(), "USDC".into())],
         }
     }
 

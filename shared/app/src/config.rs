@@ -24,7 +24,27 @@ pub struct Config {
     /// out (menu pictures). Without it, URLs are absolute only for a request to a loopback
     /// host and relative otherwise: never built from another request's `Host`.
     pub public_base_url: Option<String>,
+    /// The crypto payment methods orders may choose, `(chain, asset)`: none unless a
+    /// `payment_xpub` is configured; those of `payment_chains`, or of the default chains.
+    pub crypto_methods: Vec<(String, String)>,
 }
+
+/// The `(chain, asset)` pairs of the default chains (`gocoffee_payments::chains::Chains::defaults`,
+/// whose tests hold this list to them).
+pub const DEFAULT_CRYPTO_METHODS: &[(&str, &str)] = &[
+    ("arbitrum", "ETH"),
+    ("arbitrum", "USDC"),
+    ("arbitrum", "USDT"),
+    ("bsc", "BNB"),
+    ("bsc", "USDC"),
+    ("bsc", "USDT"),
+    ("ethereum", "ETH"),
+    ("ethereum", "USDC"),
+    ("ethereum", "USDT"),
+    ("polygon", "POL"),
+    ("polygon", "USDC"),
+    ("polygon", "USDT"),
+];
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,8 +61,16 @@ pub const ISSUER: &str = "gocoffee";
 
 impl Config {
     /// Names of the variables [`Config::from_lookup`] reads.
-    pub const VARIABLES: [&'static str; 6] =
-        ["jwt_secret", "access_token_ttl_seconds", "refresh_token_ttl_seconds", "admin_email", "admin_password", "public_base_url"];
+    pub const VARIABLES: [&'static str; 8] = [
+        "jwt_secret",
+        "access_token_ttl_seconds",
+        "refresh_token_ttl_seconds",
+        "admin_email",
+        "admin_password",
+        "public_base_url",
+        "payment_xpub",
+        "payment_chains",
+    ];
 
     /// Builds the config from a lookup of variable names (lower snake case). Empty values count
     /// as unset.
@@ -73,14 +101,39 @@ impl Config {
             (None, Some(_)) => return Err(ConfigError::Missing("admin_email")),
         };
         let public_base_url = get("public_base_url").map(|url| parse_base_url(&url)).transpose()?;
+        let crypto_methods = match (get("payment_xpub"), get("payment_chains")) {
+            (None, _) => Vec::new(),
+            (Some(_), None) => DEFAULT_CRYPTO_METHODS.iter().map(|(c, a)| (c.to_string(), a.to_string())).collect(),
+            (Some(_), Some(json)) => crypto_methods(&json)?,
+        };
         Ok(Config {
             jwt_secret: jwt_secret.into_bytes(),
             access_token_ttl_s: seconds("access_token_ttl_seconds", 900)?,
             refresh_token_ttl_s: seconds("refresh_token_ttl_seconds", 30 * 24 * 3600)?,
             bootstrap_admin,
             public_base_url,
+            crypto_methods,
         })
     }
+
+    /// Whether orders may be paid with `asset` on `chain` here.
+    pub fn accepts_crypto(&self, chain: &str, asset: &str) -> bool {
+        self.crypto_methods.iter().any(|(c, a)| c == chain && a == asset)
+    }
+}
+
+/// The chain and asset names of a `payment_chains` document (the payment service checks the
+/// rest of it).
+fn crypto_methods(json: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid { name: "payment_chains", why };
+    let doc: serde_json::Value = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+    let chains = doc.as_object().ok_or_else(|| invalid("expected an object of chains by name".into()))?;
+    let mut methods = Vec::new();
+    for (chain, c) in chains {
+        let assets = c.get("assets").and_then(|a| a.as_object()).ok_or_else(|| invalid(format!("chain `{chain}` has no assets")))?;
+        methods.extend(assets.keys().map(|a| (chain.clone(), a.clone())));
+    }
+    Ok(methods)
 }
 
 /// An origin (`scheme://host[:port]`), with an optional path prefix, without a trailing slash.

@@ -1,8 +1,10 @@
-//! The order consumer: reacts to events on the orders stream. Delivery is at least once, so
-//! every effect is recorded with the event id in the same write, and a redelivered event is a
-//! no-op.
+//! The order consumer: reacts to events on the orders stream and to the payment service's
+//! outcomes on the payments stream (the order's side of the payment saga). Delivery is at least
+//! once, so every effect is recorded with the event id in the same write, and a redelivered
+//! event is a no-op.
 
-use gocoffee_core::{Actor, Command, OrderEvent, OrderStatus, PaymentMethod, StoredEvent};
+use gocoffee_core::{Actor, Command, Order, OrderEvent, OrderStatus, StoredEvent};
+use serde::Deserialize;
 
 use crate::Services;
 use crate::ports::StoreError;
@@ -39,29 +41,128 @@ fn order_event(payload: &[u8]) -> Result<StoredEvent, ConsumerError> {
     serde_json::from_slice(payload).map_err(|e| ConsumerError::Poison(format!("not an order event: {e}")))
 }
 
-/// Handles one message from the orders stream. A placed order goes to the kitchen's queue when
-/// the platform has one, or is accepted for the kitchen right here when it doesn't.
+/// Handles one message from the orders stream. An order ready for the kitchen (placed to pay
+/// at the counter, or paid in crypto) goes to the kitchen's queue when the platform has one, or
+/// is accepted for the kitchen right here when it doesn't. A placed crypto order asks the
+/// payment service for its payment instead.
 pub async fn handle_order_event(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
     let event = order_event(payload)?;
+    let for_kitchen = match &event.event {
+        OrderEvent::OrderPlaced { order, .. } => order.payment_method.crypto().is_none(),
+        OrderEvent::OrderPaid { .. } => true,
+        _ => false,
+    };
     let outcome = match (&event.event, svc.kitchen) {
-        (OrderEvent::OrderPlaced { .. }, Some(queue)) => queue.send(&event).await.map_err(ConsumerError::from),
-        (OrderEvent::OrderPlaced { .. }, None) => confirm(svc, &event).await,
-        // Other events are for read models and notifications, which later consumers own.
+        (OrderEvent::OrderPlaced { .. }, _) if !for_kitchen => request_payment(svc, &event).await,
+        (_, Some(queue)) if for_kitchen => queue.send(&event).await.map_err(ConsumerError::from),
+        (_, None) if for_kitchen => confirm(svc, &event).await,
+        // Other events are for read models, notifications and the payment service.
         _ => Ok(()),
     };
     log_outcome(&event, &outcome);
     outcome
 }
 
-/// Handles one message from the kitchen's queue: a placed order the kitchen accepts.
+/// Handles one message from the kitchen's queue: an order the kitchen accepts (placed to pay at
+/// the counter, or paid).
 pub async fn handle_kitchen_ticket(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
     let event = order_event(payload)?;
     let outcome = match &event.event {
-        OrderEvent::OrderPlaced { .. } => confirm(svc, &event).await,
-        other => Err(ConsumerError::Poison(format!("the kitchen queue carries placed orders, not {}", other.name()))),
+        OrderEvent::OrderPlaced { .. } | OrderEvent::OrderPaid { .. } => confirm(svc, &event).await,
+        other => Err(ConsumerError::Poison(format!("the kitchen queue carries placed or paid orders, not {}", other.name()))),
     };
     log_outcome(&event, &outcome);
     outcome
+}
+
+/// What the order side reads of a payment event (the payment service's own types stay there).
+#[derive(Debug, Deserialize)]
+struct PaymentNotice {
+    event_id: String,
+    intent_id: String,
+    order_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Handles one message from the payments stream: a confirmed payment lets the order go to the
+/// kitchen (`OrderPaid`, which the orders stream then carries there); a failed one cancels the
+/// order with the reason, so it never reaches the kitchen. Other payment events are not the
+/// order's business.
+pub async fn handle_payment_event(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
+    let notice: PaymentNotice = serde_json::from_slice(payload).map_err(|e| ConsumerError::Poison(format!("not a payment event: {e}")))?;
+    let outcome = match notice.kind.as_str() {
+        "PaymentConfirmed" => change_order(svc, &notice.order_id, &notice.event_id, None, |order| Ok(order.decide_paid(&notice.intent_id))).await,
+        "PaymentFailed" if notice.reason.as_deref() != Some("cancelled") => {
+            let why = match notice.reason.as_deref() {
+                Some("underpaid") => "payment: too little arrived before the payment expired; it will be refunded",
+                _ => "payment: nothing arrived before the payment expired",
+            };
+            change_order(svc, &notice.order_id, &notice.event_id, None, |order| {
+                if order.status != OrderStatus::Pending || order.payment_intent.as_deref() != Some(notice.intent_id.as_str()) {
+                    return Ok(None);
+                }
+                order.decide(Command::Cancel, &Actor::System, Some(why.to_owned())).map(Some).map_err(|e| ConsumerError::Poison(e.to_string()))
+            })
+            .await
+        }
+        _ => Ok(()),
+    };
+    match &outcome {
+        Ok(()) => {
+            tracing::info!(event_id = %notice.event_id, intent_id = %notice.intent_id, order_id = %notice.order_id, event = %notice.kind, "payment event handled")
+        }
+        Err(e) => tracing::warn!(event_id = %notice.event_id, order_id = %notice.order_id, error = %e, "payment event failed"),
+    }
+    outcome
+}
+
+/// A placed crypto order: record that its payment is requested. The event goes out on the
+/// orders stream, where the payment service makes the intent.
+async fn request_payment(svc: &Services<'_>, placed: &StoredEvent) -> Result<(), ConsumerError> {
+    change_order(svc, &placed.order_id, &placed.event_id, placed.correlation_id.clone(), |order| Ok(order.decide_request_payment())).await
+}
+
+/// Appends what `decide` makes of the order (if anything) as the system, recorded with
+/// `handled_event_id` in the consumer's ledger in the same write; retried on a lost race.
+async fn change_order(
+    svc: &Services<'_>,
+    order_id: &str,
+    handled_event_id: &str,
+    correlation_id: Option<String>,
+    decide: impl Fn(&Order) -> Result<Option<OrderEvent>, ConsumerError>,
+) -> Result<(), ConsumerError> {
+    if svc.orders.is_processed(ORDER_CONSUMER, handled_event_id).await? {
+        return Ok(());
+    }
+    for _ in 0..APPEND_ATTEMPTS {
+        let Some(order) = svc.orders.order(order_id).await? else {
+            return Err(ConsumerError::Retryable(format!("order {order_id} is not visible yet")));
+        };
+        let Some(event) = decide(&order)? else {
+            svc.orders.mark_processed(ORDER_CONSUMER, handled_event_id).await?;
+            return Ok(());
+        };
+        let stored = StoredEvent {
+            event_id: svc.new_id(),
+            order_id: order.id.clone(),
+            version: order.version + 1,
+            occurred_at_ms: svc.clock.now_ms(),
+            actor: Actor::System.id().to_owned(),
+            correlation_id: correlation_id.clone(),
+            event,
+        };
+        let mut next = order.clone();
+        next.apply(&stored);
+        match svc.orders.append(&next, std::slice::from_ref(&stored), order.version, Some((ORDER_CONSUMER, handled_event_id))).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ConsumerError::Retryable(format!("order {order_id} kept changing")))
 }
 
 fn log_outcome(event: &StoredEvent, outcome: &Result<(), ConsumerError>) {
@@ -73,39 +174,16 @@ fn log_outcome(event: &StoredEvent, outcome: &Result<(), ConsumerError>) {
     }
 }
 
-/// `OrderPlaced` -> the order is confirmed (pay at counter needs no payment step) and lands on
-/// the kitchen board, recorded together with the event id.
-async fn confirm(svc: &Services<'_>, placed: &StoredEvent) -> Result<(), ConsumerError> {
-    if svc.orders.is_processed(ORDER_CONSUMER, &placed.event_id).await? {
-        return Ok(());
-    }
-    for _ in 0..APPEND_ATTEMPTS {
-        let Some(order) = svc.orders.order(&placed.order_id).await? else {
-            return Err(ConsumerError::Retryable(format!("order {} is not visible yet", placed.order_id)));
-        };
-        if order.status != OrderStatus::Pending || order.payment_method != PaymentMethod::PayAtCounter {
-            // Already moved on (cancelled, or confirmed by an earlier delivery): nothing to do.
-            svc.orders.mark_processed(ORDER_CONSUMER, &placed.event_id).await?;
-            return Ok(());
+/// An order ready for the kitchen (`OrderPlaced` to pay at the counter, `OrderPaid`) is
+/// confirmed and lands on the kitchen board, recorded together with the event id. An order
+/// that moved on meanwhile (cancelled, confirmed by an earlier delivery) is left alone.
+async fn confirm(svc: &Services<'_>, ready: &StoredEvent) -> Result<(), ConsumerError> {
+    change_order(svc, &ready.order_id, &ready.event_id, ready.correlation_id.clone(), |order| {
+        let waiting_for_payment = order.payment_method.crypto().is_some() && !order.paid;
+        if order.status != OrderStatus::Pending || waiting_for_payment {
+            return Ok(None);
         }
-        let event = order.decide(Command::Confirm, &Actor::System, None).map_err(|e| ConsumerError::Poison(e.to_string()))?;
-        let now = svc.clock.now_ms();
-        let confirmed = StoredEvent {
-            event_id: svc.new_id(),
-            order_id: order.id.clone(),
-            version: order.version + 1,
-            occurred_at_ms: now,
-            actor: Actor::System.id().to_owned(),
-            correlation_id: placed.correlation_id.clone(),
-            event,
-        };
-        let mut next = order.clone();
-        next.apply(&confirmed);
-        match svc.orders.append(&next, std::slice::from_ref(&confirmed), order.version, Some((ORDER_CONSUMER, &placed.event_id))).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ConsumerError::Retryable(format!("order {} kept changing", placed.order_id)))
+        order.decide(Command::Confirm, &Actor::System, None).map(Some).map_err(|e| ConsumerError::Poison(e.to_string()))
+    })
+    .await
 }

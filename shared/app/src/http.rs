@@ -23,11 +23,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds a 503's `Retry-After` asks for (1 unless said otherwise).
+    pub retry_after_s: u32,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after_s: 1 }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -58,10 +60,15 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service is temporarily unavailable; retry shortly")
     }
 
+    /// A 503 for a dependency that is down for a while: retry after `seconds`.
+    pub fn unavailable_for(code: &'static str, message: impl Into<String>, seconds: u32) -> Self {
+        ApiError { retry_after_s: seconds, ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message) }
+    }
+
     pub fn into_response(self) -> Response {
         let mut r = json(self.status, &serde_json::json!({ "error": { "code": self.code, "message": self.message } }));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after_s));
         }
         r
     }

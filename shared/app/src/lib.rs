@@ -39,6 +39,9 @@ pub struct Services<'a> {
     pub clock: &'a dyn Clock,
     pub entropy: &'a dyn Entropy,
     pub config: &'a Config,
+    /// What a function brings beyond these (its own stores and clients: the payment service's
+    /// chains and intents), for its own routes to take back with `downcast_ref`.
+    pub extension: Option<&'a dyn std::any::Any>,
 }
 
 impl Services<'_> {

@@ -48,6 +48,7 @@ impl World {
                 refresh_token_ttl_s: 3600,
                 bootstrap_admin: Some((Email::parse(ADMIN.0).expect("email"), Password::parse(ADMIN.1).expect("password"))),
                 public_base_url: None,
+                crypto_methods: vec![("polygon".into(), "USDC".into())],
             },
         }
     }
@@ -63,6 +64,7 @@ impl World {
             clock: &self.clock,
             entropy: &self.entropy,
             config: &self.config,
+            extension: None,
         }
     }
 

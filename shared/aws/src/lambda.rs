@@ -94,6 +94,7 @@ impl Shell {
             clock: &SystemClock,
             entropy: &OsEntropy,
             config: &self.config,
+            extension: None,
         };
         f(&svc).await
     }

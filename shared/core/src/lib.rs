@@ -13,4 +13,6 @@ pub use error::{DomainError, ErrorKind};
 pub use identity::{Email, Password, Role};
 pub use menu::{Category, Menu, MenuItem, MenuItemPatch, ModifierOption, NewMenuItem, SizePrice};
 pub use money::Cents;
-pub use order::{Actor, Command, KitchenTicket, Order, OrderEvent, OrderLine, OrderRequest, OrderStatus, PaymentMethod, PricedLine, PricedOrder, StoredEvent};
+pub use order::{
+    Actor, Command, CryptoMethod, KitchenTicket, Order, OrderEvent, OrderLine, OrderRequest, OrderStatus, PaymentMethod, PricedLine, PricedOrder, StoredEvent,
+};

@@ -63,12 +63,43 @@ impl std::fmt::Display for OrderStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentMethod {
     /// Paid at the counter on pickup: the order is confirmed without a payment step.
     #[default]
     PayAtCounter,
+    /// Paid on-chain before the kitchen sees the order:
+    /// `{"crypto": {"chain": "polygon", "asset": "USDC"}}`. Which chains and assets are taken is
+    /// deployment configuration (`payment_chains`).
+    Crypto(CryptoMethod),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CryptoMethod {
+    /// A configured chain's name (`ethereum`, `polygon`, `bsc`, `arbitrum`).
+    pub chain: String,
+    /// An asset allow-listed on it (`USDC`, `ETH`).
+    pub asset: String,
+}
+
+impl PaymentMethod {
+    pub fn crypto(&self) -> Option<&CryptoMethod> {
+        match self {
+            PaymentMethod::Crypto(c) => Some(c),
+            PaymentMethod::PayAtCounter => None,
+        }
+    }
+
+    fn check(&self) -> Result<(), DomainError> {
+        let Some(c) = self.crypto() else { return Ok(()) };
+        let ident = |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ident(&c.chain, 32) || !ident(&c.asset, 16) {
+            return Err(DomainError::validation("invalid_payment_method", "a crypto payment names a chain (up to 32 letters) and an asset (up to 16)"));
+        }
+        Ok(())
+    }
 }
 
 /// One line of an order as the client sends it. Prices are never taken from the client.
@@ -141,7 +172,8 @@ impl OrderRequest {
             total = total.checked_add(priced.line_total_cents)?;
             lines.push(priced);
         }
-        Ok(PricedOrder { lines, total_cents: total, note, payment_method: self.payment_method })
+        self.payment_method.check()?;
+        Ok(PricedOrder { lines, total_cents: total, note, payment_method: self.payment_method.clone() })
     }
 }
 
@@ -221,13 +253,26 @@ impl Actor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum OrderEvent {
-    OrderPlaced { customer_id: String, order: PricedOrder },
+    OrderPlaced {
+        customer_id: String,
+        order: PricedOrder,
+    },
     OrderConfirmed,
     PreparationStarted,
     OrderReady,
     OrderCompleted,
-    OrderCancelled { reason: Option<String> },
+    OrderCancelled {
+        reason: Option<String>,
+    },
     OrderRefunded,
+    /// The order consumer asked the payment service for this crypto order's payment intent.
+    PaymentRequested {
+        intent_id: String,
+    },
+    /// The payment service confirmed the payment: the order may now be confirmed.
+    OrderPaid {
+        intent_id: String,
+    },
 }
 
 impl OrderEvent {
@@ -240,6 +285,8 @@ impl OrderEvent {
             OrderEvent::OrderCompleted => "OrderCompleted",
             OrderEvent::OrderCancelled { .. } => "OrderCancelled",
             OrderEvent::OrderRefunded => "OrderRefunded",
+            OrderEvent::PaymentRequested { .. } => "PaymentRequested",
+            OrderEvent::OrderPaid { .. } => "OrderPaid",
         }
     }
 }
@@ -269,6 +316,12 @@ pub struct Order {
     pub total_cents: Cents,
     pub note: Option<String>,
     pub payment_method: PaymentMethod,
+    /// The crypto payment's intent, once requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent: Option<String>,
+    /// The crypto payment was confirmed on-chain.
+    #[serde(default)]
+    pub paid: bool,
     pub placed_at_ms: i64,
     pub updated_at_ms: i64,
     pub version: u64,
@@ -308,7 +361,9 @@ impl Order {
             lines: placed.lines.clone(),
             total_cents: placed.total_cents,
             note: placed.note.clone(),
-            payment_method: placed.payment_method,
+            payment_method: placed.payment_method.clone(),
+            payment_intent: None,
+            paid: false,
             placed_at_ms: at_ms,
             updated_at_ms: at_ms,
             version: 1,
@@ -338,7 +393,13 @@ impl Order {
     /// Applies one recorded event. Events are facts: they were checked by [`Order::decide`]
     /// before they were written, so this does not check again.
     pub fn apply(&mut self, e: &StoredEvent) {
+        match &e.event {
+            OrderEvent::PaymentRequested { intent_id } => self.payment_intent = Some(intent_id.clone()),
+            OrderEvent::OrderPaid { .. } => self.paid = true,
+            _ => {}
+        }
         self.status = match e.event {
+            OrderEvent::PaymentRequested { .. } | OrderEvent::OrderPaid { .. } => self.status,
             OrderEvent::OrderPlaced { .. } => OrderStatus::Pending,
             OrderEvent::OrderConfirmed => OrderStatus::Confirmed,
             OrderEvent::PreparationStarted => OrderStatus::Preparing,
@@ -349,6 +410,24 @@ impl Order {
         };
         self.version = e.version;
         self.updated_at_ms = e.occurred_at_ms;
+    }
+
+    /// The id of a crypto order's payment intent: one per order, so asking twice makes one.
+    pub fn intent_id(&self) -> String {
+        format!("pi_{}", self.id)
+    }
+
+    /// `PaymentRequested`, when this is a pending crypto order whose payment was not asked for yet.
+    pub fn decide_request_payment(&self) -> Option<OrderEvent> {
+        (self.status == OrderStatus::Pending && self.payment_method.crypto().is_some() && self.payment_intent.is_none())
+            .then(|| OrderEvent::PaymentRequested { intent_id: self.intent_id() })
+    }
+
+    /// `OrderPaid`, when this order is still waiting for `intent_id`'s payment. A payment that
+    /// arrives for a cancelled order is the payment service's refund to make, not a state here.
+    pub fn decide_paid(&self, intent_id: &str) -> Option<OrderEvent> {
+        (self.status == OrderStatus::Pending && !self.paid && self.payment_intent.as_deref() == Some(intent_id))
+            .then(|| OrderEvent::OrderPaid { intent_id: intent_id.to_owned() })
     }
 
     /// The status `command` leads to from `self.status` when `actor` gives it, or why not.
@@ -367,6 +446,9 @@ impl Order {
             Command::Confirm => {
                 if role.is_some() {
                     return Err(DomainError::NotPermitted("only the platform confirms orders"));
+                }
+                if self.payment_method.crypto().is_some() && !self.paid {
+                    return Err(DomainError::IllegalTransition { from: self.status, action: "confirm (the crypto payment is not confirmed)" });
                 }
                 (self.status == Pending).then_some(OrderEvent::OrderConfirmed).ok_or_else(illegal)
             }
@@ -665,5 +747,42 @@ mod tests {
         fn pricing_never_panics_on_arbitrary_lines(item in "[a-z-]{0,12}", size in proptest::option::of("[a-z]{0,8}"), quantity in any::<u32>(), modifiers in prop::collection::vec("[a-z-]{0,10}", 0..12)) {
             let _ = request(vec![OrderLine { item_id: item, size, modifiers, quantity }]).price(&menu());
         }
+    }
+
+    #[test]
+    fn a_crypto_order_is_confirmed_only_after_its_payment() {
+        let menu = menu();
+        let mut request = request(vec![line("espresso", Some("single"), &[], 1)]);
+        request.payment_method = PaymentMethod::Crypto(CryptoMethod { chain: "polygon".into(), asset: "USDC".into() });
+        let priced = request.price(&menu).expect("priced");
+        let mut order = Order::open("o1", "c1", &priced, 0);
+        assert!(order.decide(Command::Confirm, &Actor::System, None).is_err(), "unpaid");
+        let requested = order.decide_request_payment().expect("payment requested");
+        assert_eq!(requested, OrderEvent::PaymentRequested { intent_id: "pi_o1".into() });
+        let event = |version, event| StoredEvent {
+            event_id: format!("e{version}"),
+            order_id: "o1".into(),
+            version,
+            occurred_at_ms: 0,
+            actor: "system".into(),
+            correlation_id: None,
+            event,
+        };
+        order.apply(&event(2, requested));
+        assert_eq!((order.status, order.decide_request_payment()), (OrderStatus::Pending, None), "asked once");
+        assert_eq!(order.decide_paid("pi_other"), None);
+        let paid = order.decide_paid("pi_o1").expect("paid");
+        order.apply(&event(3, paid));
+        assert!(order.paid && order.decide_paid("pi_o1").is_none());
+        assert_eq!(order.decide(Command::Confirm, &Actor::System, None), Ok(OrderEvent::OrderConfirmed));
+        request.payment_method = PaymentMethod::Crypto(CryptoMethod { chain: "Not A Chain!".into(), asset: "USDC".into() });
+        assert!(request.price(&menu).is_err());
+    }
+
+    #[test]
+    fn payment_methods_read_as_documented() {
+        let m: PaymentMethod = serde_json::from_str(r#"{"crypto": {"chain": "polygon", "asset": "USDC"}}"#).expect("crypto");
+        assert_eq!(m.crypto().map(|c| (c.chain.as_str(), c.asset.as_str())), Some(("polygon", "USDC")));
+        assert_eq!(serde_json::from_str::<PaymentMethod>(r#""pay_at_counter""#).expect("counter"), PaymentMethod::PayAtCounter);
     }
 }

@@ -15,7 +15,7 @@ pub struct Quote {
     pub at_ms: i64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AmountError {
     #[error("no price for this coin is available")]
     NoPrice,

@@ -229,6 +229,14 @@ mod tests {
     }
 
     #[test]
+    fn the_orders_function_offers_exactly_the_default_methods() {
+        let from_defaults: Vec<(String, String)> =
+            Chains::defaults().iter().flat_map(|(name, c)| c.assets.keys().map(move |a| (name.to_owned(), a.clone()))).collect();
+        let offered: Vec<(String, String)> = gocoffee_app::config::DEFAULT_CRYPTO_METHODS.iter().map(|(c, a)| (c.to_string(), a.to_string())).collect();
+        assert_eq!(offered, from_defaults);
+    }
+
+    #[test]
     fn the_variable_reads_as_documented() {
         let json = r#"{"polygon": {"chain_id": 137, "rpc_urls": ["http://127.0.0.1:8545"], "finality": {"confirmations": 3},
             "assets": {"POL": {"native": null, "decimals": 18}, "USDC": {"erc20": "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359", "decimals": 6, "usd_pegged": true}}}}"#;

@@ -94,6 +94,8 @@ pub enum RefundReason {
     Underpaid,
     /// Money that arrived after the intent ended.
     Late,
+    /// A paid order was cancelled before the kitchen started it.
+    Cancelled,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +158,8 @@ impl IntentEvent {
 pub struct StoredIntentEvent {
     pub event_id: String,
     pub intent_id: String,
+    /// The order the intent pays for (the order consumer reads it off the payments stream).
+    pub order_id: String,
     /// 1 for `IntentCreated`, then one more per event.
     pub version: u64,
     pub occurred_at_ms: i64,
@@ -409,11 +413,14 @@ impl Intent {
         ]
     }
 
-    /// The order was cancelled before it was paid: close the intent and owe back what arrived.
+    /// The order was cancelled: close an open intent and owe back what arrived; a paid one owes
+    /// back everything (once).
     pub fn decide_cancel(&self) -> Result<Vec<IntentEvent>, IntentError> {
         match self.outcome {
-            Some(Outcome::Paid) => Err(IntentError::Closed("paid")),
-            Some(Outcome::Failed(_)) => Ok(vec![]),
+            Some(Outcome::Paid) if self.refund_due < self.received => {
+                Ok(vec![IntentEvent::RefundDue { amount: self.received - self.refund_due, reason: RefundReason::Cancelled }])
+            }
+            Some(_) => Ok(vec![]),
             None => {
                 let mut events = vec![IntentEvent::PaymentFailed { reason: FailReason::Cancelled, received: self.received }];
                 if !self.received.is_zero() {
@@ -513,6 +520,7 @@ mod tests {
                 self.0.push(StoredIntentEvent {
                     event_id: "e0".into(),
                     intent_id: "pi1".into(),
+                    order_id: "o1".into(),
                     version: 1,
                     occurred_at_ms: 0,
                     actor: "system".into(),
@@ -525,6 +533,7 @@ mod tests {
                 self.0.push(StoredIntentEvent {
                     event_id: format!("e{version}"),
                     intent_id: "pi1".into(),
+                    order_id: "o1".into(),
                     version,
                     occurred_at_ms: 0,
                     actor: "system".into(),

@@ -7,7 +7,11 @@ pub mod chains;
 pub mod deposit;
 pub mod intent;
 pub mod reader;
+pub mod routes;
 pub mod rpc;
+pub mod service;
+pub mod sql;
+pub mod store;
 pub mod verify;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -157,6 +157,7 @@ async fn with_services<T>(function: Option<&Function>, f: impl AsyncFnOnce(&Serv
         clock: &SystemClock,
         entropy: &OsEntropy,
         config: &config,
+        extension: None,
     };
     Ok(f(&svc).await)
 }

@@ -77,7 +77,7 @@ impl<D: Db + ?Sized> Db for &D {
 }
 
 /// Typed access to a row's columns; a value of the wrong type reads as a store fault.
-pub(crate) trait RowExt {
+pub trait RowExt {
     fn text(&self, i: usize) -> Result<&str, DbError>;
     fn int(&self, i: usize) -> Result<i64, DbError>;
     fn opt_text(&self, i: usize) -> Result<Option<&str>, DbError>;

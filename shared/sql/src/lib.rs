@@ -3,6 +3,8 @@
 //! Written against [`Db`], so the same code runs on Spin's `sqlite` interface and on rusqlite.
 
 pub mod db;
+#[cfg(feature = "rusqlite")]
+pub mod rusqlite;
 pub mod schema;
 
 use async_trait::async_trait;
@@ -12,8 +14,7 @@ use gocoffee_core::{KitchenTicket, MenuItem, Order, Role, StoredEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::db::RowExt;
-pub use crate::db::{Db, DbError, Rows, Value};
+pub use crate::db::{Db, DbError, RowExt, Rows, Value};
 
 /// The channel order events are published on.
 pub const ORDERS_CHANNEL: &str = "orders";

@@ -6,7 +6,7 @@ use gocoffee_core::menu::default_menu;
 
 use crate::db::{Db, DbError, RowExt, Value};
 
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS menu_items (id TEXT PRIMARY KEY, position INTEGER NOT NULL, doc TEXT NOT NULL)",
@@ -28,6 +28,19 @@ const V1: &[&str] = &[
 const V2: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS image_uploads (key TEXT PRIMARY KEY, used_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS outbox_lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, until INTEGER NOT NULL)",
+];
+
+/// Version 3: crypto payments. Intents (a document per intent, plus the columns the watcher and
+/// the refunds list select on), each intent's event log, the unique claims on credited transfers
+/// (`chain_id:tx_hash:log_index`), the deposit-index counter and the watcher's cursors.
+const V3: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS payment_intents (id TEXT PRIMARY KEY, chain_id INTEGER NOT NULL, open INTEGER NOT NULL, monitor_until INTEGER NOT NULL, refund_due INTEGER NOT NULL, version INTEGER NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS payment_intents_watched ON payment_intents (chain_id, open, monitor_until)",
+    "CREATE INDEX IF NOT EXISTS payment_intents_refunds ON payment_intents (refund_due, id)",
+    "CREATE TABLE IF NOT EXISTS payment_events (intent_id TEXT NOT NULL, version INTEGER NOT NULL, event_id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL, PRIMARY KEY (intent_id, version))",
+    "CREATE TABLE IF NOT EXISTS payment_claims (transfer TEXT PRIMARY KEY, intent_id TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS deposit_index (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS chain_cursors (chain_id INTEGER PRIMARY KEY, block INTEGER NOT NULL)",
 ];
 
 fn current(db: &dyn Db) -> Option<i64> {
@@ -59,7 +72,7 @@ pub fn ensure(db: &dyn Db) -> Result<(), DbError> {
                 )?;
             }
         }
-        for statement in V2 {
+        for statement in V2.iter().chain(V3) {
             db.execute(statement, &[])?;
         }
         db.execute("DELETE FROM gocoffee_schema", &[])?;

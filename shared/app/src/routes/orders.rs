@@ -24,7 +24,7 @@ struct OrderView<'a> {
     total_cents: gocoffee_core::Cents,
     currency: &'static str,
     note: Option<&'a str>,
-    payment_method: gocoffee_core::PaymentMethod,
+    payment_method: &'a gocoffee_core::PaymentMethod,
     placed_at: String,
     updated_at: String,
     version: u64,
@@ -36,6 +36,9 @@ struct Links {
     #[serde(rename = "self")]
     this: String,
     events: String,
+    /// A crypto order's payment intent: how much to send where, and its state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment: Option<String>,
 }
 
 fn order_location(id: &str) -> String {
@@ -51,11 +54,15 @@ fn view(o: &Order) -> OrderView<'_> {
         total_cents: o.total_cents,
         currency: "USD",
         note: o.note.as_deref(),
-        payment_method: o.payment_method,
+        payment_method: &o.payment_method,
         placed_at: rfc3339(o.placed_at_ms),
         updated_at: rfc3339(o.updated_at_ms),
         version: o.version,
-        links: Links { this: order_location(&o.id), events: format!("{}/events", order_location(&o.id)) },
+        links: Links {
+            this: order_location(&o.id),
+            events: format!("{}/events", order_location(&o.id)),
+            payment: o.payment_intent.as_ref().map(|id| format!("/api/v1/payments/{id}")),
+        },
     }
 }
 
@@ -96,6 +103,11 @@ pub async fn place(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         return replay(record, &request_hash);
     }
     let request: OrderRequest = parse_json(ctx.req)?;
+    if let Some(c) = request.payment_method.crypto()
+        && !svc.config.accepts_crypto(&c.chain, &c.asset)
+    {
+        return Err(ApiError::unprocessable("payment_method_not_accepted", format!("{} on {} is not a payment method this café takes", c.asset, c.chain)));
+    }
     let menu = gocoffee_core::Menu { items: svc.menu.menu().await? };
     let priced = request.price(&menu)?;
     let order_id = svc.new_id();

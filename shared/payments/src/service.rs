@@ -1,0 +1,398 @@
+//! The payment service's use cases, against ports: making an intent when an order asks for
+//! payment, a client's transaction hint, the watcher's scan, expiry, cancellation, refunds.
+//! Every change is events appended to the intent's log with an expected version (and, for a
+//! final transfer, its unique claim in the same write), so concurrent hints and watchers have
+//! one effect.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256};
+use async_trait::async_trait;
+use gocoffee_app::ports::{Clock, Entropy, OrderStore, StoreError};
+use gocoffee_core::{OrderEvent, StoredEvent};
+
+use crate::amount::{AmountError, Quote, amount_due, payment_uri};
+use crate::chains::{AssetKind, Chains};
+use crate::deposit::{DepositError, DepositKeys};
+use crate::intent::{Intent, IntentError, IntentEvent, StoredIntentEvent, Terms, Transfer};
+use crate::reader::{ChainError, ChainReader};
+use crate::rpc::HttpPost;
+use crate::store::IntentStore;
+use crate::verify::{Context, Rejection, verify_log};
+
+/// This consumer's name in the processed-events ledger.
+pub const PAYMENTS_CONSUMER: &str = "payments-consumer";
+const APPEND_ATTEMPTS: usize = 5;
+
+/// The native coins' prices, for intents in a coin that isn't a dollar stablecoin.
+#[async_trait(?Send)]
+pub trait Prices {
+    /// US cents per whole coin of `asset` on `chain`, with when the source last updated it.
+    async fn quote(&self, chain: &str, asset: &str) -> Result<Option<Quote>, String>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long an intent takes payments (default 15 min).
+    pub expiry_ms: i64,
+    /// How long after it was made its address is still watched for late money (default 24 h).
+    pub monitor_ms: i64,
+    /// The oldest price an intent may be made at (default 5 min).
+    pub max_quote_age_ms: i64,
+    pub rpc_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { expiry_ms: 15 * 60_000, monitor_ms: 24 * 3_600_000, max_quote_age_ms: 5 * 60_000, rpc_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Why a use case did nothing, in terms the API and the consumers act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    #[error("no such payment")]
+    NotFound,
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+    #[error("this transfer was already credited to another payment")]
+    AlreadyClaimed,
+    #[error(transparent)]
+    Intent(#[from] IntentError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Price(#[from] AmountError),
+}
+
+impl From<DepositError> for PaymentError {
+    fn from(e: DepositError) -> Self {
+        PaymentError::Config(e.to_string())
+    }
+}
+
+/// Everything the payment use cases touch, for one invocation.
+pub struct PaymentServices<'a> {
+    pub intents: &'a dyn IntentStore,
+    pub orders: &'a dyn OrderStore,
+    pub chains: &'a Chains,
+    /// Without them no intent can be made.
+    pub keys: Option<&'a DepositKeys>,
+    pub prices: &'a dyn Prices,
+    pub http: Arc<dyn HttpPost>,
+    pub clock: &'a dyn Clock,
+    pub entropy: &'a dyn Entropy,
+    pub settings: Settings,
+}
+
+/// What one watcher pass did on one chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    pub chain_id: u64,
+    pub from_block: u64,
+    pub to_block: u64,
+    pub intents: usize,
+    pub credited: usize,
+    pub seen: usize,
+    pub dropped: usize,
+    pub expired: usize,
+}
+
+impl PaymentServices<'_> {
+    fn new_id(&self) -> String {
+        gocoffee_core::ids::ulid(self.clock.now_ms() as u64, self.entropy.u128())
+    }
+
+    pub fn reader(&self, chain_id: u64) -> Result<ChainReader, PaymentError> {
+        let (_, chain) = self.chains.by_id(chain_id).ok_or_else(|| PaymentError::Config(format!("chain {chain_id} is not configured")))?;
+        Ok(ChainReader::new(chain, self.http.clone(), self.settings.rpc_timeout))
+    }
+
+    fn stored(&self, intent: &Intent, events: Vec<IntentEvent>, actor: &str, correlation_id: Option<&str>) -> Vec<StoredIntentEvent> {
+        let now = self.clock.now_ms();
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| StoredIntentEvent {
+                event_id: self.new_id(),
+                intent_id: intent.terms.intent_id.clone(),
+                order_id: intent.terms.order_id.clone(),
+                version: intent.version + 1 + i as u64,
+                occurred_at_ms: now,
+                actor: actor.to_owned(),
+                correlation_id: correlation_id.map(str::to_owned),
+                event,
+            })
+            .collect()
+    }
+
+    /// Decides and appends against the intent's current version, again on a lost race. With a
+    /// claim, a conflict caused by another intent holding it is [`PaymentError::AlreadyClaimed`].
+    async fn change(
+        &self,
+        intent_id: &str,
+        actor: &str,
+        claim: Option<crate::intent::TransferKey>,
+        decide: impl Fn(&Intent) -> Result<Vec<IntentEvent>, PaymentError>,
+    ) -> Result<Intent, PaymentError> {
+        for _ in 0..APPEND_ATTEMPTS {
+            let intent = self.intents.intent(intent_id).await?.ok_or(PaymentError::NotFound)?;
+            let events = decide(&intent)?;
+            if events.is_empty() {
+                return Ok(intent);
+            }
+            let stored = self.stored(&intent, events, actor, None);
+            let mut next = intent.clone();
+            for e in &stored {
+                next.apply(e);
+            }
+            let claims: Vec<_> = claim.into_iter().collect();
+            match self.intents.append_intent(&next, &stored, intent.version, &claims).await {
+                Ok(()) => {
+                    for e in &stored {
+                        tracing::info!(intent_id, order_id = %next.terms.order_id, event = e.event.name(), status = next.status.as_str(), "payment changed");
+                    }
+                    return Ok(next);
+                }
+                Err(StoreError::Conflict) => {
+                    // Held by another intent: this transfer is spent. Held by this one (or by
+                    // none: the version moved): re-read and decide again.
+                    if let Some(key) = &claim
+                        && let Some(owner) = self.intents.claimed_by(key).await?
+                        && owner != intent_id
+                    {
+                        return Err(PaymentError::AlreadyClaimed);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+
+    /// Applies what the chain says about `transfer`: credit it when final (claiming it), or mark
+    /// it seen.
+    async fn apply_transfer(&self, intent_id: &str, transfer: &Transfer, is_final: bool, actor: &str) -> Result<Intent, PaymentError> {
+        if is_final {
+            self.change(intent_id, actor, Some(transfer.key), |i| Ok(i.decide_credit(transfer)?)).await
+        } else {
+            self.change(intent_id, actor, None, |i| Ok(i.decide_seen(transfer)?)).await
+        }
+    }
+
+    /// Handles one message from the orders stream: a crypto order asking for payment gets its
+    /// intent; a cancelled order closes it.
+    pub async fn on_order_event(&self, event: &StoredEvent) -> Result<(), PaymentError> {
+        if self.intents.is_processed(PAYMENTS_CONSUMER, &event.event_id).await? {
+            return Ok(());
+        }
+        match &event.event {
+            OrderEvent::PaymentRequested { intent_id } => self.open_intent(event, intent_id).await,
+            OrderEvent::OrderCancelled { .. } => {
+                let intent_id = format!("pi_{}", event.order_id);
+                match self.change(&intent_id, "system", None, |i| Ok(i.decide_cancel()?)).await {
+                    Ok(_) | Err(PaymentError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+                Ok(self.intents.mark_processed(PAYMENTS_CONSUMER, &event.event_id).await?)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn open_intent(&self, requested: &StoredEvent, intent_id: &str) -> Result<(), PaymentError> {
+        if self.intents.intent(intent_id).await?.is_some() {
+            return Ok(self.intents.mark_processed(PAYMENTS_CONSUMER, &requested.event_id).await?);
+        }
+        let order =
+            self.orders.order(&requested.order_id).await?.ok_or_else(|| StoreError::Unavailable(format!("order {} is not visible yet", requested.order_id)))?;
+        let method = order.payment_method.crypto().ok_or_else(|| PaymentError::Config(format!("order {} is not a crypto order", order.id)))?;
+        let chain = self.chains.get(&method.chain).ok_or_else(|| PaymentError::Config(format!("chain `{}` is not configured", method.chain)))?;
+        let asset = chain.asset(&method.asset).ok_or_else(|| PaymentError::Config(format!("{} is not taken on {}", method.asset, method.chain)))?;
+        let now = self.clock.now_ms();
+        let quote = if asset.usd_pegged { None } else { self.prices.quote(&method.chain, &method.asset).await.map_err(PaymentError::Config)? };
+        let amount = amount_due(order.total_cents.0, asset, quote, now, self.settings.max_quote_age_ms)?;
+        // The chain first: if it can't be read, nothing is written and the message is retried.
+        let head = self.reader(chain.chain_id)?.head().await?;
+        let keys = self.keys.ok_or_else(|| PaymentError::Config("payment_xpub is not set".into()))?;
+        let index = self.intents.next_deposit_index().await?;
+        let deposit = keys.address(index)?;
+        let terms = Terms {
+            intent_id: intent_id.to_owned(),
+            order_id: order.id.clone(),
+            customer_id: order.customer_id.clone(),
+            chain: method.chain.clone(),
+            chain_id: chain.chain_id,
+            asset: method.asset.clone(),
+            asset_kind: asset.kind,
+            decimals: asset.decimals,
+            amount_cents: order.total_cents.0,
+            amount_due: amount,
+            quote,
+            deposit_address: deposit,
+            derivation_index: index,
+            payment_uri: payment_uri(chain.chain_id, asset, deposit, amount),
+            created_at_ms: now,
+            expires_at_ms: now + self.settings.expiry_ms,
+            monitor_until_ms: now + self.settings.monitor_ms,
+            created_block: head.latest,
+        };
+        let created = StoredIntentEvent {
+            event_id: self.new_id(),
+            intent_id: intent_id.to_owned(),
+            order_id: order.id.clone(),
+            version: 1,
+            occurred_at_ms: now,
+            actor: "system".into(),
+            correlation_id: requested.correlation_id.clone(),
+            event: IntentEvent::IntentCreated { terms },
+        };
+        let intent = Intent::from_events(std::slice::from_ref(&created)).ok_or_else(|| PaymentError::Config("intent".into()))?;
+        match self.intents.create_intent(&intent, &created, Some((PAYMENTS_CONSUMER, &requested.event_id))).await {
+            Ok(()) => {
+                tracing::info!(intent_id, order_id = %order.id, chain = %method.chain, asset = %method.asset, amount = %amount, index, "payment intent made");
+                Ok(())
+            }
+            // Another delivery made it first.
+            Err(StoreError::Conflict) => Ok(self.intents.mark_processed(PAYMENTS_CONSUMER, &requested.event_id).await?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A client's hint: the hash of a transaction that pays `intent_id`. Checked on the chain at
+    /// once; only what the chain says counts.
+    pub async fn hint(&self, intent_id: &str, tx_hash: B256, actor: &str) -> Result<Intent, PaymentError> {
+        let intent = self.intents.intent(intent_id).await?.ok_or(PaymentError::NotFound)?;
+        let verified = self.reader(intent.terms.chain_id)?.verify_hint(&intent.terms, tx_hash).await??;
+        let mut latest = intent;
+        for (transfer, is_final) in &verified.transfers {
+            latest = self.apply_transfer(intent_id, transfer, *is_final, actor).await?;
+        }
+        Ok(latest)
+    }
+
+    pub async fn set_refund_address(&self, intent_id: &str, address: Address, actor: &str) -> Result<Intent, PaymentError> {
+        self.change(intent_id, actor, None, |i| Ok(i.decide_refund_address(address)?)).await
+    }
+
+    /// A manager's refund transaction: verified on the chain as a final transfer of the intent's
+    /// asset to the customer's refund address, and claimed like a payment, so one transaction
+    /// can neither pay an intent nor refund two.
+    pub async fn record_refund(&self, intent_id: &str, tx_hash: B256, actor: &str) -> Result<Intent, PaymentError> {
+        let intent = self.intents.intent(intent_id).await?.ok_or(PaymentError::NotFound)?;
+        let to = intent.refund_address.ok_or(IntentError::NoRefundAddress)?;
+        let mut refund_terms = intent.terms.clone();
+        refund_terms.deposit_address = to;
+        let verified = self.reader(intent.terms.chain_id)?.verify_hint(&refund_terms, tx_hash).await??;
+        let (transfer, is_final) = verified.transfers.into_iter().next().ok_or(Rejection::NotToDepositAddress)?;
+        if !is_final {
+            return Err(PaymentError::Rejected(Rejection::Unmined));
+        }
+        self.change(intent_id, actor, Some(transfer.key), |i| Ok(i.decide_refund(&transfer)?)).await
+    }
+
+    /// One watcher pass over one chain: from the stored cursor to the chain's final block, every
+    /// `Transfer` of each allow-listed token into any monitored deposit address (one log query
+    /// per token, however many intents), then the transfers still confirming (final now, or
+    /// reorged out), then expiries.
+    pub async fn scan(&self, chain_name: &str) -> Result<ScanReport, PaymentError> {
+        let chain = self.chains.get(chain_name).ok_or_else(|| PaymentError::Config(format!("chain `{chain_name}` is not configured")))?;
+        let reader = ChainReader::new(chain, self.http.clone(), self.settings.rpc_timeout);
+        let now = self.clock.now_ms();
+        let intents = self.intents.monitored_intents(chain.chain_id, now).await?;
+        let head = reader.head().await?;
+        let final_block = head.final_block(chain.finality).unwrap_or(0);
+        let mut report = ScanReport { chain_id: chain.chain_id, intents: intents.len(), ..ScanReport::default() };
+        let cursor = self.intents.cursor(chain.chain_id).await?;
+        let oldest = intents.iter().map(|i| i.terms.created_block).min();
+        let from = cursor.map(|c| c + 1).or(oldest.map(|b| b + 1)).unwrap_or(final_block + 1);
+        report.from_block = from;
+        report.to_block = final_block;
+        // Block hashes and times, read once per block.
+        let mut blocks: BTreeMap<u64, Option<(B256, i64)>> = BTreeMap::new();
+        if from <= final_block && !intents.is_empty() {
+            let mut by_token: BTreeMap<Address, Vec<&Intent>> = BTreeMap::new();
+            for i in &intents {
+                if let AssetKind::Erc20(token) = i.terms.asset_kind {
+                    by_token.entry(token).or_default().push(i);
+                }
+            }
+            for (token, group) in &by_token {
+                let addresses: Vec<Address> = group.iter().map(|i| i.terms.deposit_address).collect();
+                for log in reader.transfer_logs(*token, &addresses, from, final_block).await? {
+                    let Some(intent) = group.iter().find(|i| crate::verify::decode_transfer(&log).is_some_and(|(_, to, _)| to == i.terms.deposit_address))
+                    else {
+                        continue;
+                    };
+                    let block = cached_block(&reader, &mut blocks, log.block_number).await?;
+                    let ctx = Context { head, finality: chain.finality, canonical_hash: block.map(|b| b.0), block_time_ms: block.map_or(0, |b| b.1) };
+                    match verify_log(&intent.terms, &log, &ctx) {
+                        Ok(v) => {
+                            for (transfer, is_final) in &v.transfers {
+                                match self.apply_transfer(&intent.terms.intent_id, transfer, *is_final, "watcher").await {
+                                    Ok(_) => report.credited += 1,
+                                    // Credited elsewhere already (a replayed hint): not this intent's.
+                                    Err(PaymentError::AlreadyClaimed) => {}
+                                    Err(e) => return Err(e),
+                                }
+                            }
+                        }
+                        Err(rejection) => tracing::debug!(intent_id = %intent.terms.intent_id, %rejection, "log not credited"),
+                    }
+                }
+            }
+        }
+        // Transfers seen before they were final: credit them now, or drop them if their block
+        // left the chain.
+        for intent in &intents {
+            for pending in &intent.pending {
+                if pending.block_number > final_block {
+                    continue;
+                }
+                let canonical = cached_block(&reader, &mut blocks, pending.block_number).await?.map(|b| b.0);
+                if canonical == Some(pending.block_hash) {
+                    match self.apply_transfer(&intent.terms.intent_id, pending, true, "watcher").await {
+                        Ok(_) => report.credited += 1,
+                        Err(PaymentError::AlreadyClaimed) => {}
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    self.change(&intent.terms.intent_id, "watcher", None, |i| Ok(i.decide_dropped(&pending.key))).await?;
+                    report.dropped += 1;
+                }
+            }
+        }
+        // Expiry, judged by the final block's time: everything mined before the deadline has
+        // been scanned by now.
+        let final_time = match reader.block(final_block).await? {
+            Some((_, t)) => t,
+            None => return Ok(report),
+        };
+        for intent in intents.iter().filter(|i| i.is_open()) {
+            let changed = self.change(&intent.terms.intent_id, "watcher", None, |i| Ok(i.decide_expiry(now, final_time))).await?;
+            if !changed.is_open() {
+                report.expired += 1;
+            }
+        }
+        if final_block >= from {
+            self.intents.advance_cursor(chain.chain_id, final_block).await?;
+        }
+        Ok(report)
+    }
+}
+
+/// A block's hash and time, read from the chain once per scan.
+async fn cached_block(reader: &ChainReader, blocks: &mut BTreeMap<u64, Option<(B256, i64)>>, number: u64) -> Result<Option<(B256, i64)>, ChainError> {
+    if let Some(b) = blocks.get(&number) {
+        return Ok(*b);
+    }
+    let b = reader.block(number).await?;
+    blocks.insert(number, b);
+    Ok(b)
+}

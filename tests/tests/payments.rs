@@ -1,0 +1,305 @@
+//! The payment saga on real parts, without the shells: the order consumer and the payment
+//! service over one SQLite database, the outbox relayed by hand between them (what the streams
+//! do), and anvil as the chain. The component and Lambda shells run the same code.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use alloy_primitives::U256;
+use async_trait::async_trait;
+use gocoffee_app::consumer::{handle_order_event, handle_payment_event};
+use gocoffee_app::memory::ManualClock;
+use gocoffee_app::ports::{Clock, EventRelay, OrderStore, OsEntropy};
+use gocoffee_app::{Config, Services};
+use gocoffee_core::{Cents, CryptoMethod, Order, OrderEvent, OrderStatus, PaymentMethod, PricedOrder, StoredEvent};
+use gocoffee_payments::amount::Quote;
+use gocoffee_payments::chains::{Asset, AssetKind, Chain, Chains, Finality};
+use gocoffee_payments::deposit::DepositKeys;
+use gocoffee_payments::intent::{IntentStatus, Outcome, StoredIntentEvent};
+use gocoffee_payments::native::HyperPost;
+use gocoffee_payments::rpc::{HttpPost, PostError};
+use gocoffee_payments::service::{PaymentError, PaymentServices, Prices, Settings};
+use gocoffee_payments::sql::SqlIntentStore;
+use gocoffee_payments::store::IntentStore;
+use gocoffee_sql::rusqlite::Sqlite;
+use gocoffee_sql::{Publisher, SqliteOutboxRelay, SqliteStore};
+use gocoffee_tests::anvil::{Anvil, DEV};
+
+/// Messages published, as (channel, payload).
+type Published = Rc<RefCell<Vec<(String, Vec<u8>)>>>;
+
+#[derive(Clone, Default)]
+struct Capture(Published);
+
+impl Publisher for Capture {
+    fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
+        self.0.borrow_mut().push((channel.to_owned(), payload.to_vec()));
+        Ok(())
+    }
+}
+
+struct NoPrices;
+
+#[async_trait(?Send)]
+impl Prices for NoPrices {
+    async fn quote(&self, _: &str, _: &str) -> Result<Option<Quote>, String> {
+        Ok(None)
+    }
+}
+
+/// Counts the HTTP calls that reach the wire.
+struct Counting(HyperPost, Arc<AtomicUsize>);
+
+impl HttpPost for Counting {
+    fn post(&self, url: &str, body: Vec<u8>, timeout: Duration) -> alloy_transport::BoxFuture<'static, Result<Vec<u8>, PostError>> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.post(url, body, timeout)
+    }
+}
+
+fn keys() -> DepositKeys {
+    use bip32::{DerivationPath, Prefix, XPrv};
+    let account = XPrv::derive_from_path([9u8; 64], &"m/44'/60'/0'".parse::<DerivationPath>().expect("path")).expect("account");
+    DepositKeys::parse(&account.public_key().to_string(Prefix::XPUB)).expect("xpub")
+}
+
+struct World {
+    db: Sqlite,
+    anvil: Anvil,
+    token: String,
+    chains: Chains,
+    keys: DepositKeys,
+    clock: ManualClock,
+    config: Config,
+    calls: Arc<AtomicUsize>,
+}
+
+impl World {
+    fn new(name: &str) -> World {
+        let dir = std::env::temp_dir().join(format!("gocoffee-payments-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let db = Sqlite::open(&dir.join("db.sqlite"));
+        SqliteStore::open(&db).expect("schema");
+        let anvil = Anvil::start(137);
+        let token = anvil.deploy_token("USDC", 6);
+        anvil.mint(&token, DEV[1], 1_000_000_000);
+        let chain = Chain {
+            chain_id: 137,
+            rpc_urls: vec![anvil.url.clone()],
+            finality: Finality::Confirmations(1),
+            assets: [("USDC".to_owned(), Asset { kind: AssetKind::Erc20(token.parse().expect("token")), decimals: 6, usd_pegged: true })].into(),
+        };
+        let config = Config {
+            jwt_secret: b"payments-test-secret-payments-test".to_vec(),
+            access_token_ttl_s: 900,
+            refresh_token_ttl_s: 3600,
+            bootstrap_admin: None,
+            public_base_url: None,
+            crypto_methods: vec![("polygon".into(), "USDC".into())],
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64;
+        World {
+            db,
+            anvil,
+            token,
+            chains: Chains([("polygon".to_owned(), chain)].into()),
+            keys: keys(),
+            clock: ManualClock::new(now),
+            config,
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn orders(&self) -> SqliteStore<&Sqlite> {
+        SqliteStore::open(&self.db).expect("store")
+    }
+
+    fn intents(&self) -> SqlIntentStore<&Sqlite> {
+        SqlIntentStore::open(&self.db).expect("store")
+    }
+
+    fn payments<'a>(&'a self, intents: &'a SqlIntentStore<&'a Sqlite>, orders: &'a SqliteStore<&'a Sqlite>) -> PaymentServices<'a> {
+        PaymentServices {
+            intents,
+            orders,
+            chains: &self.chains,
+            keys: Some(&self.keys),
+            prices: &NoPrices,
+            http: Arc::new(Counting(HyperPost::new().expect("tls"), self.calls.clone())),
+            clock: &self.clock,
+            entropy: &OsEntropy,
+            settings: Settings::default(),
+        }
+    }
+
+    /// Places a crypto order for `cents` directly in the store (the orders route's write).
+    async fn place(&self, id: &str, cents: u64) -> StoredEvent {
+        let method = PaymentMethod::Crypto(CryptoMethod { chain: "polygon".into(), asset: "USDC".into() });
+        let priced = PricedOrder { lines: vec![], total_cents: Cents(cents), note: None, payment_method: method };
+        let now = self.clock.now_ms();
+        let placed = StoredEvent {
+            event_id: format!("{id}-placed"),
+            order_id: id.into(),
+            version: 1,
+            occurred_at_ms: now,
+            actor: "c1".into(),
+            correlation_id: None,
+            event: OrderEvent::OrderPlaced { customer_id: "c1".into(), order: priced.clone() },
+        };
+        self.orders().create_order(&Order::open(id, "c1", &priced, now), &placed, None).await.expect("placed");
+        placed
+    }
+
+    /// Relays the outbox and delivers every message to its consumers, until nothing is left:
+    /// the orders stream to the order consumer and the payment service, the payments stream to
+    /// the order consumer. Returns the payment events that went out.
+    async fn pump(&self) -> Vec<StoredIntentEvent> {
+        let orders = self.orders();
+        let intents = self.intents();
+        let capture = Capture::default();
+        let relay = SqliteOutboxRelay { db: &self.db, publisher: capture.clone() };
+        let svc = Services {
+            users: &orders,
+            menu: &orders,
+            orders: &orders,
+            relay: &relay,
+            kitchen: None,
+            images: None,
+            clock: &self.clock,
+            entropy: &OsEntropy,
+            config: &self.config,
+            extension: None,
+        };
+        let payments = self.payments(&intents, &orders);
+        let mut out = Vec::new();
+        loop {
+            relay.relay().await.expect("relay");
+            let batch: Vec<_> = capture.0.borrow_mut().drain(..).collect();
+            if batch.is_empty() {
+                return out;
+            }
+            for (channel, payload) in batch {
+                match channel.as_str() {
+                    "orders" => {
+                        handle_order_event(&svc, &payload).await.expect("order consumer");
+                        let event: StoredEvent = serde_json::from_slice(&payload).expect("order event");
+                        payments.on_order_event(&event).await.expect("payments consumer");
+                    }
+                    "payments" => {
+                        handle_payment_event(&svc, &payload).await.expect("order consumer, payments stream");
+                        out.push(serde_json::from_slice(&payload).expect("intent event"));
+                    }
+                    other => panic!("unexpected channel {other}"),
+                }
+            }
+        }
+    }
+
+    async fn order(&self, id: &str) -> Order {
+        self.orders().order(id).await.expect("read").expect("order")
+    }
+
+    fn deposit(&self, intent: &gocoffee_payments::intent::Intent) -> String {
+        intent.terms.deposit_address.to_string()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_crypto_order_is_confirmed_only_once_its_payment_is_final() {
+    let w = World::new("paid");
+    w.place("o1", 450).await;
+    w.pump().await;
+    let order = w.order("o1").await;
+    assert_eq!((order.status, order.payment_intent.as_deref()), (OrderStatus::Pending, Some("pi_o1")));
+    let intent = w.intents().intent("pi_o1").await.expect("read").expect("intent made");
+    assert_eq!(intent.terms.amount_due, U256::from(4_500_000u64));
+    let token: alloy_primitives::Address = w.token.parse().expect("token");
+    assert!(intent.terms.payment_uri.starts_with(&format!("ethereum:{}@137/transfer?address=", token.to_checksum(None))), "{}", intent.terms.payment_uri);
+    let tx = w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(&intent), 4_500_000, None);
+    let (orders, intents) = (w.orders(), w.intents());
+    let paid = w.payments(&intents, &orders).hint("pi_o1", tx.parse().expect("hash"), "c1").await.expect("hint");
+    assert_eq!((paid.status, paid.outcome), (IntentStatus::Paid, Some(Outcome::Paid)));
+    // The same hint again: one effect.
+    let again = w.payments(&intents, &orders).hint("pi_o1", tx.parse().expect("hash"), "c1").await.expect("hint");
+    assert_eq!(again.version, paid.version);
+    let published = w.pump().await;
+    assert!(published.iter().any(|e| e.event.name() == "PaymentConfirmed"));
+    assert_eq!(w.order("o1").await.status, OrderStatus::Confirmed, "paid, so on the kitchen board");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn one_transaction_can_not_pay_two_intents_nor_pay_and_refund() {
+    let w = World::new("claims");
+    w.place("oa", 450).await;
+    w.place("ob", 450).await;
+    w.pump().await;
+    let (orders, intents) = (w.orders(), w.intents());
+    let p = w.payments(&intents, &orders);
+    let a = intents.intent("pi_oa").await.expect("read").expect("a");
+    let b = intents.intent("pi_ob").await.expect("read").expect("b");
+    assert_ne!(a.terms.deposit_address, b.terms.deposit_address, "an address per intent");
+    // Intent A was overpaid; its customer names intent B's deposit address for the refund.
+    let tx = w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(&a), 5_000_000, None);
+    p.hint("pi_oa", tx.parse().expect("hash"), "c1").await.expect("paid");
+    p.set_refund_address("pi_oa", b.terms.deposit_address, "c1").await.expect("refund address");
+    // The café refunds the excess to it, and records the refund on A.
+    w.anvil.mint(&w.token, DEV[2], 500_000);
+    let refund = w.anvil.transfer_token(&w.token, DEV[2], &w.deposit(&b), 500_000, None);
+    let refunded = p.record_refund("pi_oa", refund.parse().expect("hash"), "manager").await.expect("refund");
+    assert_eq!(refunded.status, IntentStatus::Refunded);
+    // The same transaction offered as B's payment: already used.
+    assert_eq!(p.hint("pi_ob", refund.parse().expect("hash"), "c1").await.map(|_| ()), Err(PaymentError::AlreadyClaimed));
+    // And A's payment offered for B: not to B's address.
+    assert!(matches!(p.hint("pi_ob", tx.parse().expect("hash"), "c1").await, Err(PaymentError::Rejected(_))));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_watcher_finds_payments_with_one_log_query_and_expiry_cancels_the_unpaid() {
+    let w = World::new("watcher");
+    for (id, _) in [("w1", 0), ("w2", 0), ("w3", 0)] {
+        w.place(id, 450).await;
+    }
+    w.pump().await;
+    let (orders, intents) = (w.orders(), w.intents());
+    let p = w.payments(&intents, &orders);
+    let w1 = intents.intent("pi_w1").await.expect("read").expect("w1");
+    let w2 = intents.intent("pi_w2").await.expect("read").expect("w2");
+    w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(&w1), 4_500_000, None);
+    w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(&w2), 1_000_000, None);
+    let before = w.calls.load(Ordering::SeqCst);
+    // Two watchers at once: one effect.
+    let (r1, r2) = tokio::join!(p.scan("polygon"), p.scan("polygon"));
+    let (r1, r2) = (r1.expect("scan"), r2.expect("scan"));
+    assert_eq!(r1.intents, 3);
+    let made = w.calls.load(Ordering::SeqCst) - before;
+    assert!(made <= 2 * 8, "a scan makes a handful of calls, not one per intent: {made}");
+    assert_eq!(intents.intent("pi_w1").await.expect("read").expect("w1").status, IntentStatus::Paid);
+    let w2_now = intents.intent("pi_w2").await.expect("read").expect("w2");
+    assert_eq!((w2_now.status, w2_now.received), (IntentStatus::PartiallyPaid, U256::from(1_000_000u64)));
+    assert_eq!(w2_now.credited.len(), 1, "credited once by two watchers: {r1:?} {r2:?}");
+    w.pump().await;
+    assert_eq!(w.order("w1").await.status, OrderStatus::Confirmed);
+    // Past the expiry, on the clock and on the chain.
+    w.clock.advance(16 * 60_000);
+    w.anvil.rpc("evm_increaseTime", serde_json::json!([16 * 60]));
+    w.anvil.mine(2);
+    let report = p.scan("polygon").await.expect("scan");
+    assert_eq!(report.expired, 2, "{report:?}");
+    let w2_failed = intents.intent("pi_w2").await.expect("read").expect("w2");
+    assert_eq!((w2_failed.outcome, w2_failed.status), (Some(Outcome::Failed(gocoffee_payments::intent::FailReason::Underpaid)), IntentStatus::RefundDue));
+    w.pump().await;
+    let cancelled = w.order("w2").await;
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(w.order("w3").await.status, OrderStatus::Cancelled, "nothing paid: cancelled by expiry");
+    // Money for w3 after it expired: credited late, owed back.
+    let w3 = intents.intent("pi_w3").await.expect("read").expect("w3");
+    w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(&w3), 4_500_000, None);
+    p.scan("polygon").await.expect("scan");
+    let late = intents.intent("pi_w3").await.expect("read").expect("w3");
+    assert_eq!((late.status, late.received_late), (IntentStatus::RefundDue, U256::from(4_500_000u64)));
+    assert_eq!(intents.refunds_due(10, None).await.expect("refunds").len(), 2);
+}
