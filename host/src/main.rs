@@ -200,10 +200,16 @@ async fn up(args: Args) -> Result<()> {
     let addr = listener.local_addr()?;
     // One slot per Redis subscriber stays out of HTTP's reach: a dispatcher delivers one message
     // at a time, so deliveries always find an instance however busy HTTP is.
-    if args.max_instances as usize <= subs.len() {
-        bail!("--max-instances must be more than the {} Redis subscriber(s), which each keep one", subs.len());
+    // A component subscribed to several channels has one queue and one dispatcher.
+    let mut subscribers: Vec<String> = subs.iter().map(|(_, c)| c.clone()).collect();
+    subscribers.sort();
+    subscribers.dedup();
+    let crons: Vec<(String, cron::Schedule)> = manifest.trigger.cron.iter().map(|t| Ok((t.component.clone(), t.schedule()?))).collect::<Result<_>>()?;
+    let reserved = subscribers.len() + crons.len();
+    if args.max_instances as usize <= reserved {
+        bail!("--max-instances must be more than the {reserved} Redis subscriber(s) and cron trigger(s), which each keep one");
     }
-    let http_slots = (args.max_instances as usize) - subs.len();
+    let http_slots = (args.max_instances as usize) - reserved;
     let server = Arc::new(Server {
         runtime,
         router,
@@ -216,7 +222,7 @@ async fn up(args: Args) -> Result<()> {
 
     let policy = args.policy;
     let mut dispatchers = vec![];
-    for (_, component) in &subs {
+    for component in &subscribers {
         let server = server.clone();
         let component = component.clone();
         dispatchers.push(tokio::spawn(log::dispatch(log.clone(), component.clone(), policy, shutdown.clone(), move |payload| {
@@ -224,6 +230,10 @@ async fn up(args: Args) -> Result<()> {
             let component = component.clone();
             async move { server.runtime.deliver(&component, payload).await }
         })));
+    }
+
+    for (component, schedule) in crons {
+        dispatchers.push(tokio::spawn(run_cron(server.clone(), component, schedule, shutdown.clone())));
     }
 
     print_banner(&manifest, &variables, &server, &subs, &args, log.pending().unwrap_or(0));
@@ -239,6 +249,28 @@ async fn up(args: Args) -> Result<()> {
     }
     tracing::info!(pending = log.pending().unwrap_or(-1), "stopped; undelivered messages resume on the next start");
     Ok(())
+}
+
+/// Runs a cron-triggered component at each time its schedule names, as spin-trigger-cron does:
+/// a tick that fails is logged, and the next one runs anyway; ticks missed while one ran late
+/// are skipped, not made up.
+async fn run_cron(server: Arc<Server>, component: String, schedule: cron::Schedule, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let Some(next) = schedule.upcoming(chrono::Utc).next() else { return };
+        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match server.runtime.tick(&component, next.timestamp().max(0) as u64).await {
+            Ok(()) => tracing::debug!(%component, ms = started.elapsed().as_millis() as u64, "cron tick"),
+            Err(e) => tracing::warn!(%component, error = %e, "cron tick failed; the next one runs on schedule"),
+        }
+    }
 }
 
 async fn wait_for_signal() {
@@ -266,6 +298,9 @@ fn print_banner(manifest: &Manifest, variables: &Variables, server: &Server, sub
     }
     for (channel, component) in subs {
         println!("  {component}: redis channel \"{channel}\" (embedded durable log)");
+    }
+    for t in &manifest.trigger.cron {
+        println!("  {}: cron \"{}\" (run now: POST {base}/.well-known/gocoffee/cron/{})", t.component, t.cron_expression, t.component);
     }
     if pending > 0 {
         println!("Resuming {pending} undelivered message(s) from the log.");

@@ -39,6 +39,8 @@ pub struct Triggers {
     pub http: Vec<HttpTrigger>,
     #[serde(default)]
     pub redis: Vec<RedisTrigger>,
+    #[serde(default)]
+    pub cron: Vec<CronTrigger>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +53,20 @@ pub struct HttpTrigger {
 pub struct RedisTrigger {
     pub channel: String,
     pub component: String,
+}
+
+/// `[[trigger.cron]]` as Fermyon's spin-trigger-cron plugin reads it: a component and a cron
+/// expression with seconds (`sec min hour day-of-month month day-of-week [year]`).
+#[derive(Debug, Deserialize)]
+pub struct CronTrigger {
+    pub component: String,
+    pub cron_expression: String,
+}
+
+impl CronTrigger {
+    pub fn schedule(&self) -> Result<cron::Schedule> {
+        self.cron_expression.parse().with_context(|| format!("cron trigger for {}: `{}` is not a cron expression", self.component, self.cron_expression))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +100,12 @@ impl Manifest {
             if !manifest.component.contains_key(&t.component) {
                 bail!("redis trigger for channel {} names unknown component `{}`", t.channel, t.component);
             }
+        }
+        for t in &manifest.trigger.cron {
+            if !manifest.component.contains_key(&t.component) {
+                bail!("cron trigger names unknown component `{}`", t.component);
+            }
+            t.schedule()?;
         }
         for name in manifest.variables.keys() {
             if !valid_variable_name(name) {

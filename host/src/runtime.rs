@@ -22,6 +22,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use crate::log::{Failure, MessageLog};
 use crate::manifest::{Manifest, Variables};
+use crate::spin::cron::CronTriggerPre;
+use crate::spin::cron::fermyon::spin_cron::cron_types::Metadata as CronMetadata;
 use crate::spin::trigger::RedisTriggerPre;
 use crate::sqlite::{KV_SCHEMA, Pools};
 
@@ -165,6 +167,7 @@ pub struct LoadedComponent {
     pub config: Arc<ComponentConfig>,
     pub http: Option<ProxyPre<HostState>>,
     pub redis: Option<RedisTriggerPre<HostState>>,
+    pub cron: Option<CronTriggerPre<HostState>>,
 }
 
 pub struct Runtime {
@@ -241,9 +244,11 @@ impl Runtime {
 
         let http_components: Vec<&str> = manifest.trigger.http.iter().map(|t| t.component.as_str()).collect();
         let redis_components: Vec<&str> = manifest.trigger.redis.iter().map(|t| t.component.as_str()).collect();
+        let cron_components: Vec<&str> = manifest.trigger.cron.iter().map(|t| t.component.as_str()).collect();
         let mut components = HashMap::new();
         for (id, decl) in &manifest.component {
-            if !http_components.contains(&id.as_str()) && !redis_components.contains(&id.as_str()) {
+            let id_str = id.as_str();
+            if !http_components.contains(&id_str) && !redis_components.contains(&id_str) && !cron_components.contains(&id_str) {
                 continue;
             }
             let hosts: Vec<String> = decl.allowed_outbound_hosts.iter().map(|h| variables.expand(h)).collect::<Result<_>>()?;
@@ -273,14 +278,23 @@ impl Runtime {
             };
             let redis = if redis_components.contains(&id.as_str()) {
                 Some(
-                    RedisTriggerPre::new(pre)
+                    RedisTriggerPre::new(pre.clone())
                         .map_err(|e| anyhow::anyhow!("{e}"))
                         .with_context(|| format!("component {id} does not export fermyon:spin/inbound-redis"))?,
                 )
             } else {
                 None
             };
-            components.insert(id.clone(), LoadedComponent { config, http, redis });
+            let cron = if cron_components.contains(&id.as_str()) {
+                Some(
+                    CronTriggerPre::new(pre)
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                        .with_context(|| format!("component {id} does not export the cron trigger's handle-cron-event"))?,
+                )
+            } else {
+                None
+            };
+            components.insert(id.clone(), LoadedComponent { config, http, redis, cron });
         }
         let shared = Arc::new(Shared { sqlite: Pools::new(opts.state_dir.join("sqlite"), &[]), kv: Pools::new(opts.state_dir.join("kv"), KV_SCHEMA), log });
         Ok(Runtime { engine, shared, components })
@@ -333,6 +347,27 @@ impl Runtime {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(classify(component, &tail.text())),
             Err(trap) => Err(Failure::Fault(format!("component {component} trapped: {trap:?}"))),
+        }
+    }
+}
+
+impl Runtime {
+    /// Runs a cron-triggered component once, as spin-trigger-cron does on each tick: `timestamp`
+    /// is the Unix time in seconds. A failure is logged by the caller; the next tick runs anyway.
+    pub async fn tick(&self, component: &str, timestamp: u64) -> Result<(), String> {
+        let loaded = self.components.get(component).ok_or_else(|| format!("no component {component}"))?;
+        let pre = loaded.cron.as_ref().ok_or_else(|| format!("component {component} has no cron trigger"))?;
+        let tail = StderrTail::default();
+        let mut store = self.store(&loaded.config, Some(tail.clone()));
+        let instance = pre.instantiate_async(&mut store).await.map_err(|e| format!("instantiating {component}: {e:?}"))?;
+        let call = instance.call_handle_cron_event(&mut store, CronMetadata { timestamp });
+        let Ok(result) = tokio::time::timeout(2 * GUEST_TIMEOUT, call).await else {
+            return Err(format!("component {component} ran past {:?}", 2 * GUEST_TIMEOUT));
+        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("component {component} failed: {e:?}; {}", tail.text().lines().last().unwrap_or_default())),
+            Err(trap) => Err(format!("component {component} trapped: {trap:?}")),
         }
     }
 }

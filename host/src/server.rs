@@ -190,6 +190,18 @@ impl Server {
                     _ => json_error(503, "unavailable", "the message log could not be written"),
                 }
             }
+            ("POST", path) if path.starts_with("/.well-known/gocoffee/cron/") => {
+                // Runs a cron-triggered component now, outside its schedule (operators, tests).
+                let component = path.trim_start_matches("/.well-known/gocoffee/cron/");
+                if !self.runtime.components.get(component).is_some_and(|c| c.cron.is_some()) {
+                    return json_error(404, "not_found", "no cron-triggered component of that name");
+                }
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+                match self.runtime.tick(component, now).await {
+                    Ok(()) => reply(serde_json::json!({ "component": component, "ran": true })),
+                    Err(e) => json_error(502, "cron_failed", &e),
+                }
+            }
             _ => json_error(404, "not_found", "no such operator endpoint"),
         }
     }

@@ -27,6 +27,14 @@ pub mod trigger {
     });
 }
 
+pub mod cron {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "cron-trigger",
+        exports: { default: async },
+    });
+}
+
 use fermyon::spin2_0_0::{key_value, redis, sqlite, variables};
 
 pub struct KvStore {

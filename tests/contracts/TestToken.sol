@@ -61,3 +61,25 @@ contract FakeTransfer {
         emit Transfer(msg.sender, to, value);
     }
 }
+
+/// A Chainlink-style price feed (`AggregatorV3Interface`'s reads) whose answer the tests set.
+contract TestPriceFeed {
+    uint8 public immutable decimals;
+    int256 private answer;
+    uint256 private updatedAt;
+
+    constructor(uint8 decimals_, int256 answer_) {
+        decimals = decimals_;
+        answer = answer_;
+        updatedAt = block.timestamp;
+    }
+
+    function set(int256 answer_, uint256 updatedAt_) external {
+        answer = answer_;
+        updatedAt = updatedAt_;
+    }
+
+    function latestRoundData() external view returns (uint80, int256, uint256, uint256, uint80) {
+        return (1, answer, updatedAt, updatedAt, 1);
+    }
+}

@@ -40,8 +40,8 @@ fn chain(anvil: &Anvil, token: &str, finality: Finality) -> Chain {
         rpc_urls: vec![anvil.url.clone()],
         finality,
         assets: [
-            ("USDC".to_owned(), Asset { kind: AssetKind::Erc20(addr(token)), decimals: 6, usd_pegged: true }),
-            ("ETH".to_owned(), Asset { kind: AssetKind::Native, decimals: 18, usd_pegged: false }),
+            ("USDC".to_owned(), Asset { kind: AssetKind::Erc20(addr(token)), decimals: 6, usd_pegged: true, price_feed: None }),
+            ("ETH".to_owned(), Asset { kind: AssetKind::Native, decimals: 18, usd_pegged: false, price_feed: None }),
         ]
         .into(),
     }
@@ -326,4 +326,38 @@ async fn one_log_query_finds_transfers_into_many_deposit_addresses() {
     let logs = r.transfer_logs(addr(&s.token), &addresses, from, s.anvil.block_number()).await.expect("logs");
     assert_eq!(logs.len(), 6);
     assert_eq!(calls.load(Ordering::SeqCst), 2, "eth_chainId once, then one eth_getLogs for 300 addresses");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn native_coins_are_priced_from_the_chains_own_price_feed_and_a_stale_one_is_refused() {
+    use gocoffee_payments::amount::{AmountError, amount_due};
+    use gocoffee_payments::prices::ChainlinkPrices;
+    use gocoffee_payments::service::Prices;
+    let s = setup(1, Finality::Confirmations(1));
+    // constructor(uint8 decimals, int256 answer): $3,000.00 with 8 decimals.
+    let feed = s.anvil.deploy("TestPriceFeed", &format!("{:064x}{:064x}", 8, 300_000_000_000u64));
+    let mut chain = s.chain.clone();
+    chain.assets.get_mut("ETH").expect("eth").price_feed = Some(addr(&feed));
+    let prices = ChainlinkPrices {
+        chains: gocoffee_payments::chains::Chains([("ethereum".to_owned(), chain.clone())].into()),
+        http: Arc::new(HyperPost::new().expect("tls")),
+        timeout: Duration::from_secs(5),
+    };
+    let quote = prices.quote("ethereum", "ETH").await.expect("read").expect("quote");
+    assert_eq!(quote.usd_cents_per_coin, 300_000);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64;
+    let eth = chain.asset("ETH").expect("eth");
+    assert_eq!(amount_due(450, eth, Some(quote), now, 300_000), Ok(U256::from(1_500_000_000_000_000u64)), "$4.50 at $3,000");
+    // A feed that stopped updating an hour ago.
+    let stale_at = (now / 1000 - 3600) as u64;
+    s.anvil.send(
+        DEV[0],
+        Some(&feed),
+        &format!("0x{}{:064x}{:064x}", alloy_primitives::hex::encode(&alloy_primitives::keccak256("set(int256,uint256)")[..4]), 300_000_000_000u64, stale_at),
+        0,
+        None,
+    );
+    let stale = prices.quote("ethereum", "ETH").await.expect("read").expect("quote");
+    assert!(matches!(amount_due(450, eth, Some(stale), now, 300_000), Err(AmountError::StalePrice { .. })));
+    assert_eq!(prices.quote("ethereum", "USDC").await, Ok(None), "stablecoins have no feed");
 }

@@ -91,7 +91,8 @@ impl World {
             chain_id: 137,
             rpc_urls: vec![anvil.url.clone()],
             finality: Finality::Confirmations(1),
-            assets: [("USDC".to_owned(), Asset { kind: AssetKind::Erc20(token.parse().expect("token")), decimals: 6, usd_pegged: true })].into(),
+            assets: [("USDC".to_owned(), Asset { kind: AssetKind::Erc20(token.parse().expect("token")), decimals: 6, usd_pegged: true, price_feed: None })]
+                .into(),
         };
         let config = Config {
             jwt_secret: b"payments-test-secret-payments-test".to_vec(),

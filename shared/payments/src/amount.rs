@@ -75,9 +75,9 @@ mod tests {
     use super::*;
 
     fn usdc(decimals: u8) -> Asset {
-        Asset { kind: AssetKind::Erc20(address!("0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359")), decimals, usd_pegged: true }
+        Asset { kind: AssetKind::Erc20(address!("0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359")), decimals, usd_pegged: true, price_feed: None }
     }
-    const ETH: Asset = Asset { kind: AssetKind::Native, decimals: 18, usd_pegged: false };
+    const ETH: Asset = Asset { kind: AssetKind::Native, decimals: 18, usd_pegged: false, price_feed: None };
 
     #[test]
     fn stablecoins_are_one_to_one_in_their_own_decimals() {

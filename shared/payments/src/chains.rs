@@ -41,6 +41,10 @@ pub struct Asset {
     /// the price port when an intent is made.
     #[serde(default)]
     pub usd_pegged: bool,
+    /// A Chainlink-style USD price feed on the same chain (`latestRoundData`, `decimals`): how
+    /// a coin that isn't a stablecoin is priced when an intent is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_feed: Option<Address>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +142,9 @@ impl Chains {
                 if asset.decimals > 36 || (asset.usd_pegged && asset.decimals < 2) {
                     return Err(bad(format!("{symbol}: {} decimals is out of range", asset.decimals)));
                 }
+                if !asset.usd_pegged && asset.price_feed.is_none() {
+                    return Err(bad(format!("{symbol} is not a dollar stablecoin, so it needs a price_feed")));
+                }
                 if let AssetKind::Erc20(contract) = asset.kind
                     && (contract == Address::ZERO || chain.assets.values().filter(|a| a.kind == AssetKind::Erc20(contract)).count() > 1)
                 {
@@ -153,8 +160,9 @@ impl Chains {
     /// BNB Smart Chain's Binance-Peg tokens have 18 decimals). RPC URLs are public endpoints,
     /// fine for trying it out; a deployment sets its own in `payment_chains`.
     pub fn defaults() -> Chains {
-        let stable = |contract: Address, decimals: u8| Asset { kind: AssetKind::Erc20(contract), decimals, usd_pegged: true };
-        let native = Asset { kind: AssetKind::Native, decimals: 18, usd_pegged: false };
+        let stable = |contract: Address, decimals: u8| Asset { kind: AssetKind::Erc20(contract), decimals, usd_pegged: true, price_feed: None };
+        // Chainlink's USD feeds for each native coin on its own chain.
+        let native = |feed: Address| Asset { kind: AssetKind::Native, decimals: 18, usd_pegged: false, price_feed: Some(feed) };
         let chain = |chain_id: u64, rpc: &str, assets: Vec<(&str, Asset)>| Chain {
             chain_id,
             rpc_urls: vec![rpc.to_owned()],
@@ -168,7 +176,7 @@ impl Chains {
                     1,
                     "https://ethereum-rpc.publicnode.com",
                     vec![
-                        ("ETH", native.clone()),
+                        ("ETH", native(address!("0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419"))),
                         ("USDC", stable(address!("0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"), 6)),
                         ("USDT", stable(address!("0xdAC17F958D2ee523a2206206994597C13D831ec7"), 6)),
                     ],
@@ -180,7 +188,7 @@ impl Chains {
                     137,
                     "https://polygon-bor-rpc.publicnode.com",
                     vec![
-                        ("POL", native.clone()),
+                        ("POL", native(address!("0xAB594600376Ec9fD91F8e885dADF0CE036862dE0"))),
                         ("USDC", stable(address!("0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359"), 6)),
                         ("USDT", stable(address!("0xc2132D05D31c914a87C6611C10748AEb04B58e8F"), 6)),
                     ],
@@ -192,7 +200,7 @@ impl Chains {
                     56,
                     "https://bsc-rpc.publicnode.com",
                     vec![
-                        ("BNB", native.clone()),
+                        ("BNB", native(address!("0x0567F2323251f0Aab15c8dFb1967E4e8A7D42aeE"))),
                         ("USDC", stable(address!("0x8AC76a51cc950d9822D68b83fE1Ad97B32Cd580d"), 18)),
                         ("USDT", stable(address!("0x55d398326f99059fF775485246999027B3197955"), 18)),
                     ],
@@ -204,7 +212,7 @@ impl Chains {
                     42161,
                     "https://arbitrum-one-rpc.publicnode.com",
                     vec![
-                        ("ETH", native),
+                        ("ETH", native(address!("0x639Fe6ab55C921f74e7fac1ee960C0B6293ba612"))),
                         ("USDC", stable(address!("0xaf88d065e77c8cC2239327C5EDb3A432268e5831"), 6)),
                         ("USDT", stable(address!("0xFd086bC7CD5C481DCC9C85ebE478A1C0b69FCbb9"), 6)),
                     ],
@@ -239,7 +247,7 @@ mod tests {
     #[test]
     fn the_variable_reads_as_documented() {
         let json = r#"{"polygon": {"chain_id": 137, "rpc_urls": ["http://127.0.0.1:8545"], "finality": {"confirmations": 3},
-            "assets": {"POL": {"native": null, "decimals": 18}, "USDC": {"erc20": "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359", "decimals": 6, "usd_pegged": true}}}}"#;
+            "assets": {"POL": {"native": null, "decimals": 18, "price_feed": "0xAB594600376Ec9fD91F8e885dADF0CE036862dE0"}, "USDC": {"erc20": "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359", "decimals": 6, "usd_pegged": true}}}}"#;
         let chains = Chains::from_json(json).expect("valid");
         let polygon = chains.get("polygon").expect("polygon");
         assert_eq!(polygon.finality, Finality::Confirmations(3));

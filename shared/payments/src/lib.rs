@@ -6,6 +6,7 @@ pub mod amount;
 pub mod chains;
 pub mod deposit;
 pub mod intent;
+pub mod prices;
 pub mod reader;
 pub mod routes;
 pub mod rpc;
