@@ -193,7 +193,7 @@ impl Server {
             ("POST", path) if path.starts_with("/.well-known/gocoffee/cron/") => {
                 // Runs a cron-triggered component now, outside its schedule (operators, tests).
                 let component = path.trim_start_matches("/.well-known/gocoffee/cron/");
-                if !self.runtime.components.get(component).is_some_and(|c| c.cron.is_some()) {
+                if self.runtime.components.get(component).is_none_or(|c| c.cron.is_none()) {
                     return json_error(404, "not_found", "no cron-triggered component of that name");
                 }
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
