@@ -4,7 +4,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STATE ?= .gocoffee
 LISTEN ?= 127.0.0.1:3000
-COMPONENTS := health identity menu orders kitchen order-consumer
+COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher
+# The functions that have a Lambda shell so far (the payment functions' comes with their DynamoDB store).
+LAMBDAS := health identity menu orders kitchen order-consumer
 HOST := target/release/gocoffee-host
 
 .PHONY: up test setup tools components host bootstraps lambdas bench clean
@@ -36,7 +38,7 @@ bootstraps:
 ## (target/lambda/<function>/bootstrap; cargo-lambda and zig come from .venv)
 lambdas: tools
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO) lambda build --profile lambda --arm64 $(addprefix -p ,$(COMPONENTS))
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO) lambda build --profile lambda --arm64 $(addprefix -p ,$(LAMBDAS))
 
 ## up: build everything and serve the platform on $(LISTEN), state in $(STATE)/
 up: components host
@@ -58,13 +60,15 @@ test: tools components host bootstraps lambdas
 	tests/template.sh
 	tests/contracts/build.sh --check
 	$(CARGO) test --release --workspace
+	target/release/payments-bench --smoke
 	tests/fuzz.sh
 
-## bench: throughput and latency of the host on the real components, then the sizes and init
-## times of the Lambda bootstraps (see bench/README.md)
-bench: components host
+## bench: throughput and latency of the host on the real components, the sizes and init times of
+## the Lambda bootstraps, and payment verification on anvil (see bench/README.md)
+bench: components host bootstraps
 	bench/run.sh
 	bench/lambda.sh
+	target/release/payments-bench
 
 clean:
 	rm -rf $(STATE) target/test-state target/test-cache

@@ -18,8 +18,15 @@ pub const ADMIN_PASSWORD: &str = "admin password 1";
 /// Every deployed function with HTTP routes: the registry the agreement tests (openapi.yaml,
 /// spin.toml, sam-template.yaml, sample events) read. A new function registers here.
 pub fn functions() -> Vec<&'static gocoffee_app::Function> {
-    gocoffee_app::FUNCTIONS.to_vec()
+    let mut all = gocoffee_app::FUNCTIONS.to_vec();
+    all.push(&gocoffee_payments::routes::FUNCTION);
+    all
 }
+
+/// Functions that run on Spin and the local host but whose Lambda shell is still being built
+/// (issue 9): in spin.toml, not yet in sam-template.yaml. The agreement tests skip exactly these,
+/// and fail if SAM has one of them, so the list can only shrink.
+pub const NOT_YET_ON_AWS: &[&str] = &["payments", "payments-consumer", "payments-watcher"];
 
 /// Every API route with the function that serves it.
 pub fn routes() -> Vec<(&'static str, &'static gocoffee_app::Route)> {
@@ -80,8 +87,22 @@ impl Host {
         Host::launch(state, listen, flags)
     }
 
+    /// Starts a host on a fresh state folder named after the test, with these variables in its
+    /// environment (`SPIN_VARIABLE_...`).
+    pub fn start_env(name: &str, env: &[(&str, &str)]) -> Host {
+        let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).expect("state dir");
+        Host::launch_env(state, "127.0.0.1:0", &["--max-attempts", "3", "--retry-base-ms", "50"], env)
+    }
+
     /// Starts a host on `state`, listening on `listen`, with these flags.
     pub fn launch(state: PathBuf, listen: &str, flags: &[&str]) -> Host {
+        Host::launch_env(state, listen, flags, &[])
+    }
+
+    /// [`Host::launch`] with extra environment variables.
+    pub fn launch_env(state: PathBuf, listen: &str, flags: &[&str], env: &[(&str, &str)]) -> Host {
         let bin = host_binary();
         assert!(bin.exists(), "{} is missing: run `make test` (it builds the host and components first)", bin.display());
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(state.join("host.log")).expect("log file");
@@ -95,6 +116,7 @@ impl Host {
             .env("SPIN_VARIABLE_JWT_SECRET", "contract-tests-secret-contract-tests")
             .env("SPIN_VARIABLE_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("SPIN_VARIABLE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

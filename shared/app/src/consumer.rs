@@ -75,6 +75,20 @@ pub async fn handle_kitchen_ticket(svc: &Services<'_>, payload: &[u8]) -> Result
     outcome
 }
 
+/// A message from either stream the order consumer reads: a payment event names its intent,
+/// an order event doesn't.
+pub async fn handle_stream_message(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
+    #[derive(Deserialize)]
+    struct Shape {
+        #[serde(default)]
+        intent_id: Option<String>,
+    }
+    match serde_json::from_slice::<Shape>(payload) {
+        Ok(Shape { intent_id: Some(_) }) => handle_payment_event(svc, payload).await,
+        _ => handle_order_event(svc, payload).await,
+    }
+}
+
 /// What the order side reads of a payment event (the payment service's own types stay there).
 #[derive(Debug, Deserialize)]
 struct PaymentNotice {

@@ -9,7 +9,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
+use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_stream_message};
 use gocoffee_app::ports::{EventRelay, Images, KitchenQueue, OsEntropy, StoreResult, SystemClock};
 use gocoffee_app::{ApiError, Config, Function, Request, Response, Services};
 use http::{HeaderValue, StatusCode};
@@ -117,7 +117,7 @@ impl Shell {
         let mut response = KinesisEventResponse::default();
         self.with_services(async |svc| {
             for record in &event.records {
-                let outcome = match handle_order_event(svc, &record.kinesis.data.0).await {
+                let outcome = match handle_stream_message(svc, &record.kinesis.data.0).await {
                     Err(ConsumerError::Poison(reason)) => self.dead_letter(record_summary(record, &reason)).await,
                     other => other,
                 };

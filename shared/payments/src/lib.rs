@@ -4,6 +4,7 @@
 
 pub mod amount;
 pub mod chains;
+pub mod config;
 pub mod deposit;
 pub mod intent;
 pub mod prices;
@@ -17,3 +18,5 @@ pub mod verify;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
+#[cfg(target_arch = "wasm32")]
+pub mod spin;

@@ -142,6 +142,7 @@ fn log_facts(log: &alloy_rpc_types_eth::Log) -> Option<LogFacts> {
         tx_hash: log.transaction_hash?,
         block_number: log.block_number?,
         block_hash: log.block_hash?,
+        block_time_ms: log.block_timestamp.and_then(|t| i64::try_from(t).ok()).map(|t| t.saturating_mul(1000)),
         removed: log.removed,
     })
 }

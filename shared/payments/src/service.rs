@@ -24,6 +24,9 @@ use crate::verify::{Context, Rejection, verify_log};
 
 /// This consumer's name in the processed-events ledger.
 pub const PAYMENTS_CONSUMER: &str = "payments-consumer";
+/// The most blocks one watcher pass reads logs for on a chain (public nodes limit the range of
+/// `eth_getLogs`); a chain further behind catches up over the next passes.
+pub const MAX_BLOCKS_PER_SCAN: u64 = 2_000;
 const APPEND_ATTEMPTS: usize = 5;
 
 /// The native coins' prices, for intents in a coin that isn't a dollar stablecoin.
@@ -306,12 +309,21 @@ impl PaymentServices<'_> {
         let reader = ChainReader::new(chain, self.http.clone(), self.settings.rpc_timeout);
         let now = self.clock.now_ms();
         let intents = self.intents.monitored_intents(chain.chain_id, now).await?;
+        if intents.is_empty() {
+            // Nothing to watch: no RPC call at all. The cursor stays, and the next intent's
+            // creation block bounds the next scan anyway.
+            return Ok(ScanReport { chain_id: chain.chain_id, ..ScanReport::default() });
+        }
         let head = reader.head().await?;
         let final_block = head.final_block(chain.finality).unwrap_or(0);
         let mut report = ScanReport { chain_id: chain.chain_id, intents: intents.len(), ..ScanReport::default() };
+        // Transfers in or before an intent's creation block never count, so the scan starts after
+        // the cursor and after the oldest monitored intent's creation, whichever is later, and
+        // takes at most MAX_BLOCKS_PER_SCAN blocks (the next tick goes on from there).
         let cursor = self.intents.cursor(chain.chain_id).await?;
-        let oldest = intents.iter().map(|i| i.terms.created_block).min();
-        let from = cursor.map(|c| c + 1).or(oldest.map(|b| b + 1)).unwrap_or(final_block + 1);
+        let oldest = intents.iter().map(|i| i.terms.created_block).min().unwrap_or(final_block);
+        let from = cursor.unwrap_or(0).max(oldest) + 1;
+        let final_block = final_block.min(from.saturating_add(MAX_BLOCKS_PER_SCAN - 1));
         report.from_block = from;
         report.to_block = final_block;
         // Block hashes and times, read once per block.
@@ -330,7 +342,12 @@ impl PaymentServices<'_> {
                     else {
                         continue;
                     };
-                    let block = cached_block(&reader, &mut blocks, log.block_number).await?;
+                    // eth_getLogs up to the final block answers from the canonical chain, and a
+                    // node that puts the block's time in the log saves reading the block.
+                    let block = match log.block_time_ms {
+                        Some(t) => Some((log.block_hash, t)),
+                        None => cached_block(&reader, &mut blocks, log.block_number).await?,
+                    };
                     let ctx = Context { head, finality: chain.finality, canonical_hash: block.map(|b| b.0), block_time_ms: block.map_or(0, |b| b.1) };
                     match verify_log(&intent.terms, &log, &ctx) {
                         Ok(v) => {

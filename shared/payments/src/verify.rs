@@ -42,6 +42,8 @@ pub struct LogFacts {
     pub tx_hash: B256,
     pub block_number: u64,
     pub block_hash: B256,
+    /// The block's time, when the node includes it in the log (`blockTimestamp`).
+    pub block_time_ms: Option<i64>,
     pub removed: bool,
 }
 
@@ -266,6 +268,7 @@ mod tests {
             tx_hash: B256::repeat_byte(1),
             block_number: 20,
             block_hash: B256::repeat_byte(2),
+            block_time_ms: None,
             removed: false,
         }
     }

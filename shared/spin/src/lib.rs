@@ -126,7 +126,8 @@ impl Publisher for SpinRedisPublisher {
     }
 }
 
-fn variable(name: &str) -> Option<String> {
+/// A Spin variable of this component, if it is set.
+pub fn variable(name: &str) -> Option<String> {
     spin_sdk::variables::get(name).ok()
 }
 
@@ -137,8 +138,13 @@ fn init_logging() {
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
-/// Runs `f` with the services of one invocation, or explains why they could not be opened.
-async fn with_services<T>(function: Option<&Function>, f: impl AsyncFnOnce(&Services<'_>) -> T) -> Result<T, String> {
+/// Runs `f` with the services of one invocation (and a function's own `extension`), or explains
+/// why they could not be opened.
+pub async fn with_services<T>(
+    function: Option<&Function>,
+    extension: Option<&dyn std::any::Any>,
+    f: impl AsyncFnOnce(&Services<'_>) -> T,
+) -> Result<T, String> {
     init_logging();
     let config = Config::from_lookup(variable).map_err(|e| format!("configuration: {e}"))?;
     let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
@@ -157,14 +163,19 @@ async fn with_services<T>(function: Option<&Function>, f: impl AsyncFnOnce(&Serv
         clock: &SystemClock,
         entropy: &OsEntropy,
         config: &config,
-        extension: None,
+        extension,
     };
     Ok(f(&svc).await)
 }
 
 /// The whole body of an HTTP component serving `function`.
 pub async fn serve(function: &Function, req: Request) -> Response {
-    match with_services(Some(function), async |svc| gocoffee_app::handle(svc, &[function], req).await).await {
+    serve_with(function, None, req).await
+}
+
+/// An HTTP component whose routes need what it brings itself (`extension`).
+pub async fn serve_with(function: &Function, extension: Option<&dyn std::any::Any>, req: Request) -> Response {
+    match with_services(Some(function), extension, async |svc| gocoffee_app::handle(svc, &[function], req).await).await {
         Ok(response) => response,
         Err(cause) => {
             tracing::error!(%cause, "service unavailable");
@@ -173,14 +184,15 @@ pub async fn serve(function: &Function, req: Request) -> Response {
     }
 }
 
-/// The whole body of the Redis-triggered order consumer. An error makes the trigger redeliver
-/// (the local host retries with backoff, then dead-letters). Its message is the last line the
-/// component writes to stderr (spin-sdk prints it), and it starts `poison message:` or
+/// The whole body of the Redis-triggered order consumer, on the orders and payments channels
+/// (Spin doesn't say which a message came from; the payload does). An error makes the trigger
+/// redeliver (the local host retries with backoff, then dead-letters). Its message is the last
+/// line the component writes to stderr (spin-sdk prints it), and it starts `poison message:` or
 /// `retryable:` ([`ConsumerError`](gocoffee_app::consumer::ConsumerError)'s display), which is how
 /// the host tells a message that can never succeed from a dependency that is down.
 pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
-    with_services(None, async |svc| {
-        gocoffee_app::consumer::handle_order_event(svc, payload).await?;
+    with_services(None, None, async |svc| {
+        gocoffee_app::consumer::handle_stream_message(svc, payload).await?;
         // Publish what handling queued (OrderConfirmed); if that fails the next relay sends it.
         if let Err(e) = gocoffee_app::ports::EventRelay::relay(svc.relay).await {
             tracing::warn!(error = %e, "outbox relay failed; a later request relays it");

@@ -1,0 +1,9 @@
+//! Payments: crypto payment intents, transaction hints, refunds.
+#![cfg(target_arch = "wasm32")]
+// The spin-sdk macro generates the component's exported C ABI, which is necessarily unsafe.
+#![allow(unsafe_code)]
+
+#[spin_sdk::http_component]
+async fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+    gocoffee_payments::spin::serve(req).await
+}

@@ -1,0 +1,181 @@
+//! The payment service as Spin components: the HTTP routes, the consumer of the orders channel,
+//! and the watcher on a cron trigger. Each invocation opens what it needs (Spin keeps no warm
+//! state), and RPC calls go out through Spin's outbound HTTP with real timeouts.
+#![cfg(target_arch = "wasm32")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_transport::BoxFuture;
+use gocoffee_app::consumer::ConsumerError;
+use gocoffee_app::{ApiError, Request, Response};
+use gocoffee_core::StoredEvent;
+use gocoffee_spin::{SpinSqliteDb, variable, with_services};
+use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+
+use crate::config::PaymentConfig;
+use crate::prices::ChainlinkPrices;
+use crate::routes::{FUNCTION, PaymentContext};
+use crate::rpc::{HttpPost, MAX_RESPONSE_BYTES, PostError};
+use crate::service::PaymentError;
+use crate::sql::SqlIntentStore;
+
+/// JSON-RPC over `wasi:http/outgoing-handler` with connect, first-byte and between-bytes
+/// timeouts (spin-sdk's `send` sets none). Blocking: a component serves one invocation.
+pub struct SpinHttpPost;
+
+fn post(url: &str, body: &[u8], timeout: Duration) -> Result<Vec<u8>, PostError> {
+    let io = |what: &str| PostError::Io(what.to_owned());
+    let uri: http::Uri = url.parse().map_err(|_| io("bad RPC URL"))?;
+    let scheme = match uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        Some("http") => Scheme::Http,
+        _ => return Err(io("RPC URLs are http or https")),
+    };
+    let headers = Fields::from_list(&[("content-type".to_owned(), b"application/json".to_vec())]).map_err(|_| io("headers"))?;
+    let request = OutgoingRequest::new(headers);
+    request.set_method(&Method::Post).map_err(|_| io("method"))?;
+    request.set_scheme(Some(&scheme)).map_err(|_| io("scheme"))?;
+    request.set_authority(uri.authority().map(|a| a.as_str())).map_err(|_| io("authority"))?;
+    request.set_path_with_query(Some(uri.path_and_query().map_or("/", |p| p.as_str()))).map_err(|_| io("path"))?;
+    let outgoing = request.body().map_err(|_| io("body"))?;
+    let options = RequestOptions::new();
+    let ns = Some(timeout.as_nanos() as u64);
+    // A host that doesn't support an option keeps its own limit; that is not an error.
+    let _ = options.set_connect_timeout(ns);
+    let _ = options.set_first_byte_timeout(ns);
+    let _ = options.set_between_bytes_timeout(ns);
+    let future = wasi::http::outgoing_handler::handle(request, Some(options)).map_err(|e| error(&e))?;
+    {
+        let stream = outgoing.write().map_err(|_| io("body stream"))?;
+        for chunk in body.chunks(4096) {
+            stream.blocking_write_and_flush(chunk).map_err(|e| PostError::Io(format!("sending: {e:?}")))?;
+        }
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|e| error(&e))?;
+    future.subscribe().block();
+    let response = match future.get() {
+        Some(Ok(Ok(r))) => r,
+        Some(Ok(Err(e))) => return Err(error(&e)),
+        _ => return Err(io("no response")),
+    };
+    let status = response.status();
+    if !(200..300).contains(&status) {
+        return Err(PostError::Status(status));
+    }
+    let incoming = response.consume().map_err(|_| io("response body"))?;
+    let stream = incoming.stream().map_err(|_| io("response stream"))?;
+    let mut out = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(PostError::Io(format!("reading: {e:?}"))),
+        }
+        if out.len() > MAX_RESPONSE_BYTES {
+            return Err(io("the response is too large"));
+        }
+    }
+    Ok(out)
+}
+
+fn error(e: &ErrorCode) -> PostError {
+    match e {
+        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::ConnectionWriteTimeout => PostError::Timeout,
+        other => PostError::Io(format!("{other:?}")),
+    }
+}
+
+impl HttpPost for SpinHttpPost {
+    fn post(&self, url: &str, body: Vec<u8>, timeout: Duration) -> BoxFuture<'static, Result<Vec<u8>, PostError>> {
+        let result = post(url, &body, timeout);
+        Box::pin(async move { result })
+    }
+}
+
+/// The payment context of one invocation: its own connection to the `default` database.
+fn context() -> Result<PaymentContext, String> {
+    let config = PaymentConfig::from_lookup(variable).map_err(|e| format!("payment configuration: {e}"))?;
+    let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
+    let intents = SqlIntentStore::open(db).map_err(|e| format!("preparing the schema: {e}"))?;
+    let http: Arc<dyn HttpPost> = Arc::new(SpinHttpPost);
+    Ok(PaymentContext {
+        intents: Box::new(intents),
+        prices: Box::new(ChainlinkPrices { chains: config.chains.clone(), http: http.clone(), timeout: config.settings.rpc_timeout }),
+        chains: config.chains,
+        keys: config.keys,
+        http,
+        settings: config.settings,
+    })
+}
+
+/// The whole body of the payments HTTP component.
+pub async fn serve(req: Request) -> Response {
+    match context() {
+        Ok(pc) => gocoffee_spin::serve_with(&FUNCTION, Some(&pc), req).await,
+        Err(cause) => {
+            tracing::error!(%cause, "payments unavailable");
+            ApiError::unavailable().into_response()
+        }
+    }
+}
+
+/// How a payment failure reads to the trigger: a configuration that can't make the intent is
+/// poison (dead-lettered for an operator), anything else may pass on a retry.
+fn consumer_error(e: PaymentError) -> ConsumerError {
+    match e {
+        PaymentError::Config(why) => ConsumerError::Poison(why),
+        other => ConsumerError::Retryable(other.to_string()),
+    }
+}
+
+/// The whole body of the payments consumer (the orders channel): intents for orders that ask
+/// for payment, closed intents for cancelled orders.
+pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
+    let event: StoredEvent = serde_json::from_slice(payload).map_err(|e| ConsumerError::Poison(format!("not an order event: {e}")))?;
+    let pc = context().map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?;
+    with_services(None, Some(&pc), async |svc| {
+        pc.services(svc).on_order_event(&event).await.map_err(consumer_error)?;
+        if let Err(e) = svc.relay.relay().await {
+            tracing::warn!(error = %e, "outbox relay failed; a later request relays it");
+        }
+        Ok::<_, ConsumerError>(())
+    })
+    .await
+    .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
+    .map_err(anyhow::Error::from)
+}
+
+/// One watcher pass (the cron trigger): every configured chain is scanned; a chain that can't be
+/// read is reported and the others still run. Then the outbox is relayed, which also sends
+/// anything an interrupted request left behind.
+pub async fn watch() -> Result<(), String> {
+    let pc = context()?;
+    with_services(None, Some(&pc), async |svc| {
+        let services = pc.services(svc);
+        let mut failed = Vec::new();
+        for (name, _) in pc.chains.iter() {
+            match services.scan(name).await {
+                Ok(report) => tracing::info!(
+                    chain = name,
+                    from = report.from_block,
+                    to = report.to_block,
+                    intents = report.intents,
+                    credited = report.credited,
+                    expired = report.expired,
+                    dropped = report.dropped,
+                    "chain scanned"
+                ),
+                Err(e) => {
+                    tracing::warn!(chain = name, error = %e, "chain scan failed; the next tick retries");
+                    failed.push(format!("{name}: {e}"));
+                }
+            }
+        }
+        if let Err(e) = svc.relay.relay().await {
+            failed.push(format!("outbox relay: {e}"));
+        }
+        if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+    })
+    .await?
+}

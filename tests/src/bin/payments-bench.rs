@@ -1,0 +1,222 @@
+//! Payment verification benchmark, side by side in one run against real anvil nodes:
+//! - one watcher scan over N open intents across 4 chains (RPC calls, wall time), against the
+//!   baseline of polling each deposit address with its own `eth_getLogs`;
+//! - hint verification latency (read head, transaction, receipt, canonical block; judge), against
+//!   the baseline of the bare `eth_getTransactionReceipt` round trip.
+//!
+//! `payments-bench [--intents 1000] [--hints 50]`; `--smoke` runs a small version (make test).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, U256};
+use async_trait::async_trait;
+use gocoffee_app::memory::ManualClock;
+use gocoffee_app::ports::OsEntropy;
+use gocoffee_payments::amount::Quote;
+use gocoffee_payments::chains::{Asset, AssetKind, Chain, Chains, Finality};
+use gocoffee_payments::deposit::DepositKeys;
+use gocoffee_payments::intent::{Intent, IntentEvent, StoredIntentEvent, Terms};
+use gocoffee_payments::native::HyperPost;
+use gocoffee_payments::reader::ChainReader;
+use gocoffee_payments::rpc::{HttpPost, PostError};
+use gocoffee_payments::service::{PaymentServices, Prices, Settings};
+use gocoffee_payments::sql::SqlIntentStore;
+use gocoffee_payments::store::IntentStore;
+use gocoffee_sql::SqliteStore;
+use gocoffee_sql::rusqlite::Sqlite;
+use gocoffee_tests::anvil::{Anvil, DEV};
+
+struct Counting(HyperPost, Arc<AtomicUsize>);
+
+impl HttpPost for Counting {
+    fn post(&self, url: &str, body: Vec<u8>, timeout: Duration) -> alloy_transport::BoxFuture<'static, Result<Vec<u8>, PostError>> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.post(url, body, timeout)
+    }
+}
+
+struct NoPrices;
+
+#[async_trait(?Send)]
+impl Prices for NoPrices {
+    async fn quote(&self, _: &str, _: &str) -> Result<Option<Quote>, String> {
+        Ok(None)
+    }
+}
+
+fn keys() -> DepositKeys {
+    use bip32::{DerivationPath, Prefix, XPrv};
+    let account = XPrv::derive_from_path([5u8; 64], &"m/44'/60'/0'".parse::<DerivationPath>().expect("path")).expect("account");
+    DepositKeys::parse(&account.public_key().to_string(Prefix::XPUB)).expect("xpub")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str, default: usize| args.windows(2).find(|w| w[0] == name).and_then(|w| w[1].parse().ok()).unwrap_or(default);
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let n_intents = flag("--intents", if smoke { 40 } else { 1000 });
+    let n_hints = flag("--hints", if smoke { 5 } else { 50 });
+    let chain_ids = [1u64, 137, 56, 42161];
+
+    let dir = std::env::temp_dir().join(format!("gocoffee-payments-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = Sqlite::open(&dir.join("db.sqlite"));
+    SqliteStore::open(&db).expect("schema");
+    let store = SqlIntentStore::open(&db).expect("store");
+    let keys = keys();
+
+    let mut nodes = Vec::new();
+    let mut chains = std::collections::BTreeMap::new();
+    for id in chain_ids {
+        let anvil = Anvil::start(id);
+        let token = anvil.deploy_token("USDC", 6);
+        anvil.mint(&token, DEV[1], u128::from(u64::MAX));
+        let chain = Chain {
+            chain_id: id,
+            rpc_urls: vec![anvil.url.clone()],
+            finality: Finality::Confirmations(1),
+            assets: [("USDC".to_owned(), Asset { kind: AssetKind::Erc20(token.parse().expect("token")), decimals: 6, usd_pegged: true, price_feed: None })]
+                .into(),
+        };
+        chains.insert(format!("chain{id}"), chain);
+        nodes.push((anvil, token));
+    }
+    let chains = Chains(chains);
+
+    // N open intents spread over the chains; every tenth is paid.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64;
+    let mut paid = Vec::new();
+    for i in 0..n_intents {
+        let (anvil, token) = &nodes[i % nodes.len()];
+        let terms = Terms {
+            intent_id: format!("pi_{i:05}"),
+            order_id: format!("o{i}"),
+            customer_id: "c".into(),
+            chain: format!("chain{}", anvil.chain_id),
+            chain_id: anvil.chain_id,
+            asset: "USDC".into(),
+            asset_kind: AssetKind::Erc20(token.parse().expect("token")),
+            decimals: 6,
+            amount_cents: 450,
+            amount_due: U256::from(4_500_000u64),
+            quote: None,
+            deposit_address: keys.address(i as u64).expect("address"),
+            derivation_index: i as u64,
+            payment_uri: String::new(),
+            created_at_ms: now,
+            expires_at_ms: now + 900_000,
+            monitor_until_ms: now + 86_400_000,
+            created_block: anvil.block_number(),
+        };
+        let created = StoredIntentEvent {
+            event_id: format!("e{i}"),
+            intent_id: terms.intent_id.clone(),
+            order_id: terms.order_id.clone(),
+            version: 1,
+            occurred_at_ms: now,
+            actor: "system".into(),
+            correlation_id: None,
+            event: IntentEvent::IntentCreated { terms: terms.clone() },
+        };
+        let intent = Intent::from_events(std::slice::from_ref(&created)).expect("intent");
+        store.create_intent(&intent, &created, None).await.expect("create");
+        if i % 10 == 0 {
+            let tx = anvil.transfer_token(token, DEV[1], &terms.deposit_address.to_string(), 4_500_000, None);
+            paid.push((terms, tx));
+        }
+    }
+    for (anvil, _) in &nodes {
+        anvil.mine(1);
+    }
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let http: Arc<dyn HttpPost> = Arc::new(Counting(HyperPost::new().expect("tls"), calls.clone()));
+    let clock = ManualClock::new(now);
+    let orders = SqliteStore::open(&db).expect("store");
+    let services = PaymentServices {
+        intents: &store,
+        orders: &orders,
+        chains: &chains,
+        keys: Some(&keys),
+        prices: &NoPrices,
+        http: http.clone(),
+        clock: &clock,
+        entropy: &OsEntropy,
+        settings: Settings::default(),
+    };
+
+    // Baseline: one eth_getLogs per deposit address (what polling each intent costs).
+    let baseline_started = Instant::now();
+    let before = calls.load(Ordering::SeqCst);
+    let mut baseline_found = 0;
+    for (name, chain) in chains.iter() {
+        let reader = ChainReader::new(chain, http.clone(), Duration::from_secs(10));
+        let AssetKind::Erc20(token) = chain.assets["USDC"].kind else { continue };
+        let head = nodes.iter().find(|(a, _)| a.chain_id == chain.chain_id).map(|(a, _)| a.block_number()).expect("node");
+        let addresses: Vec<Address> =
+            (0..n_intents).filter(|i| format!("chain{}", chain_ids[i % 4]) == name).map(|i| keys.address(i as u64).expect("a")).collect();
+        for a in addresses {
+            baseline_found += reader.transfer_logs(token, &[a], 0, head).await.expect("logs").len();
+        }
+    }
+    let baseline_calls = calls.load(Ordering::SeqCst) - before;
+    let baseline_time = baseline_started.elapsed();
+
+    // The watcher: one scan per chain.
+    let started = Instant::now();
+    let before = calls.load(Ordering::SeqCst);
+    let mut credited = 0;
+    for (name, _) in chains.iter() {
+        credited += services.scan(name).await.expect("scan").credited;
+    }
+    let scan_calls = calls.load(Ordering::SeqCst) - before;
+    let scan_time = started.elapsed();
+    assert_eq!(credited, paid.len(), "every paid intent credited once");
+    assert_eq!(baseline_found, paid.len());
+
+    // Hint verification latency (verify only: the intents are already credited by the scan).
+    let mut hint_times = Vec::new();
+    let mut receipt_times = Vec::new();
+    for (terms, tx) in paid.iter().take(n_hints) {
+        let chain = chains.get(&terms.chain).expect("chain");
+        let reader = ChainReader::new(chain, http.clone(), Duration::from_secs(10));
+        let hash = tx.parse().expect("hash");
+        let (anvil, _) = nodes.iter().find(|(a, _)| a.chain_id == terms.chain_id).expect("node");
+        let t = Instant::now();
+        anvil.receipt(tx);
+        receipt_times.push(t.elapsed());
+        let t = Instant::now();
+        reader.verify_hint(terms, hash).await.expect("chain").expect("verified");
+        hint_times.push(t.elapsed());
+    }
+    hint_times.sort();
+    receipt_times.sort();
+
+    println!("payments-bench: {n_intents} open intents on 4 anvil chains, {} paid", paid.len());
+    println!("| what | RPC calls | wall time |");
+    println!("|---|---|---|");
+    println!("| baseline: eth_getLogs per deposit address | {baseline_calls} | {} |", ms(baseline_time));
+    println!("| watcher: one scan per chain | {scan_calls} | {} |", ms(scan_time));
+    println!(
+        "hint verification over {} hints: p50 {}, p95 {}, max {} (baseline: bare eth_getTransactionReceipt p50 {}, p95 {})",
+        hint_times.len(),
+        ms(percentile(&hint_times, 0.5)),
+        ms(percentile(&hint_times, 0.95)),
+        ms(*hint_times.last().expect("hints")),
+        ms(percentile(&receipt_times, 0.5)),
+        ms(percentile(&receipt_times, 0.95)),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

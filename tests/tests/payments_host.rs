@@ -1,0 +1,156 @@
+//! The crypto payment saga on the local host, end to end over HTTP: the real components (orders,
+//! order consumer, payments, payments consumer, payments watcher on the cron trigger) on the
+//! embedded log, anvil as the chain. Redelivery is what the host does; the watcher is run on
+//! demand through the host's operator endpoint instead of waiting for its schedule.
+
+use std::time::{Duration, Instant};
+
+use gocoffee_tests::anvil::{Anvil, DEV};
+use gocoffee_tests::{Api, Host};
+use serde_json::{Value, json};
+
+fn xpub() -> String {
+    use bip32::{DerivationPath, Prefix, XPrv};
+    let account = XPrv::derive_from_path([77u8; 64], &"m/44'/60'/0'".parse::<DerivationPath>().expect("path")).expect("account");
+    account.public_key().to_string(Prefix::XPUB)
+}
+
+struct Cafe {
+    host: Host,
+    anvil: Anvil,
+    token: String,
+}
+
+fn cafe(name: &str, expiry_seconds: &str) -> Cafe {
+    let anvil = Anvil::start(137);
+    let token = anvil.deploy_token("USDC", 6);
+    anvil.mint(&token, DEV[1], 1_000_000_000);
+    let chains = json!({"polygon": {"chain_id": 137, "rpc_urls": [anvil.url], "finality": {"confirmations": 1},
+        "assets": {"USDC": {"erc20": token, "decimals": 6, "usd_pegged": true}}}})
+    .to_string();
+    let xpub = xpub();
+    let host = Host::start_env(
+        name,
+        &[
+            ("SPIN_VARIABLE_PAYMENT_XPUB", &xpub),
+            ("SPIN_VARIABLE_PAYMENT_CHAINS", &chains),
+            ("SPIN_VARIABLE_PAYMENT_RPC_ORIGIN", "http://127.0.0.1:*"),
+            ("SPIN_VARIABLE_PAYMENT_EXPIRY_SECONDS", expiry_seconds),
+        ],
+    );
+    Cafe { host, anvil, token }
+}
+
+impl Cafe {
+    fn place(&self, customer: &str) -> String {
+        let r = self.host.post(
+            "/api/v1/orders",
+            Some(customer),
+            json!({"lines": [{"item_id": "cappuccino", "size": "medium", "quantity": 1}], "payment_method": {"crypto": {"chain": "polygon", "asset": "USDC"}}}),
+        );
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert_eq!(r.body["payment_method"]["crypto"]["asset"], "USDC");
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// The order's payment intent, once the consumers made it.
+    fn intent(&self, order: &str, customer: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let o = self.host.get(&format!("/api/v1/orders/{order}"), Some(customer));
+            if let Some(link) = o.body["links"]["payment"].as_str() {
+                let r = self.host.get(link, Some(customer));
+                if r.status == 200 {
+                    return r.body;
+                }
+            }
+            assert!(Instant::now() < deadline, "no payment intent for {order}; host log:\n{}", self.host.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pay(&self, intent: &Value, amount: u128) -> String {
+        self.anvil.transfer_token(&self.token, DEV[1], intent["deposit_address"].as_str().expect("address"), amount, None)
+    }
+
+    /// Runs the watcher now (what its cron trigger does every 15 s).
+    fn watch(&self) {
+        let r = self.host.request("POST", "/.well-known/gocoffee/cron/payments-watcher", None, &[("x-gocoffee-operator", "1")], None);
+        assert_eq!(r.status, 200, "{}; host log:\n{}", r.body, self.host.log());
+    }
+
+    /// Moves the chain's clock past the intent's expiry and mines on top.
+    fn pass_expiry(&self, seconds: u64) {
+        std::thread::sleep(Duration::from_secs(seconds));
+        self.anvil.rpc("evm_increaseTime", json!([seconds + 5]));
+        self.anvil.mine(2);
+    }
+}
+
+#[test]
+fn a_crypto_order_paid_on_chain_is_carried_through_to_collected() {
+    let c = cafe("pay-collected", "900");
+    let customer = c.host.register("payer@example.com");
+    let order = c.place(&customer);
+    let intent = c.intent(&order, &customer);
+    assert_eq!(intent["status"], "awaiting_payment");
+    let cents = intent["amount_cents"].as_u64().expect("cents");
+    let due = u128::from(cents) * 10_000;
+    assert_eq!(intent["amount_due"]["base_units"], due.to_string(), "the order's price in USDC's 6 decimals: {intent}");
+    assert!(intent["payment_uri"].as_str().expect("uri").starts_with("ethereum:"));
+    assert_eq!(c.host.get(&format!("/api/v1/orders/{order}"), Some(&customer)).body["status"], "pending", "unpaid: not for the kitchen");
+    let tx = c.pay(&intent, due);
+    let path = format!("/api/v1/payments/{}/transactions", intent["id"].as_str().expect("id"));
+    let paid = c.host.post(&path, Some(&customer), json!({"tx_hash": tx}));
+    assert_eq!((paid.status, paid.body["status"].as_str()), (200, Some("paid")), "{}", paid.body);
+    // The same hint again: one effect.
+    let again = c.host.post(&path, Some(&customer), json!({"tx_hash": tx}));
+    assert_eq!((again.status, &again.body["version"]), (200, &paid.body["version"]));
+    c.host.wait_for_status(&order, &customer, "confirmed");
+    let barista = c.host.staff("barista@example.com", "barista");
+    assert_eq!(c.host.post(&format!("/api/v1/kitchen/orders/{order}/start"), Some(&barista), json!({})).status, 200);
+    assert_eq!(c.host.post(&format!("/api/v1/kitchen/orders/{order}/ready"), Some(&barista), json!({})).status, 200);
+    assert_eq!(c.host.post(&format!("/api/v1/orders/{order}/collect"), Some(&customer), json!({})).status, 200);
+    let events = c.host.event_types(&order, &customer);
+    assert_eq!(events, ["OrderPlaced", "PaymentRequested", "OrderPaid", "OrderConfirmed", "PreparationStarted", "OrderReady", "OrderCompleted"]);
+    // Someone else's intent is not visible, and a bad hash is a 422.
+    let other = c.host.register("other@example.com");
+    assert_eq!(c.host.get(&format!("/api/v1/payments/{}", intent["id"].as_str().expect("id")), Some(&other)).status, 404);
+    assert_eq!(c.host.post(&path, Some(&customer), json!({"tx_hash": "0x1234"})).status, 422);
+}
+
+#[test]
+fn an_unpaid_crypto_order_is_cancelled_by_expiry_and_late_money_becomes_a_refund_due() {
+    let c = cafe("pay-expiry", "2");
+    let customer = c.host.register("late@example.com");
+    let order = c.place(&customer);
+    let intent = c.intent(&order, &customer);
+    c.pass_expiry(3);
+    c.watch();
+    let cancelled = c.host.wait_for_status(&order, &customer, "cancelled");
+    let id = intent["id"].as_str().expect("id");
+    let expired = c.host.get(&format!("/api/v1/payments/{id}"), Some(&customer));
+    assert_eq!(expired.body["status"], "expired", "{}", expired.body);
+    assert!(c.host.event_types(&order, &customer).contains(&"OrderCancelled".to_owned()), "{}", cancelled.body);
+    // The customer pays anyway, after the expiry: the watcher credits it late and owes it back.
+    c.pay(&intent, 4_500_000);
+    c.watch();
+    let late = c.host.get(&format!("/api/v1/payments/{id}"), Some(&customer));
+    assert_eq!(late.body["status"], "refund_due", "{}", late.body);
+    assert_eq!(late.body["refund"]["outstanding"]["base_units"], "4500000");
+    let manager = c.host.staff("manager@example.com", "manager");
+    let due = c.host.get("/api/v1/payments/refunds", Some(&manager));
+    assert_eq!(due.status, 200, "{}", due.body);
+    assert!(due.body["items"].as_array().expect("items").iter().any(|i| i["id"] == id));
+    assert_eq!(c.host.get("/api/v1/payments/refunds", Some(&customer)).status, 403);
+    // The customer names where the refund goes.
+    let r = c.host.request(
+        "PUT",
+        &format!("/api/v1/payments/{id}/refund-address"),
+        Some(&customer),
+        &[],
+        Some(("application/json", serde_json::to_vec(&json!({"address": DEV[2]})).expect("json"))),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["refund"]["address"].as_str().map(str::to_lowercase), Some(DEV[2].to_owned()));
+}
