@@ -233,7 +233,7 @@ async fn a_crypto_order_is_confirmed_only_once_its_payment_is_final() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn one_transaction_can_not_pay_two_intents_nor_pay_and_refund() {
+async fn one_transaction_can_not_refund_two_intents_and_refunds_never_go_to_a_deposit_address() {
     let w = World::new("claims");
     w.place("oa", 450).await;
     w.place("ob", 450).await;
@@ -243,19 +243,45 @@ async fn one_transaction_can_not_pay_two_intents_nor_pay_and_refund() {
     let a = intents.intent("pi_oa").await.expect("read").expect("a");
     let b = intents.intent("pi_ob").await.expect("read").expect("b");
     assert_ne!(a.terms.deposit_address, b.terms.deposit_address, "an address per intent");
-    // Intent A was overpaid; its customer names intent B's deposit address for the refund.
-    let tx = w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(&a), 5_000_000, None);
-    p.hint("pi_oa", tx.parse().expect("hash"), "c1").await.expect("paid");
-    p.set_refund_address("pi_oa", b.terms.deposit_address, "c1").await.expect("refund address");
-    // The café refunds the excess to it, and records the refund on A.
-    w.anvil.mint(&w.token, DEV[2], 500_000);
-    let refund = w.anvil.transfer_token(&w.token, DEV[2], &w.deposit(&b), 500_000, None);
-    let refunded = p.record_refund("pi_oa", refund.parse().expect("hash"), "manager").await.expect("refund");
-    assert_eq!(refunded.status, IntentStatus::Refunded);
-    // The same transaction offered as B's payment: already used.
-    assert_eq!(p.hint("pi_ob", refund.parse().expect("hash"), "c1").await.map(|_| ()), Err(PaymentError::AlreadyClaimed));
+    // Both overpaid by 0.5 USDC.
+    for i in [&a, &b] {
+        let tx = w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(i), 5_000_000, None);
+        assert_eq!(p.hint(&i.terms.intent_id, tx.parse().expect("hash"), "c1").await.expect("paid").status, IntentStatus::RefundDue);
+    }
+    // A refund may not go to any deposit address (it would pay another intent).
+    assert!(matches!(p.set_refund_address("pi_oa", b.terms.deposit_address, "c1").await, Err(PaymentError::Intent(_))));
+    let customer: alloy_primitives::Address = DEV[2].parse().expect("address");
+    p.set_refund_address("pi_oa", customer, "c1").await.expect("refund address");
+    p.set_refund_address("pi_ob", customer, "c1").await.expect("refund address");
+    // Fixed while the refund is owed: a switch can't void a refund already on its way.
+    assert!(matches!(p.set_refund_address("pi_oa", DEV[0].parse().expect("address"), "c1").await, Err(PaymentError::Intent(_))));
+    // The café refunds A once; the same transaction can't also count as B's refund.
+    w.anvil.mint(&w.token, DEV[0], 500_000);
+    let refund = w.anvil.transfer_token(&w.token, DEV[0], DEV[2], 500_000, None);
+    assert_eq!(p.record_refund("pi_oa", refund.parse().expect("hash"), "manager").await.expect("refund").status, IntentStatus::Refunded);
+    assert_eq!(p.record_refund("pi_ob", refund.parse().expect("hash"), "manager").await.map(|_| ()), Err(PaymentError::AlreadyClaimed));
     // And A's payment offered for B: not to B's address.
-    assert!(matches!(p.hint("pi_ob", tx.parse().expect("hash"), "c1").await, Err(PaymentError::Rejected(_))));
+    let a_payment = intents.intent("pi_oa").await.expect("read").expect("a").credited[0].key.tx_hash;
+    assert!(matches!(p.hint("pi_ob", a_payment, "c1").await, Err(PaymentError::Rejected(_))));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_order_cancelled_before_its_intent_was_made_gets_none() {
+    let w = World::new("cancelled-first");
+    let placed = w.place("oc", 450).await;
+    // The order consumer asks for payment, but the customer cancels before the payment
+    // service gets to it (its message waited for a retry).
+    let (orders, intents) = (w.orders(), w.intents());
+    let order = w.order("oc").await;
+    let (requested_order, requested) = gocoffee_app::memory::fixtures::next(&order, order.decide_request_payment().expect("request"), 1);
+    orders.append(&requested_order, std::slice::from_ref(&requested), 1, None).await.expect("requested");
+    let (cancelled, cancel) = gocoffee_app::memory::fixtures::next(&requested_order, OrderEvent::OrderCancelled { reason: None }, 2);
+    orders.append(&cancelled, std::slice::from_ref(&cancel), 2, None).await.expect("cancelled");
+    let p = w.payments(&intents, &orders);
+    p.on_order_event(&cancel).await.expect("cancel first");
+    p.on_order_event(&requested).await.expect("then the request");
+    assert_eq!(intents.intent("pi_oc").await.expect("read"), None, "no address handed out for a cancelled order");
+    let _ = placed;
 }
 
 #[tokio::test(flavor = "current_thread")]

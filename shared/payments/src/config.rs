@@ -1,7 +1,7 @@
 //! The payment service's configuration, read the same way on every platform (Spin variables,
 //! Lambda environment in upper case): `payment_xpub`, `payment_chains` (JSON; the written-down
 //! defaults when unset), `payment_expiry_seconds` (900), `payment_monitor_seconds` (86400),
-//! `payment_max_price_age_seconds` (300), `payment_rpc_timeout_ms` (5000).
+//! `payment_max_price_age_seconds` (3900), `payment_rpc_timeout_ms` (5000).
 
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ impl PaymentConfig {
         let settings = Settings {
             expiry_ms: number("payment_expiry_seconds", 900, 86_400)? as i64 * 1000,
             monitor_ms: number("payment_monitor_seconds", 86_400, 30 * 86_400)? as i64 * 1000,
-            max_quote_age_ms: number("payment_max_price_age_seconds", 300, 86_400)? as i64 * 1000,
+            max_quote_age_ms: number("payment_max_price_age_seconds", 3_900, 86_400)? as i64 * 1000,
             rpc_timeout: Duration::from_millis(number("payment_rpc_timeout_ms", 5_000, 60_000)?),
         };
         if settings.monitor_ms < settings.expiry_ms {

@@ -381,8 +381,12 @@ impl Intent {
         let mut events = vec![IntentEvent::TransferCredited { transfer: t.clone() }];
         let received = self.received.saturating_add(t.amount);
         let due = self.terms.amount_due;
+        // Only money mined by the deadline pays the order: a late top-up never completes an
+        // on-time part payment.
+        let on_time = |x: &Transfer| x.block_time_ms <= self.terms.expires_at_ms;
+        let paid_on_time = self.credited.iter().filter(|x| on_time(x)).fold(U256::ZERO, |sum, x| sum.saturating_add(x.amount));
         match self.outcome {
-            None if received >= due && t.block_time_ms <= self.terms.expires_at_ms => {
+            None if on_time(t) && paid_on_time.saturating_add(t.amount) >= due => {
                 events.push(IntentEvent::PaymentConfirmed { received });
                 if received > due {
                     events.push(IntentEvent::RefundDue { amount: received - due, reason: RefundReason::Excess });
@@ -397,10 +401,12 @@ impl Intent {
     }
 
     /// The clock passed the expiry and the chain's final block is past it too (so everything
-    /// mined in time has been seen and is final). Nothing while a transfer is still confirming.
+    /// mined in time has been seen and is final). Nothing while a transfer mined in time is still
+    /// confirming (one mined after the deadline can't save the intent, so it doesn't hold it open).
     pub fn decide_expiry(&self, now_ms: i64, final_block_time_ms: i64) -> Vec<IntentEvent> {
         let deadline = self.terms.expires_at_ms;
-        if !self.is_open() || now_ms < deadline || final_block_time_ms < deadline || !self.pending.is_empty() {
+        let confirming_in_time = self.pending.iter().any(|p| p.block_time_ms <= deadline);
+        if !self.is_open() || now_ms < deadline || final_block_time_ms < deadline || confirming_in_time {
             return vec![];
         }
         if self.received.is_zero() {
@@ -440,8 +446,10 @@ impl Intent {
         if self.refund_address == Some(address) {
             return Ok(vec![]);
         }
-        if !self.refunds.is_empty() {
-            return Err(IntentError::Closed("refund already sent"));
+        // Once money is owed to a given address, it stays: a manager may be sending the refund
+        // right now, and a switch would make that transfer count for nothing.
+        if !self.refunds.is_empty() || (self.refund_address.is_some() && !self.refund_outstanding().is_zero()) {
+            return Err(IntentError::Closed("the refund address is fixed while a refund is owed to it"));
         }
         Ok(vec![IntentEvent::RefundAddressGiven { address }])
     }
@@ -609,6 +617,32 @@ mod tests {
         let open = Log::new().push(vec![]);
         let events = open.decide_credit(&late).expect("credit");
         assert_eq!(events.len(), 1, "credited, not confirmed: {events:?}");
+    }
+
+    #[test]
+    fn late_money_never_completes_an_on_time_part_payment() {
+        let mut log = Log::new();
+        let i = log.push(vec![]);
+        let late = log.push(i.decide_credit(&transfer(1, 4_000_000, 1_000_000)).expect("credit"));
+        assert!(late.is_open());
+        let events = late.decide_credit(&transfer(2, 500_000, 1_000)).expect("credit");
+        assert_eq!(events.len(), 1, "the on-time part alone is short: {events:?}");
+        // A transfer mined after the deadline and still confirming doesn't hold the expiry off.
+        let mut log = Log::new();
+        let i = log.push(vec![]);
+        let i = log.push(i.decide_seen(&transfer(3, 1, 950_000)).expect("seen"));
+        assert!(!i.decide_expiry(1_000_000, 1_000_000).is_empty());
+    }
+
+    #[test]
+    fn the_refund_address_is_fixed_while_a_refund_is_owed_to_it() {
+        let mut log = Log::new();
+        let i = log.push(vec![]);
+        let i = log.push(i.decide_expiry(900_000, 900_000));
+        let i = log.push(i.decide_credit(&transfer(1, 5, 1_000_000)).expect("late"));
+        let first = address!("0x00000000000000000000000000000000000000e1");
+        let i = log.push(i.decide_refund_address(first).expect("address"));
+        assert!(matches!(i.decide_refund_address(address!("0x00000000000000000000000000000000000000e2")), Err(IntentError::Closed(_))));
     }
 
     #[test]

@@ -73,6 +73,11 @@ impl ChainReader {
         Ok(ChainHead { chain_id, latest, finalized })
     }
 
+    /// An address's native balance at a block.
+    pub async fn balance(&self, address: Address, block: u64) -> Result<alloy_primitives::U256, ChainError> {
+        Ok(self.provider.get_balance(address).number(block).await?)
+    }
+
     /// A block's hash and time (milliseconds), if the canonical chain has it.
     pub async fn block(&self, number: u64) -> Result<Option<(B256, i64)>, ChainError> {
         let block = self.provider.get_block_by_number(BlockNumberOrTag::Number(number)).await?;

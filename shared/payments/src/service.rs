@@ -42,14 +42,15 @@ pub struct Settings {
     pub expiry_ms: i64,
     /// How long after it was made its address is still watched for late money (default 24 h).
     pub monitor_ms: i64,
-    /// The oldest price an intent may be made at (default 5 min).
+    /// The oldest price an intent may be made at (default 65 min: Chainlink's USD feeds update
+    /// at least hourly, more often when the price moves).
     pub max_quote_age_ms: i64,
     pub rpc_timeout: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { expiry_ms: 15 * 60_000, monitor_ms: 24 * 3_600_000, max_quote_age_ms: 5 * 60_000, rpc_timeout: Duration::from_secs(5) }
+        Settings { expiry_ms: 15 * 60_000, monitor_ms: 24 * 3_600_000, max_quote_age_ms: 65 * 60_000, rpc_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -215,6 +216,12 @@ impl PaymentServices<'_> {
         }
         let order =
             self.orders.order(&requested.order_id).await?.ok_or_else(|| StoreError::Unavailable(format!("order {} is not visible yet", requested.order_id)))?;
+        // A cancellation handled first (while this message waited for a retry) means no intent:
+        // an address nobody should pay into is never handed out.
+        if order.status != gocoffee_core::OrderStatus::Pending || order.payment_intent.as_deref() != Some(intent_id) {
+            tracing::info!(intent_id, order_id = %order.id, status = %order.status, "no intent: the order no longer waits for payment");
+            return Ok(self.intents.mark_processed(PAYMENTS_CONSUMER, &requested.event_id).await?);
+        }
         let method = order.payment_method.crypto().ok_or_else(|| PaymentError::Config(format!("order {} is not a crypto order", order.id)))?;
         let chain = self.chains.get(&method.chain).ok_or_else(|| PaymentError::Config(format!("chain `{}` is not configured", method.chain)))?;
         let asset = chain.asset(&method.asset).ok_or_else(|| PaymentError::Config(format!("{} is not taken on {}", method.asset, method.chain)))?;
@@ -281,6 +288,11 @@ impl PaymentServices<'_> {
     }
 
     pub async fn set_refund_address(&self, intent_id: &str, address: Address, actor: &str) -> Result<Intent, PaymentError> {
+        // Any intent's deposit address (they are the café's own, on every chain) would route the
+        // refund into another payment.
+        if self.intents.is_deposit_address(address).await? {
+            return Err(IntentError::RefundAddressMismatch.into());
+        }
         self.change(intent_id, actor, None, |i| Ok(i.decide_refund_address(address)?)).await
     }
 
@@ -342,11 +354,12 @@ impl PaymentServices<'_> {
                     else {
                         continue;
                     };
-                    // eth_getLogs up to the final block answers from the canonical chain, and a
-                    // node that puts the block's time in the log saves reading the block.
-                    let block = match log.block_time_ms {
-                        Some(t) => Some((log.block_hash, t)),
-                        None => cached_block(&reader, &mut blocks, log.block_number).await?,
+                    // Under the `finalized` policy a log at or below the finalized block can't be
+                    // reorged, and a node that puts the block's time in the log saves reading the
+                    // block; otherwise the block is read to check the hash is still canonical.
+                    let block = match (chain.finality, log.block_time_ms) {
+                        (crate::chains::Finality::Finalized, Some(t)) => Some((log.block_hash, t)),
+                        _ => Some(required_block(&reader, &mut blocks, log.block_number).await?),
                     };
                     let ctx = Context { head, finality: chain.finality, canonical_hash: block.map(|b| b.0), block_time_ms: block.map_or(0, |b| b.1) };
                     match verify_log(&intent.terms, &log, &ctx) {
@@ -372,8 +385,10 @@ impl PaymentServices<'_> {
                 if pending.block_number > final_block {
                     continue;
                 }
-                let canonical = cached_block(&reader, &mut blocks, pending.block_number).await?.map(|b| b.0);
-                if canonical == Some(pending.block_hash) {
+                // The node has reached this height (it is at or below the final block), so a
+                // different hash means the block was replaced; no answer is an error, not a reorg.
+                let canonical = required_block(&reader, &mut blocks, pending.block_number).await?.0;
+                if canonical == pending.block_hash {
                     match self.apply_transfer(&intent.terms.intent_id, pending, true, "watcher").await {
                         Ok(_) => report.credited += 1,
                         Err(PaymentError::AlreadyClaimed) => {}
@@ -386,12 +401,37 @@ impl PaymentServices<'_> {
             }
         }
         // Expiry, judged by the final block's time: everything mined before the deadline has
-        // been scanned by now.
-        let final_time = match reader.block(final_block).await? {
-            Some((_, t)) => t,
-            None => return Ok(report),
-        };
-        for intent in intents.iter().filter(|i| i.is_open()) {
+        // been scanned by now. Before an intent is failed, its own address is looked at once more
+        // (a node that was behind, a log the range query missed): a paid order is never cancelled
+        // for a read that came back short.
+        let (_, final_time) = required_block(&reader, &mut blocks, final_block).await?;
+        for intent in intents.iter().filter(|i| i.is_open() && !i.decide_expiry(now, final_time).is_empty()) {
+            let ctx_for = |block: (B256, i64)| Context { head, finality: chain.finality, canonical_hash: Some(block.0), block_time_ms: block.1 };
+            match intent.terms.asset_kind {
+                AssetKind::Erc20(token) => {
+                    let logs = reader.transfer_logs(token, &[intent.terms.deposit_address], intent.terms.created_block + 1, final_block).await?;
+                    for log in logs {
+                        let block = required_block(&reader, &mut blocks, log.block_number).await?;
+                        if let Ok(v) = verify_log(&intent.terms, &log, &ctx_for(block)) {
+                            for (transfer, is_final) in &v.transfers {
+                                match self.apply_transfer(&intent.terms.intent_id, transfer, *is_final, "watcher").await {
+                                    Ok(_) | Err(PaymentError::AlreadyClaimed) => {}
+                                    Err(e) => return Err(e),
+                                }
+                            }
+                        }
+                    }
+                }
+                AssetKind::Native => {
+                    // Native payments are credited from hints; money at the address that no hint
+                    // explained holds the expiry off rather than cancel a paid order.
+                    let balance = reader.balance(intent.terms.deposit_address, final_block).await?;
+                    if balance > intent.received {
+                        tracing::warn!(intent_id = %intent.terms.intent_id, %balance, "unexplained money at a native deposit address; not expiring it");
+                        continue;
+                    }
+                }
+            }
             let changed = self.change(&intent.terms.intent_id, "watcher", None, |i| Ok(i.decide_expiry(now, final_time))).await?;
             if !changed.is_open() {
                 report.expired += 1;
@@ -412,4 +452,10 @@ async fn cached_block(reader: &ChainReader, blocks: &mut BTreeMap<u64, Option<(B
     let b = reader.block(number).await?;
     blocks.insert(number, b);
     Ok(b)
+}
+
+/// A block at or below the final block: the node must have it, so no answer is an error (the
+/// pass stops and the cursor stays), never a reorg.
+async fn required_block(reader: &ChainReader, blocks: &mut BTreeMap<u64, Option<(B256, i64)>>, number: u64) -> Result<(B256, i64), ChainError> {
+    cached_block(reader, blocks, number).await?.ok_or_else(|| ChainError::Rpc(format!("the node has no block {number} although it is final")))
 }

@@ -141,6 +141,18 @@ impl<D: Db> IntentStore for SqlIntentStore<D> {
         Ok(rows.rows.first().map(|r| r.text(0).map(str::to_owned)).transpose().map_err(store_error)?)
     }
 
+    async fn is_deposit_address(&self, address: alloy_primitives::Address) -> StoreResult<bool> {
+        // Rare (a refund address being given): a scan of the documents is fine.
+        let rows = self
+            .db
+            .execute(
+                "SELECT 1 FROM payment_intents WHERE lower(json_extract(doc, '$.terms.deposit_address')) = lower(?) LIMIT 1",
+                &[address.to_string().into()],
+            )
+            .map_err(store_error)?;
+        Ok(!rows.rows.is_empty())
+    }
+
     async fn monitored_intents(&self, chain_id: u64, now_ms: i64) -> StoreResult<Vec<Intent>> {
         let rows = self
             .db

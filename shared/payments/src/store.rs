@@ -30,6 +30,9 @@ pub trait IntentStore {
     async fn intent(&self, id: &str) -> StoreResult<Option<Intent>>;
     async fn intent_events(&self, id: &str) -> StoreResult<Vec<StoredIntentEvent>>;
 
+    /// Whether `address` is any intent's deposit address.
+    async fn is_deposit_address(&self, address: alloy_primitives::Address) -> StoreResult<bool>;
+
     /// The intent a transfer was credited (or a refund recorded) to.
     async fn claimed_by(&self, key: &TransferKey) -> StoreResult<Option<String>>;
 
@@ -122,6 +125,10 @@ impl IntentStore for MemoryIntentStore {
 
     async fn claimed_by(&self, key: &TransferKey) -> StoreResult<Option<String>> {
         Ok(self.inner.borrow().claims.get(key).cloned())
+    }
+
+    async fn is_deposit_address(&self, address: alloy_primitives::Address) -> StoreResult<bool> {
+        Ok(self.inner.borrow().intents.values().any(|i| i.terms.deposit_address == address))
     }
 
     async fn monitored_intents(&self, chain_id: u64, now_ms: i64) -> StoreResult<Vec<Intent>> {
