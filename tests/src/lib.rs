@@ -11,6 +11,7 @@ use serde_json::Value;
 pub mod anvil;
 pub mod aws;
 pub mod lambda;
+pub mod payments;
 
 pub const ADMIN_EMAIL: &str = "admin@gocoffee.test";
 pub const ADMIN_PASSWORD: &str = "admin password 1";

@@ -3,7 +3,6 @@
 //! every way a payment can look right and not be.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256, U256};
@@ -12,9 +11,9 @@ use gocoffee_payments::deposit::DepositKeys;
 use gocoffee_payments::intent::{IntentEvent, Terms};
 use gocoffee_payments::native::HyperPost;
 use gocoffee_payments::reader::{ChainError, ChainReader};
-use gocoffee_payments::rpc::{HttpPost, PostError};
 use gocoffee_payments::verify::Rejection;
 use gocoffee_tests::anvil::{Anvil, DEV};
+use gocoffee_tests::payments::Counting;
 
 const USDC_DUE: u128 = 4_500_000;
 
@@ -26,12 +25,8 @@ fn hash(s: &str) -> B256 {
     s.parse().expect("hash")
 }
 
-/// The café's deposit keys for the tests (an xpub from a fixed seed; only the test holds the
-/// private side).
 fn deposit_keys() -> DepositKeys {
-    use bip32::{DerivationPath, Prefix, XPrv};
-    let account = XPrv::derive_from_path([42u8; 64], &"m/44'/60'/0'".parse::<DerivationPath>().expect("path")).expect("account");
-    DepositKeys::parse(&account.public_key().to_string(Prefix::XPUB)).expect("xpub")
+    gocoffee_tests::payments::deposit_keys(42)
 }
 
 fn chain(anvil: &Anvil, token: &str, finality: Finality) -> Chain {
@@ -268,16 +263,6 @@ async fn attack_a_hash_that_does_not_exist() {
     assert_eq!(reader(&s.chain).verify_hint(&t, B256::repeat_byte(0x5a)).await, Ok(Err(Rejection::NotFound)));
 }
 
-/// Counts the HTTP calls that reach the wire.
-struct Counting(HyperPost, Arc<AtomicUsize>);
-
-impl HttpPost for Counting {
-    fn post(&self, url: &str, body: Vec<u8>, timeout: Duration) -> alloy_transport::BoxFuture<'static, Result<Vec<u8>, PostError>> {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.post(url, body, timeout)
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn attack_the_rpc_down_fails_fast_and_falls_back() {
     let s = setup(137, Finality::Confirmations(1));
@@ -288,20 +273,20 @@ async fn attack_the_rpc_down_fails_fast_and_falls_back() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}", l.local_addr().expect("addr"))
     };
-    let calls = Arc::new(AtomicUsize::new(0));
+    let counting = Arc::new(Counting::new());
     let mut down = s.chain.clone();
     down.rpc_urls = vec![dead.clone()];
-    let r = ChainReader::new(&down, Arc::new(Counting(HyperPost::new().expect("tls"), calls.clone())), Duration::from_secs(2));
+    let r = ChainReader::new(&down, counting.clone(), Duration::from_secs(2));
     for _ in 0..3 {
         assert!(matches!(r.verify_hint(&t, hash(&tx)).await, Err(ChainError::Unavailable(_))));
     }
-    let before = calls.load(Ordering::SeqCst);
+    let before = counting.count();
     let started = Instant::now();
     match r.verify_hint(&t, hash(&tx)).await {
         Err(ChainError::Unavailable(u)) => assert!(u.detail.contains("circuit is open"), "{u}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(calls.load(Ordering::SeqCst), before, "an open circuit makes no call");
+    assert_eq!(counting.count(), before, "an open circuit makes no call");
     assert!(started.elapsed() < Duration::from_millis(50), "and answers at once");
     // With a second URL that works, the dead one is skipped.
     let mut fallback = s.chain.clone();
@@ -321,11 +306,11 @@ async fn one_log_query_finds_transfers_into_many_deposit_addresses() {
     }
     // A transfer elsewhere is not returned.
     s.anvil.transfer_token(&s.token, DEV[1], DEV[2], 1_000, None);
-    let calls = Arc::new(AtomicUsize::new(0));
-    let r = ChainReader::new(&s.chain, Arc::new(Counting(HyperPost::new().expect("tls"), calls.clone())), Duration::from_secs(5));
+    let counting = Arc::new(Counting::new());
+    let r = ChainReader::new(&s.chain, counting.clone(), Duration::from_secs(5));
     let logs = r.transfer_logs(addr(&s.token), &addresses, from, s.anvil.block_number()).await.expect("logs");
     assert_eq!(logs.len(), 6);
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "eth_chainId once, then one eth_getLogs for 300 addresses");
+    assert_eq!(counting.count(), 2, "eth_chainId once, then one eth_getLogs for 300 addresses");
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -5,28 +5,23 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use alloy_primitives::U256;
-use async_trait::async_trait;
 use gocoffee_app::consumer::{handle_order_event, handle_payment_event};
 use gocoffee_app::memory::ManualClock;
 use gocoffee_app::ports::{Clock, EventRelay, OrderStore, OsEntropy};
 use gocoffee_app::{Config, Services};
 use gocoffee_core::{Cents, CryptoMethod, Order, OrderEvent, OrderStatus, PaymentMethod, PricedOrder, StoredEvent};
-use gocoffee_payments::amount::Quote;
 use gocoffee_payments::chains::{Asset, AssetKind, Chain, Chains, Finality};
 use gocoffee_payments::deposit::DepositKeys;
 use gocoffee_payments::intent::{IntentStatus, Outcome, StoredIntentEvent};
-use gocoffee_payments::native::HyperPost;
-use gocoffee_payments::rpc::{HttpPost, PostError};
-use gocoffee_payments::service::{PaymentError, PaymentServices, Prices, Settings};
+use gocoffee_payments::service::{PaymentError, PaymentServices, Settings};
 use gocoffee_payments::sql::SqlIntentStore;
 use gocoffee_payments::store::IntentStore;
 use gocoffee_sql::rusqlite::Sqlite;
 use gocoffee_sql::{Publisher, SqliteOutboxRelay, SqliteStore};
 use gocoffee_tests::anvil::{Anvil, DEV};
+use gocoffee_tests::payments::{Counting, NoPrices};
 
 /// Messages published, as (channel, payload).
 type Published = Rc<RefCell<Vec<(String, Vec<u8>)>>>;
@@ -41,29 +36,8 @@ impl Publisher for Capture {
     }
 }
 
-struct NoPrices;
-
-#[async_trait(?Send)]
-impl Prices for NoPrices {
-    async fn quote(&self, _: &str, _: &str) -> Result<Option<Quote>, String> {
-        Ok(None)
-    }
-}
-
-/// Counts the HTTP calls that reach the wire.
-struct Counting(HyperPost, Arc<AtomicUsize>);
-
-impl HttpPost for Counting {
-    fn post(&self, url: &str, body: Vec<u8>, timeout: Duration) -> alloy_transport::BoxFuture<'static, Result<Vec<u8>, PostError>> {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.post(url, body, timeout)
-    }
-}
-
 fn keys() -> DepositKeys {
-    use bip32::{DerivationPath, Prefix, XPrv};
-    let account = XPrv::derive_from_path([9u8; 64], &"m/44'/60'/0'".parse::<DerivationPath>().expect("path")).expect("account");
-    DepositKeys::parse(&account.public_key().to_string(Prefix::XPUB)).expect("xpub")
+    gocoffee_tests::payments::deposit_keys(9)
 }
 
 struct World {
@@ -74,7 +48,7 @@ struct World {
     keys: DepositKeys,
     clock: ManualClock,
     config: Config,
-    calls: Arc<AtomicUsize>,
+    http: Arc<Counting>,
 }
 
 impl World {
@@ -111,7 +85,7 @@ impl World {
             keys: keys(),
             clock: ManualClock::new(now),
             config,
-            calls: Arc::new(AtomicUsize::new(0)),
+            http: Arc::new(Counting::new()),
         }
     }
 
@@ -130,7 +104,7 @@ impl World {
             chains: &self.chains,
             keys: Some(&self.keys),
             prices: &NoPrices,
-            http: Arc::new(Counting(HyperPost::new().expect("tls"), self.calls.clone())),
+            http: self.http.clone(),
             clock: &self.clock,
             entropy: &OsEntropy,
             settings: Settings::default(),
@@ -297,12 +271,12 @@ async fn the_watcher_finds_payments_with_one_log_query_and_expiry_cancels_the_un
     let w2 = intents.intent("pi_w2").await.expect("read").expect("w2");
     w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(&w1), 4_500_000, None);
     w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(&w2), 1_000_000, None);
-    let before = w.calls.load(Ordering::SeqCst);
+    let before = w.http.count();
     // Two watchers at once: one effect.
     let (r1, r2) = tokio::join!(p.scan("polygon"), p.scan("polygon"));
     let (r1, r2) = (r1.expect("scan"), r2.expect("scan"));
     assert_eq!(r1.intents, 3);
-    let made = w.calls.load(Ordering::SeqCst) - before;
+    let made = w.http.count() - before;
     assert!(made <= 2 * 8, "a scan makes a handful of calls, not one per intent: {made}");
     assert_eq!(intents.intent("pi_w1").await.expect("read").expect("w1").status, IntentStatus::Paid);
     let w2_now = intents.intent("pi_w2").await.expect("read").expect("w2");

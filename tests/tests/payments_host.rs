@@ -9,12 +9,6 @@ use gocoffee_tests::anvil::{Anvil, DEV};
 use gocoffee_tests::{Api, Host};
 use serde_json::{Value, json};
 
-fn xpub() -> String {
-    use bip32::{DerivationPath, Prefix, XPrv};
-    let account = XPrv::derive_from_path([77u8; 64], &"m/44'/60'/0'".parse::<DerivationPath>().expect("path")).expect("account");
-    account.public_key().to_string(Prefix::XPUB)
-}
-
 struct Cafe {
     host: Host,
     anvil: Anvil,
@@ -28,7 +22,7 @@ fn cafe(name: &str, expiry_seconds: &str) -> Cafe {
     let chains = json!({"polygon": {"chain_id": 137, "rpc_urls": [anvil.url], "finality": {"confirmations": 1},
         "assets": {"USDC": {"erc20": token, "decimals": 6, "usd_pegged": true}}}})
     .to_string();
-    let xpub = xpub();
+    let xpub = gocoffee_tests::payments::account_xpub(77);
     let host = Host::start_env(
         name,
         &[

@@ -193,7 +193,7 @@ impl PaymentServices<'_> {
     /// Handles one message from the orders stream: a crypto order asking for payment gets its
     /// intent; a cancelled order closes it.
     pub async fn on_order_event(&self, event: &StoredEvent) -> Result<(), PaymentError> {
-        if self.intents.is_processed(PAYMENTS_CONSUMER, &event.event_id).await? {
+        if self.orders.is_processed(PAYMENTS_CONSUMER, &event.event_id).await? {
             return Ok(());
         }
         match &event.event {
@@ -204,7 +204,7 @@ impl PaymentServices<'_> {
                     Ok(_) | Err(PaymentError::NotFound) => {}
                     Err(e) => return Err(e),
                 }
-                Ok(self.intents.mark_processed(PAYMENTS_CONSUMER, &event.event_id).await?)
+                Ok(self.orders.mark_processed(PAYMENTS_CONSUMER, &event.event_id).await?)
             }
             _ => Ok(()),
         }
@@ -212,7 +212,7 @@ impl PaymentServices<'_> {
 
     async fn open_intent(&self, requested: &StoredEvent, intent_id: &str) -> Result<(), PaymentError> {
         if self.intents.intent(intent_id).await?.is_some() {
-            return Ok(self.intents.mark_processed(PAYMENTS_CONSUMER, &requested.event_id).await?);
+            return Ok(self.orders.mark_processed(PAYMENTS_CONSUMER, &requested.event_id).await?);
         }
         let order =
             self.orders.order(&requested.order_id).await?.ok_or_else(|| StoreError::Unavailable(format!("order {} is not visible yet", requested.order_id)))?;
@@ -220,7 +220,7 @@ impl PaymentServices<'_> {
         // an address nobody should pay into is never handed out.
         if order.status != gocoffee_core::OrderStatus::Pending || order.payment_intent.as_deref() != Some(intent_id) {
             tracing::info!(intent_id, order_id = %order.id, status = %order.status, "no intent: the order no longer waits for payment");
-            return Ok(self.intents.mark_processed(PAYMENTS_CONSUMER, &requested.event_id).await?);
+            return Ok(self.orders.mark_processed(PAYMENTS_CONSUMER, &requested.event_id).await?);
         }
         let method = order.payment_method.crypto().ok_or_else(|| PaymentError::Config(format!("order {} is not a crypto order", order.id)))?;
         let chain = self.chains.get(&method.chain).ok_or_else(|| PaymentError::Config(format!("chain `{}` is not configured", method.chain)))?;
@@ -270,7 +270,7 @@ impl PaymentServices<'_> {
                 Ok(())
             }
             // Another delivery made it first.
-            Err(StoreError::Conflict) => Ok(self.intents.mark_processed(PAYMENTS_CONSUMER, &requested.event_id).await?),
+            Err(StoreError::Conflict) => Ok(self.orders.mark_processed(PAYMENTS_CONSUMER, &requested.event_id).await?),
             Err(e) => Err(e.into()),
         }
     }
@@ -366,7 +366,8 @@ impl PaymentServices<'_> {
                         Ok(v) => {
                             for (transfer, is_final) in &v.transfers {
                                 match self.apply_transfer(&intent.terms.intent_id, transfer, *is_final, "watcher").await {
-                                    Ok(_) => report.credited += 1,
+                                    Ok(_) if *is_final => report.credited += 1,
+                                    Ok(_) => report.seen += 1,
                                     // Credited elsewhere already (a replayed hint): not this intent's.
                                     Err(PaymentError::AlreadyClaimed) => {}
                                     Err(e) => return Err(e),

@@ -162,6 +162,7 @@ pub async fn watch() -> Result<(), String> {
                     to = report.to_block,
                     intents = report.intents,
                     credited = report.credited,
+                    seen = report.seen,
                     expired = report.expired,
                     dropped = report.dropped,
                     "chain scanned"

@@ -190,17 +190,4 @@ impl<D: Db> IntentStore for SqlIntentStore<D> {
             .map_err(store_error)?;
         Ok(())
     }
-
-    async fn is_processed(&self, consumer: &str, event_id: &str) -> StoreResult<bool> {
-        let rows =
-            self.db.execute("SELECT 1 FROM processed_events WHERE consumer = ? AND event_id = ?", &[consumer.into(), event_id.into()]).map_err(store_error)?;
-        Ok(!rows.rows.is_empty())
-    }
-
-    async fn mark_processed(&self, consumer: &str, event_id: &str) -> StoreResult<()> {
-        self.db
-            .execute("INSERT OR IGNORE INTO processed_events (consumer, event_id) VALUES (?, ?)", &[consumer.into(), event_id.into()])
-            .map_err(store_error)?;
-        Ok(())
-    }
 }

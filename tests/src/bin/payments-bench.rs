@@ -7,50 +7,22 @@
 //! `payments-bench [--intents 1000] [--hints 50]`; `--smoke` runs a small version (make test).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, U256};
-use async_trait::async_trait;
 use gocoffee_app::memory::ManualClock;
 use gocoffee_app::ports::OsEntropy;
-use gocoffee_payments::amount::Quote;
 use gocoffee_payments::chains::{Asset, AssetKind, Chain, Chains, Finality};
-use gocoffee_payments::deposit::DepositKeys;
 use gocoffee_payments::intent::{Intent, IntentEvent, StoredIntentEvent, Terms};
-use gocoffee_payments::native::HyperPost;
 use gocoffee_payments::reader::ChainReader;
-use gocoffee_payments::rpc::{HttpPost, PostError};
-use gocoffee_payments::service::{PaymentServices, Prices, Settings};
+use gocoffee_payments::rpc::HttpPost;
+use gocoffee_payments::service::{PaymentServices, Settings};
 use gocoffee_payments::sql::SqlIntentStore;
 use gocoffee_payments::store::IntentStore;
 use gocoffee_sql::SqliteStore;
 use gocoffee_sql::rusqlite::Sqlite;
 use gocoffee_tests::anvil::{Anvil, DEV};
-
-struct Counting(HyperPost, Arc<AtomicUsize>);
-
-impl HttpPost for Counting {
-    fn post(&self, url: &str, body: Vec<u8>, timeout: Duration) -> alloy_transport::BoxFuture<'static, Result<Vec<u8>, PostError>> {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.post(url, body, timeout)
-    }
-}
-
-struct NoPrices;
-
-#[async_trait(?Send)]
-impl Prices for NoPrices {
-    async fn quote(&self, _: &str, _: &str) -> Result<Option<Quote>, String> {
-        Ok(None)
-    }
-}
-
-fn keys() -> DepositKeys {
-    use bip32::{DerivationPath, Prefix, XPrv};
-    let account = XPrv::derive_from_path([5u8; 64], &"m/44'/60'/0'".parse::<DerivationPath>().expect("path")).expect("account");
-    DepositKeys::parse(&account.public_key().to_string(Prefix::XPUB)).expect("xpub")
-}
+use gocoffee_tests::payments::{Counting, NoPrices, deposit_keys};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -75,7 +47,7 @@ async fn main() {
     let db = Sqlite::open(&dir.join("db.sqlite"));
     SqliteStore::open(&db).expect("schema");
     let store = SqlIntentStore::open(&db).expect("store");
-    let keys = keys();
+    let keys = deposit_keys(5);
 
     let mut nodes = Vec::new();
     let mut chains = std::collections::BTreeMap::new();
@@ -141,8 +113,8 @@ async fn main() {
         anvil.mine(1);
     }
 
-    let calls = Arc::new(AtomicUsize::new(0));
-    let http: Arc<dyn HttpPost> = Arc::new(Counting(HyperPost::new().expect("tls"), calls.clone()));
+    let counting = Arc::new(Counting::new());
+    let http: Arc<dyn HttpPost> = counting.clone();
     let clock = ManualClock::new(now);
     let orders = SqliteStore::open(&db).expect("store");
     let services = PaymentServices {
@@ -159,7 +131,7 @@ async fn main() {
 
     // Baseline: one eth_getLogs per deposit address (what polling each intent costs).
     let baseline_started = Instant::now();
-    let before = calls.load(Ordering::SeqCst);
+    let before = counting.count();
     let mut baseline_found = 0;
     for (name, chain) in chains.iter() {
         let reader = ChainReader::new(chain, http.clone(), Duration::from_secs(10));
@@ -171,17 +143,17 @@ async fn main() {
             baseline_found += reader.transfer_logs(token, &[a], 0, head).await.expect("logs").len();
         }
     }
-    let baseline_calls = calls.load(Ordering::SeqCst) - before;
+    let baseline_calls = counting.count() - before;
     let baseline_time = baseline_started.elapsed();
 
     // The watcher: one scan per chain.
     let started = Instant::now();
-    let before = calls.load(Ordering::SeqCst);
+    let before = counting.count();
     let mut credited = 0;
     for (name, _) in chains.iter() {
         credited += services.scan(name).await.expect("scan").credited;
     }
-    let scan_calls = calls.load(Ordering::SeqCst) - before;
+    let scan_calls = counting.count() - before;
     let scan_time = started.elapsed();
     assert_eq!(credited, paid.len(), "every paid intent credited once");
     assert_eq!(baseline_found, paid.len());
