@@ -5,8 +5,8 @@ CARGO ?= cargo
 STATE ?= .gocoffee
 LISTEN ?= 127.0.0.1:3000
 COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher
-# The functions that have a Lambda shell so far (the payment functions' comes with their DynamoDB store).
-LAMBDAS := health identity menu orders kitchen order-consumer
+# Every function is also a Lambda.
+LAMBDAS := $(COMPONENTS)
 HOST := target/release/gocoffee-host
 
 .PHONY: up test setup tools components host bootstraps lambdas bench clean

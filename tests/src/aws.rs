@@ -136,6 +136,8 @@ pub struct Stack {
     pub table: String,
     pub stream: String,
     pub stream_arn: String,
+    /// Every stream by logical id (`OrdersStream`, `PaymentsStream`): its name and ARN.
+    pub streams: HashMap<String, (String, String)>,
     /// Queue URLs by logical id (`KitchenQueue`, `KitchenDeadLetterQueue`, `OrdersDeadLetterQueue`).
     pub queues: HashMap<String, String>,
     /// The images bucket's name.
@@ -204,29 +206,36 @@ impl Stack {
             .await
             .expect("ttl");
 
-        let stream = format!("{prefix}-orders");
-        let k = properties(&resources, "OrdersStream");
-        let mode = StreamMode::from(text(&k["StreamModeDetails"]["StreamMode"]).as_str());
-        clients
-            .kinesis
-            .create_stream()
-            .stream_name(&stream)
-            .stream_mode_details(StreamModeDetails::builder().stream_mode(mode).build().expect("mode"))
-            .send()
-            .await
-            .expect("create stream");
-        let hours = text(&k["RetentionPeriodHours"]).parse::<i32>().expect("hours");
-        clients.kinesis.increase_stream_retention_period().stream_name(&stream).retention_period_hours(hours).send().await.expect("retention");
-        let stream_arn = clients
-            .kinesis
-            .describe_stream_summary()
-            .stream_name(&stream)
-            .send()
-            .await
-            .expect("describe stream")
-            .stream_description_summary
-            .expect("summary")
-            .stream_arn;
+        // Every stream of the template, named after its logical id.
+        let mut streams = HashMap::new();
+        let stream_ids: Vec<String> = resources.iter().filter(|(_, r)| r["Type"] == "AWS::Kinesis::Stream").map(|(id, _)| text(id)).collect();
+        for id in &stream_ids {
+            let name = format!("{prefix}-{id}");
+            let k = properties(&resources, id);
+            let mode = StreamMode::from(text(&k["StreamModeDetails"]["StreamMode"]).as_str());
+            clients
+                .kinesis
+                .create_stream()
+                .stream_name(&name)
+                .stream_mode_details(StreamModeDetails::builder().stream_mode(mode).build().expect("mode"))
+                .send()
+                .await
+                .expect("create stream");
+            let hours = text(&k["RetentionPeriodHours"]).parse::<i32>().expect("hours");
+            clients.kinesis.increase_stream_retention_period().stream_name(&name).retention_period_hours(hours).send().await.expect("retention");
+            let arn = clients
+                .kinesis
+                .describe_stream_summary()
+                .stream_name(&name)
+                .send()
+                .await
+                .expect("describe stream")
+                .stream_description_summary
+                .expect("summary")
+                .stream_arn;
+            streams.insert(id.clone(), (name, arn));
+        }
+        let (stream, stream_arn) = streams.get("OrdersStream").cloned().expect("the template has OrdersStream");
 
         // Queues: dead-letter targets first, then redrive policies pointing at them.
         let mut queues = HashMap::new();
@@ -278,7 +287,7 @@ impl Stack {
         assert_eq!(resources["ImagesBucket"]["Type"], "AWS::S3::Bucket");
         let bucket = format!("{}-images", prefix.to_ascii_lowercase().replace('_', "-"));
         ureq::put(&format!("{}/{bucket}", moto())).send_empty().expect("create bucket");
-        Stack { clients, table, stream, stream_arn, queues, bucket }
+        Stack { clients, table, stream, stream_arn, streams, queues, bucket }
     }
 
     /// The environment the template gives `function` (its `Environment.Variables`), resolved
@@ -292,12 +301,12 @@ impl Stack {
                 let value = match v {
                     Value::Tagged(t) if t.tag == "!Ref" => match text(&t.value).as_str() {
                         "Table" => self.table.clone(),
-                        "KitchenQueue" | "KitchenDeadLetterQueue" | "OrdersDeadLetterQueue" => self.queues[&text(&t.value)].clone(),
+                        id if self.queues.contains_key(id) => self.queues[id].clone(),
                         "ImagesBucket" => self.bucket.clone(),
                         // Parameters: the caller passes them in `extra`.
                         _ => continue,
                     },
-                    Value::Tagged(t) if t.tag == "!GetAtt" && get_att_target(v) == "OrdersStream" => self.stream_arn.clone(),
+                    Value::Tagged(t) if t.tag == "!GetAtt" && self.streams.contains_key(&get_att_target(v)) => self.streams[&get_att_target(v)].1.clone(),
                     other => text(other),
                 };
                 env.push((text(k), value));
@@ -307,15 +316,21 @@ impl Stack {
         env
     }
 
-    /// Every record on the stream so far: `(shard id, record)`, each shard's in order.
+    /// Every record on the orders stream so far: `(shard id, record)`, each shard's in order.
     pub async fn stream_records(&self) -> Vec<(String, aws_sdk_kinesis::types::Record)> {
+        self.records_of("OrdersStream").await
+    }
+
+    /// Every record so far on the stream with logical id `stream`, each shard's in order.
+    pub async fn records_of(&self, stream: &str) -> Vec<(String, aws_sdk_kinesis::types::Record)> {
+        let name = &self.streams[stream].0;
         let k = &self.clients.kinesis;
-        let shards = k.list_shards().stream_name(&self.stream).send().await.expect("shards").shards.unwrap_or_default();
+        let shards = k.list_shards().stream_name(name).send().await.expect("shards").shards.unwrap_or_default();
         let mut records = Vec::new();
         for shard in shards {
             let mut iterator = k
                 .get_shard_iterator()
-                .stream_name(&self.stream)
+                .stream_name(name)
                 .shard_id(shard.shard_id())
                 .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
                 .send()

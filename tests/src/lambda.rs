@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::aws::{Stack, logical_id, template_resources};
 use crate::workspace;
 
-pub const FUNCTIONS: [&str; 6] = ["health", "identity", "menu", "orders", "kitchen", "order-consumer"];
+pub const FUNCTIONS: [&str; 9] = ["health", "identity", "menu", "orders", "kitchen", "order-consumer", "payments", "payments-consumer", "payments-watcher"];
 
 /// Where the native bootstrap binaries are (`make test` builds them).
 pub fn binary(function: &str) -> PathBuf {
@@ -425,6 +425,20 @@ pub fn select_route<'a>(routes: &'a [(String, String)], method: &str, path: &str
         .or_else(|| routes.iter().find(|(k, _)| k == "$default"))
 }
 
+/// The environment variables of `function` that the template sets from a parameter (`!Ref` of
+/// something that is not a resource).
+fn template_parameters_of(function: &str) -> Vec<String> {
+    let resources = template_resources();
+    let vars = resources[logical_id(function).as_str()]["Properties"]["Environment"]["Variables"].as_mapping().cloned().unwrap_or_default();
+    vars.iter()
+        .filter(|(_, v)| match v {
+            serde_yaml::Value::Tagged(t) if t.tag == "!Ref" => t.value.as_str().is_some_and(|target| !resources.contains_key(target)),
+            _ => false,
+        })
+        .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// A setting of one function's event source mapping in the template.
 fn mapping_setting(function: &str, kind: &str, name: &str) -> Option<i64> {
     let resources = template_resources();
@@ -454,6 +468,12 @@ impl LambdaStack {
     /// Every function; with `pollers: false`, nothing moves stream records or queue messages
     /// unless the test hands them to a function itself.
     pub fn start_with(name: &str, pollers: bool) -> LambdaStack {
+        LambdaStack::start_env(name, pollers, &[])
+    }
+
+    /// As [`LambdaStack::start_with`], with values for the template's parameters (`PAYMENT_XPUB`,
+    /// ...) in every function's environment that names them.
+    pub fn start_env(name: &str, pollers: bool, parameters: &[(&str, &str)]) -> LambdaStack {
         let stack = Arc::new(runtime().block_on(Stack::create(name)));
         let dir = workspace().join("target/test-state").join(format!("lambda-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -462,7 +482,16 @@ impl LambdaStack {
         let functions: HashMap<String, LambdaFunction> = FUNCTIONS
             .iter()
             .map(|f| {
-                let env = stack.function_env(f, &extra);
+                let mut env = stack.function_env(f, &extra);
+                // Only the parameters the template gives this function.
+                let named: Vec<String> = stack.function_env(f, &[]).into_iter().map(|(k, _)| k).collect();
+                let declared = template_parameters_of(f);
+                env.extend(
+                    parameters
+                        .iter()
+                        .filter(|(k, _)| declared.iter().any(|d| d == k) && !named.iter().any(|n| n == k))
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                );
                 (f.to_string(), LambdaFunction::start(f, &env, dir.join(format!("{f}.log"))))
             })
             .collect();
@@ -473,7 +502,9 @@ impl LambdaStack {
         let stop = Arc::new(AtomicBool::new(false));
         let base = serve_front(functions.clone(), stop.clone());
         if pollers {
-            spawn_kinesis_poller(stack.clone(), functions.clone(), stop.clone());
+            for mapping in kinesis_mappings() {
+                spawn_kinesis_poller(stack.clone(), functions.clone(), stop.clone(), mapping);
+            }
             spawn_sqs_poller(stack.clone(), functions.clone(), stop.clone());
         }
         LambdaStack { stack, functions, base, stop, dir }
@@ -569,25 +600,66 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
-/// The Kinesis event source mapping: batches of up to `BatchSize` records per shard, in order;
+/// One Kinesis event source mapping of the template: which function reads which stream, with
+/// which settings.
+#[derive(Clone, Debug)]
+pub struct KinesisMapping {
+    pub function: String,
+    /// The stream's logical id.
+    pub stream: String,
+    pub batch_size: i32,
+    /// -1: forever.
+    pub max_retries: i64,
+    /// The on-failure destination's logical id.
+    pub on_failure: Option<String>,
+}
+
+/// Every Kinesis event of every function in the template.
+pub fn kinesis_mappings() -> Vec<KinesisMapping> {
+    let resources = template_resources();
+    let target = |v: &serde_yaml::Value| match v {
+        serde_yaml::Value::Tagged(t) if t.tag == "!GetAtt" => t.value.as_str().map(|s| s.split('.').next().unwrap_or(s).to_owned()),
+        _ => None,
+    };
+    let mut mappings = Vec::new();
+    for function in FUNCTIONS {
+        let events = &resources[logical_id(function).as_str()]["Properties"]["Events"];
+        for (_, event) in events.as_mapping().into_iter().flatten() {
+            if event["Type"] != "Kinesis" {
+                continue;
+            }
+            let p = &event["Properties"];
+            mappings.push(KinesisMapping {
+                function: function.to_owned(),
+                stream: target(&p["Stream"]).expect("a Kinesis event names its stream with !GetAtt"),
+                batch_size: p["BatchSize"].as_i64().unwrap_or(100) as i32,
+                max_retries: p["MaximumRetryAttempts"].as_i64().unwrap_or(-1),
+                on_failure: target(&p["DestinationConfig"]["OnFailure"]["Destination"]),
+            });
+        }
+    }
+    mappings
+}
+
+/// A Kinesis event source mapping: batches of up to `BatchSize` records per shard, in order;
 /// a reported failure resumes from that record, up to `MaximumRetryAttempts` retries, then the
-/// batch's metadata goes to the on-failure destination and the shard moves on.
-fn spawn_kinesis_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>) {
-    let batch_size = mapping_setting("order-consumer", "Kinesis", "BatchSize").unwrap_or(100) as i32;
-    let max_retries = mapping_setting("order-consumer", "Kinesis", "MaximumRetryAttempts").unwrap_or(-1);
+/// batch's metadata goes to the on-failure destination and the shard moves on. Each mapping has
+/// its own iterators, as each consumer of a stream does.
+fn spawn_kinesis_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>, mapping: KinesisMapping) {
     std::thread::spawn(move || {
         let rt = runtime();
         let k = &stack.clients.kinesis;
+        let (stream, stream_arn) = stack.streams[&mapping.stream].clone();
         // shard id -> (next iterator, retries of the current batch)
         let mut shards: HashMap<String, (Option<String>, i64)> = HashMap::new();
         while !stop.load(Ordering::Relaxed) {
-            let listed = rt.block_on(k.list_shards().stream_name(&stack.stream).send()).map(|o| o.shards.unwrap_or_default()).unwrap_or_default();
+            let listed = rt.block_on(k.list_shards().stream_name(&stream).send()).map(|o| o.shards.unwrap_or_default()).unwrap_or_default();
             for shard in listed {
                 let id = shard.shard_id().to_owned();
                 if let std::collections::hash_map::Entry::Vacant(slot) = shards.entry(id) {
                     let it = rt.block_on(
                         k.get_shard_iterator()
-                            .stream_name(&stack.stream)
+                            .stream_name(&stream)
                             .shard_id(slot.key())
                             .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
                             .send(),
@@ -598,7 +670,7 @@ fn spawn_kinesis_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, Lambda
             let mut idle = true;
             for (shard_id, (iterator, retries)) in shards.iter_mut() {
                 let Some(it) = iterator.clone() else { continue };
-                let Ok(out) = rt.block_on(k.get_records().shard_iterator(it).limit(batch_size).send()) else { continue };
+                let Ok(out) = rt.block_on(k.get_records().shard_iterator(it).limit(mapping.batch_size).send()) else { continue };
                 if out.records().is_empty() {
                     *iterator = out.next_shard_iterator;
                     continue;
@@ -609,10 +681,10 @@ fn spawn_kinesis_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, Lambda
                     .iter()
                     .map(|r| {
                         let arrival = r.approximate_arrival_timestamp().map(|t| t.as_secs_f64()).unwrap_or_default();
-                        kinesis_record(&stack.stream_arn, shard_id, r.partition_key().unwrap_or_default(), r.sequence_number(), r.data().as_ref(), arrival)
+                        kinesis_record(&stream_arn, shard_id, r.partition_key().unwrap_or_default(), r.sequence_number(), r.data().as_ref(), arrival)
                     })
                     .collect();
-                let response = functions["order-consumer"].invoke(&json!({ "Records": records }));
+                let response = functions[&mapping.function].invoke(&json!({ "Records": records }));
                 let failed_at = match &response {
                     Ok(r) => r["batchItemFailures"].as_array().and_then(|f| f.iter().filter_map(|x| x["itemIdentifier"].as_str()).min().map(str::to_owned)),
                     Err(_) => out.records().first().map(|r| r.sequence_number().to_owned()),
@@ -622,12 +694,13 @@ fn spawn_kinesis_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, Lambda
                         *iterator = out.next_shard_iterator;
                         *retries = 0;
                     }
-                    Some(_) if max_retries >= 0 && *retries >= max_retries => {
-                        let dlq = &stack.queues["OrdersDeadLetterQueue"];
-                        let first = out.records().first().map(|r| r.sequence_number().to_owned());
-                        let last = out.records().last().map(|r| r.sequence_number().to_owned());
-                        let meta = json!({"requestContext": {"condition": "RetryAttemptsExhausted"}, "KinesisBatchInfo": {"shardId": shard_id, "startSequenceNumber": first, "endSequenceNumber": last, "streamArn": stack.stream_arn, "batchSize": records.len()}});
-                        let _ = rt.block_on(stack.clients.sqs.send_message().queue_url(dlq).message_body(meta.to_string()).send());
+                    Some(_) if mapping.max_retries >= 0 && *retries >= mapping.max_retries => {
+                        if let Some(dlq) = mapping.on_failure.as_ref().map(|q| &stack.queues[q]) {
+                            let first = out.records().first().map(|r| r.sequence_number().to_owned());
+                            let last = out.records().last().map(|r| r.sequence_number().to_owned());
+                            let meta = json!({"requestContext": {"condition": "RetryAttemptsExhausted"}, "KinesisBatchInfo": {"shardId": shard_id, "startSequenceNumber": first, "endSequenceNumber": last, "streamArn": stream_arn, "batchSize": records.len()}});
+                            let _ = rt.block_on(stack.clients.sqs.send_message().queue_url(dlq).message_body(meta.to_string()).send());
+                        }
                         *iterator = out.next_shard_iterator;
                         *retries = 0;
                     }
@@ -636,7 +709,7 @@ fn spawn_kinesis_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, Lambda
                         std::thread::sleep(Duration::from_millis(100 * *retries as u64));
                         let it = rt.block_on(
                             k.get_shard_iterator()
-                                .stream_name(&stack.stream)
+                                .stream_name(&stream)
                                 .shard_id(shard_id)
                                 .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::AtSequenceNumber)
                                 .starting_sequence_number(sequence)

@@ -24,11 +24,6 @@ pub fn functions() -> Vec<&'static gocoffee_app::Function> {
     all
 }
 
-/// Functions that run on Spin and the local host but whose Lambda shell is still being built
-/// (issue 9): in spin.toml, not yet in sam-template.yaml. The agreement tests skip exactly these,
-/// and fail if SAM has one of them, so the list can only shrink.
-pub const NOT_YET_ON_AWS: &[&str] = &["payments", "payments-consumer", "payments-watcher"];
-
 /// Every API route with the function that serves it.
 pub fn routes() -> Vec<(&'static str, &'static gocoffee_app::Route)> {
     functions().into_iter().flat_map(|f| f.routes.iter().map(move |r| (f.name, r))).collect()

@@ -220,7 +220,7 @@ async fn the_outbox_relay_publishes_each_orders_events_in_order_on_its_partition
         s.append(&o3, &[e2, e3], 1, None).await.expect("appended");
     }
     let publisher = KinesisPublisher::new(stack.clients.kinesis.clone(), &stack.stream_arn);
-    let relay = DynamoOutboxRelay { store: &s, publisher: &publisher };
+    let relay = DynamoOutboxRelay { store: &s, outbox: gocoffee_aws::dynamo::ORDERS_OUTBOX, publisher: &publisher };
     let mut sent = 0;
     for _ in 0..5 {
         sent += relay.relay().await.expect("relay");
@@ -245,7 +245,7 @@ async fn concurrent_relays_publish_each_event_once_and_each_order_in_version_ord
     let done = std::cell::Cell::new(false);
     // Three relays (three functions' requests) running over and over while the orders are written.
     let relay_until_done = || async {
-        let relay = DynamoOutboxRelay { store: &s, publisher: &publisher };
+        let relay = DynamoOutboxRelay { store: &s, outbox: gocoffee_aws::dynamo::ORDERS_OUTBOX, publisher: &publisher };
         while !done.get() {
             relay.relay().await.expect("relay");
             tokio::task::yield_now().await;
@@ -269,7 +269,7 @@ async fn concurrent_relays_publish_each_event_once_and_each_order_in_version_ord
         done.set(true);
     };
     tokio::join!(relay_until_done(), relay_until_done(), relay_until_done(), write);
-    DynamoOutboxRelay { store: &s, publisher: &publisher }.relay().await.expect("final relay");
+    DynamoOutboxRelay { store: &s, outbox: gocoffee_aws::dynamo::ORDERS_OUTBOX, publisher: &publisher }.relay().await.expect("final relay");
 
     let stream = read_stream(&stack).await;
     assert_eq!(stream.len(), 4);

@@ -1,26 +1,33 @@
-//! The payment saga on real parts, without the shells: the order consumer and the payment
-//! service over one SQLite database, the outbox relayed by hand between them (what the streams
-//! do), and anvil as the chain. The component and Lambda shells run the same code.
+//! The payment saga on real parts, without the shells, on both stores: the order consumer and the
+//! payment service over one SQLite database (what Spin and the host use), and over DynamoDB with
+//! the outboxes relayed to Kinesis (moto; what Lambda uses). The outboxes are relayed by hand
+//! between them (what the triggers do), and anvil is the chain. Each test runs on both.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use alloy_primitives::U256;
 use gocoffee_app::consumer::{handle_order_event, handle_payment_event};
 use gocoffee_app::memory::ManualClock;
-use gocoffee_app::ports::{Clock, EventRelay, OrderStore, OsEntropy};
+use gocoffee_app::ports::{Clock, EventRelay, MenuStore, OrderStore, OsEntropy, StoreResult, UserStore};
 use gocoffee_app::{Config, Services};
+use gocoffee_aws::dynamo::{ORDERS_OUTBOX, PAYMENTS_OUTBOX};
+use gocoffee_aws::{DynamoOutboxRelay, KinesisPublisher};
 use gocoffee_core::{Cents, CryptoMethod, Order, OrderEvent, OrderStatus, PaymentMethod, PricedOrder, StoredEvent};
+use gocoffee_payments::aws::DynamoIntentStore;
 use gocoffee_payments::chains::{Asset, AssetKind, Chain, Chains, Finality};
 use gocoffee_payments::deposit::DepositKeys;
 use gocoffee_payments::intent::{IntentStatus, Outcome, StoredIntentEvent};
+use gocoffee_payments::reader::Readers;
 use gocoffee_payments::service::{PaymentError, PaymentServices, Settings};
 use gocoffee_payments::sql::SqlIntentStore;
 use gocoffee_payments::store::IntentStore;
 use gocoffee_sql::rusqlite::Sqlite;
 use gocoffee_sql::{Publisher, SqliteOutboxRelay, SqliteStore};
 use gocoffee_tests::anvil::{Anvil, DEV};
+use gocoffee_tests::aws::Stack;
 use gocoffee_tests::payments::{Counting, NoPrices};
 
 /// Messages published, as (channel, payload).
@@ -36,12 +43,60 @@ impl Publisher for Capture {
     }
 }
 
+/// Runs the test `$name(kind)` on SQLite and on DynamoDB.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "current_thread")]
+            async fn sqlite() {
+                super::$name(super::Kind::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "current_thread")]
+            async fn dynamodb() {
+                super::$name(super::Kind::Dynamo).await
+            }
+        }
+    };
+}
+
 fn keys() -> DepositKeys {
     gocoffee_tests::payments::deposit_keys(9)
 }
 
+/// Where the state is.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Sqlite,
+    Dynamo,
+}
+
+enum Backend {
+    Sqlite(Sqlite),
+    /// The template's table and streams on moto, and the stream records already delivered.
+    Dynamo {
+        stack: Stack,
+        delivered: RefCell<HashSet<String>>,
+    },
+}
+
+/// Every store port the order consumer's services take.
+trait AppStores: UserStore + MenuStore + OrderStore {}
+impl<T: UserStore + MenuStore + OrderStore> AppStores for T {}
+
+/// The consumers relay nothing themselves here: [`World::pump`] does, as the shells do after a
+/// batch.
+struct ByHand;
+
+#[async_trait::async_trait(?Send)]
+impl EventRelay for ByHand {
+    async fn relay(&self) -> StoreResult<usize> {
+        Ok(0)
+    }
+}
+
 struct World {
-    db: Sqlite,
+    backend: Backend,
     anvil: Anvil,
     token: String,
     chains: Chains,
@@ -49,15 +104,22 @@ struct World {
     clock: ManualClock,
     config: Config,
     http: Arc<Counting>,
+    readers: Readers,
 }
 
 impl World {
-    fn new(name: &str) -> World {
-        let dir = std::env::temp_dir().join(format!("gocoffee-payments-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let db = Sqlite::open(&dir.join("db.sqlite"));
-        SqliteStore::open(&db).expect("schema");
+    async fn new(name: &str, kind: Kind) -> World {
+        let backend = match kind {
+            Kind::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("gocoffee-payments-{}-{name}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("dir");
+                let db = Sqlite::open(&dir.join("db.sqlite"));
+                SqliteStore::open(&db).expect("schema");
+                Backend::Sqlite(db)
+            }
+            Kind::Dynamo => Backend::Dynamo { stack: Stack::create(&format!("pay-{name}")).await, delivered: RefCell::default() },
+        };
         let anvil = Anvil::start(137);
         let token = anvil.deploy_token("USDC", 6);
         anvil.mint(&token, DEV[1], 1_000_000_000);
@@ -77,37 +139,72 @@ impl World {
             crypto_methods: vec![("polygon".into(), "USDC".into())],
         };
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64;
+        let chains = Chains([("polygon".to_owned(), chain)].into());
+        let http = Arc::new(Counting::new());
         World {
-            db,
+            backend,
             anvil,
             token,
-            chains: Chains([("polygon".to_owned(), chain)].into()),
+            readers: Readers::new(&chains, http.clone(), Settings::default().rpc_timeout),
+            chains,
             keys: keys(),
             clock: ManualClock::new(now),
             config,
-            http: Arc::new(Counting::new()),
+            http,
         }
     }
 
-    fn orders(&self) -> SqliteStore<&Sqlite> {
-        SqliteStore::open(&self.db).expect("store")
+    fn orders(&self) -> Box<dyn AppStores + '_> {
+        match &self.backend {
+            Backend::Sqlite(db) => Box::new(SqliteStore::open(db).expect("store")),
+            Backend::Dynamo { stack, .. } => Box::new(stack.store()),
+        }
     }
 
-    fn intents(&self) -> SqlIntentStore<&Sqlite> {
-        SqlIntentStore::open(&self.db).expect("store")
+    fn intents(&self) -> Box<dyn IntentStore + '_> {
+        match &self.backend {
+            Backend::Sqlite(db) => Box::new(SqlIntentStore::open(db).expect("store")),
+            Backend::Dynamo { stack, .. } => Box::new(DynamoIntentStore::new(stack.store())),
+        }
     }
 
-    fn payments<'a>(&'a self, intents: &'a SqlIntentStore<&'a Sqlite>, orders: &'a SqliteStore<&'a Sqlite>) -> PaymentServices<'a> {
+    fn payments<'a>(&'a self, intents: &'a dyn IntentStore, orders: &'a dyn AppStores) -> PaymentServices<'a> {
         PaymentServices {
             intents,
             orders,
             chains: &self.chains,
             keys: Some(&self.keys),
             prices: &NoPrices,
-            http: self.http.clone(),
+            readers: &self.readers,
             clock: &self.clock,
             entropy: &OsEntropy,
             settings: Settings::default(),
+        }
+    }
+
+    /// Relays the outboxes and returns what went out since the last call, as (channel, payload).
+    async fn relay(&self) -> Vec<(String, Vec<u8>)> {
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                let capture = Capture::default();
+                SqliteOutboxRelay { db, publisher: capture.clone() }.relay().await.expect("relay");
+                capture.0.borrow_mut().drain(..).collect()
+            }
+            Backend::Dynamo { stack, delivered } => {
+                let store = stack.store();
+                let mut out = Vec::new();
+                for (channel, outbox, stream) in [("orders", ORDERS_OUTBOX, "OrdersStream"), ("payments", PAYMENTS_OUTBOX, "PaymentsStream")] {
+                    let publisher = KinesisPublisher::new(stack.clients.kinesis.clone(), &stack.streams[stream].1);
+                    DynamoOutboxRelay { store: &store, outbox, publisher: &publisher }.relay().await.expect("relay");
+                    for (shard, record) in stack.records_of(stream).await {
+                        // Sequence numbers are unique per shard.
+                        if delivered.borrow_mut().insert(format!("{stream}/{shard}/{}", record.sequence_number())) {
+                            out.push((channel.to_owned(), record.data().as_ref().to_vec()));
+                        }
+                    }
+                }
+                out
+            }
         }
     }
 
@@ -135,13 +232,11 @@ impl World {
     async fn pump(&self) -> Vec<StoredIntentEvent> {
         let orders = self.orders();
         let intents = self.intents();
-        let capture = Capture::default();
-        let relay = SqliteOutboxRelay { db: &self.db, publisher: capture.clone() };
         let svc = Services {
-            users: &orders,
-            menu: &orders,
-            orders: &orders,
-            relay: &relay,
+            users: &*orders,
+            menu: &*orders,
+            orders: &*orders,
+            relay: &ByHand,
             kitchen: None,
             images: None,
             clock: &self.clock,
@@ -149,11 +244,10 @@ impl World {
             config: &self.config,
             extension: None,
         };
-        let payments = self.payments(&intents, &orders);
+        let payments = self.payments(&*intents, &*orders);
         let mut out = Vec::new();
         loop {
-            relay.relay().await.expect("relay");
-            let batch: Vec<_> = capture.0.borrow_mut().drain(..).collect();
+            let batch = self.relay().await;
             if batch.is_empty() {
                 return out;
             }
@@ -183,9 +277,9 @@ impl World {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_crypto_order_is_confirmed_only_once_its_payment_is_final() {
-    let w = World::new("paid");
+on_both!(a_crypto_order_is_confirmed_only_once_its_payment_is_final);
+async fn a_crypto_order_is_confirmed_only_once_its_payment_is_final(kind: Kind) {
+    let w = World::new("paid", kind).await;
     w.place("o1", 450).await;
     w.pump().await;
     let order = w.order("o1").await;
@@ -196,24 +290,24 @@ async fn a_crypto_order_is_confirmed_only_once_its_payment_is_final() {
     assert!(intent.terms.payment_uri.starts_with(&format!("ethereum:{}@137/transfer?address=", token.to_checksum(None))), "{}", intent.terms.payment_uri);
     let tx = w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(&intent), 4_500_000, None);
     let (orders, intents) = (w.orders(), w.intents());
-    let paid = w.payments(&intents, &orders).hint("pi_o1", tx.parse().expect("hash"), "c1").await.expect("hint");
+    let paid = w.payments(&*intents, &*orders).hint("pi_o1", tx.parse().expect("hash"), "c1").await.expect("hint");
     assert_eq!((paid.status, paid.outcome), (IntentStatus::Paid, Some(Outcome::Paid)));
     // The same hint again: one effect.
-    let again = w.payments(&intents, &orders).hint("pi_o1", tx.parse().expect("hash"), "c1").await.expect("hint");
+    let again = w.payments(&*intents, &*orders).hint("pi_o1", tx.parse().expect("hash"), "c1").await.expect("hint");
     assert_eq!(again.version, paid.version);
     let published = w.pump().await;
     assert!(published.iter().any(|e| e.event.name() == "PaymentConfirmed"));
     assert_eq!(w.order("o1").await.status, OrderStatus::Confirmed, "paid, so on the kitchen board");
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn one_transaction_can_not_refund_two_intents_and_refunds_never_go_to_a_deposit_address() {
-    let w = World::new("claims");
+on_both!(one_transaction_can_not_refund_two_intents_and_refunds_never_go_to_a_deposit_address);
+async fn one_transaction_can_not_refund_two_intents_and_refunds_never_go_to_a_deposit_address(kind: Kind) {
+    let w = World::new("claims", kind).await;
     w.place("oa", 450).await;
     w.place("ob", 450).await;
     w.pump().await;
     let (orders, intents) = (w.orders(), w.intents());
-    let p = w.payments(&intents, &orders);
+    let p = w.payments(&*intents, &*orders);
     let a = intents.intent("pi_oa").await.expect("read").expect("a");
     let b = intents.intent("pi_ob").await.expect("read").expect("b");
     assert_ne!(a.terms.deposit_address, b.terms.deposit_address, "an address per intent");
@@ -239,9 +333,9 @@ async fn one_transaction_can_not_refund_two_intents_and_refunds_never_go_to_a_de
     assert!(matches!(p.hint("pi_ob", a_payment, "c1").await, Err(PaymentError::Rejected(_))));
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn an_order_cancelled_before_its_intent_was_made_gets_none() {
-    let w = World::new("cancelled-first");
+on_both!(an_order_cancelled_before_its_intent_was_made_gets_none);
+async fn an_order_cancelled_before_its_intent_was_made_gets_none(kind: Kind) {
+    let w = World::new("cancelled-first", kind).await;
     let placed = w.place("oc", 450).await;
     // The order consumer asks for payment, but the customer cancels before the payment
     // service gets to it (its message waited for a retry).
@@ -251,22 +345,22 @@ async fn an_order_cancelled_before_its_intent_was_made_gets_none() {
     orders.append(&requested_order, std::slice::from_ref(&requested), 1, None).await.expect("requested");
     let (cancelled, cancel) = gocoffee_app::memory::fixtures::next(&requested_order, OrderEvent::OrderCancelled { reason: None }, 2);
     orders.append(&cancelled, std::slice::from_ref(&cancel), 2, None).await.expect("cancelled");
-    let p = w.payments(&intents, &orders);
+    let p = w.payments(&*intents, &*orders);
     p.on_order_event(&cancel).await.expect("cancel first");
     p.on_order_event(&requested).await.expect("then the request");
     assert_eq!(intents.intent("pi_oc").await.expect("read"), None, "no address handed out for a cancelled order");
     let _ = placed;
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn the_watcher_finds_payments_with_one_log_query_and_expiry_cancels_the_unpaid() {
-    let w = World::new("watcher");
+on_both!(the_watcher_finds_payments_with_one_log_query_and_expiry_cancels_the_unpaid);
+async fn the_watcher_finds_payments_with_one_log_query_and_expiry_cancels_the_unpaid(kind: Kind) {
+    let w = World::new("watcher", kind).await;
     for (id, _) in [("w1", 0), ("w2", 0), ("w3", 0)] {
         w.place(id, 450).await;
     }
     w.pump().await;
     let (orders, intents) = (w.orders(), w.intents());
-    let p = w.payments(&intents, &orders);
+    let p = w.payments(&*intents, &*orders);
     let w1 = intents.intent("pi_w1").await.expect("read").expect("w1");
     let w2 = intents.intent("pi_w2").await.expect("read").expect("w2");
     w.anvil.transfer_token(&w.token, DEV[1], &w.deposit(&w1), 4_500_000, None);

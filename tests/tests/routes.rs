@@ -100,10 +100,6 @@ fn the_http_api_in_sam_template_mirrors_spin_toml() {
     // plus `ANY /x/{proxy+}`, an exact route is `ANY` on that path.
     let mut expected: BTreeSet<(String, String)> = BTreeSet::new();
     for (route, component) in http_triggers() {
-        if gocoffee_tests::NOT_YET_ON_AWS.contains(&component.as_str()) {
-            assert!(!routes.iter().any(|(_, f)| *f == component), "{component} is on AWS now: take it off NOT_YET_ON_AWS");
-            continue;
-        }
         match route.strip_suffix("/...") {
             Some(prefix) => {
                 expected.insert((format!("ANY {prefix}"), component.clone()));
@@ -117,7 +113,7 @@ fn the_http_api_in_sam_template_mirrors_spin_toml() {
     let declared: BTreeSet<(String, String)> = routes.iter().filter(|(k, _)| k != "$default").cloned().collect();
     assert_eq!(declared, expected, "sam-template.yaml's HttpApi events and spin.toml's routes differ");
     assert_eq!(routes.iter().filter(|(k, _)| k == "$default").map(|(_, f)| f.as_str()).collect::<Vec<_>>(), ["health"], "one $default route");
-    for (owner, r) in gocoffee_tests::routes().into_iter().filter(|(f, _)| !gocoffee_tests::NOT_YET_ON_AWS.contains(f)) {
+    for (owner, r) in gocoffee_tests::routes() {
         let concrete = r.path.replace("{id}", "x").replace("{file}", "x.png");
         let (key, function) = select_route(&routes, r.method.as_str(), &concrete).expect("routed");
         assert_eq!(function, owner, "{} {} goes to {function} by {key}", r.method, r.path);

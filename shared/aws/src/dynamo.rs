@@ -33,28 +33,59 @@ pub mod keys {
     pub const OUTBOX_LEASE: &str = "OUTBOX_LEASE";
 }
 
+/// One outbox in the table: the partition its pending entries are in (sort key
+/// `{partition key}#{version:010}`) and its relay lease's partition. Each goes to its own stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outbox {
+    pub partition: &'static str,
+    pub lease: &'static str,
+}
+
+/// Order events, for the orders stream.
+pub const ORDERS_OUTBOX: Outbox = Outbox { partition: keys::OUTBOX, lease: keys::OUTBOX_LEASE };
+/// Payment intent events, for the payments stream.
+pub const PAYMENTS_OUTBOX: Outbox = Outbox { partition: "OUTBOX#payments", lease: "OUTBOX_LEASE#payments" };
+
+/// The pending entry of an event in `outbox`: `doc` goes out with `partition_key` (an order id:
+/// one order's events stay on one shard, in `version` order).
+pub fn outbox_entry(outbox: Outbox, partition_key: &str, version: u64, doc: AttributeValue) -> Item {
+    let mut item = key(outbox.partition, &format!("{partition_key}#{version:010}"));
+    item.insert("doc".into(), doc);
+    item.insert("order_id".into(), s(partition_key));
+    item.insert("version".into(), n(version));
+    item
+}
+
+/// A consumer's marker that it handled an event (kept [`PROCESSED_TTL_S`]).
+pub fn processed_item(consumer: &str, event_id: &str) -> Item {
+    let mut item = key(format!("PROCESSED#{consumer}#{event_id}"), "PROCESSED");
+    item.insert(TTL.into(), n(now_s() + PROCESSED_TTL_S));
+    item
+}
+
 use keys::*;
 
 /// How long a consumer's processed-event marker is kept: far beyond any redelivery window
 /// (Kinesis keeps records up to 7 days on this stream; SQS 4 days).
 const PROCESSED_TTL_S: i64 = 14 * 24 * 3600;
 
-type Item = HashMap<String, AttributeValue>;
+/// One item, by attribute name.
+pub type Item = HashMap<String, AttributeValue>;
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn key(pk: impl Into<String>, sk: &str) -> Item {
+pub fn key(pk: impl Into<String>, sk: &str) -> Item {
     HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
 }
 
 /// The condition of a write that creates an item: nothing with that key exists yet.
-const NEW: &str = "attribute_not_exists(pk)";
+pub const NEW: &str = "attribute_not_exists(pk)";
 
 fn placed_sk(placed_at_ms: i64, id: &str) -> String {
     format!("{:015}#{id}", placed_at_ms.max(0))
@@ -64,40 +95,40 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> StoreResult<&'a str> {
+pub fn get_s<'a>(item: &'a Item, name: &str) -> StoreResult<&'a str> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
         _ => Err(StoreError::Unavailable(format!("item is missing string attribute `{name}`"))),
     }
 }
 
-fn get_n(item: &Item, name: &str) -> StoreResult<i64> {
+pub fn get_n(item: &Item, name: &str) -> StoreResult<i64> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v.parse().map_err(|_| StoreError::Unavailable(format!("attribute `{name}` is not an integer"))),
         _ => Err(StoreError::Unavailable(format!("item is missing number attribute `{name}`"))),
     }
 }
 
-fn doc<T: serde::de::DeserializeOwned>(item: &Item) -> StoreResult<T> {
+pub fn doc<T: serde::de::DeserializeOwned>(item: &Item) -> StoreResult<T> {
     serde_json::from_str(get_s(item, "doc")?).map_err(|e| StoreError::Unavailable(format!("stored document is unreadable: {e}")))
 }
 
-fn to_doc(value: &impl serde::Serialize) -> StoreResult<AttributeValue> {
+pub fn to_doc(value: &impl serde::Serialize) -> StoreResult<AttributeValue> {
     serde_json::to_string(value).map(AttributeValue::S).map_err(unavailable)
 }
 
-fn now_s() -> i64 {
+pub fn now_s() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }
 
 /// Any other SDK failure: the service is unavailable (throttled, unreachable, faulting).
-pub(crate) fn sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+pub fn sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
     StoreError::Unavailable(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))
 }
 
 /// Maps a failed conditional write: a failed condition is a [`StoreError::Conflict`], anything
 /// else is the service being unavailable.
-fn conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+pub fn conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
     use aws_sdk_dynamodb::error::ProvideErrorMetadata;
     match e.code() {
         Some("ConditionalCheckFailedException") => StoreError::Conflict,
@@ -138,7 +169,8 @@ impl DynamoStore {
         &self.client
     }
 
-    async fn get(&self, key: Item) -> StoreResult<Option<Item>> {
+    /// One item by key, read consistently.
+    pub async fn get(&self, key: Item) -> StoreResult<Option<Item>> {
         let out = self.client.get_item().table_name(&self.table).set_key(Some(key)).consistent_read(true).send().await.map_err(sdk)?;
         Ok(out.item)
     }
@@ -146,7 +178,7 @@ impl DynamoStore {
     /// A put that only happens if `condition` holds. A failed condition is a
     /// [`StoreError::Conflict`], unless the item already holds exactly what this put writes:
     /// then the SDK retried a put whose answer was lost after it committed, and it succeeded.
-    async fn put_conditionally(&self, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> StoreResult<()> {
+    pub async fn put_conditionally(&self, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> StoreResult<()> {
         let mut put = self
             .client
             .put_item()
@@ -167,12 +199,12 @@ impl DynamoStore {
         }
     }
 
-    fn put(&self, item: Item) -> Put {
+    pub fn put(&self, item: Item) -> Put {
         Put::builder().table_name(&self.table).set_item(Some(item)).build().expect("table name and item are set")
     }
 
     /// A put of `item` that only happens if `condition` holds, with `values` for the condition.
-    fn put_if(&self, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> TransactWriteItem {
+    pub fn put_if(&self, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> TransactWriteItem {
         let mut put = Put::builder().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
         for (name, value) in values {
             put = put.expression_attribute_values(*name, value.clone());
@@ -180,30 +212,46 @@ impl DynamoStore {
         TransactWriteItem::builder().put(put.build().expect("table name and item are set")).build()
     }
 
-    /// Every item in partition `pk` (whose sort key starts with `sk_prefix`), across pages, with
+    /// Every item in partition `pk` whose sort key starts with `sk_prefix`, across pages, with
     /// a consistent read.
-    async fn partition(&self, pk: &str, sk_prefix: &str) -> StoreResult<Vec<Item>> {
+    pub async fn partition(&self, pk: &str, sk_prefix: &str) -> StoreResult<Vec<Item>> {
+        self.query_partition(pk, "begins_with(sk, :prefix)", &[(":prefix", s(sk_prefix))], None).await
+    }
+
+    /// Items in partition `pk` whose sort key meets `sk_condition` (a key condition on `sk`
+    /// such as `sk > :after` or `sk BETWEEN :low AND :high`, with `values`), in sort key order,
+    /// at most `limit` of them (all when `None`), across pages, with a consistent read.
+    pub async fn query_partition(&self, pk: &str, sk_condition: &str, values: &[(&str, AttributeValue)], limit: Option<usize>) -> StoreResult<Vec<Item>> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
-            let out = self
+            let mut q = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .key_condition_expression(format!("pk = :pk AND {sk_condition}"))
                 .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":prefix", s(sk_prefix))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk)?;
+                .set_exclusive_start_key(start.take());
+            for (name, value) in values {
+                q = q.expression_attribute_values(*name, value.clone());
+            }
+            if let Some(limit) = limit {
+                q = q.limit((limit - items.len()).clamp(1, 1000) as i32);
+            }
+            let out = q.send().await.map_err(sdk)?;
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
+                Some(k) if !k.is_empty() && limit.is_none_or(|l| items.len() < l) => start = Some(k),
                 _ => return Ok(items),
             }
         }
+    }
+
+    /// A delete of the item at `key` inside a transaction (nothing happens if there is none).
+    pub fn delete(&self, key: Item) -> TransactWriteItem {
+        let delete = aws_sdk_dynamodb::types::Delete::builder().table_name(&self.table).set_key(Some(key)).build().expect("table name and key are set");
+        TransactWriteItem::builder().delete(delete).build()
     }
 
     /// One atomic write. The client request token makes it idempotent for 10 minutes: when the
@@ -213,7 +261,7 @@ impl DynamoStore {
     /// (the member is an idempotency token in DynamoDB's model); ours makes the guarantee
     /// explicit rather than a code-generation detail. A fresh token per call, so a deliberate
     /// retry by the app is a new transaction.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<()> {
+    pub async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<()> {
         let token = format!("{:032x}", OsEntropy.u128());
         self.client.transact_write_items().set_transact_items(Some(items)).client_request_token(token).send().await.map_err(transaction_error)?;
         Ok(())
@@ -285,21 +333,18 @@ impl DynamoStore {
         let log = self.put_if(item, NEW, &[]);
         // Keyed by (order, version), not by the writer's clock: the relay publishes each
         // order's lowest pending version first, whatever the clocks of the writers said.
-        let mut outbox = key(OUTBOX, &format!("{}#{:010}", event.order_id, event.version));
-        outbox.insert("doc".into(), payload);
-        outbox.insert("order_id".into(), s(&event.order_id));
-        outbox.insert("version".into(), n(event.version));
+        let outbox = outbox_entry(ORDERS_OUTBOX, &event.order_id, event.version, payload);
         Ok([log, TransactWriteItem::builder().put(self.put(outbox)).build()])
     }
 
     /// Pending outbox entries, oldest first.
-    pub(crate) async fn outbox(&self, limit: i32) -> StoreResult<Vec<Item>> {
+    pub(crate) async fn outbox(&self, outbox: Outbox, limit: i32) -> StoreResult<Vec<Item>> {
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(OUTBOX))
+            .expression_attribute_values(":pk", s(outbox.partition))
             .consistent_read(true)
             .limit(limit)
             .send()
@@ -308,15 +353,15 @@ impl DynamoStore {
         Ok(out.items.unwrap_or_default())
     }
 
-    pub(crate) async fn remove_from_outbox(&self, sk: &str) -> StoreResult<()> {
-        self.client.delete_item().table_name(&self.table).set_key(Some(key(OUTBOX, sk))).send().await.map_err(sdk)?;
+    pub(crate) async fn remove_from_outbox(&self, outbox: Outbox, sk: &str) -> StoreResult<()> {
+        self.client.delete_item().table_name(&self.table).set_key(Some(key(outbox.partition, sk))).send().await.map_err(sdk)?;
         Ok(())
     }
 
     /// Takes (or extends) the relay lease for `holder` until `until_ms`; false while another
     /// relay holds an unexpired one.
-    pub(crate) async fn lease_outbox(&self, holder: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool> {
-        let mut item = key(OUTBOX_LEASE, "LEASE");
+    pub(crate) async fn lease_outbox(&self, outbox: Outbox, holder: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool> {
+        let mut item = key(outbox.lease, "LEASE");
         item.insert("holder".into(), s(holder));
         item.insert("until_ms".into(), n(until_ms));
         let condition = "attribute_not_exists(pk) OR until_ms <= :now OR holder = :me";
@@ -327,12 +372,12 @@ impl DynamoStore {
         }
     }
 
-    pub(crate) async fn release_outbox(&self, holder: &str) -> StoreResult<()> {
+    pub(crate) async fn release_outbox(&self, outbox: Outbox, holder: &str) -> StoreResult<()> {
         let delete = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(OUTBOX_LEASE, "LEASE")))
+            .set_key(Some(key(outbox.lease, "LEASE")))
             .condition_expression("holder = :me")
             .expression_attribute_values(":me", s(holder));
         match delete.send().await.map_err(conditional) {
@@ -531,9 +576,7 @@ impl OrderStore for DynamoStore {
             items.extend(self.event_items(event)?);
         }
         if let Some((consumer, event_id)) = processed {
-            let mut item = key(format!("PROCESSED#{consumer}#{event_id}"), "PROCESSED");
-            item.insert(TTL.into(), n(now_s() + PROCESSED_TTL_S));
-            items.push(self.put_if(item, NEW, &[]));
+            items.push(self.put_if(processed_item(consumer, event_id), NEW, &[]));
         }
         self.transact(items).await
     }
@@ -592,9 +635,7 @@ impl OrderStore for DynamoStore {
     }
 
     async fn mark_processed(&self, consumer: &str, event_id: &str) -> StoreResult<()> {
-        let mut item = key(format!("PROCESSED#{consumer}#{event_id}"), "PROCESSED");
-        item.insert(TTL.into(), n(now_s() + PROCESSED_TTL_S));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(conditional)?;
+        self.client.put_item().table_name(&self.table).set_item(Some(processed_item(consumer, event_id))).send().await.map_err(conditional)?;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use gocoffee_app::outbox::{LeasedOutbox, relay_leased};
 use gocoffee_app::ports::{Clock, EventRelay, StoreError, StoreResult, SystemClock};
 
-use crate::dynamo::{DynamoStore, keys};
+use crate::dynamo::{DynamoStore, Outbox, keys};
 
 /// PutRecords takes at most 500 records per call.
 const MAX_BATCH: usize = 500;
@@ -97,6 +97,7 @@ impl KinesisPublisher {
 /// in version order.
 pub struct DynamoOutboxRelay<'a> {
     pub store: &'a DynamoStore,
+    pub outbox: Outbox,
     pub publisher: &'a KinesisPublisher,
 }
 
@@ -109,16 +110,16 @@ const LEASE_MS: i64 = 30 * 1000;
 #[async_trait(?Send)]
 impl LeasedOutbox for DynamoOutboxRelay<'_> {
     async fn is_empty(&self) -> StoreResult<bool> {
-        Ok(self.store.outbox(1).await?.is_empty())
+        Ok(self.store.outbox(self.outbox, 1).await?.is_empty())
     }
 
     async fn lease(&self, holder: &str) -> StoreResult<bool> {
         let now = SystemClock.now_ms();
-        self.store.lease_outbox(holder, now, now + LEASE_MS).await
+        self.store.lease_outbox(self.outbox, holder, now, now + LEASE_MS).await
     }
 
     async fn release(&self, holder: &str) -> StoreResult<()> {
-        self.store.release_outbox(holder).await
+        self.store.release_outbox(self.outbox, holder).await
     }
 
     /// Each round publishes every order's lowest pending version: a later event of an order
@@ -129,7 +130,7 @@ impl LeasedOutbox for DynamoOutboxRelay<'_> {
             if round > 0 && !self.lease(holder).await? {
                 break;
             }
-            let pending = self.store.outbox(MAX_BATCH as i32).await?;
+            let pending = self.store.outbox(self.outbox, MAX_BATCH as i32).await?;
             if pending.is_empty() {
                 break;
             }
@@ -154,7 +155,7 @@ impl LeasedOutbox for DynamoOutboxRelay<'_> {
             let mut failed = false;
             for ((sk, _, _), ok) in batch.iter().zip(accepted) {
                 if ok {
-                    self.store.remove_from_outbox(sk).await?;
+                    self.store.remove_from_outbox(self.outbox, sk).await?;
                     sent += 1;
                 } else {
                     failed = true;

@@ -2,6 +2,8 @@
 //! to app calls and back. Each function's `main` is one call: [`health`], [`http`] or
 //! [`order_consumer`].
 
+use std::any::Any;
+
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::kinesis::KinesisEvent;
@@ -15,6 +17,7 @@ use gocoffee_app::{ApiError, Config, Function, Request, Response, Services};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
+use crate::dynamo::{ORDERS_OUTBOX, Outbox, PAYMENTS_OUTBOX};
 use crate::{AwsEnvironment, Clients, DynamoOutboxRelay, DynamoStore, KinesisPublisher, S3Images, SqsDeadLetters, SqsKitchenQueue};
 
 /// Structured logs on stdout for CloudWatch: JSON when the function's log format is JSON
@@ -32,13 +35,24 @@ pub fn init_tracing() {
     };
 }
 
-/// Publishes nothing: for functions that never queue events (identity, menu).
-struct NoStream;
+/// Relays each outbox the function has a stream for (none for identity and menu, which never
+/// queue events). Every one is tried; the first failure is reported.
+struct Relays<'a>(Vec<DynamoOutboxRelay<'a>>);
 
 #[async_trait::async_trait(?Send)]
-impl EventRelay for NoStream {
+impl EventRelay for Relays<'_> {
     async fn relay(&self) -> StoreResult<usize> {
-        Ok(0)
+        let mut sent = 0;
+        let mut failure = None;
+        for relay in &self.0 {
+            match relay.relay().await {
+                Ok(n) => sent += n,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        failure.map_or(Ok(sent), Err)
     }
 }
 
@@ -46,7 +60,8 @@ impl EventRelay for NoStream {
 pub struct Shell {
     config: Config,
     store: DynamoStore,
-    publisher: Option<KinesisPublisher>,
+    /// The outboxes this function relays, each to its stream.
+    streams: Vec<(Outbox, KinesisPublisher)>,
     kitchen: Option<SqsKitchenQueue>,
     dead_letters: Option<SqsDeadLetters>,
     images: Option<S3Images>,
@@ -55,8 +70,8 @@ pub struct Shell {
 impl Shell {
     /// From the function's environment: the SDK settings, the app config (`JWT_SECRET`, ...:
     /// [`Config::VARIABLES`] in upper case) and the resources (`TABLE_NAME`, `ORDERS_STREAM`,
-    /// `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`, `IMAGES_BUCKET`; all but the table only where
-    /// used).
+    /// `PAYMENTS_STREAM`, `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`, `IMAGES_BUCKET`; all but
+    /// the table only where used). A function relays the outbox of each stream it is given.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Shell, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let aws = AwsEnvironment::from_lookup(get)?;
@@ -64,10 +79,14 @@ impl Shell {
         let images = get("IMAGES_BUCKET").map(|bucket| S3Images::new(bucket, &aws.region, aws.credentials.clone(), aws.endpoint.clone()));
         let config = Config::from_lookup(|name| get(&name.to_ascii_uppercase())).map_err(|e| format!("configuration: {e}"))?;
         let table = get("TABLE_NAME").ok_or("TABLE_NAME is not set")?;
+        let streams = [("ORDERS_STREAM", ORDERS_OUTBOX), ("PAYMENTS_STREAM", PAYMENTS_OUTBOX)]
+            .into_iter()
+            .filter_map(|(variable, outbox)| get(variable).map(|stream| (outbox, KinesisPublisher::new(clients.kinesis.clone(), stream))))
+            .collect();
         Ok(Shell {
             config,
             store: DynamoStore::new(clients.dynamodb.clone(), table),
-            publisher: get("ORDERS_STREAM").map(|s| KinesisPublisher::new(clients.kinesis.clone(), s)),
+            streams,
             kitchen: get("KITCHEN_QUEUE_URL").map(|q| SqsKitchenQueue::new(clients.sqs.clone(), q)),
             dead_letters: get("DEAD_LETTER_QUEUE_URL").map(|q| SqsDeadLetters::new(clients.sqs.clone(), q)),
             images,
@@ -78,31 +97,39 @@ impl Shell {
         Shell::from_lookup(|name| std::env::var(name).ok())
     }
 
-    async fn with_services<T>(&self, f: impl AsyncFnOnce(&Services<'_>) -> T) -> T {
-        let stream = self.publisher.as_ref().map(|publisher| DynamoOutboxRelay { store: &self.store, publisher });
-        let relay: &dyn EventRelay = match &stream {
-            Some(r) => r,
-            None => &NoStream,
-        };
+    /// The table every port of this function is on.
+    pub fn store(&self) -> &DynamoStore {
+        &self.store
+    }
+
+    /// Runs `f` with this container's services; `extension` is what a function brings beyond
+    /// them (see [`Services::extension`]).
+    pub async fn with_services<T>(&self, extension: Option<&dyn Any>, f: impl AsyncFnOnce(&Services<'_>) -> T) -> T {
+        let relays = Relays(self.streams.iter().map(|(outbox, publisher)| DynamoOutboxRelay { store: &self.store, outbox: *outbox, publisher }).collect());
         let svc = Services {
             users: &self.store,
             menu: &self.store,
             orders: &self.store,
-            relay,
+            relay: &relays,
             kitchen: self.kitchen.as_ref().map(|k| k as &dyn KitchenQueue),
             images: self.images.as_ref().map(|i| Images::Presigned(i)),
             clock: &SystemClock,
             entropy: &OsEntropy,
             config: &self.config,
-            extension: None,
+            extension,
         };
         f(&svc).await
     }
 
     /// One API Gateway request for `function`.
     pub async fn http(&self, function: &Function, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        self.http_with(function, None, event).await
+    }
+
+    /// One API Gateway request for `function`, with the function's `extension`.
+    pub async fn http_with(&self, function: &Function, extension: Option<&dyn Any>, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let response = match request_from_apigw(event) {
-            Ok(req) => self.with_services(async |svc| gocoffee_app::handle(svc, &[function], req).await).await,
+            Ok(req) => self.with_services(extension, async |svc| gocoffee_app::handle(svc, &[function], req).await).await,
             Err(e) => e.into_response(),
         };
         response_to_apigw(response)
@@ -114,10 +141,21 @@ impl Shell {
     /// poison record can never succeed, so it goes to the dead-letter queue with its reason and
     /// the batch goes on: it neither blocks the shard nor replays the records behind it.
     pub async fn kinesis(&self, event: KinesisEvent) -> KinesisEventResponse {
+        self.kinesis_with(event, None, handle_stream_message).await
+    }
+
+    /// One stream batch, each record handled by `handle` (with the function's `extension`), with
+    /// the ordering and dead-lettering of [`Shell::kinesis`].
+    pub async fn kinesis_with(
+        &self,
+        event: KinesisEvent,
+        extension: Option<&dyn Any>,
+        handle: impl AsyncFn(&Services<'_>, &[u8]) -> Result<(), ConsumerError>,
+    ) -> KinesisEventResponse {
         let mut response = KinesisEventResponse::default();
-        self.with_services(async |svc| {
+        self.with_services(extension, async |svc| {
             for record in &event.records {
-                let outcome = match handle_stream_message(svc, &record.kinesis.data.0).await {
+                let outcome = match handle(svc, &record.kinesis.data.0).await {
                     Err(ConsumerError::Poison(reason)) => self.dead_letter(record_summary(record, &reason)).await,
                     other => other,
                 };
@@ -150,7 +188,7 @@ impl Shell {
     /// moves them to its dead-letter queue.
     pub async fn sqs(&self, event: SqsEvent) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
-        self.with_services(async |svc| {
+        self.with_services(None, async |svc| {
             for message in &event.records {
                 let id = message.message_id.clone().unwrap_or_default();
                 let body = message.body.as_deref().unwrap_or_default();
@@ -179,7 +217,7 @@ fn record_summary(record: &aws_lambda_events::kinesis::KinesisEventRecord, reaso
 }
 
 /// Publishes what handling queued; on failure the next relay sends it.
-async fn relay(svc: &Services<'_>) {
+pub async fn relay(svc: &Services<'_>) {
     if let Err(e) = svc.relay.relay().await {
         tracing::warn!(error = %e, "outbox relay failed; a later request or batch relays it");
     }
@@ -243,14 +281,16 @@ fn health_response(event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
 }
 
 /// The event source of a Lambda event: an API Gateway request or a batch of queue records.
-fn source(event: &Value) -> &str {
+pub fn source(event: &Value) -> &str {
     if event.get("requestContext").is_some() {
         return "apigateway";
     }
     event.get("Records").and_then(|r| r.get(0)).and_then(|r| r.get("eventSource")).and_then(Value::as_str).unwrap_or("unknown")
 }
 
-fn init(function: &str) -> Result<Shell, lambda_runtime::Error> {
+/// A function's start: its logs, then its shell from the environment (a failure is the init
+/// error Lambda reports).
+pub fn init(function: &str) -> Result<Shell, lambda_runtime::Error> {
     init_tracing();
     Shell::from_env().inspect_err(|e| tracing::error!(function, error = %e, "cannot start")).map_err(lambda_runtime::Error::from)
 }

@@ -17,6 +17,8 @@ pub mod store;
 pub mod verify;
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod aws;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 #[cfg(target_arch = "wasm32")]
 pub mod spin;

@@ -36,6 +36,23 @@ impl From<TransportError> for ChainError {
     }
 }
 
+/// One reader per configured chain. Its holder keeps it as long as it lives (a Lambda
+/// container, the tests), so each endpoint's circuit breaker remembers failures from one
+/// invocation to the next; a Spin component makes one per invocation.
+pub struct Readers {
+    readers: std::collections::BTreeMap<u64, ChainReader>,
+}
+
+impl Readers {
+    pub fn new(chains: &crate::chains::Chains, http: Arc<dyn HttpPost>, timeout: Duration) -> Readers {
+        Readers { readers: chains.iter().map(|(_, chain)| (chain.chain_id, ChainReader::new(chain, http.clone(), timeout))).collect() }
+    }
+
+    pub fn get(&self, chain_id: u64) -> Option<&ChainReader> {
+        self.readers.get(&chain_id)
+    }
+}
+
 /// One chain's reader.
 pub struct ChainReader {
     provider: RootProvider,

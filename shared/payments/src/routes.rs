@@ -4,19 +4,23 @@
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256, U256};
+use gocoffee_app::consumer::ConsumerError;
 use gocoffee_app::http::{ApiError, Response, json, page_limit, parse_json, query_param, rfc3339};
-use gocoffee_app::{Caller, Ctx, Function, route};
-use gocoffee_core::Role;
+use gocoffee_app::{Caller, Ctx, Function, Services, route};
+use gocoffee_core::{Role, StoredEvent};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::amount::format_units;
 use crate::chains::{AssetKind, Chains};
+use crate::config::PaymentConfig;
 use crate::deposit::DepositKeys;
 use crate::intent::{Intent, Transfer};
+use crate::prices::ChainlinkPrices;
+use crate::reader::Readers;
 use crate::rpc::HttpPost;
-use crate::service::{PaymentError, PaymentServices, Prices, Settings};
+use crate::service::{PaymentError, PaymentServices, Prices, ScanReport, Settings};
 use crate::store::IntentStore;
 use crate::verify::Rejection;
 
@@ -27,11 +31,25 @@ pub struct PaymentContext {
     /// Without an xpub no intent can be made (crypto orders are refused at placement too).
     pub keys: Option<DepositKeys>,
     pub prices: Box<dyn Prices>,
-    pub http: Arc<dyn HttpPost>,
+    pub readers: Readers,
     pub settings: Settings,
 }
 
 impl PaymentContext {
+    /// The context of `config` on `intents`, reaching the chains (and their price feeds) through
+    /// `http`.
+    pub fn new(config: PaymentConfig, intents: Box<dyn IntentStore>, http: Arc<dyn HttpPost>) -> PaymentContext {
+        let timeout = config.settings.rpc_timeout;
+        PaymentContext {
+            intents,
+            prices: Box::new(ChainlinkPrices { chains: config.chains.clone(), http: http.clone(), timeout }),
+            readers: Readers::new(&config.chains, http, timeout),
+            chains: config.chains,
+            keys: config.keys,
+            settings: config.settings,
+        }
+    }
+
     pub fn services<'a>(&'a self, svc: &'a gocoffee_app::Services<'_>) -> PaymentServices<'a> {
         PaymentServices {
             intents: self.intents.as_ref(),
@@ -39,12 +57,70 @@ impl PaymentContext {
             chains: &self.chains,
             keys: self.keys.as_ref(),
             prices: self.prices.as_ref(),
-            http: self.http.clone(),
+            readers: &self.readers,
             clock: svc.clock,
             entropy: svc.entropy,
             settings: self.settings,
         }
     }
+}
+
+/// How a payment failure reads to a stream trigger: a configuration that can't make the intent
+/// is poison (dead-lettered for an operator), anything else may pass on a retry.
+fn consumer_error(e: PaymentError) -> ConsumerError {
+    match e {
+        PaymentError::Config(why) => ConsumerError::Poison(why),
+        other => ConsumerError::Retryable(other.to_string()),
+    }
+}
+
+/// The payments consumer's handling of one message of the orders stream (both shells): an
+/// intent for an order that asks for payment, a closed intent for a cancelled order.
+pub async fn consume_order_event(pc: &PaymentContext, svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
+    let event: StoredEvent = serde_json::from_slice(payload).map_err(|e| ConsumerError::Poison(format!("not an order event: {e}")))?;
+    pc.services(svc).on_order_event(&event).await.map_err(consumer_error)
+}
+
+/// Publishes what was queued; on failure a later request, batch or pass relays it.
+pub async fn relay_logged(svc: &Services<'_>) {
+    if let Err(e) = svc.relay.relay().await {
+        tracing::warn!(error = %e, "outbox relay failed; a later request relays it");
+    }
+}
+
+/// One watcher pass (both shells): every configured chain is scanned; a chain that can't be read
+/// is reported and the others still run. Then the outbox is relayed, which also sends anything
+/// an interrupted request left behind. The error lists every chain (and the relay) that failed.
+pub async fn watch_chains(pc: &PaymentContext, svc: &Services<'_>) -> Result<Vec<ScanReport>, String> {
+    let services = pc.services(svc);
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for (name, _) in pc.chains.iter() {
+        match services.scan(name).await {
+            Ok(report) => {
+                tracing::info!(
+                    chain = name,
+                    from = report.from_block,
+                    to = report.to_block,
+                    intents = report.intents,
+                    credited = report.credited,
+                    seen = report.seen,
+                    expired = report.expired,
+                    dropped = report.dropped,
+                    "chain scanned"
+                );
+                reports.push(report);
+            }
+            Err(e) => {
+                tracing::warn!(chain = name, error = %e, "chain scan failed; the next tick retries");
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    if let Err(e) = svc.relay.relay().await {
+        failed.push(format!("outbox relay: {e}"));
+    }
+    if failed.is_empty() { Ok(reports) } else { Err(failed.join("; ")) }
 }
 
 /// The payments function: intents, transaction hints, refunds.

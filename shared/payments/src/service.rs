@@ -5,7 +5,6 @@
 //! one effect.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::{Address, B256};
@@ -17,8 +16,7 @@ use crate::amount::{AmountError, Quote, amount_due, payment_uri};
 use crate::chains::{AssetKind, Chains};
 use crate::deposit::{DepositError, DepositKeys};
 use crate::intent::{Intent, IntentError, IntentEvent, StoredIntentEvent, Terms, Transfer};
-use crate::reader::{ChainError, ChainReader};
-use crate::rpc::HttpPost;
+use crate::reader::{ChainError, ChainReader, Readers};
 use crate::store::IntentStore;
 use crate::verify::{Context, Rejection, verify_log};
 
@@ -89,7 +87,7 @@ pub struct PaymentServices<'a> {
     /// Without them no intent can be made.
     pub keys: Option<&'a DepositKeys>,
     pub prices: &'a dyn Prices,
-    pub http: Arc<dyn HttpPost>,
+    pub readers: &'a Readers,
     pub clock: &'a dyn Clock,
     pub entropy: &'a dyn Entropy,
     pub settings: Settings,
@@ -113,9 +111,8 @@ impl PaymentServices<'_> {
         gocoffee_core::ids::ulid(self.clock.now_ms() as u64, self.entropy.u128())
     }
 
-    pub fn reader(&self, chain_id: u64) -> Result<ChainReader, PaymentError> {
-        let (_, chain) = self.chains.by_id(chain_id).ok_or_else(|| PaymentError::Config(format!("chain {chain_id} is not configured")))?;
-        Ok(ChainReader::new(chain, self.http.clone(), self.settings.rpc_timeout))
+    pub fn reader(&self, chain_id: u64) -> Result<&ChainReader, PaymentError> {
+        self.readers.get(chain_id).ok_or_else(|| PaymentError::Config(format!("chain {chain_id} is not configured")))
     }
 
     fn stored(&self, intent: &Intent, events: Vec<IntentEvent>, actor: &str, correlation_id: Option<&str>) -> Vec<StoredIntentEvent> {
@@ -318,7 +315,7 @@ impl PaymentServices<'_> {
     /// reorged out), then expiries.
     pub async fn scan(&self, chain_name: &str) -> Result<ScanReport, PaymentError> {
         let chain = self.chains.get(chain_name).ok_or_else(|| PaymentError::Config(format!("chain `{chain_name}` is not configured")))?;
-        let reader = ChainReader::new(chain, self.http.clone(), self.settings.rpc_timeout);
+        let reader = self.reader(chain.chain_id)?;
         let now = self.clock.now_ms();
         let intents = self.intents.monitored_intents(chain.chain_id, now).await?;
         if intents.is_empty() {
@@ -359,7 +356,7 @@ impl PaymentServices<'_> {
                     // block; otherwise the block is read to check the hash is still canonical.
                     let block = match (chain.finality, log.block_time_ms) {
                         (crate::chains::Finality::Finalized, Some(t)) => Some((log.block_hash, t)),
-                        _ => Some(required_block(&reader, &mut blocks, log.block_number).await?),
+                        _ => Some(required_block(reader, &mut blocks, log.block_number).await?),
                     };
                     let ctx = Context { head, finality: chain.finality, canonical_hash: block.map(|b| b.0), block_time_ms: block.map_or(0, |b| b.1) };
                     match verify_log(&intent.terms, &log, &ctx) {
@@ -388,7 +385,7 @@ impl PaymentServices<'_> {
                 }
                 // The node has reached this height (it is at or below the final block), so a
                 // different hash means the block was replaced; no answer is an error, not a reorg.
-                let canonical = required_block(&reader, &mut blocks, pending.block_number).await?.0;
+                let canonical = required_block(reader, &mut blocks, pending.block_number).await?.0;
                 if canonical == pending.block_hash {
                     match self.apply_transfer(&intent.terms.intent_id, pending, true, "watcher").await {
                         Ok(_) => report.credited += 1,
@@ -405,14 +402,14 @@ impl PaymentServices<'_> {
         // been scanned by now. Before an intent is failed, its own address is looked at once more
         // (a node that was behind, a log the range query missed): a paid order is never cancelled
         // for a read that came back short.
-        let (_, final_time) = required_block(&reader, &mut blocks, final_block).await?;
+        let (_, final_time) = required_block(reader, &mut blocks, final_block).await?;
         for intent in intents.iter().filter(|i| i.is_open() && !i.decide_expiry(now, final_time).is_empty()) {
             let ctx_for = |block: (B256, i64)| Context { head, finality: chain.finality, canonical_hash: Some(block.0), block_time_ms: block.1 };
             match intent.terms.asset_kind {
                 AssetKind::Erc20(token) => {
                     let logs = reader.transfer_logs(token, &[intent.terms.deposit_address], intent.terms.created_block + 1, final_block).await?;
                     for log in logs {
-                        let block = required_block(&reader, &mut blocks, log.block_number).await?;
+                        let block = required_block(reader, &mut blocks, log.block_number).await?;
                         if let Ok(v) = verify_log(&intent.terms, &log, &ctx_for(block)) {
                             for (transfer, is_final) in &v.transfers {
                                 match self.apply_transfer(&intent.terms.intent_id, transfer, *is_final, "watcher").await {

@@ -9,15 +9,12 @@ use std::time::Duration;
 use alloy_transport::BoxFuture;
 use gocoffee_app::consumer::ConsumerError;
 use gocoffee_app::{ApiError, Request, Response};
-use gocoffee_core::StoredEvent;
 use gocoffee_spin::{SpinSqliteDb, variable, with_services};
 use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
 
 use crate::config::PaymentConfig;
-use crate::prices::ChainlinkPrices;
-use crate::routes::{FUNCTION, PaymentContext};
+use crate::routes::{FUNCTION, PaymentContext, consume_order_event, relay_logged, watch_chains};
 use crate::rpc::{HttpPost, MAX_RESPONSE_BYTES, PostError};
-use crate::service::PaymentError;
 use crate::sql::SqlIntentStore;
 
 /// JSON-RPC over `wasi:http/outgoing-handler` with connect, first-byte and between-bytes
@@ -98,15 +95,7 @@ fn context() -> Result<PaymentContext, String> {
     let config = PaymentConfig::from_lookup(variable).map_err(|e| format!("payment configuration: {e}"))?;
     let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
     let intents = SqlIntentStore::open(db).map_err(|e| format!("preparing the schema: {e}"))?;
-    let http: Arc<dyn HttpPost> = Arc::new(SpinHttpPost);
-    Ok(PaymentContext {
-        intents: Box::new(intents),
-        prices: Box::new(ChainlinkPrices { chains: config.chains.clone(), http: http.clone(), timeout: config.settings.rpc_timeout }),
-        chains: config.chains,
-        keys: config.keys,
-        http,
-        settings: config.settings,
-    })
+    Ok(PaymentContext::new(config, Box::new(intents), Arc::new(SpinHttpPost)))
 }
 
 /// The whole body of the payments HTTP component.
@@ -120,25 +109,12 @@ pub async fn serve(req: Request) -> Response {
     }
 }
 
-/// How a payment failure reads to the trigger: a configuration that can't make the intent is
-/// poison (dead-lettered for an operator), anything else may pass on a retry.
-fn consumer_error(e: PaymentError) -> ConsumerError {
-    match e {
-        PaymentError::Config(why) => ConsumerError::Poison(why),
-        other => ConsumerError::Retryable(other.to_string()),
-    }
-}
-
-/// The whole body of the payments consumer (the orders channel): intents for orders that ask
-/// for payment, closed intents for cancelled orders.
+/// The whole body of the payments consumer (the orders channel).
 pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
-    let event: StoredEvent = serde_json::from_slice(payload).map_err(|e| ConsumerError::Poison(format!("not an order event: {e}")))?;
     let pc = context().map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?;
     with_services(None, Some(&pc), async |svc| {
-        pc.services(svc).on_order_event(&event).await.map_err(consumer_error)?;
-        if let Err(e) = svc.relay.relay().await {
-            tracing::warn!(error = %e, "outbox relay failed; a later request relays it");
-        }
+        consume_order_event(&pc, svc, payload).await?;
+        relay_logged(svc).await;
         Ok::<_, ConsumerError>(())
     })
     .await
@@ -146,37 +122,8 @@ pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
     .map_err(anyhow::Error::from)
 }
 
-/// One watcher pass (the cron trigger): every configured chain is scanned; a chain that can't be
-/// read is reported and the others still run. Then the outbox is relayed, which also sends
-/// anything an interrupted request left behind.
+/// One watcher pass (the cron trigger); see [`watch_chains`].
 pub async fn watch() -> Result<(), String> {
     let pc = context()?;
-    with_services(None, Some(&pc), async |svc| {
-        let services = pc.services(svc);
-        let mut failed = Vec::new();
-        for (name, _) in pc.chains.iter() {
-            match services.scan(name).await {
-                Ok(report) => tracing::info!(
-                    chain = name,
-                    from = report.from_block,
-                    to = report.to_block,
-                    intents = report.intents,
-                    credited = report.credited,
-                    seen = report.seen,
-                    expired = report.expired,
-                    dropped = report.dropped,
-                    "chain scanned"
-                ),
-                Err(e) => {
-                    tracing::warn!(chain = name, error = %e, "chain scan failed; the next tick retries");
-                    failed.push(format!("{name}: {e}"));
-                }
-            }
-        }
-        if let Err(e) = svc.relay.relay().await {
-            failed.push(format!("outbox relay: {e}"));
-        }
-        if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
-    })
-    .await?
+    with_services(None, Some(&pc), async |svc| watch_chains(&pc, svc).await.map(|_| ())).await?
 }

@@ -14,7 +14,7 @@ use gocoffee_app::memory::ManualClock;
 use gocoffee_app::ports::OsEntropy;
 use gocoffee_payments::chains::{Asset, AssetKind, Chain, Chains, Finality};
 use gocoffee_payments::intent::{Intent, IntentEvent, StoredIntentEvent, Terms};
-use gocoffee_payments::reader::ChainReader;
+use gocoffee_payments::reader::{ChainReader, Readers};
 use gocoffee_payments::rpc::HttpPost;
 use gocoffee_payments::service::{PaymentServices, Settings};
 use gocoffee_payments::sql::SqlIntentStore;
@@ -117,13 +117,14 @@ async fn main() {
     let http: Arc<dyn HttpPost> = counting.clone();
     let clock = ManualClock::new(now);
     let orders = SqliteStore::open(&db).expect("store");
+    let readers = Readers::new(&chains, http.clone(), Duration::from_secs(10));
     let services = PaymentServices {
         intents: &store,
         orders: &orders,
         chains: &chains,
         keys: Some(&keys),
         prices: &NoPrices,
-        http: http.clone(),
+        readers: &readers,
         clock: &clock,
         entropy: &OsEntropy,
         settings: Settings::default(),
