@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STATE ?= .gocoffee
 LISTEN ?= 127.0.0.1:3000
-COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher
+COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler
 # Every function is also a Lambda.
 LAMBDAS := $(COMPONENTS)
 HOST := target/release/gocoffee-host

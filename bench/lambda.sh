@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-20}
-FUNCTIONS=(health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher)
+FUNCTIONS=(health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler)
 
 tests/tools.sh main
 export PATH="$PWD/.venv/bin:$PATH"

@@ -49,10 +49,15 @@ fn u256(n: u128) -> String {
 
 impl Anvil {
     pub fn start(chain_id: u64) -> Anvil {
+        Anvil::start_on(chain_id, 0)
+    }
+
+    /// A node on `port` (0: any free port): a test can name a node's URL before it runs.
+    pub fn start_on(chain_id: u64, port: u16) -> Anvil {
         let bin = anvil_binary();
         assert!(bin.exists(), "{} is missing: run `make test` (npm installs it)", bin.display());
         let mut child = Command::new(bin)
-            .args(["--port", "0", "--host", "127.0.0.1", "--chain-id", &chain_id.to_string(), "--slots-in-an-epoch", "1"])
+            .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--chain-id", &chain_id.to_string(), "--slots-in-an-epoch", "1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -550,9 +550,9 @@ fn two_hundred_slow_clients_do_not_starve_reads_orders_or_the_consumer() {
 
 #[test]
 fn a_full_instance_pool_answers_503_with_retry_after_not_500() {
-    // Four instances: one each for the two consumers and the cron trigger, one for HTTP; a
+    // Five instances: one each for the two consumers and the two cron triggers, one for HTTP; a
     // request waits 50 ms for it.
-    let h = Host::start_with("busy", "127.0.0.1:0", &["--max-instances", "4", "--queue-timeout-ms", "50"]);
+    let h = Host::start_with("busy", "127.0.0.1:0", &["--max-instances", "5", "--queue-timeout-ms", "50"]);
     let replies: Vec<gocoffee_tests::Reply> = std::thread::scope(|s| {
         let calls: Vec<_> = (0..8)
             .map(|i| {

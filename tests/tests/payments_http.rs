@@ -47,28 +47,48 @@ fn cafe(name: &str, expiry_seconds: &str, lambda: bool) -> Cafe {
     let anvil = Anvil::start(137);
     let token = anvil.deploy_token("USDC", 6);
     anvil.mint(&token, DEV[1], 1_000_000_000);
-    let chains = json!({"polygon": {"chain_id": 137, "rpc_urls": [anvil.url], "finality": {"confirmations": 1},
+    let platform = platform(name, lambda, &anvil.url, &token, &[("PAYMENT_EXPIRY_SECONDS", expiry_seconds)], &["--max-attempts", "3", "--retry-base-ms", "50"]);
+    Cafe { platform, anvil, token }
+}
+
+/// Either shell, taking USDC at `token` on Polygon through `rpc_url`, with more `variables`
+/// (upper case names, as on Lambda) and, on the host, these `host_flags`.
+fn platform(name: &str, lambda: bool, rpc_url: &str, token: &str, variables: &[(&str, &str)], host_flags: &[&str]) -> Platform {
+    let chains = json!({"polygon": {"chain_id": 137, "rpc_urls": [rpc_url], "finality": {"confirmations": 1},
         "assets": {"USDC": {"erc20": token, "decimals": 6, "usd_pegged": true}}}})
     .to_string();
     let xpub = gocoffee_tests::payments::account_xpub(77);
-    let platform = if lambda {
-        Platform::Lambda(LambdaStack::start_env(
-            name,
-            true,
-            &[("PAYMENT_XPUB", &xpub), ("PAYMENT_CHAINS", &chains), ("PAYMENT_EXPIRY_SECONDS", expiry_seconds)],
-        ))
+    let mut vars: Vec<(String, String)> = vec![("PAYMENT_XPUB".into(), xpub), ("PAYMENT_CHAINS".into(), chains)];
+    vars.extend(variables.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    if lambda {
+        let params: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Platform::Lambda(LambdaStack::start_env(name, true, &params))
     } else {
-        Platform::Host(Host::start_env(
-            name,
-            &[
-                ("SPIN_VARIABLE_PAYMENT_XPUB", &xpub),
-                ("SPIN_VARIABLE_PAYMENT_CHAINS", &chains),
-                ("SPIN_VARIABLE_PAYMENT_RPC_ORIGIN", "http://127.0.0.1:*"),
-                ("SPIN_VARIABLE_PAYMENT_EXPIRY_SECONDS", expiry_seconds),
-            ],
-        ))
-    };
-    Cafe { platform, anvil, token }
+        vars.push(("PAYMENT_RPC_ORIGIN".into(), "http://127.0.0.1:*".into()));
+        let env: Vec<(String, String)> = vars.iter().map(|(k, v)| (format!("SPIN_VARIABLE_{k}"), v.clone())).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let state = gocoffee_tests::workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).expect("state dir");
+        Platform::Host(Host::launch_env(state, "127.0.0.1:0", host_flags, &env))
+    }
+}
+
+/// Runs the cron function `function` once (what its schedule does): the host's operator
+/// endpoint, or an invocation with the schedule's sample event on Lambda.
+fn tick(platform: &Platform, function: &str) -> Value {
+    match platform {
+        Platform::Host(host) => {
+            let r = host.request("POST", &format!("/.well-known/gocoffee/cron/{function}"), None, &[("x-gocoffee-operator", "1")], None);
+            assert_eq!(r.status, 200, "{}; host log:\n{}", r.body, host.log());
+            r.body
+        }
+        Platform::Lambda(stack) => {
+            let tick: Value =
+                serde_json::from_slice(&std::fs::read(gocoffee_tests::workspace().join("events/schedule/tick.json")).expect("sample")).expect("json");
+            stack.function(function).invoke(&tick).unwrap_or_else(|e| panic!("{function}: {e}\n{}", stack.logs()))
+        }
+    }
 }
 
 impl Cafe {
@@ -112,19 +132,8 @@ impl Cafe {
 
     /// Runs the watcher now (what its cron trigger does every 15 s).
     fn watch(&self) {
-        match &self.platform {
-            Platform::Host(host) => {
-                let r = host.request("POST", "/.well-known/gocoffee/cron/payments-watcher", None, &[("x-gocoffee-operator", "1")], None);
-                assert_eq!(r.status, 200, "{}; host log:\n{}", r.body, host.log());
-            }
-            Platform::Lambda(stack) => {
-                let tick: Value =
-                    serde_json::from_slice(&std::fs::read(gocoffee_tests::workspace().join("events/schedule/payments-tick.json")).expect("sample"))
-                        .expect("json");
-                let report = stack.function("payments-watcher").invoke(&tick).unwrap_or_else(|e| panic!("watcher: {e}\n{}", stack.logs()));
-                assert!(report["chains"].is_array(), "{report}");
-            }
-        }
+        let report = tick(&self.platform, "payments-watcher");
+        assert!(matches!(self.platform, Platform::Host(_)) || report["chains"].is_array(), "{report}");
     }
 
     /// Moves the chain's clock past the intent's expiry and mines on top.
@@ -201,4 +210,62 @@ fn an_unpaid_crypto_order_is_cancelled_by_expiry_and_late_money_becomes_a_refund
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["refund"]["address"].as_str().map(str::to_lowercase), Some(DEV[2].to_owned()));
+}
+
+on_both!(a_payment_request_whose_handling_failed_for_good_is_redriven_by_the_reconciler);
+fn a_payment_request_whose_handling_failed_for_good_is_redriven_by_the_reconciler(lambda: bool) {
+    // The chain's node is down when the order asks for payment, and nothing redelivers: the host
+    // with redelivery off (one attempt, no retry window), as Spin's Redis trigger behaves; on
+    // Lambda the mapping's retries run out and only the batch's metadata reaches its
+    // dead-letter queue.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
+    let url = format!("http://127.0.0.1:{port}");
+    // The first contract DEV[0] deploys on a fresh node: known before the node runs.
+    let token = alloy_primitives::Address::create(&DEV[0].parse().expect("dev"), 0).to_string();
+    let platform = platform(
+        "pay-reconcile",
+        lambda,
+        &url,
+        &token,
+        &[("RECONCILE_AFTER_SECONDS", "1")],
+        &["--max-attempts", "1", "--retry-for-secs", "0", "--retry-base-ms", "50"],
+    );
+    let api: &dyn Api = match &platform {
+        Platform::Host(h) => h,
+        Platform::Lambda(l) => l,
+    };
+    let customer = api.register("stuck@example.com");
+    let r = api.post(
+        "/api/v1/orders",
+        Some(&customer),
+        json!({"lines": [{"item_id": "cappuccino", "size": "medium", "quantity": 1}], "payment_method": {"crypto": {"chain": "polygon", "asset": "USDC"}}}),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let order = r.body["id"].as_str().expect("id").to_owned();
+    let intent_path = format!("/api/v1/payments/pi_{order}");
+    // The payment was asked for, and its handling failed for good.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while api.get(&format!("/api/v1/orders/{order}"), Some(&customer)).body["links"]["payment"].is_null() {
+        assert!(Instant::now() < deadline, "the payment was never requested; log:\n{}", api.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(api.get(&intent_path, Some(&customer)).status, 404, "no intent while the chain is unreachable");
+    // The node comes up. Each reconciler pass (every minute when deployed) re-drives the stuck
+    // request until the intent exists (on Lambda a container's circuit breaker may still be
+    // open for the first ones).
+    let anvil = Anvil::start_on(137, port);
+    assert_eq!(anvil.deploy_token("USDC", 6).to_lowercase(), token.to_lowercase());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let report = tick(&platform, "reconciler");
+        std::thread::sleep(Duration::from_secs(2));
+        let intent = api.get(&intent_path, Some(&customer));
+        if intent.status == 200 {
+            assert_eq!(intent.body["status"], "awaiting_payment", "{}", intent.body);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reconciler never re-drove the request (last: {report}); log:\n{}", api.log());
+    }
+    assert_eq!(api.get(&format!("/api/v1/orders/{order}"), Some(&customer)).body["status"], "pending", "waiting for its payment, not stuck");
 }

@@ -10,6 +10,7 @@ mod images;
 pub mod memory;
 pub mod outbox;
 pub mod ports;
+pub mod reconcile;
 mod routes;
 
 pub use crate::routes::{health, identity, menu, orders};

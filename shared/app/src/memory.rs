@@ -221,6 +221,12 @@ impl OrderStore for MemoryStore {
         self.state.borrow_mut().processed.insert((consumer.into(), event_id.into()));
         Ok(())
     }
+
+    async fn republish(&self, event: &StoredEvent) -> StoreResult<()> {
+        self.check()?;
+        self.state.borrow_mut().outbox.push(event.clone());
+        Ok(())
+    }
 }
 
 #[async_trait(?Send)]

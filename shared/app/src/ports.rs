@@ -130,6 +130,10 @@ pub trait OrderStore {
 
     async fn is_processed(&self, consumer: &str, event_id: &str) -> StoreResult<bool>;
     async fn mark_processed(&self, consumer: &str, event_id: &str) -> StoreResult<()>;
+
+    /// Queues a stored event for publishing again (the reconciler's re-drive of a stuck order);
+    /// consumers that already handled it ignore it by its id.
+    async fn republish(&self, event: &StoredEvent) -> StoreResult<()>;
 }
 
 /// Where placed orders wait for the kitchen to accept them, when the platform has a queue for

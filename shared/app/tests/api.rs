@@ -2,7 +2,7 @@
 
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
 use gocoffee_app::memory::{ManualClock, MemoryImageBlobs, MemoryKitchenQueue, MemoryStore};
-use gocoffee_app::ports::{Entropy, Images, OrderStore};
+use gocoffee_app::ports::{Clock, Entropy, Images, OrderStore};
 use gocoffee_app::{Config, FUNCTIONS, Services, handle};
 use gocoffee_core::{Email, Password};
 use serde_json::{Value, json};
@@ -671,4 +671,31 @@ fn responses_say_how_they_may_be_cached() {
     assert_eq!(w.call("GET", "/api/v1/auth/me", Some(&ada), None).headers["cache-control"], "no-store");
     assert_eq!(w.call("GET", "/api/v1/orders", Some(&ada), None).headers["cache-control"], "no-store");
     assert_eq!(w.call("GET", "/api/v1/nowhere", None, None).headers["cache-control"], "no-store");
+}
+
+#[test]
+fn the_reconciler_redrives_an_order_whose_placed_event_was_lost_and_only_once_it_is_stuck() {
+    use gocoffee_app::reconcile::{GIVE_UP_AFTER_MS, STUCK_AFTER_MS, reconcile_orders};
+    let w = World::new();
+    let ada = w.register("ada@example.com");
+    let lost = w.place(&ada);
+    // Published, and the delivery failed for good (nothing redelivers on Spin).
+    pollster::block_on(gocoffee_app::ports::EventRelay::relay(&w.store)).expect("relay");
+    let before = w.store.published().len();
+    let now = w.clock.now_ms();
+    let fresh = pollster::block_on(reconcile_orders(&w.svc(), now, STUCK_AFTER_MS)).expect("pass");
+    assert_eq!(fresh.republished, Vec::<String>::new(), "not stuck yet: a consumer may still be on it");
+    w.clock.advance(STUCK_AFTER_MS);
+    let stuck = pollster::block_on(reconcile_orders(&w.svc(), w.clock.now_ms(), STUCK_AFTER_MS)).expect("pass");
+    assert_eq!(stuck.republished, vec![lost.clone()]);
+    w.deliver_all();
+    assert!(w.store.published().len() > before, "the placed event went out again");
+    let order = pollster::block_on(w.store.order(&lost)).expect("read").expect("order");
+    assert_eq!(order.status, gocoffee_core::OrderStatus::Confirmed, "the consumer got it this time");
+    // Confirmed: nothing left to re-drive. A pending order older than a day is left to a person.
+    w.clock.advance(STUCK_AFTER_MS);
+    let old = w.place(&ada);
+    w.clock.advance(GIVE_UP_AFTER_MS + 1);
+    let later = pollster::block_on(reconcile_orders(&w.svc(), w.clock.now_ms(), STUCK_AFTER_MS)).expect("pass");
+    assert_eq!((later.republished.len(), later.abandoned), (0, 1), "{old} is abandoned, {lost} is done");
 }

@@ -638,4 +638,11 @@ impl OrderStore for DynamoStore {
         self.client.put_item().table_name(&self.table).set_item(Some(processed_item(consumer, event_id))).send().await.map_err(conditional)?;
         Ok(())
     }
+
+    /// The same entry the event's append wrote (a pending one is simply written again).
+    async fn republish(&self, event: &StoredEvent) -> StoreResult<()> {
+        let entry = outbox_entry(ORDERS_OUTBOX, &event.order_id, event.version, to_doc(event)?);
+        self.client.put_item().table_name(&self.table).set_item(Some(entry)).send().await.map_err(sdk)?;
+        Ok(())
+    }
 }

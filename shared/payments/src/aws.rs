@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use crate::config::PaymentConfig;
 use crate::intent::{Intent, StoredIntentEvent, TransferKey};
 use crate::native::HyperPost;
-use crate::routes::{FUNCTION, PaymentContext, consume_order_event, watch_chains};
+use crate::routes::{FUNCTION, PaymentContext, consume_order_event, reconcile_pass, stuck_after_ms, watch_chains};
 use crate::store::IntentStore;
 
 /// Key prefixes of the payment items (documented in `shared/aws/TABLE.md`).
@@ -249,6 +249,12 @@ impl IntentStore for DynamoIntentStore {
             Err(e) => Err(e),
         }
     }
+
+    async fn republish(&self, event: &StoredIntentEvent) -> StoreResult<()> {
+        let entry = outbox_entry(PAYMENTS_OUTBOX, &event.order_id, event.version, to_doc(event)?);
+        self.table.client().put_item().table_name(self.table.table()).set_item(Some(entry)).send().await.map_err(sdk)?;
+        Ok(())
+    }
 }
 
 // ------------------------------------------------------------------ the Lambda entries
@@ -301,6 +307,20 @@ pub async fn watcher() -> Result<(), lambda_runtime::Error> {
             .map(|r| json!({"chain_id": r.chain_id, "from": r.from_block, "to": r.to_block, "intents": r.intents, "credited": r.credited, "seen": r.seen, "expired": r.expired, "dropped": r.dropped}))
             .collect();
         Ok::<_, lambda_runtime::Error>(json!({ "chains": chains }))
+    }))
+    .await
+}
+
+/// `main` of the reconciler: one pass per scheduled event (or direct invocation), see
+/// [`reconcile_pass`]. It relays both outboxes, so on AWS it also publishes what a function
+/// that died before relaying left behind, and it re-drives what a Kinesis batch that exhausted
+/// its retries never did (the on-failure destination only gets the batch's metadata).
+pub async fn reconciler() -> Result<(), lambda_runtime::Error> {
+    let (shell, pc) = &start("reconciler")?;
+    let after = stuck_after_ms(|name| std::env::var(name.to_ascii_uppercase()).ok()).map_err(lambda_runtime::Error::from)?;
+    lambda_runtime::run(lambda_runtime::service_fn(async |_event: lambda_runtime::LambdaEvent<Value>| {
+        let report = Box::pin(shell.with_services(Some(pc), async |svc| reconcile_pass(pc, svc, after).await)).await.map_err(lambda_runtime::Error::from)?;
+        Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
     }))
     .await
 }

@@ -123,6 +123,54 @@ pub async fn watch_chains(pc: &PaymentContext, svc: &Services<'_>) -> Result<Vec
     if failed.is_empty() { Ok(reports) } else { Err(failed.join("; ")) }
 }
 
+/// What one reconciler pass did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ReconcileReport {
+    /// Events the outbox relays published.
+    pub relayed: usize,
+    /// Stuck orders whose latest event was published again.
+    pub republished: Vec<String>,
+    /// Crypto orders whose payment request or outcome was published again.
+    pub payments_redriven: usize,
+    /// Orders stuck for over a day, left to an operator.
+    pub abandoned: usize,
+}
+
+/// The reconciler's deadline from its `reconcile_after_seconds` variable (default
+/// [`STUCK_AFTER_MS`](gocoffee_app::reconcile::STUCK_AFTER_MS)).
+pub fn stuck_after_ms(lookup: impl Fn(&str) -> Option<String>) -> Result<i64, String> {
+    match lookup("reconcile_after_seconds").filter(|v| !v.trim().is_empty()) {
+        None => Ok(gocoffee_app::reconcile::STUCK_AFTER_MS),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|s| (1..=86_400).contains(s))
+            .map(|s| s * 1000)
+            .ok_or_else(|| "reconcile_after_seconds must be a number from 1 to 86400".to_owned()),
+    }
+}
+
+/// One reconciler pass (both shells): relays what no request relayed, re-drives the orders stuck
+/// past `stuck_after_ms` (the order side, [`gocoffee_app::reconcile`]) and the payments of crypto
+/// orders that waited as long ([`PaymentServices::reconcile`]), then relays what that queued.
+pub async fn reconcile_pass(pc: &PaymentContext, svc: &Services<'_>, stuck_after_ms: i64) -> Result<ReconcileReport, String> {
+    let mut report = ReconcileReport { relayed: svc.relay.relay().await.map_err(|e| format!("outbox relay: {e}"))?, ..ReconcileReport::default() };
+    let orders = gocoffee_app::reconcile::reconcile_orders(svc, svc.clock.now_ms(), stuck_after_ms).await.map_err(|e| format!("stuck orders: {e}"))?;
+    report.payments_redriven = pc.services(svc).reconcile(&orders.awaiting_payment).await.map_err(|e| format!("stuck payments: {e}"))?;
+    report.republished = orders.republished;
+    report.abandoned = orders.abandoned;
+    report.relayed += svc.relay.relay().await.map_err(|e| format!("outbox relay: {e}"))?;
+    tracing::info!(
+        relayed = report.relayed,
+        republished = report.republished.len(),
+        payments = report.payments_redriven,
+        abandoned = report.abandoned,
+        "reconciled"
+    );
+    Ok(report)
+}
+
 /// The payments function: intents, transaction hints, refunds.
 pub static FUNCTION: Function = Function {
     name: "payments",

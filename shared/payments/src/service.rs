@@ -207,6 +207,38 @@ impl PaymentServices<'_> {
         }
     }
 
+    /// The reconciler's payment side, for crypto orders that have waited for their payment
+    /// without a change past the order side's deadline: an intent never made (the message asking
+    /// for it was lost) is asked for again by publishing the order's `PaymentRequested` again; an
+    /// intent that ended (paid or failed) whose outcome the order never got has that outcome
+    /// published again. An open intent is the watcher's business. Returns how many were re-driven.
+    pub async fn reconcile(&self, waiting: &[gocoffee_core::Order]) -> Result<usize, PaymentError> {
+        let mut redriven = 0;
+        for order in waiting {
+            let Some(intent_id) = order.payment_intent.as_deref() else { continue };
+            match self.intents.intent(intent_id).await? {
+                None => {
+                    let events = self.orders.events(&order.id).await?;
+                    if let Some(requested) = events.iter().rev().find(|e| matches!(e.event, OrderEvent::PaymentRequested { .. })) {
+                        self.orders.republish(requested).await?;
+                        tracing::warn!(order_id = %order.id, intent_id, "no intent for a payment request: the request is published again");
+                        redriven += 1;
+                    }
+                }
+                Some(intent) if intent.outcome.is_some() => {
+                    let events = self.intents.intent_events(intent_id).await?;
+                    if let Some(outcome) = events.iter().rev().find(|e| matches!(e.event.name(), "PaymentConfirmed" | "PaymentFailed")) {
+                        self.intents.republish(outcome).await?;
+                        tracing::warn!(order_id = %order.id, intent_id, event = outcome.event.name(), "the order never got its payment's outcome: published again");
+                        redriven += 1;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(redriven)
+    }
+
     async fn open_intent(&self, requested: &StoredEvent, intent_id: &str) -> Result<(), PaymentError> {
         if self.intents.intent(intent_id).await?.is_some() {
             return Ok(self.orders.mark_processed(PAYMENTS_CONSUMER, &requested.event_id).await?);

@@ -13,7 +13,7 @@ use gocoffee_spin::{SpinSqliteDb, variable, with_services};
 use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
 
 use crate::config::PaymentConfig;
-use crate::routes::{FUNCTION, PaymentContext, consume_order_event, relay_logged, watch_chains};
+use crate::routes::{FUNCTION, PaymentContext, consume_order_event, reconcile_pass, relay_logged, stuck_after_ms, watch_chains};
 use crate::rpc::{HttpPost, MAX_RESPONSE_BYTES, PostError};
 use crate::sql::SqlIntentStore;
 
@@ -120,6 +120,13 @@ pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
     .await
     .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
     .map_err(anyhow::Error::from)
+}
+
+/// One reconciler pass (the cron trigger); see [`reconcile_pass`].
+pub async fn reconcile() -> Result<(), String> {
+    let pc = context()?;
+    let after = stuck_after_ms(variable)?;
+    with_services(None, Some(&pc), async |svc| reconcile_pass(&pc, svc, after).await.map(|_| ())).await?
 }
 
 /// One watcher pass (the cron trigger); see [`watch_chains`].

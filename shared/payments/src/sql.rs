@@ -190,4 +190,12 @@ impl<D: Db> IntentStore for SqlIntentStore<D> {
             .map_err(store_error)?;
         Ok(())
     }
+
+    async fn republish(&self, event: &StoredIntentEvent) -> StoreResult<()> {
+        let doc = to_json(event).map_err(store_error)?;
+        self.db
+            .execute("INSERT INTO outbox (channel, payload) VALUES (?, ?)", &[PAYMENTS_CHANNEL.into(), Value::Blob(doc.into_bytes())])
+            .map_err(store_error)?;
+        Ok(())
+    }
 }

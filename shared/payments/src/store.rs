@@ -47,4 +47,7 @@ pub trait IntentStore {
     async fn cursor(&self, chain_id: u64) -> StoreResult<Option<u64>>;
     /// Moves the cursor forward (never back).
     async fn advance_cursor(&self, chain_id: u64, block: u64) -> StoreResult<()>;
+
+    /// Queues a stored intent event for publishing again (the reconciler's re-drive).
+    async fn republish(&self, event: &StoredIntentEvent) -> StoreResult<()>;
 }

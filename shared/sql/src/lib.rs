@@ -332,6 +332,12 @@ impl<D: Db> OrderStore for SqliteStore<D> {
         self.db.execute("INSERT OR IGNORE INTO processed_events (consumer, event_id) VALUES (?, ?)", &[consumer.into(), event_id.into()])?;
         Ok(())
     }
+
+    async fn republish(&self, event: &StoredEvent) -> StoreResult<()> {
+        let doc = serde_json::to_string(event).map_err(|e| StoreError::Unavailable(format!("encoding an event: {e}")))?;
+        self.db.execute("INSERT INTO outbox (channel, payload) VALUES (?, ?)", &[ORDERS_CHANNEL.into(), Value::Blob(doc.into_bytes())])?;
+        Ok(())
+    }
 }
 
 /// Where the outbox relay sends events: a Redis channel on Spin, the host's durable log locally.

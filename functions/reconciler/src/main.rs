@@ -1,0 +1,8 @@
+//! Reconciler as an AWS Lambda: one pass per scheduled event (EventBridge).
+#![cfg_attr(target_arch = "wasm32", no_main)]
+
+#[cfg(not(target_arch = "wasm32"))]
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    gocoffee_payments::aws::reconciler().await
+}
