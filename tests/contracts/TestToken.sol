@@ -83,3 +83,32 @@ contract TestPriceFeed {
         return (1, answer, updatedAt, updatedAt, 1);
     }
 }
+
+/// What the payment watcher uses of Multicall3 (0xcA11bde05977b3631167028862bE2a173976CA11 on
+/// the chains it takes), with Multicall3's ABI: `aggregate3` and `getEthBalance`. The tests put
+/// its code at Multicall3's address on anvil.
+contract Multicall3Subset {
+    struct Call3 {
+        address target;
+        bool allowFailure;
+        bytes callData;
+    }
+
+    struct Result {
+        bool success;
+        bytes returnData;
+    }
+
+    function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory returnData) {
+        returnData = new Result[](calls.length);
+        for (uint256 i = 0; i < calls.length; i++) {
+            (bool success, bytes memory data) = calls[i].target.call(calls[i].callData);
+            require(success || calls[i].allowFailure, "Multicall3: call failed");
+            returnData[i] = Result(success, data);
+        }
+    }
+
+    function getEthBalance(address addr) external view returns (uint256 balance) {
+        balance = addr.balance;
+    }
+}

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 node_modules/.bin/solcjs --bin --optimize --optimize-runs 200 -o "$out" tests/contracts/TestToken.sol >/dev/null
-for contract in TestToken FakeTransfer TestPriceFeed; do
+for contract in TestToken FakeTransfer TestPriceFeed Multicall3Subset; do
   built="$out/tests_contracts_TestToken_sol_$contract.bin"
   if [ "${1:-}" = "--check" ]; then
     cmp -s "$built" "tests/contracts/$contract.bin" || { echo "tests/contracts/$contract.bin is stale: run tests/contracts/build.sh" >&2; exit 1; }

@@ -142,6 +142,14 @@ impl Anvil {
         self.receipt(&hash)["contractAddress"].as_str().expect("contract address").to_owned()
     }
 
+    /// Puts Multicall3's code (the part the watcher uses, `Multicall3Subset`) at Multicall3's
+    /// address, where it is on the real chains.
+    pub fn install_multicall3(&self) {
+        let deployed = self.deploy("Multicall3Subset", "");
+        let code = self.rpc("eth_getCode", json!([deployed, "latest"]));
+        self.rpc("anvil_setCode", json!([gocoffee_payments::reader::MULTICALL3.to_string(), code]));
+    }
+
     /// A [`TestToken`](../../contracts/TestToken.sol) with this symbol and decimals.
     pub fn deploy_token(&self, symbol: &str, decimals: u8) -> String {
         // constructor(string name, string symbol, uint8 decimals): two dynamic strings.

@@ -19,7 +19,7 @@ use gocoffee_core::{Cents, CryptoMethod, Order, OrderEvent, OrderStatus, Payment
 use gocoffee_payments::aws::DynamoIntentStore;
 use gocoffee_payments::chains::{Asset, AssetKind, Chain, Chains, Finality};
 use gocoffee_payments::deposit::DepositKeys;
-use gocoffee_payments::intent::{IntentStatus, Outcome, StoredIntentEvent};
+use gocoffee_payments::intent::{Intent, IntentEvent, IntentStatus, Outcome, StoredIntentEvent, Terms};
 use gocoffee_payments::reader::Readers;
 use gocoffee_payments::service::{PaymentError, PaymentServices, Settings};
 use gocoffee_payments::sql::SqlIntentStore;
@@ -127,8 +127,11 @@ impl World {
             chain_id: 137,
             rpc_urls: vec![anvil.url.clone()],
             finality: Finality::Confirmations(1),
-            assets: [("USDC".to_owned(), Asset { kind: AssetKind::Erc20(token.parse().expect("token")), decimals: 6, usd_pegged: true, price_feed: None })]
-                .into(),
+            assets: [
+                ("USDC".to_owned(), Asset { kind: AssetKind::Erc20(token.parse().expect("token")), decimals: 6, usd_pegged: true, price_feed: None }),
+                ("POL".to_owned(), Asset { kind: AssetKind::Native, decimals: 18, usd_pegged: false, price_feed: None }),
+            ]
+            .into(),
         };
         let config = Config {
             jwt_secret: b"payments-test-secret-payments-test".to_vec(),
@@ -397,4 +400,80 @@ async fn the_watcher_finds_payments_with_one_log_query_and_expiry_cancels_the_un
     let late = intents.intent("pi_w3").await.expect("read").expect("w3");
     assert_eq!((late.status, late.received_late), (IntentStatus::RefundDue, U256::from(4_500_000u64)));
     assert_eq!(intents.refunds_due(10, None).await.expect("refunds").len(), 2);
+}
+
+on_both!(native_coin_payments_are_found_by_the_watcher_with_a_balance_read_for_all_intents);
+async fn native_coin_payments_are_found_by_the_watcher_with_a_balance_read_for_all_intents(kind: Kind) {
+    let w = World::new("native", kind).await;
+    w.anvil.install_multicall3();
+    let (orders, intents) = (w.orders(), w.intents());
+    let now = w.clock.now_ms();
+    // Twenty open intents for 0.01 POL each (made directly: the price port isn't the point here).
+    let due = U256::from(10_000_000_000_000_000u128);
+    let mut made = Vec::new();
+    for i in 0..20u64 {
+        let terms = Terms {
+            intent_id: format!("pi_n{i}"),
+            order_id: format!("n{i}"),
+            customer_id: "c1".into(),
+            chain: "polygon".into(),
+            chain_id: 137,
+            asset: "POL".into(),
+            asset_kind: AssetKind::Native,
+            decimals: 18,
+            amount_cents: 450,
+            amount_due: due,
+            quote: None,
+            deposit_address: w.keys.address(1000 + i).expect("address"),
+            derivation_index: 1000 + i,
+            payment_uri: String::new(),
+            created_at_ms: now,
+            expires_at_ms: now + 900_000,
+            monitor_until_ms: now + 86_400_000,
+            created_block: w.anvil.block_number(),
+        };
+        let created = StoredIntentEvent {
+            event_id: format!("created-n{i}"),
+            intent_id: terms.intent_id.clone(),
+            order_id: terms.order_id.clone(),
+            version: 1,
+            occurred_at_ms: now,
+            actor: "system".into(),
+            correlation_id: None,
+            event: IntentEvent::IntentCreated { terms: terms.clone() },
+        };
+        intents.create_intent(&Intent::from_events(std::slice::from_ref(&created)).expect("intent"), &created, None).await.expect("create");
+        made.push(terms);
+    }
+    let p = w.payments(&*intents, &*orders);
+    // A first pass over new blocks with nothing paid: the balances of all twenty are read in one
+    // call at each end of the window, and no block is read.
+    w.anvil.mine(2);
+    p.scan("polygon").await.expect("scan");
+    w.anvil.mine(2);
+    let before = w.http.count();
+    let idle = p.scan("polygon").await.expect("scan");
+    let idle_calls = w.http.count() - before;
+    assert_eq!((idle.credited, idle.native_blocks_read), (0, 0), "{idle:?}");
+    assert!(idle.from_block <= idle.to_block, "the window has blocks: {idle:?}");
+    assert!(idle_calls <= 6, "the head, two balance reads and the final block, however many intents: {idle_calls}");
+    // One paid in full, one short; plain value transfers.
+    let value = |v: U256| u128::try_from(v).expect("fits");
+    w.anvil.send(DEV[1], Some(&made[3].deposit_address.to_string()), "0x", value(due), None);
+    w.anvil.send(DEV[1], Some(&made[7].deposit_address.to_string()), "0x", value(due) / 2, None);
+    w.anvil.mine(1);
+    let before = w.http.count();
+    let report = p.scan("polygon").await.expect("scan");
+    let calls = w.http.count() - before;
+    assert_eq!(report.credited, 2, "{report:?}");
+    assert!(report.native_blocks_read <= 3, "only the window's blocks: {report:?}");
+    // Beyond the idle pass: the window's blocks and a check of each of the two payments.
+    assert!(calls <= idle_calls + report.native_blocks_read + 2 * 5, "{calls} calls: {report:?}");
+    assert_eq!(intents.intent("pi_n3").await.expect("read").expect("n3").status, IntentStatus::Paid);
+    let short = intents.intent("pi_n7").await.expect("read").expect("n7");
+    assert_eq!((short.status, short.received), (IntentStatus::PartiallyPaid, due / U256::from(2u8)));
+    // Nothing new: no block read again, nothing credited twice.
+    w.anvil.mine(1);
+    let again = p.scan("polygon").await.expect("scan");
+    assert_eq!((again.credited, again.native_blocks_read), (0, 0), "{again:?}");
 }

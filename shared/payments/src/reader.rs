@@ -36,6 +36,22 @@ impl From<TransportError> for ChainError {
     }
 }
 
+/// Multicall3, at the same address on every chain that has it (all four defaults; the tests put
+/// it on anvil with `anvil_setCode`). The watcher reads native balances through it.
+pub const MULTICALL3: Address = alloy_primitives::address!("cA11bde05977b3631167028862bE2a173976CA11");
+/// Balances per `eth_call`: about 2,600 gas each for a cold account, far under nodes' caps.
+pub const BALANCES_PER_CALL: usize = 500;
+
+alloy_sol_types::sol! {
+    /// The part of Multicall3's ABI the watcher uses.
+    interface IMulticall3 {
+        struct Call3 { address target; bool allowFailure; bytes callData; }
+        struct Result { bool success; bytes returnData; }
+        function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory returnData);
+        function getEthBalance(address addr) external view returns (uint256 balance);
+    }
+}
+
 /// One reader per configured chain. Its holder keeps it as long as it lives (a Lambda
 /// container, the tests), so each endpoint's circuit breaker remembers failures from one
 /// invocation to the next; a Spin component makes one per invocation.
@@ -93,6 +109,54 @@ impl ChainReader {
     /// An address's native balance at a block.
     pub async fn balance(&self, address: Address, block: u64) -> Result<alloy_primitives::U256, ChainError> {
         Ok(self.provider.get_balance(address).number(block).await?)
+    }
+
+    /// The native balances of `addresses` at `block`, in order: one `eth_call` to Multicall3 per
+    /// [`BALANCES_PER_CALL`] addresses, however many intents are open.
+    pub async fn native_balances(&self, addresses: &[Address], block: u64) -> Result<Vec<alloy_primitives::U256>, ChainError> {
+        use alloy_sol_types::SolCall;
+        let mut out = Vec::with_capacity(addresses.len());
+        for chunk in addresses.chunks(BALANCES_PER_CALL) {
+            let calls: Vec<IMulticall3::Call3> = chunk
+                .iter()
+                .map(|a| IMulticall3::Call3 {
+                    target: MULTICALL3,
+                    allowFailure: false,
+                    callData: IMulticall3::getEthBalanceCall { addr: *a }.abi_encode().into(),
+                })
+                .collect();
+            let request = alloy_rpc_types_eth::TransactionRequest::default().to(MULTICALL3).input(IMulticall3::aggregate3Call { calls }.abi_encode().into());
+            let raw = self.provider.call(request).block(block.into()).await?;
+            let results =
+                IMulticall3::aggregate3Call::abi_decode_returns(&raw).map_err(|e| ChainError::Rpc(format!("Multicall3's answer can't be read: {e}")))?;
+            if results.len() != chunk.len() {
+                return Err(ChainError::Rpc("Multicall3 answered for a different number of addresses".into()));
+            }
+            for r in results {
+                let balance =
+                    IMulticall3::getEthBalanceCall::abi_decode_returns(&r.returnData).map_err(|e| ChainError::Rpc(format!("a balance can't be read: {e}")))?;
+                out.push(balance);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Block `number` read whole: its hash and time (milliseconds), and its transactions that
+    /// send the native coin straight to one of `to`, as `(tx hash, recipient)`. A contract passing
+    /// the coin on (an internal transfer) is not among them.
+    pub async fn value_transfers(&self, number: u64, to: &[Address]) -> Result<((B256, i64), Vec<(B256, Address)>), ChainError> {
+        let block = self.provider.get_block_by_number(BlockNumberOrTag::Number(number)).full().await?;
+        let block = block.ok_or_else(|| ChainError::Rpc(format!("the node has no block {number}")))?;
+        let time = i64::try_from(block.header.timestamp).unwrap_or(i64::MAX).saturating_mul(1000);
+        let transfers = block
+            .transactions
+            .txns()
+            .filter_map(|tx| {
+                let recipient = tx.inner.to()?;
+                (to.contains(&recipient) && !tx.inner.value().is_zero()).then(|| (*tx.inner.tx_hash(), recipient))
+            })
+            .collect();
+        Ok(((block.header.hash, time), transfers))
     }
 
     /// A block's hash and time (milliseconds), if the canonical chain has it.

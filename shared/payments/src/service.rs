@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, B256, U256};
 use async_trait::async_trait;
 use gocoffee_app::ports::{Clock, Entropy, OrderStore, StoreError};
 use gocoffee_core::{OrderEvent, StoredEvent};
@@ -18,7 +18,7 @@ use crate::deposit::{DepositError, DepositKeys};
 use crate::intent::{Intent, IntentError, IntentEvent, StoredIntentEvent, Terms, Transfer};
 use crate::reader::{ChainError, ChainReader, Readers};
 use crate::store::IntentStore;
-use crate::verify::{Context, Rejection, verify_log};
+use crate::verify::{Context, Rejection, verify_log, verify_tx};
 
 /// This consumer's name in the processed-events ledger.
 pub const PAYMENTS_CONSUMER: &str = "payments-consumer";
@@ -104,6 +104,8 @@ pub struct ScanReport {
     pub seen: usize,
     pub dropped: usize,
     pub expired: usize,
+    /// Blocks read whole for native-coin transfers (only when a native balance rose).
+    pub native_blocks_read: usize,
 }
 
 impl PaymentServices<'_> {
@@ -343,8 +345,9 @@ impl PaymentServices<'_> {
 
     /// One watcher pass over one chain: from the stored cursor to the chain's final block, every
     /// `Transfer` of each allow-listed token into any monitored deposit address (one log query
-    /// per token, however many intents), then the transfers still confirming (final now, or
-    /// reorged out), then expiries.
+    /// per token, however many intents), native coins sent to them (two Multicall3 balance reads,
+    /// however many intents, and the window's blocks only when a balance rose), then the
+    /// transfers still confirming (final now, or reorged out), then expiries.
     pub async fn scan(&self, chain_name: &str) -> Result<ScanReport, PaymentError> {
         let chain = self.chains.get(chain_name).ok_or_else(|| PaymentError::Config(format!("chain `{chain_name}` is not configured")))?;
         let reader = self.reader(chain.chain_id)?;
@@ -408,6 +411,63 @@ impl PaymentServices<'_> {
                 }
             }
         }
+        // Native coins leave no log. One Multicall3 read of every monitored native deposit address
+        // at each end of the window finds those whose balance rose; only then are the window's
+        // blocks read for the transactions that sent the coin there, each verified like a hint.
+        let natives: Vec<&Intent> = intents.iter().filter(|i| i.terms.asset_kind == AssetKind::Native).collect();
+        if from <= final_block && !natives.is_empty() {
+            let addresses: Vec<Address> = natives.iter().map(|i| i.terms.deposit_address).collect();
+            let after = reader.native_balances(&addresses, final_block).await?;
+            let before = match reader.native_balances(&addresses, from - 1).await {
+                Ok(b) => Some(b),
+                // A node that keeps no state that old (a full node keeps about 128 blocks):
+                // compare with what the intents already account for instead.
+                Err(ChainError::Rpc(why)) => {
+                    tracing::warn!(chain = chain_name, block = from - 1, %why, "no balances at the window's start; comparing with what is credited");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let rose: Vec<Address> = natives
+                .iter()
+                .enumerate()
+                .filter(|(k, i)| match &before {
+                    Some(before) => after[*k] > before[*k],
+                    None => after[*k] > i.credited.iter().chain(&i.pending).fold(U256::ZERO, |sum, t| sum.saturating_add(t.amount)),
+                })
+                .map(|(_, i)| i.terms.deposit_address)
+                .collect();
+            let window = if rose.is_empty() { from..=from - 1 } else { from..=final_block };
+            report.native_blocks_read = window.clone().count();
+            for number in window {
+                // The block just read is the canonical one at its height: each transaction in it
+                // is judged against it and the scan's head, so it costs its transaction and
+                // receipt only.
+                let (block, transfers) = reader.value_transfers(number, &rose).await?;
+                blocks.insert(number, Some(block));
+                for (tx, to) in transfers {
+                    let Some(intent) = natives.iter().find(|i| i.terms.deposit_address == to) else { continue };
+                    let ctx = Context { head, finality: chain.finality, canonical_hash: Some(block.0), block_time_ms: block.1 };
+                    let verdict = match reader.transaction(tx).await? {
+                        Ok(facts) => verify_tx(&intent.terms, Some(&facts), &ctx),
+                        Err(rejection) => Err(rejection),
+                    };
+                    match verdict {
+                        Ok(v) => {
+                            for (transfer, is_final) in &v.transfers {
+                                match self.apply_transfer(&intent.terms.intent_id, transfer, *is_final, "watcher").await {
+                                    Ok(_) if *is_final => report.credited += 1,
+                                    Ok(_) => report.seen += 1,
+                                    Err(PaymentError::AlreadyClaimed) => {}
+                                    Err(e) => return Err(e),
+                                }
+                            }
+                        }
+                        Err(rejection) => tracing::debug!(intent_id = %intent.terms.intent_id, %rejection, "native transfer not credited"),
+                    }
+                }
+            }
+        }
         // Transfers seen before they were final: credit them now, or drop them if their block
         // left the chain.
         for intent in &intents {
@@ -453,8 +513,8 @@ impl PaymentServices<'_> {
                     }
                 }
                 AssetKind::Native => {
-                    // Native payments are credited from hints; money at the address that no hint
-                    // explained holds the expiry off rather than cancel a paid order.
+                    // Money at the address that neither the scan nor a hint explained (a contract
+                    // passing the coin on) holds the expiry off rather than cancel a paid order.
                     let balance = reader.balance(intent.terms.deposit_address, final_block).await?;
                     if balance > intent.received {
                         tracing::warn!(intent_id = %intent.terms.intent_id, %balance, "unexplained money at a native deposit address; not expiring it");

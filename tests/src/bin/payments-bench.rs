@@ -1,6 +1,7 @@
 //! Payment verification benchmark, side by side in one run against real anvil nodes:
-//! - one watcher scan over N open intents across 4 chains (RPC calls, wall time), against the
-//!   baseline of polling each deposit address with its own `eth_getLogs`;
+//! - one watcher scan over N open token intents and N/2 native-coin intents across 4 chains (RPC
+//!   calls, wall time), against the baselines of polling each deposit address with its own
+//!   `eth_getLogs` (tokens) or `eth_getBalance` (native coins);
 //! - hint verification latency (read head, transaction, receipt, canonical block; judge), against
 //!   the baseline of the bare `eth_getTransactionReceipt` round trip.
 //!
@@ -55,12 +56,16 @@ async fn main() {
         let anvil = Anvil::start(id);
         let token = anvil.deploy_token("USDC", 6);
         anvil.mint(&token, DEV[1], u128::from(u64::MAX));
+        anvil.install_multicall3();
         let chain = Chain {
             chain_id: id,
             rpc_urls: vec![anvil.url.clone()],
             finality: Finality::Confirmations(1),
-            assets: [("USDC".to_owned(), Asset { kind: AssetKind::Erc20(token.parse().expect("token")), decimals: 6, usd_pegged: true, price_feed: None })]
-                .into(),
+            assets: [
+                ("USDC".to_owned(), Asset { kind: AssetKind::Erc20(token.parse().expect("token")), decimals: 6, usd_pegged: true, price_feed: None }),
+                ("ETH".to_owned(), Asset { kind: AssetKind::Native, decimals: 18, usd_pegged: false, price_feed: None }),
+            ]
+            .into(),
         };
         chains.insert(format!("chain{id}"), chain);
         nodes.push((anvil, token));
@@ -109,6 +114,48 @@ async fn main() {
             paid.push((terms, tx));
         }
     }
+    // N/2 native-coin intents after them; every tenth is paid with a plain value transfer.
+    let n_native = n_intents / 2;
+    let mut native_paid = 0;
+    for k in 0..n_native {
+        let i = n_intents + k;
+        let (anvil, _) = &nodes[k % nodes.len()];
+        let terms = Terms {
+            intent_id: format!("pi_{i:05}"),
+            order_id: format!("o{i}"),
+            customer_id: "c".into(),
+            chain: format!("chain{}", anvil.chain_id),
+            chain_id: anvil.chain_id,
+            asset: "ETH".into(),
+            asset_kind: AssetKind::Native,
+            decimals: 18,
+            amount_cents: 450,
+            amount_due: U256::from(1_000_000_000_000_000u64),
+            quote: None,
+            deposit_address: keys.address(i as u64).expect("address"),
+            derivation_index: i as u64,
+            payment_uri: String::new(),
+            created_at_ms: now,
+            expires_at_ms: now + 900_000,
+            monitor_until_ms: now + 86_400_000,
+            created_block: anvil.block_number(),
+        };
+        let created = StoredIntentEvent {
+            event_id: format!("e{i}"),
+            intent_id: terms.intent_id.clone(),
+            order_id: terms.order_id.clone(),
+            version: 1,
+            occurred_at_ms: now,
+            actor: "system".into(),
+            correlation_id: None,
+            event: IntentEvent::IntentCreated { terms: terms.clone() },
+        };
+        store.create_intent(&Intent::from_events(std::slice::from_ref(&created)).expect("intent"), &created, None).await.expect("create");
+        if k % 10 == 0 {
+            anvil.send(DEV[1], Some(&terms.deposit_address.to_string()), "0x", 1_000_000_000_000_000, None);
+            native_paid += 1;
+        }
+    }
     for (anvil, _) in &nodes {
         anvil.mine(1);
     }
@@ -147,17 +194,35 @@ async fn main() {
     let baseline_calls = counting.count() - before;
     let baseline_time = baseline_started.elapsed();
 
+    // Baseline for native coins: one eth_getBalance per deposit address.
+    let native_started = Instant::now();
+    let before = counting.count();
+    let mut native_found = 0;
+    for (name, chain) in chains.iter() {
+        let reader = ChainReader::new(chain, http.clone(), Duration::from_secs(10));
+        let head = nodes.iter().find(|(a, _)| a.chain_id == chain.chain_id).map(|(a, _)| a.block_number()).expect("node");
+        for k in (0..n_native).filter(|k| format!("chain{}", chain_ids[k % 4]) == name) {
+            let address = keys.address((n_intents + k) as u64).expect("a");
+            native_found += usize::from(!reader.balance(address, head).await.expect("balance").is_zero());
+        }
+    }
+    let native_baseline_calls = counting.count() - before;
+    let native_baseline_time = native_started.elapsed();
+
     // The watcher: one scan per chain.
     let started = Instant::now();
     let before = counting.count();
     let mut credited = 0;
+    let mut blocks_read = 0;
     for (name, _) in chains.iter() {
-        credited += services.scan(name).await.expect("scan").credited;
+        let report = services.scan(name).await.expect("scan");
+        credited += report.credited;
+        blocks_read += report.native_blocks_read;
     }
     let scan_calls = counting.count() - before;
     let scan_time = started.elapsed();
-    assert_eq!(credited, paid.len(), "every paid intent credited once");
-    assert_eq!(baseline_found, paid.len());
+    assert_eq!(credited, paid.len() + native_paid, "every paid intent credited once");
+    assert_eq!((baseline_found, native_found), (paid.len(), native_paid));
 
     // Hint verification latency (verify only: the intents are already credited by the scan).
     let mut hint_times = Vec::new();
@@ -177,11 +242,12 @@ async fn main() {
     hint_times.sort();
     receipt_times.sort();
 
-    println!("payments-bench: {n_intents} open intents on 4 anvil chains, {} paid", paid.len());
+    println!("payments-bench: {n_intents} open USDC intents ({} paid) and {n_native} native-coin intents ({native_paid} paid) on 4 anvil chains", paid.len());
     println!("| what | RPC calls | wall time |");
     println!("|---|---|---|");
-    println!("| baseline: eth_getLogs per deposit address | {baseline_calls} | {} |", ms(baseline_time));
-    println!("| watcher: one scan per chain | {scan_calls} | {} |", ms(scan_time));
+    println!("| baseline: eth_getLogs per token deposit address | {baseline_calls} | {} |", ms(baseline_time));
+    println!("| baseline: eth_getBalance per native deposit address | {native_baseline_calls} | {} |", ms(native_baseline_time));
+    println!("| watcher: one scan per chain, tokens and native coins ({blocks_read} blocks read whole) | {scan_calls} | {} |", ms(scan_time));
     println!(
         "hint verification over {} hints: p50 {}, p95 {}, max {} (baseline: bare eth_getTransactionReceipt p50 {}, p95 {})",
         hint_times.len(),
