@@ -485,14 +485,8 @@ impl LambdaStack {
             .map(|f| {
                 let mut env = stack.function_env(f, &extra);
                 // Only the parameters the template gives this function.
-                let named: Vec<String> = stack.function_env(f, &[]).into_iter().map(|(k, _)| k).collect();
                 let declared = template_parameters_of(f);
-                env.extend(
-                    parameters
-                        .iter()
-                        .filter(|(k, _)| declared.iter().any(|d| d == k) && !named.iter().any(|n| n == k))
-                        .map(|(k, v)| (k.to_string(), v.to_string())),
-                );
+                env.extend(parameters.iter().filter(|(k, _)| declared.iter().any(|d| d == k)).map(|(k, v)| (k.to_string(), v.to_string())));
                 (f.to_string(), LambdaFunction::start(f, &env, dir.join(format!("{f}.log"))))
             })
             .collect();

@@ -19,7 +19,7 @@ use gocoffee_core::{Cents, CryptoMethod, Order, OrderEvent, OrderStatus, Payment
 use gocoffee_payments::aws::DynamoIntentStore;
 use gocoffee_payments::chains::{Asset, AssetKind, Chain, Chains, Finality};
 use gocoffee_payments::deposit::DepositKeys;
-use gocoffee_payments::intent::{Intent, IntentEvent, IntentStatus, Outcome, StoredIntentEvent, Terms};
+use gocoffee_payments::intent::{IntentStatus, Outcome, StoredIntentEvent};
 use gocoffee_payments::reader::Readers;
 use gocoffee_payments::service::{PaymentError, PaymentServices, Settings};
 use gocoffee_payments::sql::SqlIntentStore;
@@ -28,7 +28,7 @@ use gocoffee_sql::rusqlite::Sqlite;
 use gocoffee_sql::{Publisher, SqliteOutboxRelay, SqliteStore};
 use gocoffee_tests::anvil::{Anvil, DEV};
 use gocoffee_tests::aws::Stack;
-use gocoffee_tests::payments::{Counting, NoPrices};
+use gocoffee_tests::payments::{Counting, NoPrices, create_direct, direct_terms};
 
 /// Messages published, as (channel, payload).
 type Published = Rc<RefCell<Vec<(String, Vec<u8>)>>>;
@@ -412,37 +412,8 @@ async fn native_coin_payments_are_found_by_the_watcher_with_a_balance_read_for_a
     let due = U256::from(10_000_000_000_000_000u128);
     let mut made = Vec::new();
     for i in 0..20u64 {
-        let terms = Terms {
-            intent_id: format!("pi_n{i}"),
-            order_id: format!("n{i}"),
-            customer_id: "c1".into(),
-            chain: "polygon".into(),
-            chain_id: 137,
-            asset: "POL".into(),
-            asset_kind: AssetKind::Native,
-            decimals: 18,
-            amount_cents: 450,
-            amount_due: due,
-            quote: None,
-            deposit_address: w.keys.address(1000 + i).expect("address"),
-            derivation_index: 1000 + i,
-            payment_uri: String::new(),
-            created_at_ms: now,
-            expires_at_ms: now + 900_000,
-            monitor_until_ms: now + 86_400_000,
-            created_block: w.anvil.block_number(),
-        };
-        let created = StoredIntentEvent {
-            event_id: format!("created-n{i}"),
-            intent_id: terms.intent_id.clone(),
-            order_id: terms.order_id.clone(),
-            version: 1,
-            occurred_at_ms: now,
-            actor: "system".into(),
-            correlation_id: None,
-            event: IntentEvent::IntentCreated { terms: terms.clone() },
-        };
-        intents.create_intent(&Intent::from_events(std::slice::from_ref(&created)).expect("intent"), &created, None).await.expect("create");
+        let terms = direct_terms(&w.keys, 1000 + i, (("polygon", 137), ("POL", AssetKind::Native, 18)), due, now, w.anvil.block_number());
+        create_direct(&*intents, &terms).await;
         made.push(terms);
     }
     let p = w.payments(&*intents, &*orders);
@@ -469,8 +440,8 @@ async fn native_coin_payments_are_found_by_the_watcher_with_a_balance_read_for_a
     assert!(report.native_blocks_read <= 3, "only the window's blocks: {report:?}");
     // Beyond the idle pass: the window's blocks and a check of each of the two payments.
     assert!(calls <= idle_calls + report.native_blocks_read + 2 * 5, "{calls} calls: {report:?}");
-    assert_eq!(intents.intent("pi_n3").await.expect("read").expect("n3").status, IntentStatus::Paid);
-    let short = intents.intent("pi_n7").await.expect("read").expect("n7");
+    assert_eq!(intents.intent(&made[3].intent_id).await.expect("read").expect("n3").status, IntentStatus::Paid);
+    let short = intents.intent(&made[7].intent_id).await.expect("read").expect("n7");
     assert_eq!((short.status, short.received), (IntentStatus::PartiallyPaid, due / U256::from(2u8)));
     // Nothing new: no block read again, nothing credited twice.
     w.anvil.mine(1);

@@ -18,7 +18,7 @@ use crate::deposit::{DepositError, DepositKeys};
 use crate::intent::{Intent, IntentError, IntentEvent, StoredIntentEvent, Terms, Transfer};
 use crate::reader::{ChainError, ChainReader, Readers};
 use crate::store::IntentStore;
-use crate::verify::{Context, Rejection, verify_log, verify_tx};
+use crate::verify::{Context, Rejection, Verified, verify_log, verify_tx};
 
 /// This consumer's name in the processed-events ledger.
 pub const PAYMENTS_CONSUMER: &str = "payments-consumer";
@@ -343,6 +343,28 @@ impl PaymentServices<'_> {
         self.change(intent_id, actor, Some(transfer.key), |i| Ok(i.decide_refund(&transfer)?)).await
     }
 
+    /// Credits (final) or records as seen (not yet final) what the watcher verified for `intent`,
+    /// counting it in `report`. A transfer already credited to another intent (a replayed hint)
+    /// is not this one's; a rejection only gets a debug line.
+    async fn credit_verified(&self, intent: &Intent, verdict: Result<Verified, Rejection>, report: &mut ScanReport) -> Result<(), PaymentError> {
+        let verified = match verdict {
+            Ok(v) => v,
+            Err(rejection) => {
+                tracing::debug!(intent_id = %intent.terms.intent_id, %rejection, "transfer not credited");
+                return Ok(());
+            }
+        };
+        for (transfer, is_final) in &verified.transfers {
+            match self.apply_transfer(&intent.terms.intent_id, transfer, *is_final, "watcher").await {
+                Ok(_) if *is_final => report.credited += 1,
+                Ok(_) => report.seen += 1,
+                Err(PaymentError::AlreadyClaimed) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// One watcher pass over one chain: from the stored cursor to the chain's final block, every
     /// `Transfer` of each allow-listed token into any monitored deposit address (one log query
     /// per token, however many intents), native coins sent to them (two Multicall3 balance reads,
@@ -394,20 +416,7 @@ impl PaymentServices<'_> {
                         _ => Some(required_block(reader, &mut blocks, log.block_number).await?),
                     };
                     let ctx = Context { head, finality: chain.finality, canonical_hash: block.map(|b| b.0), block_time_ms: block.map_or(0, |b| b.1) };
-                    match verify_log(&intent.terms, &log, &ctx) {
-                        Ok(v) => {
-                            for (transfer, is_final) in &v.transfers {
-                                match self.apply_transfer(&intent.terms.intent_id, transfer, *is_final, "watcher").await {
-                                    Ok(_) if *is_final => report.credited += 1,
-                                    Ok(_) => report.seen += 1,
-                                    // Credited elsewhere already (a replayed hint): not this intent's.
-                                    Err(PaymentError::AlreadyClaimed) => {}
-                                    Err(e) => return Err(e),
-                                }
-                            }
-                        }
-                        Err(rejection) => tracing::debug!(intent_id = %intent.terms.intent_id, %rejection, "log not credited"),
-                    }
+                    self.credit_verified(intent, verify_log(&intent.terms, &log, &ctx), &mut report).await?;
                 }
             }
         }
@@ -452,19 +461,7 @@ impl PaymentServices<'_> {
                         Ok(facts) => verify_tx(&intent.terms, Some(&facts), &ctx),
                         Err(rejection) => Err(rejection),
                     };
-                    match verdict {
-                        Ok(v) => {
-                            for (transfer, is_final) in &v.transfers {
-                                match self.apply_transfer(&intent.terms.intent_id, transfer, *is_final, "watcher").await {
-                                    Ok(_) if *is_final => report.credited += 1,
-                                    Ok(_) => report.seen += 1,
-                                    Err(PaymentError::AlreadyClaimed) => {}
-                                    Err(e) => return Err(e),
-                                }
-                            }
-                        }
-                        Err(rejection) => tracing::debug!(intent_id = %intent.terms.intent_id, %rejection, "native transfer not credited"),
-                    }
+                    self.credit_verified(intent, verdict, &mut report).await?;
                 }
             }
         }

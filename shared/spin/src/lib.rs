@@ -203,3 +203,36 @@ pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
     .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
     .map_err(anyhow::Error::from)
 }
+
+/// The whole body of a cron component (Fermyon's spin-trigger-cron world, whose WIT the host
+/// keeps in `host/wit/deps/spin-cron@2.0.0`): each tick runs `$run`, an async function returning
+/// `Result<(), String>`; an error is printed and returned to the trigger. For crates in
+/// `functions/` (the WIT path is relative to the calling crate), which must allow `unsafe_code`
+/// for the exported C ABI the bindings generate.
+#[macro_export]
+macro_rules! cron_component {
+    ($run:path) => {
+        mod bindings {
+            spin_sdk::wit_bindgen::generate!({
+                world: "spin-cron",
+                path: "../../host/wit/deps/spin-cron@2.0.0",
+                runtime_path: "::spin_sdk::wit_bindgen::rt",
+            });
+        }
+
+        struct CronComponent;
+
+        impl bindings::Guest for CronComponent {
+            fn handle_cron_event(_metadata: bindings::fermyon::spin_cron::cron_types::Metadata) -> Result<(), bindings::fermyon::spin_cron::cron_types::Error> {
+                spin_sdk::http::run(async {
+                    $run().await.map_err(|e| {
+                        eprintln!("{e}");
+                        bindings::fermyon::spin_cron::cron_types::Error::Other(e)
+                    })
+                })
+            }
+        }
+
+        bindings::export!(CronComponent with_types_in bindings);
+    };
+}

@@ -14,16 +14,14 @@ use alloy_primitives::{Address, U256};
 use gocoffee_app::memory::ManualClock;
 use gocoffee_app::ports::OsEntropy;
 use gocoffee_payments::chains::{Asset, AssetKind, Chain, Chains, Finality};
-use gocoffee_payments::intent::{Intent, IntentEvent, StoredIntentEvent, Terms};
 use gocoffee_payments::reader::{ChainReader, Readers};
 use gocoffee_payments::rpc::HttpPost;
 use gocoffee_payments::service::{PaymentServices, Settings};
 use gocoffee_payments::sql::SqlIntentStore;
-use gocoffee_payments::store::IntentStore;
 use gocoffee_sql::SqliteStore;
 use gocoffee_sql::rusqlite::Sqlite;
 use gocoffee_tests::anvil::{Anvil, DEV};
-use gocoffee_tests::payments::{Counting, NoPrices, deposit_keys};
+use gocoffee_tests::payments::{Counting, NoPrices, create_direct, deposit_keys, direct_terms};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -77,38 +75,10 @@ async fn main() {
     let mut paid = Vec::new();
     for i in 0..n_intents {
         let (anvil, token) = &nodes[i % nodes.len()];
-        let terms = Terms {
-            intent_id: format!("pi_{i:05}"),
-            order_id: format!("o{i}"),
-            customer_id: "c".into(),
-            chain: format!("chain{}", anvil.chain_id),
-            chain_id: anvil.chain_id,
-            asset: "USDC".into(),
-            asset_kind: AssetKind::Erc20(token.parse().expect("token")),
-            decimals: 6,
-            amount_cents: 450,
-            amount_due: U256::from(4_500_000u64),
-            quote: None,
-            deposit_address: keys.address(i as u64).expect("address"),
-            derivation_index: i as u64,
-            payment_uri: String::new(),
-            created_at_ms: now,
-            expires_at_ms: now + 900_000,
-            monitor_until_ms: now + 86_400_000,
-            created_block: anvil.block_number(),
-        };
-        let created = StoredIntentEvent {
-            event_id: format!("e{i}"),
-            intent_id: terms.intent_id.clone(),
-            order_id: terms.order_id.clone(),
-            version: 1,
-            occurred_at_ms: now,
-            actor: "system".into(),
-            correlation_id: None,
-            event: IntentEvent::IntentCreated { terms: terms.clone() },
-        };
-        let intent = Intent::from_events(std::slice::from_ref(&created)).expect("intent");
-        store.create_intent(&intent, &created, None).await.expect("create");
+        let chain = format!("chain{}", anvil.chain_id);
+        let venue = ((chain.as_str(), anvil.chain_id), ("USDC", AssetKind::Erc20(token.parse().expect("token")), 6));
+        let terms = direct_terms(&keys, i as u64, venue, U256::from(4_500_000u64), now, anvil.block_number());
+        create_direct(&store, &terms).await;
         if i % 10 == 0 {
             let tx = anvil.transfer_token(token, DEV[1], &terms.deposit_address.to_string(), 4_500_000, None);
             paid.push((terms, tx));
@@ -120,37 +90,10 @@ async fn main() {
     for k in 0..n_native {
         let i = n_intents + k;
         let (anvil, _) = &nodes[k % nodes.len()];
-        let terms = Terms {
-            intent_id: format!("pi_{i:05}"),
-            order_id: format!("o{i}"),
-            customer_id: "c".into(),
-            chain: format!("chain{}", anvil.chain_id),
-            chain_id: anvil.chain_id,
-            asset: "ETH".into(),
-            asset_kind: AssetKind::Native,
-            decimals: 18,
-            amount_cents: 450,
-            amount_due: U256::from(1_000_000_000_000_000u64),
-            quote: None,
-            deposit_address: keys.address(i as u64).expect("address"),
-            derivation_index: i as u64,
-            payment_uri: String::new(),
-            created_at_ms: now,
-            expires_at_ms: now + 900_000,
-            monitor_until_ms: now + 86_400_000,
-            created_block: anvil.block_number(),
-        };
-        let created = StoredIntentEvent {
-            event_id: format!("e{i}"),
-            intent_id: terms.intent_id.clone(),
-            order_id: terms.order_id.clone(),
-            version: 1,
-            occurred_at_ms: now,
-            actor: "system".into(),
-            correlation_id: None,
-            event: IntentEvent::IntentCreated { terms: terms.clone() },
-        };
-        store.create_intent(&Intent::from_events(std::slice::from_ref(&created)).expect("intent"), &created, None).await.expect("create");
+        let chain = format!("chain{}", anvil.chain_id);
+        let venue = ((chain.as_str(), anvil.chain_id), ("ETH", AssetKind::Native, 18));
+        let terms = direct_terms(&keys, i as u64, venue, U256::from(1_000_000_000_000_000u64), now, anvil.block_number());
+        create_direct(&store, &terms).await;
         if k % 10 == 0 {
             anvil.send(DEV[1], Some(&terms.deposit_address.to_string()), "0x", 1_000_000_000_000_000, None);
             native_paid += 1;
