@@ -35,10 +35,10 @@ bootstraps:
 	$(CARGO) build --release --workspace --bins
 
 ## lambdas: every function as a Lambda for arm64, what sam-template.yaml deploys
-## (target/lambda/<function>/bootstrap; cargo-lambda and zig come from .venv)
+## (target/lambda/<function>/bootstrap.zip, which infra/ deploys; cargo-lambda and zig come from .venv)
 lambdas: tools
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO) lambda build --profile lambda --arm64 $(addprefix -p ,$(LAMBDAS))
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO) lambda build --profile lambda --arm64 --output-format zip $(addprefix -p ,$(LAMBDAS))
 
 ## up: build everything and serve the platform on $(LISTEN), state in $(STATE)/
 up: components host
@@ -53,11 +53,13 @@ up: components host
 	echo "  try:   curl -s http://$(LISTEN)/api/v1/menu"; \
 	exec ./$(HOST) --listen $(LISTEN) --state-dir $(STATE)
 
-## test: every test: the template's static checks (sam validate --lint, cfn-lint, checkov), unit,
-## adapters on real SQLite and on moto (the AWS wire protocol), contract tests against both shells
-## (the host on the real components; the Lambda binaries on moto), then schemathesis fuzzing
+## test: every test: the template's static checks (sam validate --lint, cfn-lint, checkov), infra/'s
+## (terraform fmt, validate, test, checkov), unit, adapters on real SQLite and on moto (the AWS wire
+## protocol), contract tests against both shells (the host on the real components; the Lambda
+## binaries on moto; infra/ applied to moto and held to the template), then schemathesis fuzzing
 test: tools components host bootstraps lambdas
 	tests/template.sh
+	tests/infra.sh
 	tests/contracts/build.sh --check
 	$(CARGO) test --release --workspace
 	target/release/payments-bench --smoke

@@ -449,6 +449,27 @@ fn mapping_setting(function: &str, kind: &str, name: &str) -> Option<i64> {
 
 // ------------------------------------------------------------------ the whole stack
 
+/// What reaches each function: the HTTP API's routes, the Kinesis mappings and the kitchen
+/// queue's batch size. Read from the template, or from what Terraform created
+/// ([`crate::terraform`]).
+#[derive(Clone, Debug)]
+pub struct Wiring {
+    /// `(route key, function)`.
+    pub routes: Vec<(String, String)>,
+    pub kinesis: Vec<KinesisMapping>,
+    pub kitchen_batch_size: i32,
+}
+
+impl Wiring {
+    pub fn from_template() -> Wiring {
+        Wiring {
+            routes: template_routes(),
+            kinesis: kinesis_mappings(),
+            kitchen_batch_size: mapping_setting("kitchen", "SQS", "BatchSize").unwrap_or(10) as i32,
+        }
+    }
+}
+
 pub const JWT_SECRET: &str = "lambda-tests-secret-lambda-tests-secret";
 
 /// Every function on moto behind an HTTP front, with the stream and queue pollers running.
@@ -475,32 +496,41 @@ impl LambdaStack {
     /// As [`LambdaStack::start_with`], with values for the template's parameters (`PAYMENT_XPUB`,
     /// ...) in every function's environment that names them.
     pub fn start_env(name: &str, pollers: bool, parameters: &[(&str, &str)]) -> LambdaStack {
-        let stack = Arc::new(runtime().block_on(Stack::create(name)));
+        let stack = runtime().block_on(Stack::create(name));
         let dir = workspace().join("target/test-state").join(format!("lambda-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("state dir");
         let extra = [("JWT_SECRET", JWT_SECRET), ("ADMIN_EMAIL", crate::ADMIN_EMAIL), ("ADMIN_PASSWORD", crate::ADMIN_PASSWORD)];
-        let functions: HashMap<String, LambdaFunction> = FUNCTIONS
+        let environments = FUNCTIONS
             .iter()
             .map(|f| {
                 let mut env = stack.function_env(f, &extra);
                 // Only the parameters the template gives this function.
                 let declared = template_parameters_of(f);
                 env.extend(parameters.iter().filter(|(k, _)| declared.iter().any(|d| d == k)).map(|(k, v)| (k.to_string(), v.to_string())));
-                (f.to_string(), LambdaFunction::start(f, &env, dir.join(format!("{f}.log"))))
+                (f.to_string(), env)
             })
             .collect();
+        LambdaStack::launch(stack, environments, Wiring::from_template(), pollers, dir)
+    }
+
+    /// Every function of `environments` (function -> its whole environment) on `stack`, wired
+    /// by `wiring`, with its state and logs in `dir`.
+    pub fn launch(stack: Stack, environments: Vec<(String, Vec<(String, String)>)>, wiring: Wiring, pollers: bool, dir: PathBuf) -> LambdaStack {
+        let stack = Arc::new(stack);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("state dir");
+        let functions: HashMap<String, LambdaFunction> =
+            environments.into_iter().map(|(f, env)| (f.clone(), LambdaFunction::start(&f, &env, dir.join(format!("{f}.log"))))).collect();
         for f in functions.values() {
             f.wait_ready(Duration::from_secs(20));
         }
         let functions = Arc::new(functions);
         let stop = Arc::new(AtomicBool::new(false));
-        let base = serve_front(functions.clone(), stop.clone());
+        let base = serve_front(functions.clone(), stop.clone(), wiring.routes);
         if pollers {
-            for mapping in kinesis_mappings() {
+            for mapping in wiring.kinesis {
                 spawn_kinesis_poller(stack.clone(), functions.clone(), stop.clone(), mapping);
             }
-            spawn_sqs_poller(stack.clone(), functions.clone(), stop.clone());
+            spawn_sqs_poller(stack.clone(), functions.clone(), stop.clone(), wiring.kitchen_batch_size);
         }
         LambdaStack { stack, functions, base, stop, dir }
     }
@@ -536,10 +566,10 @@ impl Drop for LambdaStack {
 }
 
 /// The HTTP front: API Gateway's part. Returns its base URL.
-fn serve_front(functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>) -> String {
+fn serve_front(functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>, routes: Vec<(String, String)>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("front port");
     let base = format!("http://{}", listener.local_addr().expect("address"));
-    let routes = Arc::new(template_routes());
+    let routes = Arc::new(routes);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             if stop.load(Ordering::Relaxed) {
@@ -726,8 +756,7 @@ fn spawn_kinesis_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, Lambda
 /// The SQS event source mapping of the kitchen queue: batches of up to `BatchSize`; messages the
 /// function reports as failed stay (made visible again after a second, instead of the queue's
 /// visibility timeout, to keep tests quick) and the rest are deleted.
-fn spawn_sqs_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>) {
-    let batch_size = mapping_setting("kitchen", "SQS", "BatchSize").unwrap_or(10) as i32;
+fn spawn_sqs_poller(stack: Arc<Stack>, functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>, batch_size: i32) {
     std::thread::spawn(move || {
         let rt = runtime();
         let sqs = &stack.clients.sqs;

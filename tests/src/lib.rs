@@ -12,6 +12,7 @@ pub mod anvil;
 pub mod aws;
 pub mod lambda;
 pub mod payments;
+pub mod terraform;
 
 pub const ADMIN_EMAIL: &str = "admin@gocoffee.test";
 pub const ADMIN_PASSWORD: &str = "admin password 1";

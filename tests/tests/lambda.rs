@@ -173,3 +173,48 @@ fn an_order_flows_from_api_gateway_through_kinesis_and_sqs_to_the_kitchen_board(
     let confirmed = rt.block_on(h.stack.stream_records()).iter().filter(|(_, r)| String::from_utf8_lossy(r.data().as_ref()).contains("OrderConfirmed")).count();
     assert_eq!(confirmed, 2);
 }
+
+/// infra/ applied to moto: the plan of what it created matches the template (parity.py), and an
+/// order placed through the routes Terraform made reaches the kitchen board over the stream,
+/// mapping and queue Terraform made, each function running with the environment Terraform gave
+/// it (the native build of the bootstrap that infra/ deploys zipped for arm64). In this binary so
+/// the apply, mostly the provider's polling, overlaps the other Lambda tests.
+#[test]
+fn infra_applied_to_moto_matches_the_template_and_carries_an_order_to_the_kitchen() {
+    if let Some(why) = gocoffee_tests::terraform::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let applied = gocoffee_tests::terraform::apply_to_moto(
+        "infra",
+        json!({
+            "jwt_secret": gocoffee_tests::lambda::JWT_SECRET,
+            "admin_email": ADMIN_EMAIL,
+            "admin_password": ADMIN_PASSWORD,
+            "allowed_origin": "https://cafe.example",
+        }),
+    );
+    match applied.parity() {
+        Ok(summary) => eprintln!("{summary}"),
+        Err(drift) => panic!("{drift}"),
+    }
+
+    let h = applied.launch();
+    let customer = h.register("tf-customer@example.com");
+    let barista = h.staff("tf-barista@example.com", "barista");
+    let id = h.place(&customer);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let board = h.get("/api/v1/kitchen/queue", Some(&barista));
+        let on_board = board.body["items"].as_array().into_iter().flatten().any(|t| t["order_id"] == id.as_str());
+        if on_board {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "order {id} never reached the board: {}\n{}", board.body, h.logs());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(h.event_types(&id, &customer), ["OrderPlaced", "OrderConfirmed"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let on_stream = rt.block_on(h.stack.records_of("OrdersStream"));
+    assert!(on_stream.iter().any(|(_, r)| r.partition_key() == Some(id.as_str())), "the order's events are on Terraform's stream");
+}

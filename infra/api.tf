@@ -1,0 +1,98 @@
+# The HTTP API: payload format 2.0 to every function, routes mirroring spin.toml (each function
+# owns a path prefix, so a wrong method gets the app's 405 with Allow, as on Spin), CORS,
+# route-level throttling as the global cap, and JSON access logs.
+
+locals {
+  # Route key => function. The $default route: requests no other route takes get the app's
+  # JSON 404.
+  routes = {
+    "ANY /health"                   = "health"
+    "$default"                      = "health"
+    "ANY /api/v1/auth"              = "identity"
+    "ANY /api/v1/auth/{proxy+}"     = "identity"
+    "ANY /api/v1/menu"              = "menu"
+    "ANY /api/v1/menu/{proxy+}"     = "menu"
+    "ANY /api/v1/orders"            = "orders"
+    "ANY /api/v1/orders/{proxy+}"   = "orders"
+    "ANY /api/v1/kitchen"           = "kitchen"
+    "ANY /api/v1/kitchen/{proxy+}"  = "kitchen"
+    "ANY /api/v1/payments"          = "payments"
+    "ANY /api/v1/payments/{proxy+}" = "payments"
+  }
+  api_functions = toset(values(local.routes))
+
+  access_log_format = jsonencode({
+    requestId        = "$context.requestId"
+    ip               = "$context.identity.sourceIp"
+    method           = "$context.httpMethod"
+    path             = "$context.path"
+    routeKey         = "$context.routeKey"
+    status           = "$context.status"
+    latencyMs        = "$context.responseLatency"
+    integrationError = "$context.integrationErrorMessage"
+  })
+}
+
+resource "aws_apigatewayv2_api" "http_api" {
+  name          = "${var.name}-api"
+  protocol_type = "HTTP"
+
+  cors_configuration {
+    allow_origins  = [var.allowed_origin]
+    allow_methods  = ["GET", "HEAD", "POST", "PUT", "PATCH", "OPTIONS"]
+    allow_headers  = ["authorization", "content-type", "idempotency-key", "x-request-id"]
+    expose_headers = ["location", "x-request-id", "idempotent-replayed", "retry-after"]
+    max_age        = 600
+  }
+}
+
+resource "aws_cloudwatch_log_group" "api_access_logs" {
+  name              = "/gocoffee/${var.name}/api"
+  retention_in_days = var.log_retention_days
+  # checkov:skip=CKV_AWS_158:Access logs hold no secrets or personal data beyond source IPs; CloudWatch encrypts them at rest with its own key.
+  # checkov:skip=CKV_AWS_338:Retention is the log_retention_days variable (30 days by default), chosen per deployment.
+}
+
+resource "aws_apigatewayv2_stage" "default" {
+  api_id      = aws_apigatewayv2_api.http_api.id
+  name        = "$default"
+  auto_deploy = true
+
+  default_route_settings {
+    throttling_burst_limit = 200
+    throttling_rate_limit  = 100
+  }
+
+  access_log_settings {
+    destination_arn = aws_cloudwatch_log_group.api_access_logs.arn
+    format          = local.access_log_format
+  }
+}
+
+resource "aws_apigatewayv2_integration" "function" {
+  for_each = local.api_functions
+
+  api_id                 = aws_apigatewayv2_api.http_api.id
+  integration_type       = "AWS_PROXY"
+  integration_uri        = aws_lambda_function.function[each.key].invoke_arn
+  payload_format_version = "2.0"
+}
+
+resource "aws_apigatewayv2_route" "route" {
+  for_each = local.routes
+  # checkov:skip=CKV_AWS_309:Routes are public on purpose (the menu, login, registration); each function checks its own bearer token and role.
+
+  api_id    = aws_apigatewayv2_api.http_api.id
+  route_key = each.key
+  target    = "integrations/${aws_apigatewayv2_integration.function[each.value].id}"
+}
+
+resource "aws_lambda_permission" "api" {
+  for_each = local.api_functions
+
+  statement_id  = "http-api"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.function[each.key].function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.http_api.execution_arn}/*"
+}

@@ -1,0 +1,110 @@
+# One role per function, naming only the actions and resources that function uses (no managed
+# policies), as in sam-template.yaml. Every function writes its own log group and X-Ray segments.
+
+locals {
+  table_and_indexes = [aws_dynamodb_table.table.arn, "${aws_dynamodb_table.table.arn}/index/*"]
+  stream_read       = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
+
+  # What each function does beyond logging and tracing.
+  function_statements = {
+    health = []
+    identity = [
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"], resources = [aws_dynamodb_table.table.arn] },
+    ]
+    menu = [
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
+      # Presigned picture URLs act with the signer's rights: uploads and downloads under menu/,
+      # nothing else in the bucket.
+      { actions = ["s3:PutObject", "s3:GetObject"], resources = ["${aws_s3_bucket.images_bucket.arn}/menu/*"] },
+    ]
+    orders = [
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
+      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.orders_stream.arn] },
+    ]
+    kitchen = [
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
+      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.orders_stream.arn] },
+      { actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [aws_sqs_queue.kitchen_queue.arn] },
+    ]
+    # The saga's order side (payment requested, paid, cancelled by the system), its
+    # processed-event ledger and the relay of what it wrote.
+    order-consumer = [
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
+      { actions = local.stream_read, resources = [aws_kinesis_stream.orders_stream.arn, aws_kinesis_stream.payments_stream.arn] },
+      { actions = ["kinesis:ListStreams"], resources = ["*"] },
+      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.orders_stream.arn] },
+      { actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.kitchen_queue.arn, aws_sqs_queue.orders_dead_letter_queue.arn] },
+    ]
+    payments = [
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
+      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.payments_stream.arn] },
+    ]
+    payments-consumer = [
+      # UpdateItem: the deposit index counter.
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
+      { actions = local.stream_read, resources = [aws_kinesis_stream.orders_stream.arn] },
+      { actions = ["kinesis:ListStreams"], resources = ["*"] },
+      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.payments_stream.arn] },
+      { actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.payments_dead_letter_queue.arn] },
+    ]
+    payments-watcher = [
+      # UpdateItem: the chain cursors.
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
+      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.payments_stream.arn] },
+    ]
+    reconciler = [
+      # Query on the by-status index: the pending orders.
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
+      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.orders_stream.arn, aws_kinesis_stream.payments_stream.arn] },
+    ]
+  }
+}
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "function" {
+  for_each = local.functions
+
+  name               = "${var.name}-${each.key}-role"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "function" {
+  for_each = local.functions
+
+  statement {
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    # The log group ARN without the ":*" of its streams would match no stream.
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+
+  statement {
+    # X-Ray segments name no resource.
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+
+  dynamic "statement" {
+    for_each = local.function_statements[each.key]
+    content {
+      actions   = statement.value.actions
+      resources = statement.value.resources
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.functions
+
+  name   = each.key
+  role   = aws_iam_role.function[each.key].id
+  policy = data.aws_iam_policy_document.function[each.key].json
+}

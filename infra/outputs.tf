@@ -1,0 +1,46 @@
+# The same outputs as sam-template.yaml's, snake_case.
+
+output "api_url" {
+  description = "The HTTP API's base URL"
+  value       = "${aws_apigatewayv2_api.http_api.api_endpoint}/"
+}
+
+output "table_name" {
+  description = "The DynamoDB table"
+  value       = aws_dynamodb_table.table.name
+}
+
+output "orders_stream_name" {
+  description = "The stream order events are published on"
+  value       = aws_kinesis_stream.orders_stream.name
+}
+
+output "payments_stream_name" {
+  description = "The stream payment intent events are published on"
+  value       = aws_kinesis_stream.payments_stream.name
+}
+
+output "payments_dead_letter_queue_url" {
+  description = "Order events the payment consumer could not handle, and abandoned batches"
+  value       = aws_sqs_queue.payments_dead_letter_queue.url
+}
+
+output "kitchen_queue_url" {
+  description = "The kitchen's queue of placed orders"
+  value       = aws_sqs_queue.kitchen_queue.url
+}
+
+output "kitchen_dead_letter_queue_url" {
+  description = "Kitchen tickets that failed five times"
+  value       = aws_sqs_queue.kitchen_dead_letter_queue.url
+}
+
+output "orders_dead_letter_queue_url" {
+  description = "Poison order events and abandoned stream batches"
+  value       = aws_sqs_queue.orders_dead_letter_queue.url
+}
+
+output "images_bucket_name" {
+  description = "Menu images"
+  value       = aws_s3_bucket.images_bucket.id
+}

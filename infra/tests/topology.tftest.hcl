@@ -1,0 +1,129 @@
+# `terraform test` with a mocked AWS provider: the plan's shape and the variables' guards, without
+# an account. (The tests also apply infra/ to moto server and hold it to sam-template.yaml:
+# tests/tests/lambda.rs, tests/infra/parity.py.)
+
+mock_provider "aws" {
+  # ARNs known at plan time, so the policies' statements can be checked without an apply.
+  override_during = plan
+  mock_resource "aws_dynamodb_table" {
+    defaults = {
+      arn = "arn:aws:dynamodb:us-east-1:123456789012:table/mock"
+    }
+  }
+  mock_resource "aws_kinesis_stream" {
+    defaults = {
+      arn = "arn:aws:kinesis:us-east-1:123456789012:stream/mock"
+    }
+  }
+  mock_resource "aws_sqs_queue" {
+    defaults = {
+      arn = "arn:aws:sqs:us-east-1:123456789012:mock"
+    }
+  }
+  mock_resource "aws_s3_bucket" {
+    defaults = {
+      arn = "arn:aws:s3:::mock"
+    }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = {
+      arn = "arn:aws:logs:us-east-1:123456789012:log-group:mock"
+    }
+  }
+  # Policy documents are rendered by the provider; a mocked one must still be a JSON policy.
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+  mock_data "aws_region" {
+    defaults = {
+      name = "us-east-1"
+    }
+  }
+}
+
+variables {
+  jwt_secret = "a-test-secret-of-at-least-32-characters"
+}
+
+run "every_function_is_an_arm64_lambda_with_active_tracing_and_json_logs" {
+  command = plan
+
+  assert {
+    condition     = length(aws_lambda_function.function) == 10
+    error_message = "ten functions, as in sam-template.yaml"
+  }
+  assert {
+    condition = alltrue([for f in aws_lambda_function.function :
+      f.runtime == "provided.al2023" && f.architectures == tolist(["arm64"]) && f.handler == "bootstrap" &&
+    f.tracing_config[0].mode == "Active" && f.logging_config[0].log_format == "JSON"])
+    error_message = "every function runs the bootstrap on provided.al2023, arm64, traced, logging JSON"
+  }
+  assert {
+    condition     = aws_lambda_function.function["identity"].memory_size == 1024 && aws_lambda_function.function["menu"].memory_size == 256
+    error_message = "identity hashes passwords with 1 GB; the rest get SAM's 256 MB"
+  }
+  assert {
+    condition     = alltrue([for k, g in aws_cloudwatch_log_group.function : g.name == "/gocoffee/gocoffee/${k}" && g.retention_in_days == 30])
+    error_message = "each function logs to /gocoffee/<name>/<function>, kept 30 days by default"
+  }
+}
+
+run "every_route_reaches_its_function_with_payload_2" {
+  command = plan
+
+  assert {
+    condition     = length(aws_apigatewayv2_route.route) == 12 && contains(keys(aws_apigatewayv2_route.route), "$default")
+    error_message = "twelve routes, the $default one included"
+  }
+  assert {
+    condition     = alltrue([for i in aws_apigatewayv2_integration.function : i.integration_type == "AWS_PROXY" && i.payload_format_version == "2.0"])
+    error_message = "every integration is a Lambda proxy with payload format 2.0"
+  }
+  assert {
+    condition     = aws_apigatewayv2_stage.default.default_route_settings[0].throttling_rate_limit == 100 && aws_apigatewayv2_stage.default.default_route_settings[0].throttling_burst_limit == 200
+    error_message = "the stage caps every route at 100 req/s, bursts of 200"
+  }
+}
+
+run "stream_consumers_retry_bisect_and_dead_letter" {
+  command = plan
+
+  assert {
+    condition = alltrue([for m in aws_lambda_event_source_mapping.stream :
+      m.bisect_batch_on_function_error && m.maximum_retry_attempts == 5 && m.maximum_record_age_in_seconds == 86400 &&
+    m.function_response_types == toset(["ReportBatchItemFailures"]) && length(m.destination_config) == 1])
+    error_message = "every stream mapping reports partial failures, bisects, retries 5 times and has an on-failure queue"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.kitchen_queue.redrive_policy).maxReceiveCount == 5
+    error_message = "a kitchen ticket goes to its dead-letter queue after five receives"
+  }
+}
+
+run "no_statement_grants_every_action_or_every_resource_but_xray_and_list_streams" {
+  command = plan
+
+  assert {
+    condition = alltrue(flatten([for f, stmts in local.function_statements : [for s in stmts :
+    !contains(s.actions, "*") && (!contains(s.resources, "*") || s.actions == ["kinesis:ListStreams"])]]))
+    error_message = "least privilege: no wildcard action; a wildcard resource only for kinesis:ListStreams"
+  }
+}
+
+run "a_short_jwt_secret_is_refused" {
+  command = plan
+  variables {
+    jwt_secret = "too-short"
+  }
+  expect_failures = [var.jwt_secret]
+}
+
+run "a_retention_cloudwatch_does_not_offer_is_refused" {
+  command = plan
+  variables {
+    log_retention_days = 42
+  }
+  expect_failures = [var.log_retention_days]
+}

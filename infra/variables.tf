@@ -1,0 +1,128 @@
+# The deployment's settings: sam-template.yaml's Parameters, one variable each (snake_case), with
+# the same defaults and limits. The parity check (tests/infra/parity.py) holds the two together.
+
+variable "name" {
+  description = "The deployment's name: SAM's stack name. Prefixes every resource name."
+  type        = string
+  default     = "gocoffee"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
+    error_message = "name is 2 to 31 lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "lambda_dir" {
+  description = "Where `make lambdas` put the functions' zips (<lambda_dir>/<function>/bootstrap.zip)."
+  type        = string
+  default     = "../target/lambda"
+}
+
+variable "jwt_secret" {
+  description = "HMAC key for access tokens (HS256), at least 32 bytes."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(var.jwt_secret) >= 32
+    error_message = "jwt_secret must be at least 32 characters."
+  }
+}
+
+variable "admin_email" {
+  description = "The first admin's email; the account is created on its first login."
+  type        = string
+  default     = ""
+}
+
+variable "admin_password" {
+  description = "The first admin's password."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
+variable "allowed_origin" {
+  description = "The origin browsers may call the API from (CORS)."
+  type        = string
+  default     = "*"
+}
+
+variable "payment_xpub" {
+  description = "The account-level extended public key (xpub) deposit addresses are derived from (m/.../0/i). Empty: crypto payments are off and orders take only pay_at_counter. Not a secret that moves money, but it reveals every deposit address."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
+variable "payment_chains" {
+  description = "The chains and assets crypto payments take, as JSON (README, \"Crypto payments\"). Empty: the written-down defaults (Ethereum, Polygon PoS, BNB Smart Chain, Arbitrum One)."
+  type        = string
+  default     = ""
+}
+
+variable "payment_expiry_seconds" {
+  description = "How long a payment intent waits for its money before it expires."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.payment_expiry_seconds >= 1 && var.payment_expiry_seconds <= 86400
+    error_message = "payment_expiry_seconds is 1 to 86400."
+  }
+}
+
+variable "payment_monitor_seconds" {
+  description = "How long a deposit address is watched (late and extra money is recorded for refund)."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.payment_monitor_seconds >= 1 && var.payment_monitor_seconds <= 2592000
+    error_message = "payment_monitor_seconds is 1 to 2592000."
+  }
+}
+
+variable "payment_max_price_age_seconds" {
+  description = "The oldest price feed answer a native-coin quote may use."
+  type        = number
+  default     = 3900
+
+  validation {
+    condition     = var.payment_max_price_age_seconds >= 1 && var.payment_max_price_age_seconds <= 86400
+    error_message = "payment_max_price_age_seconds is 1 to 86400."
+  }
+}
+
+variable "payment_rpc_timeout_ms" {
+  description = "The timeout of one JSON-RPC call to a chain's node."
+  type        = number
+  default     = 5000
+
+  validation {
+    condition     = var.payment_rpc_timeout_ms >= 1 && var.payment_rpc_timeout_ms <= 60000
+    error_message = "payment_rpc_timeout_ms is 1 to 60000."
+  }
+}
+
+variable "reconcile_after_seconds" {
+  description = "How long an order (or its payment) may stay unchanged while it should move on before the reconciler re-drives it."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.reconcile_after_seconds >= 1 && var.reconcile_after_seconds <= 86400
+    error_message = "reconcile_after_seconds is 1 to 86400."
+  }
+}
+
+variable "log_retention_days" {
+  description = "How long function and API access logs are kept."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of CloudWatch Logs' retention periods."
+  }
+}

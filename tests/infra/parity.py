@@ -1,0 +1,516 @@
+#!/usr/bin/env python3
+"""Holds infra/ (Terraform) to sam-template.yaml: the same functions with the same settings, routes,
+event source mappings, schedules, queues, streams, table, log groups, IAM statements, API settings,
+bucket settings, parameters and outputs. Fails on any drift.
+
+    parity.py PLAN_JSON [--template sam-template.yaml]
+
+PLAN_JSON is `terraform show -json` of a plan whose values are known: the tests make it right
+after applying infra/ to moto server, so every ARN, name and URL is concrete. Both sides are
+reduced to one canonical form, in which a reference to another resource reads `${LogicalId}` or
+`${LogicalId.Arn}` (SAM's logical ids; a Terraform resource `aws_x.kitchen_queue` is
+`KitchenQueue`, and an instance of the per-function resources `aws_x.function["order-consumer"]`
+is `OrderConsumer`, `OrderConsumerRole`, `OrderConsumerLogs`), and a parameter reads as its value.
+"""
+
+import argparse
+import json
+import re
+import sys
+
+import yaml
+
+
+# ------------------------------------------------------------------------------ SAM side
+
+class Tagged:
+    def __init__(self, tag, value):
+        self.tag, self.value = tag, value
+
+
+def _tagged(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return Tagged(suffix, value)
+
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+CfnLoader.add_multi_constructor("!", _tagged)
+
+
+def camel(snake):
+    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[-_]", snake))
+
+
+def snake(camel_name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", camel_name).lower()
+
+
+class Sam:
+    def __init__(self, path, values):
+        with open(path) as f:
+            self.t = yaml.load(f, Loader=CfnLoader)
+        self.resources = self.t["Resources"]
+        self.params = self.t.get("Parameters", {})
+        # The value each parameter has in the plan (a Terraform variable of the same name).
+        self.values = values
+        self.globals = self.t.get("Globals", {}).get("Function", {})
+
+    def param(self, name):
+        return self.values.get(snake(name), self.params[name].get("Default"))
+
+    def sub(self, text):
+        def one(m):
+            ref = m.group(1)
+            if ref == "AWS::StackName":
+                return "${name}"
+            if ref in self.params:
+                return str(self.param(ref))
+            return "${" + ref + "}"
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    def resolve(self, v):
+        if isinstance(v, Tagged):
+            if v.tag == "Ref":
+                return str(self.param(v.value)) if v.value in self.params else "${" + v.value + "}"
+            if v.tag == "GetAtt":
+                target, attr = v.value.split(".", 1) if isinstance(v.value, str) else v.value
+                return "${" + target + "." + attr + "}"
+            if v.tag == "Sub":
+                return self.sub(v.value)
+            raise SystemExit(f"parity.py: no rule for !{v.tag}")
+        if isinstance(v, list):
+            return [self.resolve(x) for x in v]
+        if isinstance(v, dict):
+            return {k: self.resolve(x) for k, x in v.items()}
+        return v
+
+    def of_type(self, kind):
+        return {k: r for k, r in self.resources.items() if r["Type"] == kind}
+
+    def model(self):
+        m = {k: {} for k in MODEL_KEYS}
+        g = self.globals
+        for fid, r in self.of_type("AWS::Serverless::Function").items():
+            p = r["Properties"]
+            get = lambda k: p.get(k, g.get(k))
+            env = self.resolve(p.get("Environment", {}).get("Variables", {}))
+            m["functions"][fid] = {
+                "runtime": get("Runtime"),
+                "architectures": get("Architectures"),
+                "handler": get("Handler"),
+                "memory": get("MemorySize"),
+                "timeout": get("Timeout"),
+                "tracing": get("Tracing"),
+                "log_format": p["LoggingConfig"]["LogFormat"],
+                "log_group": self.resolve(p["LoggingConfig"]["LogGroup"]),
+                "role": self.resolve(p["Role"]),
+                "environment": {k: str(v) for k, v in env.items()},
+                "async_retries": p.get("EventInvokeConfig", {}).get("MaximumRetryAttempts"),
+            }
+            for ev in p.get("Events", {}).values():
+                ep = ev.get("Properties", {})
+                if ev["Type"] == "HttpApi":
+                    key = f"{ep['Method']} {ep['Path']}" if "Path" in ep else "$default"
+                    m["routes"][key] = fid
+                elif ev["Type"] in ("Kinesis", "SQS"):
+                    source = self.resolve(ep.get("Stream") or ep.get("Queue"))
+                    m["mappings"][f"{fid} <- {source}"] = {
+                        "batch_size": ep.get("BatchSize"),
+                        "window": ep.get("MaximumBatchingWindowInSeconds", 0),
+                        "starting_position": ep.get("StartingPosition"),
+                        "parallelization": ep.get("ParallelizationFactor"),
+                        "response_types": sorted(ep.get("FunctionResponseTypes", [])),
+                        "bisect": ep.get("BisectBatchOnFunctionError"),
+                        "retries": ep.get("MaximumRetryAttempts"),
+                        "record_age": ep.get("MaximumRecordAgeInSeconds"),
+                        "on_failure": self.resolve(ep.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")),
+                    }
+                elif ev["Type"] == "Schedule":
+                    m["schedules"][fid] = ep["Schedule"]
+                else:
+                    raise SystemExit(f"parity.py: no rule for {ev['Type']} events")
+        for qid, r in self.of_type("AWS::SQS::Queue").items():
+            p = r["Properties"]
+            redrive = p.get("RedrivePolicy")
+            m["queues"][qid] = {
+                "retention": p.get("MessageRetentionPeriod", 345600),
+                "visibility": p.get("VisibilityTimeout", 30),
+                "sse": p.get("SqsManagedSseEnabled"),
+                "redrive": {"dlq": self.resolve(redrive["deadLetterTargetArn"]), "max": int(redrive["maxReceiveCount"])} if redrive else None,
+            }
+        for sid, r in self.of_type("AWS::Kinesis::Stream").items():
+            p = r["Properties"]
+            m["streams"][sid] = {
+                "mode": p["StreamModeDetails"]["StreamMode"],
+                "retention": p["RetentionPeriodHours"],
+                "encryption": p["StreamEncryption"]["EncryptionType"],
+                "key": p["StreamEncryption"]["KeyId"],
+            }
+        for tid, r in self.of_type("AWS::DynamoDB::Table").items():
+            p = r["Properties"]
+            keys = lambda ks: {k["KeyType"]: k["AttributeName"] for k in ks}
+            m["tables"][tid] = {
+                "billing": p["BillingMode"],
+                "keys": keys(p["KeySchema"]),
+                "attributes": sorted((a["AttributeName"], a["AttributeType"]) for a in p["AttributeDefinitions"]),
+                "indexes": {i["IndexName"]: {"keys": keys(i["KeySchema"]), "projection": i["Projection"]["ProjectionType"]} for i in p.get("GlobalSecondaryIndexes", [])},
+                "ttl": p["TimeToLiveSpecification"]["AttributeName"] if p["TimeToLiveSpecification"]["Enabled"] else None,
+                "pitr": p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+                "sse": p["SSESpecification"]["SSEEnabled"],
+                "kept_on_delete": r.get("DeletionPolicy") == "Retain",
+            }
+        for lid, r in self.of_type("AWS::Logs::LogGroup").items():
+            p = self.resolve(r["Properties"])
+            m["log_groups"][lid] = {"name": p["LogGroupName"], "retention": int(p["RetentionInDays"])}
+        for rid, r in self.of_type("AWS::IAM::Role").items():
+            p = r["Properties"]
+            m["roles"][rid] = {
+                "trust": statements(p["AssumeRolePolicyDocument"]["Statement"], principals=True),
+                "statements": sorted(set().union(*(statements(self.resolve(pol["PolicyDocument"]["Statement"])) for pol in p.get("Policies", [])))),
+            }
+        for aid, r in self.of_type("AWS::Serverless::HttpApi").items():
+            p = r["Properties"]
+            cors = p["CorsConfiguration"]
+            m["apis"][aid] = {
+                "cors": {
+                    "origins": sorted(self.resolve(cors["AllowOrigins"])),
+                    "methods": sorted(cors["AllowMethods"]),
+                    "headers": sorted(cors["AllowHeaders"]),
+                    "expose": sorted(cors["ExposeHeaders"]),
+                    "max_age": cors["MaxAge"],
+                },
+                "throttling": {"burst": p["DefaultRouteSettings"]["ThrottlingBurstLimit"], "rate": p["DefaultRouteSettings"]["ThrottlingRateLimit"]},
+                "access_log": {"destination": self.resolve(p["AccessLogSettings"]["DestinationArn"]), "format": json.loads(p["AccessLogSettings"]["Format"])},
+            }
+        for bid, r in self.of_type("AWS::S3::Bucket").items():
+            p = self.resolve(r["Properties"])
+            pab = p["PublicAccessBlockConfiguration"]
+            rule = p["LifecycleConfiguration"]["Rules"][0]
+            cors = p["CorsConfiguration"]["CorsRules"][0]
+            enc = p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+            m["buckets"][bid] = {
+                "public_access_block": sorted(k for k, v in pab.items() if v),
+                "ownership": p["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
+                "encryption": {"algorithm": enc["ServerSideEncryptionByDefault"]["SSEAlgorithm"], "bucket_key": enc.get("BucketKeyEnabled", False)},
+                "versioning": p["VersioningConfiguration"]["Status"],
+                "lifecycle": {
+                    "noncurrent_days": rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays"),
+                    "abort_multipart_days": rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation"),
+                },
+                "cors": {"methods": sorted(cors["AllowedMethods"]), "origins": sorted(cors["AllowedOrigins"]), "headers": sorted(cors["AllowedHeaders"]), "max_age": cors["MaxAge"]},
+                "kept_on_delete": r.get("DeletionPolicy") == "Retain",
+            }
+        for _, r in self.of_type("AWS::S3::BucketPolicy").items():
+            p = self.resolve(r["Properties"])
+            bucket = p["Bucket"].strip("${}")
+            m["buckets"].setdefault(bucket, {})["policy"] = sorted(statements(p["PolicyDocument"]["Statement"], principals=True, conditions=True))
+        m["outputs"] = sorted(snake(k) for k in self.t.get("Outputs", {}))
+        for name, p in self.params.items():
+            m["parameters"][snake(name)] = {"default": p.get("Default"), "sensitive": bool(p.get("NoEcho", False))}
+        return m
+
+
+def statements(stmts, principals=False, conditions=False):
+    """A policy's statements as a set of (effect, action, resource[, principal][, condition])."""
+    out = set()
+    for s in stmts:
+        listify = lambda v: v if isinstance(v, list) else [v]
+        for action in listify(s["Action"]):
+            for resource in listify(s.get("Resource", "-")):
+                item = (s["Effect"], action, resource)
+                if principals:
+                    item += (json.dumps(s.get("Principal"), sort_keys=True),)
+                if conditions:
+                    item += (json.dumps(s.get("Condition"), sort_keys=True),)
+                out.add(item)
+    return out
+
+
+# ------------------------------------------------------------------------------ Terraform side
+
+MODEL_KEYS = ["functions", "routes", "mappings", "schedules", "queues", "streams", "tables", "log_groups", "roles", "apis", "buckets", "outputs", "parameters"]
+
+# Per-function resources: the SAM logical id of the instance for function `f`.
+PER_FUNCTION = {
+    "aws_lambda_function": lambda f: camel(f),
+    "aws_iam_role": lambda f: camel(f) + "Role",
+    "aws_cloudwatch_log_group": lambda f: camel(f) + "Logs",
+}
+# Which attribute of a resource type SAM's `!Ref` gives; `.Arn` is always `arn`.
+REF_ATTRIBUTE = {
+    "aws_lambda_function": "function_name",
+    "aws_iam_role": "name",
+    "aws_cloudwatch_log_group": "name",
+    "aws_dynamodb_table": "name",
+    "aws_kinesis_stream": "name",
+    "aws_sqs_queue": "url",
+    "aws_s3_bucket": "bucket",
+    "aws_apigatewayv2_api": "id",
+}
+
+
+# Other attributes SAM's `!GetAtt` names, by the provider's attribute.
+GET_ATT = {
+    "aws_sqs_queue": {"name": "QueueName"},
+}
+
+
+def logical_id(r):
+    if r["type"] in PER_FUNCTION and "index" in r:
+        return PER_FUNCTION[r["type"]](r["index"])
+    return camel(r["name"])
+
+
+class Terraform:
+    def __init__(self, plan):
+        self.plan = plan
+        self.rs = []
+        def walk(module):
+            self.rs.extend(x for x in module.get("resources", []) if x["mode"] == "managed")
+            for child in module.get("child_modules", []):
+                walk(child)
+        walk(plan["planned_values"]["root_module"])
+        self.vars = {k: v.get("value") for k, v in plan.get("variables", {}).items()}
+        # Concrete value -> placeholder, longest first so an ARN is replaced before the name in it.
+        names = {}
+        def name(concrete, placeholder):
+            # Two resources with the same name (a function and a stream both `x-orders`) would
+            # make a reference ambiguous.
+            if names.get(concrete, placeholder) != placeholder:
+                raise SystemExit(f"parity.py: {concrete!r} is both {names[concrete]} and {placeholder}: give them distinct names")
+            names[concrete] = placeholder
+        for r in self.rs:
+            if r["type"] not in REF_ATTRIBUTE:
+                continue
+            lid, v = logical_id(r), r["values"]
+            name(str(v[REF_ATTRIBUTE[r["type"]]]), "${" + lid + "}")
+            for attr, suffix in GET_ATT.get(r["type"], {}).items():
+                name(str(v[attr]), "${" + lid + "." + suffix + "}")
+            if v.get("arn"):
+                name(v["arn"], "${" + lid + ".Arn}")
+                if r["type"] == "aws_cloudwatch_log_group":
+                    # SAM's LogGroup.Arn ends in ":*" (every stream); the provider's doesn't.
+                    name(v["arn"] + ":*", "${" + lid + ".Arn}")
+        self.placeholders = sorted(names.items(), key=lambda kv: -len(kv[0]))
+
+    def canon(self, value):
+        if isinstance(value, str):
+            for concrete, placeholder in self.placeholders:
+                if concrete and concrete in value:
+                    value = value.replace(concrete, placeholder)
+            return value
+        if isinstance(value, list):
+            return [self.canon(x) for x in value]
+        if isinstance(value, dict):
+            return {k: self.canon(v) for k, v in value.items()}
+        return value
+
+    def of_type(self, kind):
+        return [r for r in self.rs if r["type"] == kind]
+
+    def one(self, kind):
+        found = self.of_type(kind)
+        if len(found) != 1:
+            raise SystemExit(f"parity.py: expected one {kind}, found {len(found)}")
+        return found[0]["values"]
+
+    def model(self):
+        m = {k: {} for k in MODEL_KEYS}
+        retries = {r["values"]["function_name"]: r["values"]["maximum_retry_attempts"] for r in self.of_type("aws_lambda_function_event_invoke_config")}
+        for r in self.of_type("aws_lambda_function"):
+            v = r["values"]
+            env = (v.get("environment") or [{}])[0].get("variables") or {}
+            m["functions"][logical_id(r)] = {
+                "runtime": v["runtime"],
+                "architectures": v["architectures"],
+                "handler": v["handler"],
+                "memory": v["memory_size"],
+                "timeout": v["timeout"],
+                "tracing": v["tracing_config"][0]["mode"],
+                "log_format": v["logging_config"][0]["log_format"],
+                "log_group": self.canon(v["logging_config"][0]["log_group"]),
+                "role": self.canon(v["role"]),
+                "environment": {k: self.canon(x) for k, x in env.items()},
+                "async_retries": retries.get(v["function_name"]),
+            }
+        integrations = {r["values"]["id"]: self.canon(r["values"]["integration_uri"]) for r in self.of_type("aws_apigatewayv2_integration")}
+        for r in self.of_type("aws_apigatewayv2_route"):
+            v = r["values"]
+            uri = integrations[v["target"].removeprefix("integrations/")]
+            # ...:lambda:path/2015-03-31/functions/${Fn.Arn}/invocations
+            m["routes"][v["route_key"]] = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)
+        for r in self.of_type("aws_lambda_event_source_mapping"):
+            v = r["values"]
+            fid = re.fullmatch(r"\$\{(\w+)\.Arn\}", self.canon(v["function_arn"])).group(1)
+            is_stream = ":kinesis:" in v["event_source_arn"]
+            on_failure = [d["destination_arn"] for dc in v.get("destination_config") or [] for o in dc.get("on_failure") or [] for d in [o]]
+            m["mappings"][f"{fid} <- {self.canon(v['event_source_arn'])}"] = {
+                "batch_size": v["batch_size"],
+                "window": v["maximum_batching_window_in_seconds"],
+                "starting_position": v["starting_position"] or None,
+                "parallelization": v["parallelization_factor"] if is_stream else None,
+                "response_types": sorted(v["function_response_types"] or []),
+                "bisect": v["bisect_batch_on_function_error"] if is_stream else None,
+                "retries": v["maximum_retry_attempts"] if is_stream else None,
+                "record_age": v["maximum_record_age_in_seconds"] if is_stream else None,
+                "on_failure": self.canon(on_failure[0]) if on_failure else None,
+            }
+        rules = {r["values"]["name"]: r["values"] for r in self.of_type("aws_cloudwatch_event_rule")}
+        for r in self.of_type("aws_cloudwatch_event_target"):
+            v = r["values"]
+            fid = re.fullmatch(r"\$\{(\w+)\.Arn\}", self.canon(v["arn"])).group(1)
+            m["schedules"][fid] = rules[v["rule"]]["schedule_expression"]
+        for r in self.of_type("aws_sqs_queue"):
+            v = r["values"]
+            redrive = json.loads(v["redrive_policy"]) if v["redrive_policy"] else None
+            m["queues"][logical_id(r)] = {
+                "retention": v["message_retention_seconds"],
+                "visibility": v["visibility_timeout_seconds"],
+                "sse": v["sqs_managed_sse_enabled"],
+                "redrive": {"dlq": self.canon(redrive["deadLetterTargetArn"]), "max": int(redrive["maxReceiveCount"])} if redrive else None,
+            }
+        for r in self.of_type("aws_kinesis_stream"):
+            v = r["values"]
+            m["streams"][logical_id(r)] = {
+                "mode": v["stream_mode_details"][0]["stream_mode"],
+                "retention": v["retention_period"],
+                "encryption": v["encryption_type"],
+                "key": v["kms_key_id"],
+            }
+        for r in self.of_type("aws_dynamodb_table"):
+            v = r["values"]
+            keys = lambda h, rk: {k: a for k, a in (("HASH", h), ("RANGE", rk)) if a}
+            m["tables"][logical_id(r)] = {
+                "billing": v["billing_mode"],
+                "keys": keys(v["hash_key"], v["range_key"]),
+                "attributes": sorted((a["name"], a["type"]) for a in v["attribute"]),
+                "indexes": {i["name"]: {"keys": keys(i["hash_key"], i["range_key"]), "projection": i["projection_type"]} for i in v["global_secondary_index"]},
+                "ttl": v["ttl"][0]["attribute_name"] if v["ttl"][0]["enabled"] else None,
+                "pitr": v["point_in_time_recovery"][0]["enabled"],
+                "sse": v["server_side_encryption"][0]["enabled"],
+                "kept_on_delete": v["deletion_protection_enabled"],
+            }
+        for r in self.of_type("aws_cloudwatch_log_group"):
+            v = r["values"]
+            # /gocoffee/<deployment>/<function>: the deployment's segment reads ${name}, as SAM's stack name.
+            segments = v["name"].split("/")
+            name = "/".join("${name}" if s == self.vars["name"] and i == len(segments) - 2 else s for i, s in enumerate(segments))
+            m["log_groups"][logical_id(r)] = {"name": name, "retention": v["retention_in_days"]}
+        policies = {}
+        for r in self.of_type("aws_iam_role_policy"):
+            policies.setdefault(r["values"]["role"], set()).update(statements(self.canon(json.loads(r["values"]["policy"])["Statement"])))
+        for r in self.of_type("aws_iam_role"):
+            v = r["values"]
+            m["roles"][logical_id(r)] = {
+                "trust": statements(json.loads(v["assume_role_policy"])["Statement"], principals=True),
+                "statements": sorted(policies.get(v["name"], set())),
+            }
+        for r in self.of_type("aws_apigatewayv2_api"):
+            v = r["values"]
+            cors = v["cors_configuration"][0]
+            stage = self.one("aws_apigatewayv2_stage")
+            m["apis"][logical_id(r)] = {
+                "cors": {
+                    "origins": sorted(cors["allow_origins"]),
+                    "methods": sorted(cors["allow_methods"]),
+                    "headers": sorted(cors["allow_headers"]),
+                    "expose": sorted(cors["expose_headers"]),
+                    "max_age": cors["max_age"],
+                },
+                "throttling": {"burst": stage["default_route_settings"][0]["throttling_burst_limit"], "rate": stage["default_route_settings"][0]["throttling_rate_limit"]},
+                "access_log": {"destination": self.canon(stage["access_log_settings"][0]["destination_arn"]), "format": json.loads(stage["access_log_settings"][0]["format"])},
+            }
+        for r in self.of_type("aws_s3_bucket"):
+            bid = logical_id(r)
+            per = lambda kind: next(x["values"] for x in self.of_type(kind) if x["name"] == r["name"])
+            pab = per("aws_s3_bucket_public_access_block")
+            rule = per("aws_s3_bucket_lifecycle_configuration")["rule"][0]
+            cors = per("aws_s3_bucket_cors_configuration")["cors_rule"][0]
+            enc = per("aws_s3_bucket_server_side_encryption_configuration")["rule"][0]
+            pab_names = {"block_public_acls": "BlockPublicAcls", "block_public_policy": "BlockPublicPolicy", "ignore_public_acls": "IgnorePublicAcls", "restrict_public_buckets": "RestrictPublicBuckets"}
+            m["buckets"][bid] = {
+                "public_access_block": sorted(pab_names[k] for k in pab_names if pab[k]),
+                "ownership": per("aws_s3_bucket_ownership_controls")["rule"][0]["object_ownership"],
+                "encryption": {"algorithm": enc["apply_server_side_encryption_by_default"][0]["sse_algorithm"], "bucket_key": enc["bucket_key_enabled"]},
+                "versioning": per("aws_s3_bucket_versioning")["versioning_configuration"][0]["status"],
+                "lifecycle": {
+                    "noncurrent_days": (rule["noncurrent_version_expiration"] or [{}])[0].get("noncurrent_days"),
+                    "abort_multipart_days": (rule["abort_incomplete_multipart_upload"] or [{}])[0].get("days_after_initiation"),
+                },
+                "cors": {"methods": sorted(cors["allowed_methods"]), "origins": sorted(cors["allowed_origins"]), "headers": sorted(cors["allowed_headers"]), "max_age": cors["max_age_seconds"]},
+                # A bucket that isn't empty is kept: force_destroy off.
+                "kept_on_delete": not r["values"]["force_destroy"],
+                "policy": sorted(statements(self.canon(json.loads(per("aws_s3_bucket_policy")["policy"])["Statement"]), principals=True, conditions=True)),
+            }
+        m["outputs"] = sorted(self.plan["configuration"]["root_module"].get("outputs", {}))
+        for name, v in self.plan["configuration"]["root_module"].get("variables", {}).items():
+            if name in TERRAFORM_ONLY_VARIABLES:
+                continue
+            m["parameters"][name] = {"default": v.get("default"), "sensitive": bool(v.get("sensitive", False))}
+        return m
+
+
+# Settings only Terraform has: SAM takes the stack name from `sam deploy` and builds the code itself.
+TERRAFORM_ONLY_VARIABLES = {"name", "lambda_dir"}
+
+
+def normalise(x):
+    """Tuples and lists compare alike; principals like `"*"` and `{"AWS": "*"}` too."""
+    if isinstance(x, (list, tuple)):
+        return [normalise(i) for i in x]
+    if isinstance(x, dict):
+        return {k: normalise(v) for k, v in x.items()}
+    if isinstance(x, str):
+        return x.replace('{"AWS": "*"}', '"*"')
+    return x
+
+
+def diff(path, sam, tf, out):
+    if isinstance(sam, dict) and isinstance(tf, dict):
+        for k in sorted(set(sam) | set(tf)):
+            if k not in tf:
+                out.append(f"{path}.{k}: in SAM, not in Terraform ({json.dumps(sam[k], default=str)[:200]})")
+            elif k not in sam:
+                out.append(f"{path}.{k}: in Terraform, not in SAM ({json.dumps(tf[k], default=str)[:200]})")
+            else:
+                diff(f"{path}.{k}", sam[k], tf[k], out)
+    elif isinstance(sam, list) and isinstance(tf, list) and all(isinstance(x, list) for x in sam + tf) and sam != tf:
+        as_set = lambda xs: {json.dumps(x) for x in xs}
+        only_sam, only_tf = sorted(as_set(sam) - as_set(tf)), sorted(as_set(tf) - as_set(sam))
+        out.append(f"{path}: only in SAM {', '.join(only_sam) or '-'}; only in Terraform {', '.join(only_tf) or '-'}")
+    elif sam != tf:
+        out.append(f"{path}: SAM {json.dumps(sam, default=str)} != Terraform {json.dumps(tf, default=str)}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plan")
+    ap.add_argument("--template", default="sam-template.yaml")
+    args = ap.parse_args()
+    with open(args.plan) as f:
+        plan = json.load(f)
+    tf = Terraform(plan)
+    sam = Sam(args.template, tf.vars)
+    sam_model, tf_model = normalise(sam.model()), normalise(tf.model())
+    problems = []
+    for key in MODEL_KEYS:
+        diff(key, sam_model[key], tf_model[key], problems)
+    counts = ", ".join(f"{len(sam_model[k])} {k}" for k in MODEL_KEYS)
+    if problems:
+        print(f"infra/ and sam-template.yaml differ ({len(problems)}):", file=sys.stderr)
+        for p in problems:
+            print("  " + p, file=sys.stderr)
+        sys.exit(1)
+    print(f"parity: infra/ matches sam-template.yaml ({counts})")
+
+
+if __name__ == "__main__":
+    main()
