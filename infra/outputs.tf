@@ -44,3 +44,13 @@ output "images_bucket_name" {
   description = "Menu images"
   value       = aws_s3_bucket.images_bucket.id
 }
+
+output "alarm_topic_arn" {
+  description = "Every alarm notifies this topic; subscribe a pager or a chat integration to it"
+  value       = aws_sns_topic.alarm_topic.arn
+}
+
+output "dashboard_name" {
+  description = "The CloudWatch dashboard of the deployment"
+  value       = aws_cloudwatch_dashboard.dashboard.dashboard_name
+}

@@ -116,6 +116,12 @@ variable "reconcile_after_seconds" {
   }
 }
 
+variable "alarm_email" {
+  description = "Where alarm notifications are emailed (the address confirms the subscription). Empty - none; subscribe to the alarm_topic_arn output instead."
+  type        = string
+  default     = ""
+}
+
 variable "log_retention_days" {
   description = "How long function and API access logs are kept."
   type        = number

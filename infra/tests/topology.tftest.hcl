@@ -25,6 +25,11 @@ mock_provider "aws" {
       arn = "arn:aws:s3:::mock"
     }
   }
+  mock_resource "aws_sns_topic" {
+    defaults = {
+      arn = "arn:aws:sns:us-east-1:123456789012:mock"
+    }
+  }
   mock_resource "aws_cloudwatch_log_group" {
     defaults = {
       arn = "arn:aws:logs:us-east-1:123456789012:log-group:mock"
@@ -126,4 +131,37 @@ run "a_retention_cloudwatch_does_not_offer_is_refused" {
     log_retention_days = 42
   }
   expect_failures = [var.log_retention_days]
+}
+
+run "every_function_has_error_and_throttle_alarms_and_every_alarm_notifies_the_topic" {
+  command = plan
+
+  assert {
+    condition     = alltrue(flatten([for f, _ in aws_lambda_function.function : [contains(keys(aws_cloudwatch_metric_alarm.alarm), "${f}-errors"), contains(keys(aws_cloudwatch_metric_alarm.alarm), "${f}-throttles")]]))
+    error_message = "each function has an errors and a throttles alarm"
+  }
+  assert {
+    condition     = length(aws_cloudwatch_metric_alarm.alarm) == 30
+    error_message = "30 alarms, as in sam-template.yaml"
+  }
+  assert {
+    condition     = alltrue([for a in aws_cloudwatch_metric_alarm.alarm : a.alarm_actions == toset([aws_sns_topic.alarm_topic.arn]) && a.ok_actions == toset([aws_sns_topic.alarm_topic.arn])])
+    error_message = "every alarm notifies the topic when it fires and when it clears"
+  }
+  assert {
+    condition     = length(aws_sns_topic_subscription.alarm_email) == 0
+    error_message = "no email subscription without an alarm_email"
+  }
+}
+
+run "an_alarm_email_is_subscribed_to_the_topic" {
+  command = plan
+  variables {
+    alarm_email = "ops@example.com"
+  }
+
+  assert {
+    condition     = aws_sns_topic_subscription.alarm_email[0].protocol == "email" && aws_sns_topic_subscription.alarm_email[0].endpoint == "ops@example.com"
+    error_message = "the address is subscribed by email"
+  }
 }

@@ -54,23 +54,39 @@ def snake(camel_name):
 
 
 class Sam:
-    def __init__(self, path, values):
+    def __init__(self, path, values, region):
         with open(path) as f:
             self.t = yaml.load(f, Loader=CfnLoader)
-        self.resources = self.t["Resources"]
+        self.region = region
         self.params = self.t.get("Parameters", {})
         # The value each parameter has in the plan (a Terraform variable of the same name).
         self.values = values
+        self.conditions = self.t.get("Conditions", {})
+        # Resources whose condition is false for these parameter values don't exist.
+        self.resources = {k: r for k, r in self.t["Resources"].items() if "Condition" not in r or self.condition(r["Condition"])}
         self.globals = self.t.get("Globals", {}).get("Function", {})
 
     def param(self, name):
         return self.values.get(snake(name), self.params[name].get("Default"))
+
+    def condition(self, v):
+        """The conditions the template uses: !Equals, !Not, !Ref and named conditions."""
+        if isinstance(v, str):
+            return self.condition(self.conditions[v])
+        if v.tag == "Equals":
+            a, b = (self.resolve(x) for x in v.value)
+            return str(a) == str(b)
+        if v.tag == "Not":
+            return not self.condition(v.value[0])
+        raise SystemExit(f"parity.py: no rule for condition !{v.tag}")
 
     def sub(self, text):
         def one(m):
             ref = m.group(1)
             if ref == "AWS::StackName":
                 return "${name}"
+            if ref == "AWS::Region":
+                return self.region
             if ref in self.params:
                 return str(self.param(ref))
             return "${" + ref + "}"
@@ -212,6 +228,26 @@ class Sam:
             p = self.resolve(r["Properties"])
             bucket = p["Bucket"].strip("${}")
             m["buckets"].setdefault(bucket, {})["policy"] = sorted(statements(p["PolicyDocument"]["Statement"], principals=True, conditions=True))
+        for aid, r in self.of_type("AWS::CloudWatch::Alarm").items():
+            p = self.resolve(r["Properties"])
+            m["alarms"][aid] = {
+                "metric": f"{p['Namespace']} {p['MetricName']}",
+                "dimensions": {d["Name"]: d["Value"] for d in p.get("Dimensions", [])},
+                "statistic": p.get("ExtendedStatistic") or p.get("Statistic"),
+                "period": p["Period"],
+                "evaluations": p["EvaluationPeriods"],
+                "datapoints": p.get("DatapointsToAlarm", p["EvaluationPeriods"]),
+                "threshold": float(p["Threshold"]),
+                "comparison": p["ComparisonOperator"],
+                "missing_data": p.get("TreatMissingData", "missing"),
+                "actions": sorted(p.get("AlarmActions", [])),
+                "ok_actions": sorted(p.get("OKActions", [])),
+            }
+        for tid, r in self.of_type("AWS::SNS::Topic").items():
+            m["topics"][tid] = {"subscriptions": sorted((s["Properties"]["Protocol"], str(self.resolve(s["Properties"]["Endpoint"])))
+                                                        for s in self.of_type("AWS::SNS::Subscription").values() if self.resolve(s["Properties"]["TopicArn"]) == "${" + tid + "}")}
+        for did, r in self.of_type("AWS::CloudWatch::Dashboard").items():
+            m["dashboards"][did] = json.loads(self.resolve(r["Properties"]["DashboardBody"]))
         m["outputs"] = sorted(snake(k) for k in self.t.get("Outputs", {}))
         for name, p in self.params.items():
             m["parameters"][snake(name)] = {"default": p.get("Default"), "sensitive": bool(p.get("NoEcho", False))}
@@ -236,7 +272,7 @@ def statements(stmts, principals=False, conditions=False):
 
 # ------------------------------------------------------------------------------ Terraform side
 
-MODEL_KEYS = ["functions", "routes", "mappings", "schedules", "queues", "streams", "tables", "log_groups", "roles", "apis", "buckets", "outputs", "parameters"]
+MODEL_KEYS = ["functions", "routes", "mappings", "schedules", "queues", "streams", "tables", "log_groups", "roles", "apis", "buckets", "alarms", "topics", "dashboards", "outputs", "parameters"]
 
 # Per-function resources: the SAM logical id of the instance for function `f`.
 PER_FUNCTION = {
@@ -254,6 +290,8 @@ REF_ATTRIBUTE = {
     "aws_sqs_queue": "url",
     "aws_s3_bucket": "bucket",
     "aws_apigatewayv2_api": "id",
+    # A topic's `!Ref` is its ARN.
+    "aws_sns_topic": "arn",
 }
 
 
@@ -294,12 +332,20 @@ class Terraform:
             name(str(v[REF_ATTRIBUTE[r["type"]]]), "${" + lid + "}")
             for attr, suffix in GET_ATT.get(r["type"], {}).items():
                 name(str(v[attr]), "${" + lid + "." + suffix + "}")
-            if v.get("arn"):
+            if v.get("arn") and REF_ATTRIBUTE[r["type"]] != "arn":
                 name(v["arn"], "${" + lid + ".Arn}")
                 if r["type"] == "aws_cloudwatch_log_group":
                     # SAM's LogGroup.Arn ends in ":*" (every stream); the provider's doesn't.
                     name(v["arn"] + ":*", "${" + lid + ".Arn}")
         self.placeholders = sorted(names.items(), key=lambda kv: -len(kv[0]))
+
+    def region(self):
+        """The region everything was made in, from any ARN that names one."""
+        for r in self.rs:
+            arn = str(r["values"].get("arn") or "")
+            if arn.count(":") >= 5 and arn.split(":")[3]:
+                return arn.split(":")[3]
+        raise SystemExit("parity.py: no ARN names a region")
 
     def canon(self, value):
         if isinstance(value, str):
@@ -450,6 +496,27 @@ class Terraform:
                 "kept_on_delete": not r["values"]["force_destroy"],
                 "policy": sorted(statements(self.canon(json.loads(per("aws_s3_bucket_policy")["policy"])["Statement"]), principals=True, conditions=True)),
             }
+        for r in self.of_type("aws_cloudwatch_metric_alarm"):
+            v = self.canon(r["values"])
+            m["alarms"][camel(r["index"])] = {
+                "metric": f"{v['namespace']} {v['metric_name']}",
+                "dimensions": v["dimensions"],
+                "statistic": v["extended_statistic"] or v["statistic"],
+                "period": v["period"],
+                "evaluations": v["evaluation_periods"],
+                "datapoints": v["datapoints_to_alarm"] or v["evaluation_periods"],
+                "threshold": float(v["threshold"]),
+                "comparison": v["comparison_operator"],
+                "missing_data": v["treat_missing_data"],
+                "actions": sorted(v["alarm_actions"]),
+                "ok_actions": sorted(v["ok_actions"]),
+            }
+        subscriptions = [self.canon(r["values"]) for r in self.of_type("aws_sns_topic_subscription")]
+        for r in self.of_type("aws_sns_topic"):
+            tid = logical_id(r)
+            m["topics"][tid] = {"subscriptions": sorted((s["protocol"], s["endpoint"]) for s in subscriptions if s["topic_arn"] == "${" + tid + "}")}
+        for r in self.of_type("aws_cloudwatch_dashboard"):
+            m["dashboards"][logical_id(r)] = json.loads(self.canon(r["values"]["dashboard_body"]))
         m["outputs"] = sorted(self.plan["configuration"]["root_module"].get("outputs", {}))
         for name, v in self.plan["configuration"]["root_module"].get("variables", {}).items():
             if name in TERRAFORM_ONLY_VARIABLES:
@@ -482,6 +549,9 @@ def diff(path, sam, tf, out):
                 out.append(f"{path}.{k}: in Terraform, not in SAM ({json.dumps(tf[k], default=str)[:200]})")
             else:
                 diff(f"{path}.{k}", sam[k], tf[k], out)
+    elif isinstance(sam, list) and isinstance(tf, list) and len(sam) == len(tf) and any(isinstance(x, dict) for x in sam):
+        for i, (a, b) in enumerate(zip(sam, tf)):
+            diff(f"{path}[{i}]", a, b, out)
     elif isinstance(sam, list) and isinstance(tf, list) and all(isinstance(x, list) for x in sam + tf) and sam != tf:
         as_set = lambda xs: {json.dumps(x) for x in xs}
         only_sam, only_tf = sorted(as_set(sam) - as_set(tf)), sorted(as_set(tf) - as_set(sam))
@@ -498,7 +568,7 @@ def main():
     with open(args.plan) as f:
         plan = json.load(f)
     tf = Terraform(plan)
-    sam = Sam(args.template, tf.vars)
+    sam = Sam(args.template, tf.vars, tf.region())
     sam_model, tf_model = normalise(sam.model()), normalise(tf.model())
     problems = []
     for key in MODEL_KEYS:

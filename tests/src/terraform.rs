@@ -16,7 +16,7 @@ use crate::workspace;
 const TERRAFORM: &str = "/usr/local/bin/terraform";
 const PROVIDER_MIRROR: &str = "/opt/tf-plugins";
 /// The AWS services infra/ uses, all pointed at moto.
-const SERVICES: [&str; 11] = ["apigatewayv2", "cloudwatch", "cloudwatchlogs", "dynamodb", "events", "iam", "kinesis", "lambda", "s3", "sqs", "sts"];
+const SERVICES: [&str; 12] = ["apigatewayv2", "cloudwatch", "cloudwatchlogs", "dynamodb", "events", "iam", "kinesis", "lambda", "s3", "sns", "sqs", "sts"];
 
 /// What a test saw of an applied `infra/`.
 pub struct Applied {
