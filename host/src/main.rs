@@ -2,6 +2,7 @@
 //! with Spin's routing and interfaces, state in SQLite files under one folder, and an embedded
 //! durable log standing in for Redis pub/sub.
 
+mod backup;
 mod log;
 mod manifest;
 mod routes;
@@ -33,6 +34,12 @@ USAGE:
     gocoffee-host dead-letters [OPTIONS] list messages that kept failing, as JSON lines
     gocoffee-host redrive [--id <N>] [OPTIONS]
                                         queue dead letters (all, or one) for delivery again
+    gocoffee-host backup --to <DIR> [OPTIONS]
+                                        copy every database of the state folder into the new
+                                        folder DIR, consistently, while the host keeps serving
+    gocoffee-host restore --from <DIR> [OPTIONS]
+                                        put a backup's databases back into the state folder
+                                        (stop the host first)
 
 OPTIONS:
     -f, --manifest <FILE>       the application manifest [default: spin.toml]
@@ -57,6 +64,7 @@ OPTIONS:
                                 loopback clients need none
         --log-format <text|json> [default: text]
         --id <N>                with redrive: only this dead letter
+        --to <DIR>, --from <DIR> with backup and restore: the backup folder
     -h, --help                  print this help
 ";
 
@@ -73,6 +81,7 @@ struct Args {
     operator_token: Option<String>,
     json_logs: bool,
     id: Option<i64>,
+    backup_dir: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -89,6 +98,7 @@ fn parse_args() -> Result<Args> {
         operator_token: std::env::var("GOCOFFEE_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty()),
         json_logs: false,
         id: None,
+        backup_dir: None,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(cmd) = it.peek().filter(|a| !a.starts_with('-')).cloned() {
@@ -118,6 +128,7 @@ fn parse_args() -> Result<Args> {
             "--operator-token" => args.operator_token = Some(value(&flag)?).filter(|t| !t.is_empty()),
             "--log-format" => args.json_logs = value(&flag)? == "json",
             "--id" => args.id = Some(value(&flag)?.parse().context("--id must be a number")?),
+            "--to" | "--from" => args.backup_dir = Some(value(&flag)?.into()),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -168,6 +179,8 @@ fn main() -> Result<()> {
             println!("{moved} message(s) queued for delivery again");
             Ok(())
         }
+        "backup" => backup::backup(&args.state_dir, args.backup_dir.as_deref().context("backup needs --to <DIR>")?),
+        "restore" => backup::restore(args.backup_dir.as_deref().context("restore needs --from <DIR>")?, &args.state_dir),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }

@@ -34,7 +34,7 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-fn host_binary() -> PathBuf {
+pub fn host_binary() -> PathBuf {
     std::env::var_os("GOCOFFEE_HOST_BIN").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/release/gocoffee-host"))
 }
 

@@ -2,6 +2,7 @@
 //! `.wasm` components (Spin), and the real Lambda binaries on moto behind the template's routes
 //! (AWS). The host's own delivery and shutdown guarantees are tested on the host alone.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Host, inject_delivery, pending_deliveries};
@@ -353,6 +354,46 @@ fn sigkill_mid_flow_loses_no_accepted_order() {
         h.wait_for_status(id, &ada, "confirmed");
     }
     assert_eq!(h.get("/api/v1/orders?limit=100", Some(&ada)).body["items"].as_array().map(Vec::len), Some(25));
+}
+
+#[test]
+fn a_backup_taken_while_orders_flow_restores_every_order_accepted_before_it() {
+    let h = Host::start("backup");
+    let ada = h.register("ada@example.com");
+    let port = h.port();
+    let before: Vec<String> = (0..15).map(|_| h.place(&ada)).collect();
+    let backup = h.state.with_file_name(format!("{}-backup", h.state.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
+    let _ = std::fs::remove_dir_all(&backup);
+    // Orders keep coming while the backup is taken.
+    let during = std::thread::scope(|s| {
+        let placing = s.spawn(|| (0..15).map(|_| h.place(&ada)).collect::<Vec<_>>());
+        let out = h.cli(&["backup", "--to", backup.to_str().expect("utf8")]);
+        assert!(out.contains("log.db") && out.contains("sqlite/"), "{out}");
+        placing.join().expect("placing")
+    });
+    // The disk is lost: only the compiled components survive.
+    let state = h.kill();
+    for gone in ["log.db", "log.db-wal", "log.db-shm", "sqlite", "kv"] {
+        let p = state.join(gone);
+        let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+    }
+    let out = Command::new(gocoffee_tests::host_binary())
+        .args(["restore", "--from", backup.to_str().expect("utf8"), "--state-dir", state.to_str().expect("utf8")])
+        .output()
+        .expect("restore");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let h = Host::start_in(state, port);
+    let ada = h.login("ada@example.com", "password 123").body["access_token"].as_str().expect("the account is back").to_owned();
+    for id in &before {
+        h.wait_for_status(id, &ada, "confirmed");
+    }
+    // Orders placed during the backup are each either wholly there or not at all.
+    let listed = h.get("/api/v1/orders?limit=100", Some(&ada)).body["items"].as_array().cloned().unwrap_or_default();
+    assert!(listed.len() >= before.len() && listed.len() <= before.len() + during.len(), "{} orders", listed.len());
+    for order in &listed {
+        h.wait_for_status(order["id"].as_str().expect("id"), &ada, "confirmed");
+    }
 }
 
 #[test]
