@@ -45,6 +45,16 @@ output "images_bucket_name" {
   value       = aws_s3_bucket.images_bucket.id
 }
 
+output "archive_bucket_name" {
+  description = "Archived logs (logs/) and the table's nightly exports (table-exports/)"
+  value       = aws_s3_bucket.archive_bucket.id
+}
+
+output "backup_vault_name" {
+  description = "The table's nightly recovery points"
+  value       = aws_backup_vault.backup_vault.name
+}
+
 output "alarm_topic_arn" {
   description = "Every alarm notifies this topic; subscribe a pager or a chat integration to it"
   value       = aws_sns_topic.alarm_topic.arn

@@ -116,6 +116,34 @@ variable "reconcile_after_seconds" {
   }
 }
 
+variable "log_archive_days" {
+  description = "How long archived logs are kept in the archive bucket (they move to Infrequent Access after 30 days and Glacier Instant Retrieval after 90)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.log_archive_days >= 91 && var.log_archive_days <= 3650
+    error_message = "log_archive_days is 91 to 3650."
+  }
+}
+
+variable "backup_retention_days" {
+  description = "How long the table's nightly AWS Backup recovery points and S3 exports are kept."
+  type        = number
+  default     = 35
+
+  validation {
+    condition     = var.backup_retention_days >= 1 && var.backup_retention_days <= 3650
+    error_message = "backup_retention_days is 1 to 3650."
+  }
+}
+
+variable "backup_selection" {
+  description = "Whether AWS Backup selects the table (always, on AWS; off only where the API has no selections, as on moto server)."
+  type        = bool
+  default     = true
+}
+
 variable "alarm_email" {
   description = "Where alarm notifications are emailed (the address confirms the subscription). Empty - none; subscribe to the alarm_topic_arn output instead."
   type        = string

@@ -41,6 +41,11 @@ mock_provider "aws" {
       json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
     }
   }
+  mock_data "aws_partition" {
+    defaults = {
+      partition = "aws"
+    }
+  }
   mock_data "aws_region" {
     defaults = {
       name = "us-east-1"
@@ -163,5 +168,14 @@ run "an_alarm_email_is_subscribed_to_the_topic" {
   assert {
     condition     = aws_sns_topic_subscription.alarm_email[0].protocol == "email" && aws_sns_topic_subscription.alarm_email[0].endpoint == "ops@example.com"
     error_message = "the address is subscribed by email"
+  }
+}
+
+run "backup_selects_the_table_unless_turned_off_where_the_api_lacks_selections" {
+  command = plan
+
+  assert {
+    condition     = length(aws_backup_selection.backup_selection) == 1 && length(aws_cloudwatch_log_subscription_filter.function) == 10
+    error_message = "AWS Backup selects the table, and every function's log group is archived"
   }
 }

@@ -42,6 +42,8 @@ fn start_moto() -> String {
     std::thread::spawn(move || {
         let mut cmd = Command::new(bin);
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        // AWS managed policies exist, as in an account (infra/ attaches AWS Backup's).
+        cmd.env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true");
         #[allow(unsafe_code)]
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {

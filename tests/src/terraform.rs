@@ -16,7 +16,11 @@ use crate::workspace;
 const TERRAFORM: &str = "/usr/local/bin/terraform";
 const PROVIDER_MIRROR: &str = "/opt/tf-plugins";
 /// The AWS services infra/ uses, all pointed at moto.
-const SERVICES: [&str; 12] = ["apigatewayv2", "cloudwatch", "cloudwatchlogs", "dynamodb", "events", "iam", "kinesis", "lambda", "s3", "sns", "sqs", "sts"];
+const SERVICES: [&str; 15] =
+    ["apigatewayv2", "backup", "cloudwatch", "cloudwatchlogs", "dynamodb", "events", "firehose", "iam", "kinesis", "lambda", "s3", "scheduler", "sns", "sqs", "sts"];
+/// SAM resources moto server can't create, so the applied plan lacks them (infra/ turns them off
+/// with a variable there).
+const ABSENT_ON_MOTO: [&str; 1] = ["BackupSelection"];
 
 /// What a test saw of an applied `infra/`.
 pub struct Applied {
@@ -85,6 +89,8 @@ pub fn apply_to_moto(test: &str, variables: Value) -> Applied {
     let mut vars = variables;
     vars["name"] = json!(name);
     vars["lambda_dir"] = json!(workspace().join("target/lambda"));
+    // moto server implements AWS Backup vaults and plans but no selections.
+    vars["backup_selection"] = json!(false);
     std::fs::write(dir.join("terraform.tfvars.json"), vars.to_string()).expect("tfvars");
 
     run(&dir, &["init", "-backend=false", "-input=false", "-no-color"]);
@@ -107,6 +113,12 @@ impl Applied {
         self.plan["planned_values"]["root_module"]["resources"].as_array().expect("resources").iter().filter(|r| r["type"] == kind).collect()
     }
 
+    /// The values of the one resource `kind.name` (`aws_s3_bucket.archive_bucket`).
+    pub fn values(&self, kind: &str, name: &str) -> &Value {
+        let found = self.resources(kind).into_iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no {kind}.{name} in the plan"));
+        &found["values"]
+    }
+
     /// `tests/infra/parity.py` on this plan: Ok with its summary, or Err with every difference.
     pub fn parity(&self) -> Result<String, String> {
         let out = Command::new(workspace().join(".venv/bin/python"))
@@ -114,6 +126,8 @@ impl Applied {
             .arg(self.dir.join("plan.json"))
             .arg("--template")
             .arg(workspace().join("sam-template.yaml"))
+            .args(ABSENT_ON_MOTO.iter().flat_map(|id| ["--absent", id]))
+            .args(["--absent-reason", "moto server has no AWS Backup selections (infra/tests checks the selection with a mocked provider)"])
             .output()
             .expect("run parity.py");
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -203,4 +217,52 @@ fn text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// A call to moto in a JSON protocol (CloudWatch Logs, ...), for the services the tests have no
+/// SDK client for. moto doesn't check signatures; it reads the service and region from the
+/// credential scope.
+pub fn moto_json(service: &str, target: &str, body: Value) -> Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut resp = agent
+        .post(moto())
+        .header("x-amz-target", target)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("authorization", &format!("AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"))
+        .send(body.to_string())
+        .unwrap_or_else(|e| panic!("{target}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    assert!(status < 300, "{target}: {status} {text}");
+    if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+}
+
+/// Every object under `prefix` in `bucket` on moto, gunzipped: `(key, contents)`. moto applies a
+/// bucket policy's `Deny` without its condition, so the TLS-only policy (moto speaks plain HTTP)
+/// would refuse every read: it is lifted first. Objects are read with presigned URLs, as a
+/// client with the account's credentials would.
+pub fn gzipped_objects(bucket: &str, prefix: &str) -> Vec<(String, String)> {
+    use gocoffee_app::ports::ImageUrls as _;
+    use std::io::Read as _;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    agent.delete(&format!("{}/{bucket}?policy", moto())).call().expect("delete the bucket policy");
+    let listing = agent.get(&format!("{}/{bucket}?list-type=2&prefix={prefix}", moto())).call().expect("list").body_mut().read_to_string().expect("xml");
+    let credentials = aws_credential_types::Credentials::new("testing", "testing", None, None, "tests");
+    let signer = gocoffee_aws::S3Images::new(bucket, "us-east-1", credentials, Some(moto().to_owned()));
+    listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</Key>").next())
+        .map(|key| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
+            let url = signer.download_url(key, now, 300).unwrap_or_else(|e| panic!("{key}: {e:?}"));
+            let mut resp = agent.get(&url).call().expect("get");
+            let status = resp.status().as_u16();
+            let bytes = resp.body_mut().read_to_vec().expect("bytes");
+            assert_eq!(status, 200, "GET {key}: {}", String::from_utf8_lossy(&bytes));
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(bytes.as_slice()).read_to_string(&mut text).unwrap_or_else(|e| panic!("{key} is not gzipped: {e}"));
+            (key.to_owned(), text)
+        })
+        .collect()
 }

@@ -9,6 +9,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use base64::Engine as _;
 use gocoffee_core::StoredEvent;
 use gocoffee_tests::lambda::{LambdaStack, kinesis_record, select_route, sqs_record, template_routes};
+use gocoffee_tests::terraform::{gzipped_objects, moto_json};
 use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, workspace};
 use serde_json::{Value, json};
 
@@ -217,4 +218,38 @@ fn infra_applied_to_moto_matches_the_template_and_carries_an_order_to_the_kitche
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let on_stream = rt.block_on(h.stack.records_of("OrdersStream"));
     assert!(on_stream.iter().any(|(_, r)| r.partition_key() == Some(id.as_str())), "the order's events are on Terraform's stream");
+
+    // A function's log line reaches the archive bucket through the subscription filter and
+    // Firehose Terraform made.
+    let archive = applied.values("aws_s3_bucket", "archive_bucket")["bucket"].as_str().expect("archive bucket").to_owned();
+    let group = format!("/gocoffee/{}/orders", applied.name);
+    let line = json!({"level": "INFO", "message": "order placed", "order_id": id}).to_string();
+    moto_json("logs", "Logs_20140328.CreateLogStream", json!({"logGroupName": group, "logStreamName": "2026/11/26/[$LATEST]tf"}));
+    moto_json(
+        "logs",
+        "Logs_20140328.PutLogEvents",
+        json!({"logGroupName": group, "logStreamName": "2026/11/26/[$LATEST]tf", "logEvents": [{"timestamp": 1_795_651_200_000_u64, "message": line}]}),
+    );
+    let archived = gzipped_objects(&archive, "logs/");
+    assert!(archived.iter().any(|(_, text)| text.contains(&id) && text.contains(&group)), "the log line is archived under logs/: {archived:?}");
+
+    // The nightly export, called with exactly the input the schedule Terraform made would send.
+    let schedule = applied.values("aws_scheduler_schedule", "table_export_schedule");
+    let input: Value = serde_json::from_str(schedule["target"][0]["input"].as_str().expect("input")).expect("JSON input");
+    assert_eq!(schedule["target"][0]["arn"], "arn:aws:scheduler:::aws-sdk:dynamodb:exportTableToPointInTime");
+    rt.block_on(
+        h.stack
+            .clients
+            .dynamodb
+            .export_table_to_point_in_time()
+            .table_arn(input["TableArn"].as_str().expect("TableArn"))
+            .s3_bucket(input["S3Bucket"].as_str().expect("S3Bucket"))
+            .s3_prefix(input["S3Prefix"].as_str().expect("S3Prefix"))
+            .export_format(aws_sdk_dynamodb::types::ExportFormat::from(input["ExportFormat"].as_str().expect("ExportFormat")))
+            .send(),
+    )
+    .expect("export");
+    assert_eq!(input["S3Bucket"], archive.as_str(), "exports go to the archive bucket");
+    let exported = gzipped_objects(&archive, "table-exports/");
+    assert!(exported.iter().any(|(key, text)| key.contains("/data/") && text.contains(&format!("ORDER#{id}"))), "the order is in the export: {exported:?}");
 }
