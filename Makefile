@@ -4,6 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STATE ?= .gocoffee
 LISTEN ?= 127.0.0.1:3000
+METRICS_LISTEN ?= 127.0.0.1:9464
 COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler
 # Every function is also a Lambda.
 LAMBDAS := $(COMPONENTS)
@@ -51,7 +52,8 @@ up: components host
 	echo "Go Coffee on http://$(LISTEN) (dev secrets in $(STATE)/dev.env)"; \
 	echo "  admin: $$SPIN_VARIABLE_ADMIN_EMAIL / $$SPIN_VARIABLE_ADMIN_PASSWORD"; \
 	echo "  try:   curl -s http://$(LISTEN)/api/v1/menu"; \
-	exec ./$(HOST) --listen $(LISTEN) --state-dir $(STATE)
+	echo "  metrics (Prometheus): http://$(METRICS_LISTEN)/metrics"; \
+	exec ./$(HOST) --listen $(LISTEN) --state-dir $(STATE) --metrics-listen $(METRICS_LISTEN)
 
 ## test: every test: the template's static checks (sam validate --lint, cfn-lint, checkov), infra/'s
 ## (terraform fmt, validate, test, checkov), unit, adapters on real SQLite and on moto (the AWS wire

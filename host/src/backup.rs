@@ -119,18 +119,16 @@ fn check_integrity(conn: &Connection, rel: &Path) -> Result<()> {
 /// databases the backup doesn't have are removed, so the folder is as it was when the backup was
 /// taken. Compiled components (the cache) are left alone.
 pub fn restore(from: &Path, state: &Path) -> Result<()> {
-    let manifest: Manifest = serde_json::from_slice(
-        &std::fs::read(from.join(MANIFEST)).with_context(|| format!("{} is not a backup (no {MANIFEST})", from.display()))?,
-    )
-    .with_context(|| format!("reading {MANIFEST}"))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(from.join(MANIFEST)).with_context(|| format!("{} is not a backup (no {MANIFEST})", from.display()))?)
+            .with_context(|| format!("reading {MANIFEST}"))?;
     // Check the whole backup before touching the state.
     for f in &manifest.files {
         let rel = Path::new(&f.path);
         if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             bail!("{MANIFEST} names a file outside the state folder: {}", f.path);
         }
-        let conn = Connection::open_with_flags(from.join(rel), OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("the backup lacks {}", f.path))?;
+        let conn = Connection::open_with_flags(from.join(rel), OpenFlags::SQLITE_OPEN_READ_ONLY).with_context(|| format!("the backup lacks {}", f.path))?;
         check_integrity(&conn, rel)?;
     }
     std::fs::create_dir_all(state)?;

@@ -106,6 +106,7 @@ pub struct Delivery {
     pub next_attempt_at: i64,
     pub faults: u32,
     pub first_failed_at: Option<i64>,
+    pub published_at: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -182,7 +183,7 @@ impl MessageLog {
     pub fn next(&self, subscriber: &str) -> Result<Option<Delivery>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, channel, payload, attempts, next_attempt_at, faults, first_failed_at FROM deliveries WHERE subscriber = ? ORDER BY id LIMIT 1",
+            "SELECT id, channel, payload, attempts, next_attempt_at, faults, first_failed_at, published_at FROM deliveries WHERE subscriber = ? ORDER BY id LIMIT 1",
         )?;
         Ok(stmt
             .query_row([subscriber], |r| {
@@ -194,6 +195,7 @@ impl MessageLog {
                     next_attempt_at: r.get(4)?,
                     faults: r.get(5)?,
                     first_failed_at: r.get(6)?,
+                    published_at: r.get(7)?,
                 })
             })
             .optional()?)
@@ -278,6 +280,10 @@ impl MessageLog {
         Ok(moved)
     }
 
+    pub fn dead_letter_count(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?)
+    }
+
     pub fn pending(&self) -> Result<i64> {
         Ok(self.conn().query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))?)
     }
@@ -337,11 +343,13 @@ where
             continue;
         }
         let started = std::time::Instant::now();
+        let waited_ms = now_ms() - delivery.published_at;
         let result = invoke(delivery.payload.clone()).await;
         let log2 = log.clone();
         let outcome = match result {
             Ok(()) => {
                 tracing::info!(%subscriber, channel = %delivery.channel, id = delivery.id, attempt = delivery.attempts + 1, ms = started.elapsed().as_millis() as u64, "delivered");
+                crate::metrics::delivery(&subscriber, &delivery.channel, "delivered", waited_ms);
                 tokio::task::spawn_blocking(move || log2.ack(delivery.id).map(|_| ())).await
             }
             Err(failure) => {
@@ -349,8 +357,14 @@ where
                 let recorded = failure.clone();
                 let dead = tokio::task::spawn_blocking(move || log2.fail(&d, &recorded, &policy)).await;
                 match &dead {
-                    Ok(Ok(true)) => tracing::error!(%subscriber, id = delivery.id, attempts = delivery.attempts + 1, error = %failure, "dead-lettered"),
-                    _ => tracing::warn!(%subscriber, id = delivery.id, attempt = delivery.attempts + 1, error = %failure, "delivery failed; will retry"),
+                    Ok(Ok(true)) => {
+                        tracing::error!(%subscriber, id = delivery.id, attempts = delivery.attempts + 1, error = %failure, "dead-lettered");
+                        crate::metrics::delivery(&subscriber, &delivery.channel, "dead_lettered", waited_ms);
+                    }
+                    _ => {
+                        tracing::warn!(%subscriber, id = delivery.id, attempt = delivery.attempts + 1, error = %failure, "delivery failed; will retry");
+                        crate::metrics::delivery(&subscriber, &delivery.channel, "retried", waited_ms);
+                    }
                 }
                 dead.map(|r| r.map(|_| ()))
             }

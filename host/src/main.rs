@@ -5,6 +5,7 @@
 mod backup;
 mod log;
 mod manifest;
+mod metrics;
 mod routes;
 mod runtime;
 mod server;
@@ -62,6 +63,9 @@ OPTIONS:
         --operator-token <T>    lets remote clients use /.well-known/gocoffee/... with
                                 `Authorization: Bearer <T>` (also GOCOFFEE_OPERATOR_TOKEN);
                                 loopback clients need none
+        --metrics-listen <ADDR> serve the host's metrics for Prometheus at http://ADDR/metrics
+                                (requests by route and status class with latency, deliveries
+                                by outcome with their wait, backlog, dead letters) [default: off]
         --log-format <text|json> [default: text]
         --id <N>                with redrive: only this dead letter
         --to <DIR>, --from <DIR> with backup and restore: the backup folder
@@ -82,6 +86,7 @@ struct Args {
     json_logs: bool,
     id: Option<i64>,
     backup_dir: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -99,6 +104,7 @@ fn parse_args() -> Result<Args> {
         json_logs: false,
         id: None,
         backup_dir: None,
+        metrics_listen: None,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(cmd) = it.peek().filter(|a| !a.starts_with('-')).cloned() {
@@ -129,6 +135,7 @@ fn parse_args() -> Result<Args> {
             "--log-format" => args.json_logs = value(&flag)? == "json",
             "--id" => args.id = Some(value(&flag)?.parse().context("--id must be a number")?),
             "--to" | "--from" => args.backup_dir = Some(value(&flag)?.into()),
+            "--metrics-listen" => args.metrics_listen = Some(value(&flag)?.parse().context("--metrics-listen must be an address like 127.0.0.1:9464")?),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -199,6 +206,12 @@ async fn up(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let subs = subscriptions(&manifest, &variables)?;
     let log = Arc::new(MessageLog::open(&args.state_dir.join("log.db"), &subs)?);
+    if let Some(addr) = args.metrics_listen {
+        let handle = metrics::install()?;
+        let listener = metrics::bind(addr).await?;
+        tracing::info!(address = %listener.local_addr()?, "metrics at /metrics");
+        tokio::spawn(metrics::serve(listener, handle, log.clone()));
+    }
     let opts = Options {
         manifest_path: args.manifest.clone(),
         state_dir: args.state_dir.clone(),

@@ -20,7 +20,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::routes::Router;
+use crate::routes::{Route, Router};
 use crate::runtime::{GUEST_TIMEOUT, Runtime};
 
 /// Bodies over this are refused before any component runs.
@@ -137,8 +137,11 @@ impl Server {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let (response, component) = self.route(req, client).await;
-        tracing::info!(%method, %path, status = response.status().as_u16(), component = component.unwrap_or("-"), us = started.elapsed().as_micros() as u64, "request");
+        let (response, matched) = self.route(req, client).await;
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        tracing::info!(%method, %path, status, component = matched.map_or("-", |r| r.component.as_str()), us = elapsed.as_micros() as u64, "request");
+        crate::metrics::request(method.as_str(), matched.map(|r| r.raw.as_str()), status, elapsed);
         response
     }
 
@@ -206,7 +209,9 @@ impl Server {
         }
     }
 
-    async fn route(&self, req: hyper::Request<Incoming>, client: SocketAddr) -> (hyper::Response<HyperOutgoingBody>, Option<&str>) {
+    /// The response, and the manifest route that took the request (none for the host's own paths
+    /// and unmatched ones).
+    async fn route(&self, req: hyper::Request<Incoming>, client: SocketAddr) -> (hyper::Response<HyperOutgoingBody>, Option<&Route>) {
         let path = req.uri().path().to_owned();
         if path == "/.well-known/spin/health" {
             return (hyper::Response::new(body("OK")), None);
@@ -232,12 +237,12 @@ impl Server {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
                 drain(&mut incoming, self.limits.read_timeout).await;
-                return (closing(json_error(413, "body_too_large", "the request body is too large")), Some(component));
+                return (closing(json_error(413, "body_too_large", "the request body is too large")), Some(hit.route));
             }
             Err(BodyError::TimedOut) => {
-                return (closing(json_error(408, "request_timeout", "the request body did not arrive in time")), Some(component));
+                return (closing(json_error(408, "request_timeout", "the request body did not arrive in time")), Some(hit.route));
             }
-            Err(BodyError::Broken) => return (closing(json_error(400, "bad_request", "the request body could not be read")), Some(component)),
+            Err(BodyError::Broken) => return (closing(json_error(400, "bad_request", "the request body could not be read")), Some(hit.route)),
         };
         let host = parts.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
         let full_url = format!("http://{host}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
@@ -262,14 +267,14 @@ impl Server {
         }
         let req = hyper::Request::from_parts(parts, Full::new(bytes).map_err(|never: Infallible| -> hyper::Error { match never {} }));
         match self.invoke(component, req).await {
-            Ok(resp) => (resp, Some(component)),
+            Ok(resp) => (resp, Some(hit.route)),
             Err(InvokeError::Busy(why)) => {
                 tracing::warn!(component, why, "no instance free: 503");
-                (overloaded(), Some(component))
+                (overloaded(), Some(hit.route))
             }
             Err(InvokeError::Failed(e)) => {
                 tracing::error!(component, error = %format!("{e:#}"), "component failed");
-                (json_error(500, "internal", "the component failed while handling this request"), Some(component))
+                (json_error(500, "internal", "the component failed while handling this request"), Some(hit.route))
             }
         }
     }

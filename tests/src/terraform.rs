@@ -16,8 +16,23 @@ use crate::workspace;
 const TERRAFORM: &str = "/usr/local/bin/terraform";
 const PROVIDER_MIRROR: &str = "/opt/tf-plugins";
 /// The AWS services infra/ uses, all pointed at moto.
-const SERVICES: [&str; 15] =
-    ["apigatewayv2", "backup", "cloudwatch", "cloudwatchlogs", "dynamodb", "events", "firehose", "iam", "kinesis", "lambda", "s3", "scheduler", "sns", "sqs", "sts"];
+const SERVICES: [&str; 15] = [
+    "apigatewayv2",
+    "backup",
+    "cloudwatch",
+    "cloudwatchlogs",
+    "dynamodb",
+    "events",
+    "firehose",
+    "iam",
+    "kinesis",
+    "lambda",
+    "s3",
+    "scheduler",
+    "sns",
+    "sqs",
+    "sts",
+];
 /// SAM resources moto server can't create, so the applied plan lacks them (infra/ turns them off
 /// with a variable there).
 const ABSENT_ON_MOTO: [&str; 1] = ["BackupSelection"];

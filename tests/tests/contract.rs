@@ -397,6 +397,35 @@ fn a_backup_taken_while_orders_flow_restores_every_order_accepted_before_it() {
 }
 
 #[test]
+fn the_metrics_listener_counts_requests_by_route_and_status_class_and_deliveries_by_outcome() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+    let metrics = format!("127.0.0.1:{port}");
+    let h = Host::start_with("metrics", "127.0.0.1:0", &["--metrics-listen", &metrics]);
+    let ada = h.register("ada@example.com");
+    let id = h.place(&ada);
+    h.wait_for_status(&id, &ada, "confirmed");
+    assert_eq!(h.get("/no/such/path", None).status, 404);
+    let scrape = || ureq::get(&format!("http://{metrics}/metrics")).call().expect("scrape").body_mut().read_to_string().expect("text");
+    let text = scrape();
+    let sample = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{prefix}` in\n{text}"))
+    };
+    // Labels are the manifest's route patterns, never raw paths (which would grow without bound).
+    assert_eq!(sample(r#"gocoffee_http_requests_total{method="POST",route="/api/v1/orders/...",status="2xx"}"#), 1.0);
+    assert_eq!(sample(r#"gocoffee_http_requests_total{method="GET",route="none",status="4xx"}"#), 1.0);
+    assert!(sample(r#"gocoffee_http_request_duration_seconds_count{method="POST",route="/api/v1/orders/..."}"#) >= 1.0);
+    assert!(text.contains(r#"gocoffee_http_request_duration_seconds_bucket{method="POST",route="/api/v1/orders/...",le="0.005"}"#), "{text}");
+    assert!(!text.contains(&id), "no order id in any label");
+    assert!(sample(r#"gocoffee_deliveries_total{subscriber="order-consumer",channel="orders",outcome="delivered"}"#) >= 1.0);
+    assert!(sample(r#"gocoffee_delivery_lag_seconds_count{subscriber="order-consumer"}"#) >= 1.0);
+    assert_eq!(sample("gocoffee_dead_letters "), 0.0);
+}
+
+#[test]
 fn sigterm_lets_in_flight_requests_finish() {
     use std::io::{Read, Write};
     let h = Host::start("sigterm");

@@ -1,0 +1,105 @@
+//! The host's own metrics, through the `metrics` facade: every request by route, method and
+//! status class with its latency, and every delivery of the message log by outcome with how long
+//! the message waited. Rendered for Prometheus on `--metrics-listen` (`GET /metrics`); without
+//! it no recorder is installed and recording costs next to nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::log::MessageLog;
+
+const REQUESTS: &str = "gocoffee_http_requests_total";
+const REQUEST_SECONDS: &str = "gocoffee_http_request_duration_seconds";
+const DELIVERIES: &str = "gocoffee_deliveries_total";
+const DELIVERY_LAG_SECONDS: &str = "gocoffee_delivery_lag_seconds";
+const PENDING: &str = "gocoffee_deliveries_pending";
+const DEAD_LETTERS: &str = "gocoffee_dead_letters";
+
+/// Methods as labels: anything else a client sends is `other`, so no client can grow the series.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// One answered request. `route` is the manifest's route pattern (bounded), never the path.
+pub fn request(method: &str, route: Option<&str>, status: u16, elapsed: Duration) {
+    let (method, route) = (method_label(method), route.unwrap_or("none").to_owned());
+    metrics::counter!(REQUESTS, "method" => method, "route" => route.clone(), "status" => status_class(status)).increment(1);
+    metrics::histogram!(REQUEST_SECONDS, "method" => method, "route" => route).record(elapsed.as_secs_f64());
+}
+
+/// One delivery attempt: `delivered`, `retried` or `dead_lettered`, `waited_ms` after the
+/// message was published.
+pub fn delivery(subscriber: &str, channel: &str, outcome: &'static str, waited_ms: i64) {
+    metrics::counter!(DELIVERIES, "subscriber" => subscriber.to_owned(), "channel" => channel.to_owned(), "outcome" => outcome).increment(1);
+    metrics::histogram!(DELIVERY_LAG_SECONDS, "subscriber" => subscriber.to_owned()).record(waited_ms.max(0) as f64 / 1000.0);
+}
+
+/// Installs the Prometheus recorder for this process.
+pub fn install() -> Result<PrometheusHandle> {
+    const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(REQUEST_SECONDS.into()), &BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(DELIVERY_LAG_SECONDS.into()), &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0])?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends. The log's backlog and dead
+/// letters are read at each scrape.
+pub async fn serve(listener: tokio::net::TcpListener, handle: PrometheusHandle, log: Arc<MessageLog>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (handle, log) = (handle.clone(), log.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (handle, log) = (handle.clone(), log.clone());
+                async move {
+                    if req.uri().path() == "/metrics" && req.method() == hyper::Method::GET {
+                        let counts = tokio::task::spawn_blocking(move || (log.pending(), log.dead_letter_count())).await;
+                        if let Ok((Ok(pending), Ok(dead))) = counts {
+                            metrics::gauge!(PENDING).set(pending as f64);
+                            metrics::gauge!(DEAD_LETTERS).set(dead as f64);
+                        }
+                        handle.run_upkeep();
+                        hyper::Response::builder().header("content-type", "text/plain; version=0.0.4").body(Full::new(Bytes::from(handle.render())))
+                    } else {
+                        hyper::Response::builder().status(404).body(Full::new(Bytes::from_static(b"only GET /metrics here\n")))
+                    }
+                }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// Binds the metrics listener.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener {addr}"))
+}
