@@ -71,6 +71,7 @@ test: tools components host bootstraps lambdas
 ## the Lambda bootstraps, and payment verification on anvil (see bench/README.md)
 bench: components host bootstraps
 	bench/run.sh
+	bench/metrics.sh
 	bench/lambda.sh
 	target/release/payments-bench
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# What the host's instrumentation costs: two hosts on the same components, one without metrics
+# and one with `--metrics-listen` (recording every request and delivery), measured alternately in
+# one run (off, on, off, on) so drift on the machine hits both alike. Builds nothing itself.
+#   DURATION=10s CONNECTIONS=16 bench/metrics.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-16}
+OFF_PORT=${OFF_PORT:-3910}
+ON_PORT=${ON_PORT:-3911}
+METRICS=127.0.0.1:${METRICS_PORT:-3912}
+
+source tests/host.sh
+export SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret
+start_host "$OFF_PORT" target/bench-metrics-off
+start_host "$ON_PORT" target/bench-metrics-on --metrics-listen "$METRICS"
+
+token() {
+  curl -sf "http://127.0.0.1:$1/api/v1/auth/register" -H 'content-type: application/json' \
+    -d '{"email":"bench@example.com","password":"bench password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+OFF_TOKEN=$(token "$OFF_PORT")
+ON_TOKEN=$(token "$ON_PORT")
+ORDER='{"lines":[{"item_id":"latte","size":"medium","modifiers":["oat-milk"],"quantity":1}]}'
+
+run() {
+  local label=$1; shift
+  local out; out=$(oha --no-tui --output-format json -z "$DURATION" "$@")
+  python3 - "$label" "$out" <<'PY'
+import json, sys
+label, raw = sys.argv[1], sys.argv[2]
+d = json.loads(raw)
+s, p = d["summary"], d["latencyPercentiles"]
+bad = sum(n for c, n in d.get("statusCodeDistribution", {}).items() if not c.startswith("2"))
+print(f"{label:<36} {s['requestsPerSec']:>9.0f} req/s   p50 {p['p50']*1000:6.2f} ms   p99 {p['p99']*1000:6.2f} ms   non-2xx {bad}")
+PY
+}
+
+echo "== instrumentation cost: gocoffee-host on $(nproc) cores, load generator on the same machine; $DURATION per run"
+for port in "$OFF_PORT" "$ON_PORT"; do oha --no-tui -n 200 -c 4 "http://127.0.0.1:$port/api/v1/menu" >/dev/null; done
+for round in 1 2; do
+  run "GET /menu flat out, metrics off ($round)" -c "$CONNECTIONS" "http://127.0.0.1:$OFF_PORT/api/v1/menu"
+  run "GET /menu flat out, metrics on ($round)" -c "$CONNECTIONS" "http://127.0.0.1:$ON_PORT/api/v1/menu"
+done
+for round in 1 2; do
+  run "POST /orders flat out, metrics off ($round)" -c "$CONNECTIONS" -m POST -T application/json -H "authorization: Bearer $OFF_TOKEN" -d "$ORDER" "http://127.0.0.1:$OFF_PORT/api/v1/orders"
+  run "POST /orders flat out, metrics on ($round)" -c "$CONNECTIONS" -m POST -T application/json -H "authorization: Bearer $ON_TOKEN" -d "$ORDER" "http://127.0.0.1:$ON_PORT/api/v1/orders"
+done
+echo "series on the instrumented host: $(curl -sf "http://$METRICS/metrics" | grep -vc '^#')"
