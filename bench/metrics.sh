@@ -12,6 +12,7 @@ ON_PORT=${ON_PORT:-3911}
 METRICS=127.0.0.1:${METRICS_PORT:-3912}
 
 source tests/host.sh
+source bench/oha.sh
 export SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret
 start_host "$OFF_PORT" target/bench-metrics-off
 start_host "$ON_PORT" target/bench-metrics-on --metrics-listen "$METRICS"
@@ -23,19 +24,6 @@ token() {
 OFF_TOKEN=$(token "$OFF_PORT")
 ON_TOKEN=$(token "$ON_PORT")
 ORDER='{"lines":[{"item_id":"latte","size":"medium","modifiers":["oat-milk"],"quantity":1}]}'
-
-run() {
-  local label=$1; shift
-  local out; out=$(oha --no-tui --output-format json -z "$DURATION" "$@")
-  python3 - "$label" "$out" <<'PY'
-import json, sys
-label, raw = sys.argv[1], sys.argv[2]
-d = json.loads(raw)
-s, p = d["summary"], d["latencyPercentiles"]
-bad = sum(n for c, n in d.get("statusCodeDistribution", {}).items() if not c.startswith("2"))
-print(f"{label:<36} {s['requestsPerSec']:>9.0f} req/s   p50 {p['p50']*1000:6.2f} ms   p99 {p['p99']*1000:6.2f} ms   non-2xx {bad}")
-PY
-}
 
 echo "== instrumentation cost: gocoffee-host on $(nproc) cores, load generator on the same machine; $DURATION per run"
 for port in "$OFF_PORT" "$ON_PORT"; do oha --no-tui -n 200 -c 4 "http://127.0.0.1:$port/api/v1/menu" >/dev/null; done

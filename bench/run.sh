@@ -17,6 +17,7 @@ if ! command -v oha >/dev/null; then
 fi
 
 source tests/host.sh
+source bench/oha.sh
 SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret \
   SPIN_VARIABLE_ADMIN_EMAIL=admin@bench.test SPIN_VARIABLE_ADMIN_PASSWORD='bench admin password' \
   start_host "$PORT" "$STATE"
@@ -24,23 +25,6 @@ SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret \
 TOKEN=$(curl -sf "$BASE/api/v1/auth/register" -H 'content-type: application/json' \
   -d '{"email":"bench@example.com","password":"bench password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 ORDER='{"lines":[{"item_id":"latte","size":"medium","modifiers":["oat-milk"],"quantity":1}]}'
-
-# One oha run, summarized as: requests/s, p50 ms, p99 ms, non-2xx count.
-run() {
-  local label=$1; shift
-  local out; out=$(oha --no-tui --output-format json -z "$DURATION" "$@")
-  python3 - "$label" "$out" <<'PY'
-import json, sys
-label, raw = sys.argv[1], sys.argv[2]
-d = json.loads(raw)
-s, p = d["summary"], d["latencyPercentiles"]
-codes = d.get("statusCodeDistribution", {})
-bad = sum(n for c, n in codes.items() if not c.startswith("2"))
-# In-flight requests cut off when the run ends are not failures.
-errors = sum(n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline")
-print(f"{label:<44} {s['requestsPerSec']:>9.0f} req/s   p50 {p['p50']*1000:6.2f} ms   p99 {p['p99']*1000:6.2f} ms   non-2xx {bad}   errors {errors}")
-PY
-}
 
 echo "== gocoffee-host on $(nproc) cores, load generator on the same machine; $DURATION per run"
 oha --no-tui -n 200 -c 4 "$BASE/api/v1/menu" >/dev/null   # warm up

@@ -139,19 +139,9 @@ resource "aws_kinesis_firehose_delivery_stream" "log_archive_stream" {
   }
 }
 
-data "aws_iam_policy_document" "firehose_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["firehose.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "log_archive_delivery_role" {
   name               = "${var.name}-log-archive-delivery"
-  assume_role_policy = data.aws_iam_policy_document.firehose_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["firehose"].json
 }
 
 data "aws_iam_policy_document" "log_archive_delivery" {
@@ -171,19 +161,9 @@ resource "aws_iam_role_policy" "log_archive_delivery_role" {
   policy = data.aws_iam_policy_document.log_archive_delivery.json
 }
 
-data "aws_iam_policy_document" "logs_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "log_subscription_role" {
   name               = "${var.name}-log-subscription"
-  assume_role_policy = data.aws_iam_policy_document.logs_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["logs"].json
 }
 
 data "aws_iam_policy_document" "log_subscription" {

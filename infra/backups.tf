@@ -22,20 +22,10 @@ resource "aws_backup_plan" "backup_plan" {
   }
 }
 
-data "aws_iam_policy_document" "backup_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["backup.amazonaws.com"]
-    }
-  }
-}
-
 # AWS Backup's own managed policies: the documented way to let it snapshot and restore.
 resource "aws_iam_role" "backup_role" {
   name               = "${var.name}-backup"
-  assume_role_policy = data.aws_iam_policy_document.backup_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["backup"].json
 }
 
 resource "aws_iam_role_policy_attachment" "backup_role" {
@@ -54,19 +44,9 @@ resource "aws_backup_selection" "backup_selection" {
   resources    = [aws_dynamodb_table.table.arn]
 }
 
-data "aws_iam_policy_document" "scheduler_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["scheduler.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "table_export_role" {
   name               = "${var.name}-table-export"
-  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["scheduler"].json
 }
 
 data "aws_iam_policy_document" "table_export" {

@@ -60,12 +60,15 @@ locals {
   }
 }
 
-data "aws_iam_policy_document" "lambda_assume" {
+# Who may assume each role: one trust policy per AWS service that acts for Go Coffee.
+data "aws_iam_policy_document" "assume" {
+  for_each = toset(["lambda", "firehose", "logs", "backup", "scheduler"])
+
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["lambda.amazonaws.com"]
+      identifiers = ["${each.key}.amazonaws.com"]
     }
   }
 }
@@ -74,7 +77,7 @@ resource "aws_iam_role" "function" {
   for_each = local.functions
 
   name               = "${var.name}-${each.key}-role"
-  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["lambda"].json
 }
 
 data "aws_iam_policy_document" "function" {
