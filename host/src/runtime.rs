@@ -304,7 +304,7 @@ impl Runtime {
     /// there.
     pub fn store(&self, component: &Arc<ComponentConfig>, stderr: Option<StderrTail>) -> Store<HostState> {
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stdout();
+        wasi.stdout(GuestStdout::default());
         match stderr {
             Some(tail) => wasi.stderr(tail),
             None => wasi.inherit_stderr(),
@@ -416,6 +416,74 @@ impl tokio::io::AsyncWrite for StderrTail {
         if tail.len() > STDERR_TAIL_BYTES {
             let cut = tail.len() - STDERR_TAIL_BYTES;
             tail.drain(..cut);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A guest's stdout, passed through to the host's line by line, except the metrics documents
+/// (Embedded Metric Format) the app writes at the end of an invocation: those become the host's
+/// own series ([`crate::metrics::record_emf`]). One per invocation; a last line without its
+/// newline is passed on when the invocation's store is dropped.
+#[derive(Clone, Default)]
+pub struct GuestStdout(Arc<Mutex<Vec<u8>>>);
+
+impl GuestStdout {
+    fn line(line: &[u8]) {
+        if !(line.starts_with(b"{") && names_aws_key(line) && crate::metrics::record_emf(line)) {
+            // Best effort, as an inherited stdout is.
+            let _ = std::io::stdout().write_all(line);
+        }
+    }
+}
+
+/// Whether `line` names the EMF metadata key at all (most lines are not JSON objects with it).
+fn names_aws_key(line: &[u8]) -> bool {
+    line.windows(6).any(|w| w == b"\"_aws\"")
+}
+
+impl Drop for GuestStdout {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.0) == 1 {
+            let rest = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+            if !rest.is_empty() {
+                GuestStdout::line(&rest);
+            }
+        }
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for GuestStdout {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestStdout {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestStdout {
+    fn poll_write(self: Pin<&mut Self>, _: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let mut pending = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        pending.extend_from_slice(buf);
+        if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
+            let rest = pending.split_off(end + 1);
+            let complete = std::mem::replace(&mut *pending, rest);
+            drop(pending);
+            for line in complete.split_inclusive(|&b| b == b'\n') {
+                GuestStdout::line(line);
+            }
         }
         Poll::Ready(Ok(buf.len()))
     }

@@ -75,6 +75,7 @@ pub async fn create_direct(store: &dyn IntentStore, terms: &Terms) -> Intent {
         occurred_at_ms: terms.created_at_ms,
         actor: "system".into(),
         correlation_id: None,
+        traceparent: None,
         event: IntentEvent::IntentCreated { terms: terms.clone() },
     };
     let intent = Intent::from_events(std::slice::from_ref(&created)).expect("intent");

@@ -119,6 +119,7 @@ fn created(t: &Terms) -> gocoffee_payments::intent::StoredIntentEvent {
         occurred_at_ms: 0,
         actor: "system".into(),
         correlation_id: None,
+        traceparent: None,
         event: IntentEvent::IntentCreated { terms: t.clone() },
     }
 }

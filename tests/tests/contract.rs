@@ -37,6 +37,7 @@ on_both_shells!(
     the_admin_email_cannot_be_taken_and_racing_first_logins_make_one_admin,
     two_managers_editing_one_item_lose_no_update,
     picture_urls_ignore_a_forged_host_header_and_reads_say_how_to_cache,
+    one_trace_follows_an_order_from_the_request_through_the_stream_to_the_kitchen,
 );
 
 /// A plain HTTP call to an absolute URL (a picture URL may point away from the API, at S3):
@@ -197,6 +198,44 @@ fn an_order_goes_from_placed_to_collected_with_its_history(h: &impl Api) {
     assert_eq!(h.post(&format!("/api/v1/kitchen/orders/{id}/ready"), Some(&barista), json!({})).body["status"], "ready");
     assert_eq!(h.post(&format!("/api/v1/orders/{id}/collect"), Some(&customer), json!({})).body["status"], "completed");
     assert_eq!(h.event_types(&id, &customer), ["OrderPlaced", "OrderConfirmed", "PreparationStarted", "OrderReady", "OrderCompleted"]);
+}
+
+/// The caller's `traceparent` starts the trace; each event carries it on (the streams have no
+/// headers), each piece of work is a span of its own, and every log line of the work names it.
+fn one_trace_follows_an_order_from_the_request_through_the_stream_to_the_kitchen(h: &impl Api) {
+    let customer = h.register("ada@example.com");
+    let (trace_id, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let traceparent = format!("00-{trace_id}-{caller_span}-01");
+    let body = serde_json::to_vec(&json!({"lines": [{"item_id": "latte", "size": "small", "quantity": 1}]})).expect("json");
+    let placed = h.request("POST", "/api/v1/orders", Some(&customer), &[("traceparent", &traceparent)], Some(("application/json", body)));
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let id = placed.body["id"].as_str().expect("id").to_owned();
+    h.wait_for_status(&id, &customer, "confirmed");
+
+    let events = h.get(&format!("/api/v1/orders/{id}/events"), Some(&customer)).body["events"].as_array().cloned().expect("events");
+    let spans: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let parent = e["traceparent"].as_str().unwrap_or_else(|| panic!("an event without its trace: {e}"));
+            let parts: Vec<&str> = parent.split('-').collect();
+            assert_eq!((parts.len(), parts[0], parts[1], parts[3]), (4, "00", trace_id, "01"), "{e}");
+            parts[2].to_owned()
+        })
+        .collect();
+    assert_eq!(events.iter().map(|e| e["type"].as_str().unwrap_or_default()).collect::<Vec<_>>(), ["OrderPlaced", "OrderConfirmed"]);
+    assert!(spans[0] != caller_span && spans[1] != spans[0], "the request and the kitchen's confirmation are spans of their own: {spans:?}");
+
+    // The consumer's (and on AWS the kitchen's) log lines name the trace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = h.log();
+        let handled = log.lines().filter(|l| l.contains(trace_id) && l.contains("event handled")).count();
+        if handled >= 1 && log.lines().any(|l| l.contains(trace_id) && l.contains("order placed")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no log line of the order's handling names trace {trace_id}:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn cancel_rules_follow_role_and_status(h: &impl Api) {
@@ -423,6 +462,11 @@ fn the_metrics_listener_counts_requests_by_route_and_status_class_and_deliveries
     assert!(sample(r#"gocoffee_deliveries_total{subscriber="order-consumer",channel="orders",outcome="delivered"}"#) >= 1.0);
     assert!(sample(r#"gocoffee_delivery_lag_seconds_count{subscriber="order-consumer"}"#) >= 1.0);
     assert_eq!(sample("gocoffee_dead_letters "), 0.0);
+    // The components' own metrics, from the EMF lines they write on stdout.
+    assert_eq!(sample(r#"gocoffee_order_events_total{event="OrderPlaced"}"#), 1.0);
+    assert_eq!(sample(r#"gocoffee_order_events_total{event="OrderConfirmed"}"#), 1.0);
+    assert!(sample(r#"gocoffee_consumer_lag_seconds_count{consumer="order-consumer"}"#) >= 1.0);
+    assert!(text.contains(r#"gocoffee_consumer_lag_seconds_bucket{consumer="order-consumer",le="900"}"#), "{text}");
 }
 
 #[test]

@@ -173,6 +173,43 @@ fn an_order_flows_from_api_gateway_through_kinesis_and_sqs_to_the_kitchen_board(
     // The kitchen relayed each OrderConfirmed to the stream.
     let confirmed = rt.block_on(h.stack.stream_records()).iter().filter(|(_, r)| String::from_utf8_lossy(r.data().as_ref()).contains("OrderConfirmed")).count();
     assert_eq!(confirmed, 2);
+
+    // What each function counted, as CloudWatch EMF documents in its log.
+    let emf = |function: &str, metric: &str, dimensions: &[(&str, &str)]| emf_total(&h.function(function).log_text(), metric, dimensions);
+    assert_eq!(emf("orders", "order_events", &[("event", "OrderPlaced")]), 2.0);
+    assert!(emf("orders", "http_requests", &[("route", "POST /api/v1/orders"), ("status", "2xx")]) >= 1.0);
+    assert!(emf("orders", "http_request_duration", &[("route", "POST /api/v1/orders")]) > 0.0, "latencies in milliseconds");
+    assert_eq!(emf("order-consumer", "dead_letters", &[("consumer", "order-consumer")]), 1.0);
+    assert_eq!(emf("order-consumer", "consumer_failures", &[("consumer", "order-consumer"), ("kind", "poison")]), 1.0);
+    assert_eq!(emf("kitchen", "order_events", &[("event", "OrderConfirmed")]), 2.0);
+    assert_eq!(emf("kitchen", "consumer_failures", &[("consumer", "kitchen"), ("kind", "poison")]), 1.0);
+    let orders_log = h.function("orders").log_text();
+    let document = orders_log.lines().find(|l| l.contains("\"order_events\"")).expect("an EMF document");
+    let document: Value = serde_json::from_str(document).expect("one JSON document per line");
+    assert_eq!(document["_aws"]["CloudWatchMetrics"][0]["Namespace"], "GoCoffee");
+    assert_eq!(document["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"], "Count");
+    assert_eq!(document["function"], "orders");
+    assert!(document["RequestId"].as_str().is_some_and(|id| !id.is_empty()), "{document}");
+}
+
+/// The sum of `metric` over the EMF documents in `log` whose dimensions are exactly `dimensions`.
+fn emf_total(log: &str, metric: &str, dimensions: &[(&str, &str)]) -> f64 {
+    let mut total = 0.0;
+    for doc in log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|d| d.get("_aws").is_some()) {
+        let names: Vec<&str> = doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let mut wanted: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+        let mut have = names.clone();
+        wanted.sort_unstable();
+        have.sort_unstable();
+        if have != wanted || dimensions.iter().any(|(k, v)| doc[*k] != *v) {
+            continue;
+        }
+        total += match &doc[metric] {
+            Value::Array(values) => values.iter().filter_map(Value::as_f64).sum(),
+            value => value.as_f64().unwrap_or(0.0),
+        };
+    }
+    total
 }
 
 /// infra/ applied to moto: the plan of what it created matches the template (parity.py), and an

@@ -223,6 +223,7 @@ impl World {
             occurred_at_ms: now,
             actor: "c1".into(),
             correlation_id: None,
+            traceparent: None,
             event: OrderEvent::OrderPlaced { customer_id: "c1".into(), order: priced.clone() },
         };
         self.orders().create_order(&Order::open(id, "c1", &priced, now), &placed, None).await.expect("placed");

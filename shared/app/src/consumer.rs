@@ -6,11 +6,14 @@
 use gocoffee_core::{Actor, Command, Order, OrderEvent, OrderStatus, StoredEvent};
 use serde::Deserialize;
 
-use crate::Services;
 use crate::ports::StoreError;
+use crate::trace::TraceContext;
+use crate::{Services, telemetry};
 
 /// This consumer's name in the processed-events ledger.
 pub const ORDER_CONSUMER: &str = "order-consumer";
+/// The kitchen's queue consumer, in the metrics.
+pub const KITCHEN_CONSUMER: &str = "kitchen";
 const APPEND_ATTEMPTS: usize = 5;
 
 /// Why a message was not handled. The one mapping from failures to retry decisions.
@@ -37,8 +40,12 @@ impl From<StoreError> for ConsumerError {
     }
 }
 
-fn order_event(payload: &[u8]) -> Result<StoredEvent, ConsumerError> {
-    serde_json::from_slice(payload).map_err(|e| ConsumerError::Poison(format!("not an order event: {e}")))
+/// The order event in `payload` for `consumer`; anything else is poison (and counted as such).
+pub fn order_event(consumer: &'static str, payload: &[u8]) -> Result<StoredEvent, ConsumerError> {
+    serde_json::from_slice(payload).map_err(|e| {
+        telemetry::consumer_failed(consumer, true);
+        ConsumerError::Poison(format!("not an order event: {e}"))
+    })
 }
 
 /// Handles one message from the orders stream. An order ready for the kitchen (placed to pay
@@ -46,32 +53,60 @@ fn order_event(payload: &[u8]) -> Result<StoredEvent, ConsumerError> {
 /// is accepted for the kitchen right here when it doesn't. A placed crypto order asks the
 /// payment service for its payment instead.
 pub async fn handle_order_event(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
-    let event = order_event(payload)?;
+    let event = order_event(ORDER_CONSUMER, payload)?;
     let for_kitchen = match &event.event {
         OrderEvent::OrderPlaced { order, .. } => order.payment_method.crypto().is_none(),
         OrderEvent::OrderPaid { .. } => true,
         _ => false,
     };
-    let outcome = match (&event.event, svc.kitchen) {
-        (OrderEvent::OrderPlaced { .. }, _) if !for_kitchen => request_payment(svc, &event).await,
-        (_, Some(queue)) if for_kitchen => queue.send(&event).await.map_err(ConsumerError::from),
-        (_, None) if for_kitchen => confirm(svc, &event).await,
+    traced(svc, ORDER_CONSUMER, &event, async |trace| match (&event.event, svc.kitchen) {
+        (OrderEvent::OrderPlaced { .. }, _) if !for_kitchen => request_payment(svc, &event, trace).await,
+        (_, Some(queue)) if for_kitchen => {
+            // The ticket goes on in this span's trace.
+            let ticket = StoredEvent { traceparent: Some(trace.header()), ..event.clone() };
+            queue.send(&ticket).await.map_err(ConsumerError::from)
+        }
+        (_, None) if for_kitchen => confirm(svc, &event, trace).await,
         // Other events are for read models, notifications and the payment service.
         _ => Ok(()),
-    };
-    log_outcome(&event, &outcome);
-    outcome
+    })
+    .await
 }
 
 /// Handles one message from the kitchen's queue: an order the kitchen accepts (placed to pay at
 /// the counter, or paid).
 pub async fn handle_kitchen_ticket(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
-    let event = order_event(payload)?;
-    let outcome = match &event.event {
-        OrderEvent::OrderPlaced { .. } | OrderEvent::OrderPaid { .. } => confirm(svc, &event).await,
+    let event = order_event(KITCHEN_CONSUMER, payload)?;
+    traced(svc, KITCHEN_CONSUMER, &event, async |trace| match &event.event {
+        OrderEvent::OrderPlaced { .. } | OrderEvent::OrderPaid { .. } => confirm(svc, &event, trace).await,
         other => Err(ConsumerError::Poison(format!("the kitchen queue carries placed or paid orders, not {}", other.name()))),
-    };
-    log_outcome(&event, &outcome);
+    })
+    .await
+}
+
+/// Runs `consumer`'s handling of `event` in a span of the event's trace (a new trace for an
+/// event that carries none), and counts it: its lag since it occurred, and its failure if it
+/// failed.
+pub async fn traced(
+    svc: &Services<'_>,
+    consumer: &'static str,
+    event: &StoredEvent,
+    handle: impl AsyncFnOnce(TraceContext) -> Result<(), ConsumerError>,
+) -> Result<(), ConsumerError> {
+    let trace = TraceContext::continue_or_start(event.traceparent.as_deref(), svc.clock, svc.entropy);
+    telemetry::consumed(consumer, event.occurred_at_ms, svc.clock.now_ms());
+    let span = tracing::info_span!("event", consumer, trace_id = %trace.trace_id_hex(), span_id = %trace.span_id_hex());
+    let outcome = tracing::Instrument::instrument(handle(trace), span.clone()).await;
+    let _entered = span.enter();
+    match &outcome {
+        Ok(()) => {
+            tracing::info!(event_id = %event.event_id, order_id = %event.order_id, event = event.event.name(), correlation_id = event.correlation_id.as_deref().unwrap_or_default(), "event handled")
+        }
+        Err(e) => {
+            telemetry::consumer_failed(consumer, !e.is_retryable());
+            tracing::warn!(event_id = %event.event_id, order_id = %event.order_id, error = %e, "event failed")
+        }
+    }
     outcome
 }
 
@@ -99,6 +134,9 @@ struct PaymentNotice {
     kind: String,
     #[serde(default)]
     reason: Option<String>,
+    occurred_at_ms: i64,
+    #[serde(default)]
+    traceparent: Option<String>,
 }
 
 /// Handles one message from the payments stream: a confirmed payment lets the order go to the
@@ -106,15 +144,37 @@ struct PaymentNotice {
 /// order with the reason, so it never reaches the kitchen. Other payment events are not the
 /// order's business.
 pub async fn handle_payment_event(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
-    let notice: PaymentNotice = serde_json::from_slice(payload).map_err(|e| ConsumerError::Poison(format!("not a payment event: {e}")))?;
-    let outcome = match notice.kind.as_str() {
-        "PaymentConfirmed" => change_order(svc, &notice.order_id, &notice.event_id, None, |order| Ok(order.decide_paid(&notice.intent_id))).await,
+    let notice: PaymentNotice = serde_json::from_slice(payload).map_err(|e| {
+        telemetry::consumer_failed(ORDER_CONSUMER, true);
+        ConsumerError::Poison(format!("not a payment event: {e}"))
+    })?;
+    let trace = TraceContext::continue_or_start(notice.traceparent.as_deref(), svc.clock, svc.entropy);
+    telemetry::consumed(ORDER_CONSUMER, notice.occurred_at_ms, svc.clock.now_ms());
+    let span = tracing::info_span!("event", consumer = ORDER_CONSUMER, trace_id = %trace.trace_id_hex(), span_id = %trace.span_id_hex());
+    let outcome = tracing::Instrument::instrument(payment_outcome(svc, &notice, &trace), span.clone()).await;
+    let _entered = span.enter();
+    match &outcome {
+        Ok(()) => {
+            tracing::info!(event_id = %notice.event_id, intent_id = %notice.intent_id, order_id = %notice.order_id, event = %notice.kind, "payment event handled")
+        }
+        Err(e) => {
+            telemetry::consumer_failed(ORDER_CONSUMER, !e.is_retryable());
+            tracing::warn!(event_id = %notice.event_id, order_id = %notice.order_id, error = %e, "payment event failed")
+        }
+    }
+    outcome
+}
+
+/// The order's side of a payment's outcome.
+async fn payment_outcome(svc: &Services<'_>, notice: &PaymentNotice, trace: &TraceContext) -> Result<(), ConsumerError> {
+    match notice.kind.as_str() {
+        "PaymentConfirmed" => change_order(svc, &notice.order_id, &notice.event_id, None, trace, |order| Ok(order.decide_paid(&notice.intent_id))).await,
         "PaymentFailed" if notice.reason.as_deref() != Some("cancelled") => {
             let why = match notice.reason.as_deref() {
                 Some("underpaid") => "payment: too little arrived before the payment expired; it will be refunded",
                 _ => "payment: nothing arrived before the payment expired",
             };
-            change_order(svc, &notice.order_id, &notice.event_id, None, |order| {
+            change_order(svc, &notice.order_id, &notice.event_id, None, trace, |order| {
                 if order.status != OrderStatus::Pending || order.payment_intent.as_deref() != Some(notice.intent_id.as_str()) {
                     return Ok(None);
                 }
@@ -123,29 +183,23 @@ pub async fn handle_payment_event(svc: &Services<'_>, payload: &[u8]) -> Result<
             .await
         }
         _ => Ok(()),
-    };
-    match &outcome {
-        Ok(()) => {
-            tracing::info!(event_id = %notice.event_id, intent_id = %notice.intent_id, order_id = %notice.order_id, event = %notice.kind, "payment event handled")
-        }
-        Err(e) => tracing::warn!(event_id = %notice.event_id, order_id = %notice.order_id, error = %e, "payment event failed"),
     }
-    outcome
 }
 
 /// A placed crypto order: record that its payment is requested. The event goes out on the
 /// orders stream, where the payment service makes the intent.
-async fn request_payment(svc: &Services<'_>, placed: &StoredEvent) -> Result<(), ConsumerError> {
-    change_order(svc, &placed.order_id, &placed.event_id, placed.correlation_id.clone(), |order| Ok(order.decide_request_payment())).await
+async fn request_payment(svc: &Services<'_>, placed: &StoredEvent, trace: TraceContext) -> Result<(), ConsumerError> {
+    change_order(svc, &placed.order_id, &placed.event_id, placed.correlation_id.clone(), &trace, |order| Ok(order.decide_request_payment())).await
 }
 
-/// Appends what `decide` makes of the order (if anything) as the system, recorded with
-/// `handled_event_id` in the consumer's ledger in the same write; retried on a lost race.
+/// Appends what `decide` makes of the order (if anything) as the system, in `trace`, recorded
+/// with `handled_event_id` in the consumer's ledger in the same write; retried on a lost race.
 async fn change_order(
     svc: &Services<'_>,
     order_id: &str,
     handled_event_id: &str,
     correlation_id: Option<String>,
+    trace: &TraceContext,
     decide: impl Fn(&Order) -> Result<Option<OrderEvent>, ConsumerError>,
 ) -> Result<(), ConsumerError> {
     if svc.orders.is_processed(ORDER_CONSUMER, handled_event_id).await? {
@@ -166,12 +220,16 @@ async fn change_order(
             occurred_at_ms: svc.clock.now_ms(),
             actor: Actor::System.id().to_owned(),
             correlation_id: correlation_id.clone(),
+            traceparent: Some(trace.header()),
             event,
         };
         let mut next = order.clone();
         next.apply(&stored);
         match svc.orders.append(&next, std::slice::from_ref(&stored), order.version, Some((ORDER_CONSUMER, handled_event_id))).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                telemetry::order_event(&stored.event);
+                return Ok(());
+            }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -179,20 +237,11 @@ async fn change_order(
     Err(ConsumerError::Retryable(format!("order {order_id} kept changing")))
 }
 
-fn log_outcome(event: &StoredEvent, outcome: &Result<(), ConsumerError>) {
-    match outcome {
-        Ok(()) => {
-            tracing::info!(event_id = %event.event_id, order_id = %event.order_id, event = event.event.name(), correlation_id = event.correlation_id.as_deref().unwrap_or_default(), "event handled")
-        }
-        Err(e) => tracing::warn!(event_id = %event.event_id, order_id = %event.order_id, error = %e, "event failed"),
-    }
-}
-
 /// An order ready for the kitchen (`OrderPlaced` to pay at the counter, `OrderPaid`) is
 /// confirmed and lands on the kitchen board, recorded together with the event id. An order
 /// that moved on meanwhile (cancelled, confirmed by an earlier delivery) is left alone.
-async fn confirm(svc: &Services<'_>, ready: &StoredEvent) -> Result<(), ConsumerError> {
-    change_order(svc, &ready.order_id, &ready.event_id, ready.correlation_id.clone(), |order| {
+async fn confirm(svc: &Services<'_>, ready: &StoredEvent, trace: TraceContext) -> Result<(), ConsumerError> {
+    change_order(svc, &ready.order_id, &ready.event_id, ready.correlation_id.clone(), &trace, |order| {
         let waiting_for_payment = order.payment_method.crypto().is_some() && !order.paid;
         if order.status != OrderStatus::Pending || waiting_for_payment {
             return Ok(None);

@@ -12,6 +12,8 @@ pub mod outbox;
 pub mod ports;
 pub mod reconcile;
 mod routes;
+pub mod telemetry;
+pub mod trace;
 
 pub use crate::routes::{health, identity, menu, orders};
 
@@ -116,12 +118,22 @@ fn match_path(template: &str, path: &str) -> Option<Vec<String>> {
     }
 }
 
+/// The route that answered a request, in its response's extensions: what a shell labels the
+/// request's metrics with (a template, never the path, so the series stay bounded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRoute {
+    pub method: Method,
+    pub path: &'static str,
+}
+
 /// What one request needs while a route handles it.
 pub struct Ctx<'a> {
     pub svc: &'a Services<'a>,
     pub req: &'a Request,
     pub params: Vec<String>,
     pub request_id: String,
+    /// This request's span: events it makes carry it, so their consumers continue its trace.
+    pub trace: trace::TraceContext,
     pub now_ms: i64,
     /// The key for signing picture URLs, derived on first use.
     pub picture_mac: std::cell::OnceCell<hmac::Hmac<sha2::Sha256>>,
@@ -156,10 +168,28 @@ fn request_id(req: &Request, svc: &Services<'_>) -> String {
         .unwrap_or_else(|| svc.new_id())
 }
 
+/// The request's span: a child of the caller's `traceparent`, else of X-Ray's
+/// `X-Amzn-Trace-Id` (API Gateway and Lambda), else the root of a new trace.
+fn request_trace(req: &Request, svc: &Services<'_>) -> trace::TraceContext {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let parent = header("traceparent").and_then(trace::TraceContext::parse).or_else(|| header("x-amzn-trace-id").and_then(trace::TraceContext::from_xray));
+    match parent {
+        Some(parent) => parent.child(svc.entropy),
+        None => trace::TraceContext::root(svc.clock, svc.entropy),
+    }
+}
+
 /// Handles one HTTP request with the routes of `functions` (a deployed function passes itself;
 /// tests pass several). A path no route matches is 404; a path matched with another method 405.
+/// Everything it logs is in a `request` span with the request and trace ids.
 pub async fn handle(svc: &Services<'_>, functions: &[&Function], req: Request) -> Response {
     let request_id = request_id(&req, svc);
+    let trace = request_trace(&req, svc);
+    let span = tracing::info_span!("request", request_id = %request_id, trace_id = %trace.trace_id_hex(), span_id = %trace.span_id_hex());
+    tracing::Instrument::instrument(route(svc, functions, req, request_id, trace), span).await
+}
+
+async fn route(svc: &Services<'_>, functions: &[&Function], req: Request, request_id: String, trace: trace::TraceContext) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let candidates: Vec<(&Function, &Route, Vec<String>)> =
@@ -167,13 +197,22 @@ pub async fn handle(svc: &Services<'_>, functions: &[&Function], req: Request) -
     let chosen = candidates.iter().find(|(_, r, _)| r.method == method || (method == Method::HEAD && r.method == Method::GET));
     let mut response = match chosen {
         Some((function, route, params)) => {
-            let ctx =
-                Ctx { svc, req: &req, params: params.clone(), request_id: request_id.clone(), now_ms: svc.clock.now_ms(), picture_mac: Default::default() };
+            let ctx = Ctx {
+                svc,
+                req: &req,
+                params: params.clone(),
+                request_id: request_id.clone(),
+                trace,
+                now_ms: svc.clock.now_ms(),
+                picture_mac: Default::default(),
+            };
             let result = (route.handler)(&ctx).await;
             if function.publishes {
                 relay(svc, &request_id).await;
             }
-            result.unwrap_or_else(ApiError::into_response)
+            let mut response = result.unwrap_or_else(ApiError::into_response);
+            response.extensions_mut().insert(MatchedRoute { method: route.method.clone(), path: route.path });
+            response
         }
         None if !candidates.is_empty() => {
             let allow: Vec<&str> = candidates.iter().map(|(_, r, _)| r.method.as_str()).collect();

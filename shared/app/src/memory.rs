@@ -307,6 +307,7 @@ pub mod fixtures {
             occurred_at_ms: at,
             actor: customer.into(),
             correlation_id: None,
+            traceparent: None,
             event: OrderEvent::OrderPlaced { customer_id: customer.into(), order: priced.clone() },
         };
         (Order::open(id, customer, &priced, at), event)
@@ -321,6 +322,7 @@ pub mod fixtures {
             occurred_at_ms: at,
             actor: "system".into(),
             correlation_id: None,
+            traceparent: None,
             event,
         };
         let mut o = order.clone();

@@ -35,6 +35,35 @@ pub fn init_tracing() {
     };
 }
 
+/// The function's metrics, recorded through the `metrics` facade by the app and this shell, as
+/// CloudWatch Embedded Metric Format documents on stdout, flushed after every invocation (a
+/// frozen container must not hold them). Each document names the function and the invocation.
+static METRICS: std::sync::OnceLock<&'static metrics_cloudwatch_embedded::Collector> = std::sync::OnceLock::new();
+
+fn init_metrics(function: &str) {
+    match metrics_cloudwatch_embedded::Builder::new().cloudwatch_namespace(gocoffee_app::telemetry::NAMESPACE).init() {
+        Ok(collector) => {
+            collector.set_property("function", function.to_owned());
+            let _ = METRICS.set(collector);
+            gocoffee_app::telemetry::describe();
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics are off: no recorder"),
+    }
+}
+
+/// Writes what this invocation recorded, with its request and X-Ray trace ids.
+pub fn flush_metrics(context: &lambda_runtime::Context) {
+    if let Some(collector) = METRICS.get() {
+        collector.set_property("RequestId", context.request_id.clone());
+        if let Some(xray) = &context.xray_trace_id {
+            collector.set_property("xray_trace_id", xray.clone());
+        }
+        if let Err(e) = collector.flush(std::io::stdout().lock()) {
+            tracing::warn!(error = %e, "writing the metrics failed");
+        }
+    }
+}
+
 /// Relays each outbox the function has a stream for (none for identity and menu, which never
 /// queue events). Every one is tried; the first failure is reported.
 struct Relays<'a>(Vec<DynamoOutboxRelay<'a>>);
@@ -58,6 +87,8 @@ impl EventRelay for Relays<'_> {
 
 /// What a function keeps for the life of its container: config and clients.
 pub struct Shell {
+    /// The function's name, in the metrics.
+    function: &'static str,
     config: Config,
     store: DynamoStore,
     /// The outboxes this function relays, each to its stream.
@@ -72,7 +103,7 @@ impl Shell {
     /// [`Config::VARIABLES`] in upper case) and the resources (`TABLE_NAME`, `ORDERS_STREAM`,
     /// `PAYMENTS_STREAM`, `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`, `IMAGES_BUCKET`; all but
     /// the table only where used). A function relays the outbox of each stream it is given.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Shell, String> {
+    pub fn from_lookup(function: &'static str, lookup: impl Fn(&str) -> Option<String>) -> Result<Shell, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let aws = AwsEnvironment::from_lookup(get)?;
         let clients = Clients::new(&aws.sdk_config());
@@ -84,6 +115,7 @@ impl Shell {
             .filter_map(|(variable, outbox)| get(variable).map(|stream| (outbox, KinesisPublisher::new(clients.kinesis.clone(), stream))))
             .collect();
         Ok(Shell {
+            function,
             config,
             store: DynamoStore::new(clients.dynamodb.clone(), table),
             streams,
@@ -93,8 +125,8 @@ impl Shell {
         })
     }
 
-    pub fn from_env() -> Result<Shell, String> {
-        Shell::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env(function: &'static str) -> Result<Shell, String> {
+        Shell::from_lookup(function, |name| std::env::var(name).ok())
     }
 
     /// The table every port of this function is on.
@@ -126,12 +158,16 @@ impl Shell {
         self.http_with(function, None, event).await
     }
 
-    /// One API Gateway request for `function`, with the function's `extension`.
+    /// One API Gateway request for `function`, with the function's `extension`, counted by the
+    /// route that answered it (`GET /api/v1/orders/{id}`; `none` when none did) and status class.
     pub async fn http_with(&self, function: &Function, extension: Option<&dyn Any>, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        let started = std::time::Instant::now();
         let response = match request_from_apigw(event) {
             Ok(req) => self.with_services(extension, async |svc| gocoffee_app::handle(svc, &[function], req).await).await,
             Err(e) => e.into_response(),
         };
+        let route = response.extensions().get::<gocoffee_app::MatchedRoute>().map_or_else(|| "none".to_owned(), |r| format!("{} {}", r.method, r.path));
+        gocoffee_app::telemetry::http_request(&route, response.status().as_u16(), started.elapsed().as_secs_f64() * 1000.0);
         response_to_apigw(response)
     }
 
@@ -177,7 +213,9 @@ impl Shell {
         match &self.dead_letters {
             Some(dlq) => {
                 tracing::error!(message = %message, "poison record sent to the dead-letter queue");
-                dlq.send(&message).await.map_err(ConsumerError::from)
+                dlq.send(&message).await.map_err(ConsumerError::from)?;
+                gocoffee_app::telemetry::dead_lettered(self.function);
+                Ok(())
             }
             None => Err(ConsumerError::Retryable("poison record and no DEAD_LETTER_QUEUE_URL to put it in".into())),
         }
@@ -253,6 +291,18 @@ pub fn request_from_apigw(event: ApiGatewayV2httpRequest) -> Result<Request, Api
     builder.body(body).map_err(|e| bad(format!("malformed request: {e}")))
 }
 
+/// The request with this invocation's X-Ray trace header when it carries no trace context of its
+/// own, so the app's request span is a child of the Lambda's segment.
+pub fn with_xray(mut event: ApiGatewayV2httpRequest, context: &lambda_runtime::Context) -> ApiGatewayV2httpRequest {
+    if !event.headers.contains_key("traceparent")
+        && !event.headers.contains_key("x-amzn-trace-id")
+        && let Some(value) = context.xray_trace_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok())
+    {
+        event.headers.insert("x-amzn-trace-id", value);
+    }
+    event
+}
+
 /// An `http` response as API Gateway's (payload 2.0) response: text bodies as text, anything
 /// else base64.
 pub fn response_to_apigw(response: Response) -> ApiGatewayV2httpResponse {
@@ -290,9 +340,10 @@ pub fn source(event: &Value) -> &str {
 
 /// A function's start: its logs, then its shell from the environment (a failure is the init
 /// error Lambda reports).
-pub fn init(function: &str) -> Result<Shell, lambda_runtime::Error> {
+pub fn init(function: &'static str) -> Result<Shell, lambda_runtime::Error> {
     init_tracing();
-    Shell::from_env().inspect_err(|e| tracing::error!(function, error = %e, "cannot start")).map_err(lambda_runtime::Error::from)
+    init_metrics(function);
+    Shell::from_env(function).inspect_err(|e| tracing::error!(function, error = %e, "cannot start")).map_err(lambda_runtime::Error::from)
 }
 
 // Each entry below is a separate function, so a binary links only the paths its function takes
@@ -314,7 +365,9 @@ pub async fn health() -> Result<(), lambda_runtime::Error> {
 pub async fn http(function: &'static Function) -> Result<(), lambda_runtime::Error> {
     let shell = &init(function.name)?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
-        Ok::<_, lambda_runtime::Error>(Box::pin(shell.http(function, event.payload)).await)
+        let response = Box::pin(shell.http(function, with_xray(event.payload, &event.context))).await;
+        flush_metrics(&event.context);
+        Ok::<_, lambda_runtime::Error>(response)
     }))
     .await
 }
@@ -325,11 +378,16 @@ pub async fn kitchen() -> Result<(), lambda_runtime::Error> {
     let shell = &init(function.name)?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
         let payload = event.payload;
-        match source(&payload) {
-            "apigateway" => Ok(serde_json::to_value(Box::pin(shell.http(function, serde_json::from_value(payload)?)).await)?),
-            "aws:sqs" => Ok(serde_json::to_value(Box::pin(shell.sqs(serde_json::from_value(payload)?)).await)?),
+        let result = match source(&payload) {
+            "apigateway" => {
+                let request = with_xray(serde_json::from_value(payload)?, &event.context);
+                serde_json::to_value(Box::pin(shell.http(function, request)).await).map_err(lambda_runtime::Error::from)
+            }
+            "aws:sqs" => serde_json::to_value(Box::pin(shell.sqs(serde_json::from_value(payload)?)).await).map_err(lambda_runtime::Error::from),
             other => Err(lambda_runtime::Error::from(format!("the {} function does not take {other} events", function.name))),
-        }
+        };
+        flush_metrics(&event.context);
+        result
     }))
     .await
 }
@@ -338,7 +396,9 @@ pub async fn kitchen() -> Result<(), lambda_runtime::Error> {
 pub async fn order_consumer() -> Result<(), lambda_runtime::Error> {
     let shell = &init("order-consumer")?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<KinesisEvent>| {
-        Ok::<_, lambda_runtime::Error>(Box::pin(shell.kinesis(event.payload)).await)
+        let response = Box::pin(shell.kinesis(event.payload)).await;
+        flush_metrics(&event.context);
+        Ok::<_, lambda_runtime::Error>(response)
     }))
     .await
 }

@@ -302,6 +302,11 @@ pub struct StoredEvent {
     pub actor: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The W3C trace context (`traceparent`) of the work that made this event, so the trace
+    /// follows the order across streams that carry no trace header of their own (the CloudEvents
+    /// distributed-tracing attribute of the same name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     #[serde(flatten)]
     pub event: OrderEvent,
 }
@@ -581,6 +586,7 @@ mod tests {
             occurred_at_ms: 10,
             actor: "u1".into(),
             correlation_id: None,
+            traceparent: None,
             event: OrderEvent::OrderPlaced { customer_id: "u1".into(), order },
         }
     }
@@ -630,6 +636,7 @@ mod tests {
                             occurred_at_ms: 20,
                             actor: actor.id().into(),
                             correlation_id: None,
+                            traceparent: None,
                             event,
                         });
                         order.status
@@ -671,6 +678,7 @@ mod tests {
                 occurred_at_ms: 20 + i as i64,
                 actor: actor.id().into(),
                 correlation_id: None,
+                traceparent: None,
                 event,
             };
             order.apply(&stored);
@@ -690,6 +698,7 @@ mod tests {
             occurred_at_ms: 0,
             actor: "system".into(),
             correlation_id: None,
+            traceparent: None,
             event: OrderEvent::OrderConfirmed,
         };
         assert_eq!(Order::from_events(&[e]), None);
@@ -705,6 +714,7 @@ mod tests {
             occurred_at_ms: 5,
             actor: "system".into(),
             correlation_id: Some("c".into()),
+            traceparent: None,
             event: OrderEvent::OrderCancelled { reason: Some("changed mind".into()) },
         };
         let json = serde_json::to_value(&e).expect("serializes");
@@ -766,6 +776,7 @@ mod tests {
             occurred_at_ms: 0,
             actor: "system".into(),
             correlation_id: None,
+            traceparent: None,
             event,
         };
         order.apply(&event(2, requested));

@@ -19,7 +19,7 @@ use gocoffee_app::ports::{StoreError, StoreResult};
 use gocoffee_aws::DynamoStore;
 use gocoffee_aws::dynamo::keys::TTL;
 use gocoffee_aws::dynamo::{Item, NEW, PAYMENTS_OUTBOX, conditional, doc, get_n, get_s, key, n, outbox_entry, processed_item, s, sdk, to_doc};
-use gocoffee_aws::lambda::{Shell, init};
+use gocoffee_aws::lambda::{Shell, flush_metrics, init, with_xray};
 use serde_json::{Value, json};
 
 use crate::config::PaymentConfig;
@@ -262,7 +262,7 @@ impl IntentStore for DynamoIntentStore {
 /// What a payment function keeps for the life of its container: the shell, and the payment
 /// context with its chain readers (whose circuit breakers remember failing endpoints from one
 /// invocation to the next).
-fn start(function: &str) -> Result<(Shell, PaymentContext), lambda_runtime::Error> {
+fn start(function: &'static str) -> Result<(Shell, PaymentContext), lambda_runtime::Error> {
     let shell = init(function)?;
     let fail = |e: String| {
         tracing::error!(function, error = %e, "cannot start");
@@ -279,7 +279,9 @@ fn start(function: &str) -> Result<(Shell, PaymentContext), lambda_runtime::Erro
 pub async fn http() -> Result<(), lambda_runtime::Error> {
     let (shell, pc) = &start(FUNCTION.name)?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
-        Ok::<_, lambda_runtime::Error>(Box::pin(shell.http_with(&FUNCTION, Some(pc), event.payload)).await)
+        let response = Box::pin(shell.http_with(&FUNCTION, Some(pc), with_xray(event.payload, &event.context))).await;
+        flush_metrics(&event.context);
+        Ok::<_, lambda_runtime::Error>(response)
     }))
     .await
 }
@@ -290,7 +292,9 @@ pub async fn consumer() -> Result<(), lambda_runtime::Error> {
     let (shell, pc) = &start("payments-consumer")?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<KinesisEvent>| {
         let handle = async |svc: &gocoffee_app::Services<'_>, payload: &[u8]| consume_order_event(pc, svc, payload).await;
-        Ok::<_, lambda_runtime::Error>(Box::pin(shell.kinesis_with(event.payload, Some(pc), handle)).await)
+        let response = Box::pin(shell.kinesis_with(event.payload, Some(pc), handle)).await;
+        flush_metrics(&event.context);
+        Ok::<_, lambda_runtime::Error>(response)
     }))
     .await
 }
@@ -300,8 +304,10 @@ pub async fn consumer() -> Result<(), lambda_runtime::Error> {
 /// the function's `Errors` metric; the next tick goes on from each chain's cursor.
 pub async fn watcher() -> Result<(), lambda_runtime::Error> {
     let (shell, pc) = &start("payments-watcher")?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |_event: lambda_runtime::LambdaEvent<Value>| {
-        let reports = Box::pin(shell.with_services(Some(pc), async |svc| watch_chains(pc, svc).await)).await.map_err(lambda_runtime::Error::from)?;
+    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
+        let reports = Box::pin(shell.with_services(Some(pc), async |svc| watch_chains(pc, svc).await)).await;
+        flush_metrics(&event.context);
+        let reports = reports.map_err(lambda_runtime::Error::from)?;
         let chains: Vec<Value> = reports
             .iter()
             .map(|r| json!({"chain_id": r.chain_id, "from": r.from_block, "to": r.to_block, "intents": r.intents, "credited": r.credited, "seen": r.seen, "expired": r.expired, "dropped": r.dropped}))
@@ -318,8 +324,10 @@ pub async fn watcher() -> Result<(), lambda_runtime::Error> {
 pub async fn reconciler() -> Result<(), lambda_runtime::Error> {
     let (shell, pc) = &start("reconciler")?;
     let after = stuck_after_ms(|name| std::env::var(name.to_ascii_uppercase()).ok()).map_err(lambda_runtime::Error::from)?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |_event: lambda_runtime::LambdaEvent<Value>| {
-        let report = Box::pin(shell.with_services(Some(pc), async |svc| reconcile_pass(pc, svc, after).await)).await.map_err(lambda_runtime::Error::from)?;
+    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
+        let report = Box::pin(shell.with_services(Some(pc), async |svc| reconcile_pass(pc, svc, after).await)).await;
+        flush_metrics(&event.context);
+        let report = report.map_err(lambda_runtime::Error::from)?;
         Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
     }))
     .await

@@ -151,6 +151,19 @@ impl IntentEvent {
             IntentEvent::Refunded { .. } => "Refunded",
         }
     }
+
+    /// How a payment ended, for the metrics: `confirmed`, why it failed (`expired`, `underpaid`,
+    /// `cancelled`), or `refunded`; `None` for the steps between.
+    pub fn outcome(&self) -> Option<&'static str> {
+        match self {
+            IntentEvent::PaymentConfirmed { .. } => Some("confirmed"),
+            IntentEvent::PaymentFailed { reason: FailReason::Expired, .. } => Some("expired"),
+            IntentEvent::PaymentFailed { reason: FailReason::Underpaid, .. } => Some("underpaid"),
+            IntentEvent::PaymentFailed { reason: FailReason::Cancelled, .. } => Some("cancelled"),
+            IntentEvent::Refunded { .. } => Some("refunded"),
+            _ => None,
+        }
+    }
 }
 
 /// An event in an intent's log.
@@ -166,6 +179,9 @@ pub struct StoredIntentEvent {
     /// A user id, or `system` (the watcher, the saga).
     pub actor: String,
     pub correlation_id: Option<String>,
+    /// The W3C trace context of the work that made this event (see the order events').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     #[serde(flatten)]
     pub event: IntentEvent,
 }
@@ -235,6 +251,9 @@ pub struct Intent {
     pub refund_due: U256,
     pub refunds: Vec<Refund>,
     pub updated_at_ms: i64,
+    /// The trace the intent was made in (its order's): later events of the intent continue it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Why a decision makes no events.
@@ -271,6 +290,7 @@ impl Intent {
             refund_due: U256::ZERO,
             refunds: Vec::new(),
             updated_at_ms: first.occurred_at_ms,
+            traceparent: first.traceparent.clone(),
         };
         for e in rest {
             intent.apply(e);
@@ -533,6 +553,7 @@ mod tests {
                     occurred_at_ms: 0,
                     actor: "system".into(),
                     correlation_id: None,
+                    traceparent: None,
                     event: IntentEvent::IntentCreated { terms: terms() },
                 });
             }
@@ -546,6 +567,7 @@ mod tests {
                     occurred_at_ms: 0,
                     actor: "system".into(),
                     correlation_id: None,
+                    traceparent: None,
                     event,
                 });
             }

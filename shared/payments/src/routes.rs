@@ -7,7 +7,7 @@ use alloy_primitives::{Address, B256, U256};
 use gocoffee_app::consumer::ConsumerError;
 use gocoffee_app::http::{ApiError, Response, json, page_limit, parse_json, query_param, rfc3339};
 use gocoffee_app::{Caller, Ctx, Function, Services, route};
-use gocoffee_core::{Role, StoredEvent};
+use gocoffee_core::Role;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -77,8 +77,9 @@ fn consumer_error(e: PaymentError) -> ConsumerError {
 /// The payments consumer's handling of one message of the orders stream (both shells): an
 /// intent for an order that asks for payment, a closed intent for a cancelled order.
 pub async fn consume_order_event(pc: &PaymentContext, svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
-    let event: StoredEvent = serde_json::from_slice(payload).map_err(|e| ConsumerError::Poison(format!("not an order event: {e}")))?;
-    pc.services(svc).on_order_event(&event).await.map_err(consumer_error)
+    let event = gocoffee_app::consumer::order_event(crate::service::PAYMENTS_CONSUMER, payload)?;
+    let handle = async |_| pc.services(svc).on_order_event(&event).await.map_err(consumer_error);
+    gocoffee_app::consumer::traced(svc, crate::service::PAYMENTS_CONSUMER, &event, handle).await
 }
 
 /// Publishes what was queued; on failure a later request, batch or pass relays it.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use alloy_primitives::{Address, B256, U256};
 use async_trait::async_trait;
 use gocoffee_app::ports::{Clock, Entropy, OrderStore, StoreError};
+use gocoffee_app::trace::TraceContext;
 use gocoffee_core::{OrderEvent, StoredEvent};
 
 use crate::amount::{AmountError, Quote, amount_due, payment_uri};
@@ -117,8 +118,10 @@ impl PaymentServices<'_> {
         self.readers.get(chain_id).ok_or_else(|| PaymentError::Config(format!("chain {chain_id} is not configured")))
     }
 
+    /// `events` as the intent's next stored events, in the intent's trace (a new span of it).
     fn stored(&self, intent: &Intent, events: Vec<IntentEvent>, actor: &str, correlation_id: Option<&str>) -> Vec<StoredIntentEvent> {
         let now = self.clock.now_ms();
+        let trace = TraceContext::continue_or_start(intent.traceparent.as_deref(), self.clock, self.entropy);
         events
             .into_iter()
             .enumerate()
@@ -130,6 +133,7 @@ impl PaymentServices<'_> {
                 occurred_at_ms: now,
                 actor: actor.to_owned(),
                 correlation_id: correlation_id.map(str::to_owned),
+                traceparent: Some(trace.header()),
                 event,
             })
             .collect()
@@ -159,6 +163,9 @@ impl PaymentServices<'_> {
             match self.intents.append_intent(&next, &stored, intent.version, &claims).await {
                 Ok(()) => {
                     for e in &stored {
+                        if let Some(outcome) = e.event.outcome() {
+                            gocoffee_app::telemetry::payment_outcome(outcome);
+                        }
                         tracing::info!(intent_id, order_id = %next.terms.order_id, event = e.event.name(), status = next.status.as_str(), "payment changed");
                     }
                     return Ok(next);
@@ -292,6 +299,7 @@ impl PaymentServices<'_> {
             occurred_at_ms: now,
             actor: "system".into(),
             correlation_id: requested.correlation_id.clone(),
+            traceparent: Some(TraceContext::continue_or_start(requested.traceparent.as_deref(), self.clock, self.entropy).header()),
             event: IntentEvent::IntentCreated { terms },
         };
         let intent = Intent::from_events(std::slice::from_ref(&created)).ok_or_else(|| PaymentError::Config("intent".into()))?;

@@ -3,6 +3,8 @@
 //! Resources are opened per request: a Spin component keeps no warm state.
 #![cfg(target_arch = "wasm32")]
 
+mod emf;
+
 use std::cell::OnceCell;
 
 use gocoffee_app::ports::{ImageBlobs, Images, OsEntropy, StoreError, StoreResult, SystemClock};
@@ -138,6 +140,25 @@ fn init_logging() {
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
+/// The app's metrics as CloudWatch Embedded Metric Format lines on stdout, written when the
+/// invocation ends: the local host reads them into its Prometheus endpoint; on Spin and
+/// Fermyon they land in the component's log, for whatever collects it.
+fn init_metrics() -> Option<&'static emf::EmfRecorder> {
+    static METRICS: std::sync::OnceLock<Option<&'static emf::EmfRecorder>> = std::sync::OnceLock::new();
+    *METRICS.get_or_init(|| {
+        let recorder: &'static emf::EmfRecorder = Box::leak(Box::new(emf::EmfRecorder::new(gocoffee_app::telemetry::NAMESPACE)));
+        metrics::set_global_recorder(recorder).ok()?;
+        gocoffee_app::telemetry::describe();
+        Some(recorder)
+    })
+}
+
+fn flush_metrics(recorder: Option<&'static emf::EmfRecorder>) {
+    if let Some(recorder) = recorder {
+        let _ = recorder.flush(gocoffee_app::ports::Clock::now_ms(&SystemClock), std::io::stdout().lock());
+    }
+}
+
 /// Runs `f` with the services of one invocation (and a function's own `extension`), or explains
 /// why they could not be opened.
 pub async fn with_services<T>(
@@ -146,6 +167,7 @@ pub async fn with_services<T>(
     f: impl AsyncFnOnce(&Services<'_>) -> T,
 ) -> Result<T, String> {
     init_logging();
+    let metrics = init_metrics();
     let config = Config::from_lookup(variable).map_err(|e| format!("configuration: {e}"))?;
     let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
     let store = SqliteStore::open(&db).map_err(|e| format!("preparing the schema: {e}"))?;
@@ -165,7 +187,9 @@ pub async fn with_services<T>(
         config: &config,
         extension,
     };
-    Ok(f(&svc).await)
+    let result = f(&svc).await;
+    flush_metrics(metrics);
+    Ok(result)
 }
 
 /// The whole body of an HTTP component serving `function`.

@@ -119,6 +119,7 @@ pub async fn place(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         occurred_at_ms: ctx.now_ms,
         actor: caller.user_id.clone(),
         correlation_id: Some(ctx.request_id.clone()),
+        traceparent: Some(ctx.trace.header()),
         event: OrderEvent::OrderPlaced { customer_id: caller.user_id.clone(), order: priced },
     };
     let body = serde_json::to_string(&view(&order)).map_err(|_| ApiError::unavailable())?;
@@ -144,6 +145,7 @@ pub async fn place(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         }
         Err(e) => return Err(e.into()),
     }
+    crate::telemetry::order_event(&placed.event);
     tracing::info!(request_id = %ctx.request_id, order_id = %order_id, total_cents = order.total_cents.0, "order placed");
     let mut r = http::Response::new(body.into_bytes());
     *r.status_mut() = StatusCode::ACCEPTED;
@@ -238,12 +240,14 @@ async fn change(ctx: &Ctx<'_>, caller: &Caller, command: Command, reason: Option
             occurred_at_ms: ctx.now_ms,
             actor: caller.user_id.clone(),
             correlation_id: Some(ctx.request_id.clone()),
+            traceparent: Some(ctx.trace.header()),
             event,
         };
         let mut next = order.clone();
         next.apply(&stored);
         match svc.orders.append(&next, std::slice::from_ref(&stored), order.version, None).await {
             Ok(()) => {
+                crate::telemetry::order_event(&stored.event);
                 tracing::info!(request_id = %ctx.request_id, order_id = %next.id, event = stored.event.name(), status = %next.status, "order changed");
                 return Ok(json(StatusCode::OK, &view(&next)));
             }
