@@ -55,63 +55,68 @@ locals {
     }
   }
 
+  # What every function that records spans reads (all but health).
+  telemetry_environment = {
+    OTEL_EXPORTER_OTLP_ENDPOINT = var.otlp_endpoint
+  }
+
   # Each function's environment: the resources and settings it reads.
   function_environment = {
     health = {}
-    identity = {
+    identity = merge(local.telemetry_environment, {
       TABLE_NAME     = aws_dynamodb_table.table.name
       JWT_SECRET     = var.jwt_secret
       ADMIN_EMAIL    = var.admin_email
       ADMIN_PASSWORD = var.admin_password
-    }
-    menu = {
+    })
+    menu = merge(local.telemetry_environment, {
       TABLE_NAME    = aws_dynamodb_table.table.name
       JWT_SECRET    = var.jwt_secret
       IMAGES_BUCKET = aws_s3_bucket.images_bucket.id
-    }
-    orders = {
+    })
+    orders = merge(local.telemetry_environment, {
       TABLE_NAME     = aws_dynamodb_table.table.name
       ORDERS_STREAM  = aws_kinesis_stream.orders_stream.arn
       JWT_SECRET     = var.jwt_secret
       PAYMENT_XPUB   = var.payment_xpub
       PAYMENT_CHAINS = var.payment_chains
-    }
-    kitchen = {
+    })
+    kitchen = merge(local.telemetry_environment, {
       TABLE_NAME    = aws_dynamodb_table.table.name
       ORDERS_STREAM = aws_kinesis_stream.orders_stream.arn
       JWT_SECRET    = var.jwt_secret
-    }
-    order-consumer = {
+    })
+    order-consumer = merge(local.telemetry_environment, {
       TABLE_NAME = aws_dynamodb_table.table.name
       # What it writes (a payment request, a paid order) goes out on the orders stream.
       ORDERS_STREAM         = aws_kinesis_stream.orders_stream.arn
       JWT_SECRET            = var.jwt_secret
       KITCHEN_QUEUE_URL     = aws_sqs_queue.kitchen_queue.url
       DEAD_LETTER_QUEUE_URL = aws_sqs_queue.orders_dead_letter_queue.url
-    }
-    payments = merge(local.payment_environment, {
+    })
+    payments = merge(local.payment_environment, local.telemetry_environment, {
       TABLE_NAME      = aws_dynamodb_table.table.name
       PAYMENTS_STREAM = aws_kinesis_stream.payments_stream.arn
       JWT_SECRET      = var.jwt_secret
     })
-    payments-consumer = merge(local.payment_environment, {
+    payments-consumer = merge(local.payment_environment, local.telemetry_environment, {
       TABLE_NAME            = aws_dynamodb_table.table.name
       PAYMENTS_STREAM       = aws_kinesis_stream.payments_stream.arn
       JWT_SECRET            = var.jwt_secret
       DEAD_LETTER_QUEUE_URL = aws_sqs_queue.payments_dead_letter_queue.url
     })
-    payments-watcher = merge(local.payment_environment, {
+    payments-watcher = merge(local.payment_environment, local.telemetry_environment, {
       TABLE_NAME      = aws_dynamodb_table.table.name
       PAYMENTS_STREAM = aws_kinesis_stream.payments_stream.arn
       JWT_SECRET      = var.jwt_secret
     })
-    reconciler = {
+    reconciler = merge(local.telemetry_environment, {
       TABLE_NAME              = aws_dynamodb_table.table.name
       ORDERS_STREAM           = aws_kinesis_stream.orders_stream.arn
       PAYMENTS_STREAM         = aws_kinesis_stream.payments_stream.arn
       JWT_SECRET              = var.jwt_secret
       RECONCILE_AFTER_SECONDS = tostring(var.reconcile_after_seconds)
-    }
+    })
   }
 }
 

@@ -42,6 +42,12 @@ variable "admin_password" {
   default     = ""
 }
 
+variable "otlp_endpoint" {
+  description = "Where functions send OpenTelemetry spans (OTLP/HTTP), e.g. http://localhost:4318 with the ADOT collector layer attached, which forwards them to X-Ray; empty: no spans are exported (Lambda's own X-Ray segments stay on)."
+  type        = string
+  default     = ""
+}
+
 variable "allowed_origin" {
   description = "The origin browsers may call the API from (CORS)."
   type        = string

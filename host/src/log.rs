@@ -344,7 +344,15 @@ where
         }
         let started = std::time::Instant::now();
         let waited_ms = now_ms() - delivery.published_at;
+        let tracer = crate::otlp::tracer();
+        let span = tracer.enabled().then(|| crate::otlp::delivery(&subscriber, &delivery.channel, &delivery.payload));
         let result = invoke(delivery.payload.clone()).await;
+        if let Some(mut span) = span {
+            span.attribute("messaging.message.id", delivery.id);
+            span.attribute("gocoffee.delivery.attempt", delivery.attempts + 1);
+            span.error = result.is_err();
+            tracer.finish(span);
+        }
         let log2 = log.clone();
         let outcome = match result {
             Ok(()) => {

@@ -6,6 +6,7 @@ mod backup;
 mod log;
 mod manifest;
 mod metrics;
+mod otlp;
 mod routes;
 mod runtime;
 mod server;
@@ -206,6 +207,7 @@ async fn up(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let subs = subscriptions(&manifest, &variables)?;
     let log = Arc::new(MessageLog::open(&args.state_dir.join("log.db"), &subs)?);
+    otlp::init();
     if let Some(addr) = args.metrics_listen {
         let handle = metrics::install()?;
         let listener = metrics::bind(addr).await?;

@@ -137,7 +137,31 @@ impl Server {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let (response, matched) = self.route(req, client).await;
+        let tracer = crate::otlp::tracer();
+        let (response, matched) = if tracer.enabled() {
+            // The request's span goes to the component as its `traceparent`.
+            let mut req = req;
+            let parent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
+            let mut span = crate::otlp::start(format!("{method}"), crate::otlp::SpanKind::Server, parent);
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&span.context.header()) {
+                req.headers_mut().insert("traceparent", v);
+            }
+            let (response, matched) = self.route(req, client).await;
+            let status = response.status().as_u16();
+            if let Some(route) = matched {
+                span.name = format!("{method} {}", route.raw);
+                span.attribute("http.route", route.raw.clone());
+                span.attribute("spin.component", route.component.clone());
+            }
+            span.attribute("http.request.method", method.as_str());
+            span.attribute("url.path", path.clone());
+            span.attribute("http.response.status_code", status);
+            span.error = status >= 500;
+            tracer.finish(span);
+            (response, matched)
+        } else {
+            self.route(req, client).await
+        };
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
         tracing::info!(%method, %path, status, component = matched.map_or("-", |r| r.component.as_str()), us = elapsed.as_micros() as u64, "request");

@@ -315,3 +315,42 @@ pub fn inject_delivery(state: &Path, payload: &[u8]) {
     )
     .expect("inject");
 }
+
+/// A stand-in OpenTelemetry Collector: accepts OTLP/HTTP JSON exports on loopback and keeps
+/// every span it is sent.
+pub fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = spans.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let (mut line, mut length, mut path) = (String::new(), 0usize, String::new());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if path.is_empty() {
+                    path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let export: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            assert_eq!(path, "/v1/traces");
+            for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+                for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                    kept.lock().expect("lock").extend(scope["spans"].as_array().into_iter().flatten().cloned());
+                }
+            }
+            let _ = (&conn).write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+        }
+    });
+    (endpoint, spans)
+}

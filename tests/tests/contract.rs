@@ -470,6 +470,54 @@ fn the_metrics_listener_counts_requests_by_route_and_status_class_and_deliveries
 }
 
 #[test]
+fn with_an_otlp_endpoint_the_host_exports_its_spans_in_the_callers_trace() {
+    let (endpoint, spans) = gocoffee_tests::otlp_receiver();
+    let state = gocoffee_tests::workspace().join("target/test-state").join(format!("otlp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let h = Host::launch_env(state, "127.0.0.1:0", &[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let ada = h.register("ada@example.com");
+    let (trace_id, caller_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    let body = serde_json::to_vec(&json!({"lines": [{"item_id": "latte", "size": "small", "quantity": 1}]})).expect("json");
+    let placed = h.request("POST", "/api/v1/orders", Some(&ada), &[("traceparent", &format!("00-{trace_id}-{caller_span}-01"))], Some(("application/json", body)));
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let id = placed.body["id"].as_str().expect("id").to_owned();
+    h.wait_for_status(&id, &ada, "confirmed");
+    let events = h.get(&format!("/api/v1/orders/{id}/events"), Some(&ada)).body["events"].clone();
+    let placed_span = events[0]["traceparent"].as_str().expect("traceparent").split('-').nth(2).expect("span").to_owned();
+
+    let attribute = |span: &serde_json::Value, key: &str| span["attributes"].as_array().and_then(|a| a.iter().find(|kv| kv["key"] == key)).map(|kv| kv["value"].clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (server, delivery) = loop {
+        let all = spans.lock().expect("lock").clone();
+        let in_trace = |name: &str, group: Option<&str>| {
+            all.iter()
+                .find(|s| s["traceId"] == trace_id && s["name"] == name && group.is_none_or(|g| attribute(s, "messaging.consumer.group.name") == Some(json!({"stringValue": g}))))
+                .cloned()
+        };
+        // Both subscribers of the orders channel took the event in its trace.
+        let payments = in_trace("process orders", Some("payments-consumer"));
+        if let (Some(server), Some(delivery), Some(_)) = (in_trace("POST /api/v1/orders/...", None), in_trace("process orders", Some("order-consumer")), payments) {
+            break (server, delivery);
+        }
+        assert!(Instant::now() < deadline, "spans of trace {trace_id} never arrived: {all:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The host's server span is the caller's child; the component's work, a child of it, made
+    // the order's event.
+    assert_eq!(server["parentSpanId"], caller_span);
+    assert_eq!(server["kind"], 2);
+    assert_eq!(attribute(&server, "http.response.status_code"), Some(json!({"intValue": "202"})));
+    assert_ne!(server["spanId"], placed_span.as_str(), "the component's work is a span of its own");
+    // The consumer's span continues the trace the event carried.
+    assert_eq!(delivery["parentSpanId"], placed_span.as_str());
+    assert_eq!(delivery["kind"], 5);
+    let start: u128 = server["startTimeUnixNano"].as_str().and_then(|n| n.parse().ok()).expect("start");
+    let end: u128 = server["endTimeUnixNano"].as_str().and_then(|n| n.parse().ok()).expect("end");
+    assert!(end > start, "{server}");
+}
+
+#[test]
 fn sigterm_lets_in_flight_requests_finish() {
     use std::io::{Read, Write};
     let h = Host::start("sigterm");

@@ -192,6 +192,43 @@ fn an_order_flows_from_api_gateway_through_kinesis_and_sqs_to_the_kitchen_board(
     assert!(document["RequestId"].as_str().is_some_and(|id| !id.is_empty()), "{document}");
 }
 
+/// With a collector configured (the template's OtlpEndpoint), each function exports its spans
+/// before its invocation returns: the order's request, its stream record and its kitchen ticket
+/// are spans of the caller's trace, each the child of the span that made the event it handles.
+#[test]
+fn with_an_otlp_endpoint_every_hop_of_an_order_is_a_span_of_the_callers_trace() {
+    let (endpoint, spans) = gocoffee_tests::otlp_receiver();
+    let h = LambdaStack::start_env("otlp", true, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let customer = h.register("ada@example.com");
+    let (trace_id, caller_span) = ("5759e988bd862e3fe1be46a994272793", "53995c3f42cd8ad8");
+    let body = serde_json::to_vec(&json!({"lines": [{"item_id": "latte", "size": "small", "quantity": 1}]})).expect("json");
+    let placed = h.request("POST", "/api/v1/orders", Some(&customer), &[("traceparent", &format!("00-{trace_id}-{caller_span}-01"))], Some(("application/json", body)));
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let id = placed.body["id"].as_str().expect("id").to_owned();
+    h.wait_for_status(&id, &customer, "confirmed");
+    let events = h.get(&format!("/api/v1/orders/{id}/events"), Some(&customer)).body["events"].clone();
+    let placed_span = events[0]["traceparent"].as_str().expect("traceparent").split('-').nth(2).expect("span").to_owned();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (server, stream, ticket) = loop {
+        let all = spans.lock().expect("lock").clone();
+        let find = |f: &dyn Fn(&Value) -> bool| all.iter().find(|s| s["traceId"] == trace_id && f(s)).cloned();
+        let server = find(&|s| s["name"] == "POST /api/v1/orders");
+        let consumer = |s: &Value, part: &str| s["kind"] == 5 && s["name"].as_str().is_some_and(|n| n.to_ascii_lowercase().contains(part));
+        let stream = find(&|s| consumer(s, "orders"));
+        let ticket = find(&|s| consumer(s, "kitchen"));
+        if let (Some(server), Some(stream), Some(ticket)) = (server, stream, ticket) {
+            break (server, stream, ticket);
+        }
+        assert!(std::time::Instant::now() < deadline, "the spans of trace {trace_id} never all arrived: {all:#?}\n{}", h.logs());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(server["parentSpanId"], caller_span, "{server}");
+    assert_ne!(server["spanId"], placed_span.as_str(), "the app's work is a span of its own");
+    assert_eq!(stream["parentSpanId"], placed_span.as_str(), "the stream record's span continues the event's: {stream}");
+    assert_ne!(ticket["parentSpanId"], placed_span.as_str(), "the ticket was sent in the order consumer's span: {ticket}");
+}
+
 /// The sum of `metric` over the EMF documents in `log` whose dimensions are exactly `dimensions`.
 fn emf_total(log: &str, metric: &str, dimensions: &[(&str, &str)]) -> f64 {
     let mut total = 0.0;

@@ -93,7 +93,7 @@ pub async fn traced(
     event: &StoredEvent,
     handle: impl AsyncFnOnce(TraceContext) -> Result<(), ConsumerError>,
 ) -> Result<(), ConsumerError> {
-    let trace = TraceContext::continue_or_start(event.traceparent.as_deref(), svc.clock, svc.entropy);
+    let trace = svc.span(event.traceparent.as_deref());
     telemetry::consumed(consumer, event.occurred_at_ms, svc.clock.now_ms());
     let span = tracing::info_span!("event", consumer, trace_id = %trace.trace_id_hex(), span_id = %trace.span_id_hex());
     let outcome = tracing::Instrument::instrument(handle(trace), span.clone()).await;
@@ -148,7 +148,7 @@ pub async fn handle_payment_event(svc: &Services<'_>, payload: &[u8]) -> Result<
         telemetry::consumer_failed(ORDER_CONSUMER, true);
         ConsumerError::Poison(format!("not a payment event: {e}"))
     })?;
-    let trace = TraceContext::continue_or_start(notice.traceparent.as_deref(), svc.clock, svc.entropy);
+    let trace = svc.span(notice.traceparent.as_deref());
     telemetry::consumed(ORDER_CONSUMER, notice.occurred_at_ms, svc.clock.now_ms());
     let span = tracing::info_span!("event", consumer = ORDER_CONSUMER, trace_id = %trace.trace_id_hex(), span_id = %trace.span_id_hex());
     let outcome = tracing::Instrument::instrument(payment_outcome(svc, &notice, &trace), span.clone()).await;

@@ -13,7 +13,8 @@ pub mod ports;
 pub mod reconcile;
 mod routes;
 pub mod telemetry;
-pub mod trace;
+
+pub use gocoffee_core::trace;
 
 pub use crate::routes::{health, identity, menu, orders};
 
@@ -51,6 +52,11 @@ impl Services<'_> {
     /// A fresh time-ordered id.
     pub fn new_id(&self) -> String {
         gocoffee_core::ids::ulid(self.clock.now_ms() as u64, self.entropy.u128())
+    }
+
+    /// A new span: a child of `parent` (a `traceparent`) when it is valid, else a new trace.
+    pub fn span(&self, parent: Option<&str>) -> trace::TraceContext {
+        trace::TraceContext::continue_or_start(parent, self.clock.now_ms(), self.entropy.u128())
     }
 }
 
@@ -174,8 +180,8 @@ fn request_trace(req: &Request, svc: &Services<'_>) -> trace::TraceContext {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let parent = header("traceparent").and_then(trace::TraceContext::parse).or_else(|| header("x-amzn-trace-id").and_then(trace::TraceContext::from_xray));
     match parent {
-        Some(parent) => parent.child(svc.entropy),
-        None => trace::TraceContext::root(svc.clock, svc.entropy),
+        Some(parent) => parent.child(svc.entropy.u128() as u64),
+        None => trace::TraceContext::root(svc.clock.now_ms(), svc.entropy.u128()),
     }
 }
 

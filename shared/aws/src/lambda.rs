@@ -51,8 +51,15 @@ fn init_metrics(function: &str) {
     }
 }
 
+/// The end of an invocation: what it recorded goes out before Lambda may freeze the container
+/// (metrics as EMF on stdout, spans to the collector).
+pub async fn finish_invocation(context: &lambda_runtime::Context) {
+    flush_metrics(context);
+    crate::otlp::flush().await;
+}
+
 /// Writes what this invocation recorded, with its request and X-Ray trace ids.
-pub fn flush_metrics(context: &lambda_runtime::Context) {
+fn flush_metrics(context: &lambda_runtime::Context) {
     if let Some(collector) = METRICS.get() {
         collector.set_property("RequestId", context.request_id.clone());
         if let Some(xray) = &context.xray_trace_id {
@@ -159,15 +166,28 @@ impl Shell {
     }
 
     /// One API Gateway request for `function`, with the function's `extension`, counted by the
-    /// route that answered it (`GET /api/v1/orders/{id}`; `none` when none did) and status class.
-    pub async fn http_with(&self, function: &Function, extension: Option<&dyn Any>, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    /// route that answered it (`GET /api/v1/orders/{id}`; `none` when none did) and status class,
+    /// and traced as a server span when spans are exported.
+    pub async fn http_with(&self, function: &Function, extension: Option<&dyn Any>, mut event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let started = std::time::Instant::now();
+        let span = crate::otlp::enabled().then(|| server_span(&mut event));
+        let method = event.request_context.http.method.clone();
         let response = match request_from_apigw(event) {
             Ok(req) => self.with_services(extension, async |svc| gocoffee_app::handle(svc, &[function], req).await).await,
             Err(e) => e.into_response(),
         };
         let route = response.extensions().get::<gocoffee_app::MatchedRoute>().map_or_else(|| "none".to_owned(), |r| format!("{} {}", r.method, r.path));
-        gocoffee_app::telemetry::http_request(&route, response.status().as_u16(), started.elapsed().as_secs_f64() * 1000.0);
+        let status = response.status().as_u16();
+        gocoffee_app::telemetry::http_request(&route, status, started.elapsed().as_secs_f64() * 1000.0);
+        if let Some(mut span) = span {
+            span.name = if route == "none" { method.to_string() } else { route.clone() };
+            span.attribute("http.request.method", method.as_str());
+            span.attribute("http.route", route);
+            span.attribute("http.response.status_code", status);
+            span.attribute("faas.name", self.function);
+            span.error = status >= 500;
+            crate::otlp::finish(span);
+        }
         response_to_apigw(response)
     }
 
@@ -191,10 +211,17 @@ impl Shell {
         let mut response = KinesisEventResponse::default();
         self.with_services(extension, async |svc| {
             for record in &event.records {
+                let source = record.event_source_arn.as_deref().unwrap_or("kinesis");
+                let span = crate::otlp::enabled().then(|| crate::otlp::record("aws_kinesis", source, self.function, &record.kinesis.data.0));
                 let outcome = match handle(svc, &record.kinesis.data.0).await {
                     Err(ConsumerError::Poison(reason)) => self.dead_letter(record_summary(record, &reason)).await,
                     other => other,
                 };
+                if let Some(mut span) = span {
+                    span.attribute("messaging.message.id", record.kinesis.sequence_number.clone());
+                    span.error = outcome.is_err();
+                    crate::otlp::finish(span);
+                }
                 if let Err(e) = outcome {
                     tracing::warn!(sequence_number = %record.kinesis.sequence_number, error = %e, "stream record failed; the batch resumes here");
                     let mut failure = KinesisBatchItemFailure::default();
@@ -230,7 +257,15 @@ impl Shell {
             for message in &event.records {
                 let id = message.message_id.clone().unwrap_or_default();
                 let body = message.body.as_deref().unwrap_or_default();
-                if let Err(e) = handle_kitchen_ticket(svc, body.as_bytes()).await {
+                let source = message.event_source_arn.as_deref().unwrap_or("sqs");
+                let span = crate::otlp::enabled().then(|| crate::otlp::record("aws_sqs", source, self.function, body.as_bytes()));
+                let outcome = handle_kitchen_ticket(svc, body.as_bytes()).await;
+                if let Some(mut span) = span {
+                    span.attribute("messaging.message.id", id.clone());
+                    span.error = outcome.is_err();
+                    crate::otlp::finish(span);
+                }
+                if let Err(e) = outcome {
                     tracing::warn!(message_id = %id, error = %e, "kitchen ticket failed");
                     let mut failure = BatchItemFailure::default();
                     failure.item_identifier = id;
@@ -291,6 +326,21 @@ pub fn request_from_apigw(event: ApiGatewayV2httpRequest) -> Result<Request, Api
     builder.body(body).map_err(|e| bad(format!("malformed request: {e}")))
 }
 
+/// The invocation's server span, a child of the request's `traceparent` or else of its X-Ray
+/// header; the request goes on with the span as its `traceparent`, so the app's work is its child.
+fn server_span(event: &mut ApiGatewayV2httpRequest) -> crate::otlp::Span {
+    let header = |name: &str| event.headers.get(name).and_then(|v| v.to_str().ok());
+    let parent = header("traceparent")
+        .filter(|v| gocoffee_app::trace::TraceContext::parse(v).is_some())
+        .map(str::to_owned)
+        .or_else(|| header("x-amzn-trace-id").and_then(gocoffee_app::trace::TraceContext::from_xray).map(|c| c.header()));
+    let span = crate::otlp::start(String::new(), crate::otlp::SpanKind::Server, parent.as_deref());
+    if let Ok(value) = HeaderValue::from_str(&span.context.header()) {
+        event.headers.insert("traceparent", value);
+    }
+    span
+}
+
 /// The request with this invocation's X-Ray trace header when it carries no trace context of its
 /// own, so the app's request span is a child of the Lambda's segment.
 pub fn with_xray(mut event: ApiGatewayV2httpRequest, context: &lambda_runtime::Context) -> ApiGatewayV2httpRequest {
@@ -343,6 +393,7 @@ pub fn source(event: &Value) -> &str {
 pub fn init(function: &'static str) -> Result<Shell, lambda_runtime::Error> {
     init_tracing();
     init_metrics(function);
+    crate::otlp::init(function);
     Shell::from_env(function).inspect_err(|e| tracing::error!(function, error = %e, "cannot start")).map_err(lambda_runtime::Error::from)
 }
 
@@ -366,7 +417,7 @@ pub async fn http(function: &'static Function) -> Result<(), lambda_runtime::Err
     let shell = &init(function.name)?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
         let response = Box::pin(shell.http(function, with_xray(event.payload, &event.context))).await;
-        flush_metrics(&event.context);
+        finish_invocation(&event.context).await;
         Ok::<_, lambda_runtime::Error>(response)
     }))
     .await
@@ -386,7 +437,7 @@ pub async fn kitchen() -> Result<(), lambda_runtime::Error> {
             "aws:sqs" => serde_json::to_value(Box::pin(shell.sqs(serde_json::from_value(payload)?)).await).map_err(lambda_runtime::Error::from),
             other => Err(lambda_runtime::Error::from(format!("the {} function does not take {other} events", function.name))),
         };
-        flush_metrics(&event.context);
+        finish_invocation(&event.context).await;
         result
     }))
     .await
@@ -397,7 +448,7 @@ pub async fn order_consumer() -> Result<(), lambda_runtime::Error> {
     let shell = &init("order-consumer")?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<KinesisEvent>| {
         let response = Box::pin(shell.kinesis(event.payload)).await;
-        flush_metrics(&event.context);
+        finish_invocation(&event.context).await;
         Ok::<_, lambda_runtime::Error>(response)
     }))
     .await

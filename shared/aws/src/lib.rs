@@ -4,6 +4,7 @@
 pub mod dynamo;
 pub mod kinesis;
 pub mod lambda;
+pub mod otlp;
 pub mod s3;
 pub mod sqs;
 

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod menu;
 pub mod money;
 pub mod order;
+pub mod trace;
 
 pub use error::{DomainError, ErrorKind};
 pub use identity::{Email, Password, Role};

@@ -19,7 +19,7 @@ use gocoffee_app::ports::{StoreError, StoreResult};
 use gocoffee_aws::DynamoStore;
 use gocoffee_aws::dynamo::keys::TTL;
 use gocoffee_aws::dynamo::{Item, NEW, PAYMENTS_OUTBOX, conditional, doc, get_n, get_s, key, n, outbox_entry, processed_item, s, sdk, to_doc};
-use gocoffee_aws::lambda::{Shell, flush_metrics, init, with_xray};
+use gocoffee_aws::lambda::{Shell, finish_invocation, init, with_xray};
 use serde_json::{Value, json};
 
 use crate::config::PaymentConfig;
@@ -280,7 +280,7 @@ pub async fn http() -> Result<(), lambda_runtime::Error> {
     let (shell, pc) = &start(FUNCTION.name)?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
         let response = Box::pin(shell.http_with(&FUNCTION, Some(pc), with_xray(event.payload, &event.context))).await;
-        flush_metrics(&event.context);
+        finish_invocation(&event.context).await;
         Ok::<_, lambda_runtime::Error>(response)
     }))
     .await
@@ -293,7 +293,7 @@ pub async fn consumer() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<KinesisEvent>| {
         let handle = async |svc: &gocoffee_app::Services<'_>, payload: &[u8]| consume_order_event(pc, svc, payload).await;
         let response = Box::pin(shell.kinesis_with(event.payload, Some(pc), handle)).await;
-        flush_metrics(&event.context);
+        finish_invocation(&event.context).await;
         Ok::<_, lambda_runtime::Error>(response)
     }))
     .await
@@ -306,7 +306,7 @@ pub async fn watcher() -> Result<(), lambda_runtime::Error> {
     let (shell, pc) = &start("payments-watcher")?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
         let reports = Box::pin(shell.with_services(Some(pc), async |svc| watch_chains(pc, svc).await)).await;
-        flush_metrics(&event.context);
+        finish_invocation(&event.context).await;
         let reports = reports.map_err(lambda_runtime::Error::from)?;
         let chains: Vec<Value> = reports
             .iter()
@@ -326,7 +326,7 @@ pub async fn reconciler() -> Result<(), lambda_runtime::Error> {
     let after = stuck_after_ms(|name| std::env::var(name.to_ascii_uppercase()).ok()).map_err(lambda_runtime::Error::from)?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
         let report = Box::pin(shell.with_services(Some(pc), async |svc| reconcile_pass(pc, svc, after).await)).await;
-        flush_metrics(&event.context);
+        finish_invocation(&event.context).await;
         let report = report.map_err(lambda_runtime::Error::from)?;
         Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
     }))

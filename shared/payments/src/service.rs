@@ -10,7 +10,7 @@ use std::time::Duration;
 use alloy_primitives::{Address, B256, U256};
 use async_trait::async_trait;
 use gocoffee_app::ports::{Clock, Entropy, OrderStore, StoreError};
-use gocoffee_app::trace::TraceContext;
+use gocoffee_core::trace::TraceContext;
 use gocoffee_core::{OrderEvent, StoredEvent};
 
 use crate::amount::{AmountError, Quote, amount_due, payment_uri};
@@ -121,7 +121,7 @@ impl PaymentServices<'_> {
     /// `events` as the intent's next stored events, in the intent's trace (a new span of it).
     fn stored(&self, intent: &Intent, events: Vec<IntentEvent>, actor: &str, correlation_id: Option<&str>) -> Vec<StoredIntentEvent> {
         let now = self.clock.now_ms();
-        let trace = TraceContext::continue_or_start(intent.traceparent.as_deref(), self.clock, self.entropy);
+        let trace = TraceContext::continue_or_start(intent.traceparent.as_deref(), now, self.entropy.u128());
         events
             .into_iter()
             .enumerate()
@@ -299,7 +299,7 @@ impl PaymentServices<'_> {
             occurred_at_ms: now,
             actor: "system".into(),
             correlation_id: requested.correlation_id.clone(),
-            traceparent: Some(TraceContext::continue_or_start(requested.traceparent.as_deref(), self.clock, self.entropy).header()),
+            traceparent: Some(TraceContext::continue_or_start(requested.traceparent.as_deref(), now, self.entropy.u128()).header()),
             event: IntentEvent::IntentCreated { terms },
         };
         let intent = Intent::from_events(std::slice::from_ref(&created)).ok_or_else(|| PaymentError::Config("intent".into()))?;

@@ -7,8 +7,6 @@
 
 use std::fmt;
 
-use crate::ports::{Clock, Entropy};
-
 /// A span's place in a trace, as `traceparent` spells it (version 00).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceContext {
@@ -58,25 +56,25 @@ impl TraceContext {
         (trace_id != [0; 16] && span_id != [0; 8]).then_some(TraceContext { trace_id, span_id, sampled })
     }
 
-    /// The root of a new trace. The trace id starts with the time in seconds, so X-Ray (which
-    /// needs that) accepts it as well as any W3C tracer.
-    pub fn root(clock: &dyn Clock, entropy: &dyn Entropy) -> TraceContext {
-        let mut trace_id = entropy.u128().to_be_bytes();
-        let seconds = (clock.now_ms() / 1000).clamp(0, i64::from(u32::MAX)) as u32;
+    /// The root of a new trace at `now_ms`, from 128 `random` bits. The trace id starts with the
+    /// time in seconds, so X-Ray (which needs that) accepts it as well as any W3C tracer.
+    pub fn root(now_ms: i64, random: u128) -> TraceContext {
+        let mut trace_id = random.to_be_bytes();
+        let seconds = (now_ms / 1000).clamp(0, i64::from(u32::MAX)) as u32;
         trace_id[..4].copy_from_slice(&seconds.to_be_bytes());
-        TraceContext { trace_id, span_id: span_id(entropy), sampled: true }
+        TraceContext { trace_id, span_id: span_id(random as u64), sampled: true }
     }
 
-    /// A new span in this trace, whose parent is this one.
-    pub fn child(&self, entropy: &dyn Entropy) -> TraceContext {
-        TraceContext { span_id: span_id(entropy), ..*self }
+    /// A new span in this trace, whose parent is this one, from 64 `random` bits.
+    pub fn child(&self, random: u64) -> TraceContext {
+        TraceContext { span_id: span_id(random), ..*self }
     }
 
     /// A child of `parent` when it is a valid `traceparent`, else the root of a new trace.
-    pub fn continue_or_start(parent: Option<&str>, clock: &dyn Clock, entropy: &dyn Entropy) -> TraceContext {
+    pub fn continue_or_start(parent: Option<&str>, now_ms: i64, random: u128) -> TraceContext {
         match parent.and_then(TraceContext::parse) {
-            Some(parent) => parent.child(entropy),
-            None => TraceContext::root(clock, entropy),
+            Some(parent) => parent.child(random as u64),
+            None => TraceContext::root(now_ms, random),
         }
     }
 
@@ -100,13 +98,113 @@ impl fmt::Display for TraceContext {
     }
 }
 
-fn span_id(entropy: &dyn Entropy) -> [u8; 8] {
-    loop {
-        let id = (entropy.u128() as u64).to_be_bytes();
-        if id != [0; 8] {
-            return id;
-        }
+/// A span id from random bits; all zeros is invalid, so that one draw becomes 1.
+/// OTLP's `SpanKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    Server = 2,
+    Consumer = 5,
+}
+
+/// A span of work done by a platform shell (the local host, a Lambda invocation), for export
+/// over OTLP: made at the start, ended and encoded at the end.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub context: TraceContext,
+    pub parent: Option<[u8; 8]>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_unix_nanos: u128,
+    pub attributes: Vec<(&'static str, serde_json::Value)>,
+    pub error: bool,
+}
+
+impl Span {
+    /// A span started at `now_unix_nanos`: a child of `parent` (a `traceparent`) when it is
+    /// valid, else the root of a new trace; ids from `random`.
+    pub fn start(name: String, kind: SpanKind, parent: Option<&str>, now_unix_nanos: u128, random: u128) -> Span {
+        let parent = parent.and_then(TraceContext::parse);
+        let context = match parent {
+            Some(p) => p.child(random as u64),
+            None => TraceContext::root((now_unix_nanos / 1_000_000) as i64, random),
+        };
+        Span { context, parent: parent.map(|p| p.span_id), name, kind, start_unix_nanos: now_unix_nanos, attributes: Vec::new(), error: false }
     }
+
+    /// A consumer's span for one message: a child of the trace its JSON `payload` carries (a
+    /// `traceparent` member, as the CloudEvents tracing attribute), if it carries one.
+    pub fn consume(system: &'static str, destination: &str, consumer: &str, payload: &[u8], now_unix_nanos: u128, random: u128) -> Span {
+        #[derive(serde::Deserialize)]
+        struct Carrier<'a> {
+            #[serde(borrow, default)]
+            traceparent: Option<&'a str>,
+        }
+        let parent = serde_json::from_slice::<Carrier<'_>>(payload).ok().and_then(|c| c.traceparent);
+        let mut span = Span::start(format!("process {destination}"), SpanKind::Consumer, parent, now_unix_nanos, random);
+        span.attribute("messaging.system", system);
+        span.attribute("messaging.operation.type", "process");
+        span.attribute("messaging.destination.name", destination.to_owned());
+        span.attribute("messaging.consumer.group.name", consumer.to_owned());
+        span
+    }
+
+    pub fn attribute(&mut self, key: &'static str, value: impl Into<serde_json::Value>) {
+        self.attributes.push((key, value.into()));
+    }
+
+    /// Ends the span at `end_unix_nanos`, as an OTLP/JSON span.
+    pub fn end(&self, end_unix_nanos: u128) -> serde_json::Value {
+        use serde_json::{Value, json};
+        let attributes: Vec<Value> = self
+            .attributes
+            .iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    Value::Number(n) if n.is_i64() || n.is_u64() => json!({ "intValue": n.to_string() }),
+                    Value::Number(n) => json!({ "doubleValue": n }),
+                    Value::Bool(b) => json!({ "boolValue": b }),
+                    Value::String(s) => json!({ "stringValue": s }),
+                    other => json!({ "stringValue": other.to_string() }),
+                };
+                json!({ "key": key, "value": value })
+            })
+            .collect();
+        let mut span = json!({
+            "traceId": self.context.trace_id_hex(),
+            "spanId": self.context.span_id_hex(),
+            "name": self.name,
+            "kind": self.kind as u8,
+            "startTimeUnixNano": self.start_unix_nanos.to_string(),
+            "endTimeUnixNano": end_unix_nanos.max(self.start_unix_nanos).to_string(),
+            "attributes": attributes,
+            // OTLP's status codes: unset, or error.
+            "status": { "code": if self.error { 2 } else { 0 } },
+        });
+        if let Some(parent) = self.parent {
+            span["parentSpanId"] = json!(hex(&parent));
+        }
+        span
+    }
+}
+
+/// An OTLP `ExportTraceServiceRequest` (JSON encoding) of `spans` made by `service`.
+pub fn otlp_export(service: &str, scope: &str, spans: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({ "resourceSpans": [{
+        "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": service } }] },
+        "scopeSpans": [{ "scope": { "name": scope }, "spans": spans }],
+    }]})
+}
+
+/// Where a shell sends its spans: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as is, or
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` plus `/v1/traces` (OpenTelemetry's variables); `None` when
+/// neither is set.
+pub fn otlp_traces_endpoint(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| format!("{}/v1/traces", base.trim_end_matches('/'))))
+}
+
+fn span_id(random: u64) -> [u8; 8] {
+    random.max(1).to_be_bytes()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -128,22 +226,6 @@ fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{Clock, Entropy};
-
-    struct Fixed(i64, u128);
-    impl Clock for Fixed {
-        fn now_ms(&self) -> i64 {
-            self.0
-        }
-    }
-    impl Entropy for Fixed {
-        fn fill(&self, buf: &mut [u8]) {
-            buf.iter_mut().zip(self.1.to_be_bytes().iter().cycle()).for_each(|(b, v)| *b = *v);
-        }
-        fn u128(&self) -> u128 {
-            self.1
-        }
-    }
 
     #[test]
     fn traceparent_round_trips_and_rejects_what_the_spec_rejects() {
@@ -181,13 +263,14 @@ mod tests {
 
     #[test]
     fn children_keep_the_trace_and_roots_start_with_the_time() {
-        let svc = Fixed(1_700_000_000_123, 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
-        let root = TraceContext::root(&svc, &svc);
+        let root = TraceContext::root(1_700_000_000_123, 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
         assert_eq!(&root.trace_id[..4], &1_700_000_000u32.to_be_bytes());
         assert_eq!(&root.trace_id[4..], &[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
-        let child = root.child(&svc);
-        assert_eq!(child.trace_id, root.trace_id);
-        let continued = TraceContext::continue_or_start(Some(&root.header()), &svc, &svc);
+        let child = root.child(42);
+        assert_eq!((child.trace_id, child.span_id), (root.trace_id, 42u64.to_be_bytes()));
+        assert_eq!(root.child(0).span_id, 1u64.to_be_bytes(), "never the invalid all-zero id");
+        let continued = TraceContext::continue_or_start(Some(&root.header()), 0, 7);
         assert_eq!(continued.trace_id, root.trace_id);
+        assert_ne!(TraceContext::continue_or_start(Some("nonsense"), 1_800_000_000_000, 7).trace_id, root.trace_id);
     }
 }
