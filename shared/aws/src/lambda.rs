@@ -62,9 +62,10 @@ pub async fn finish_invocation(context: &lambda_runtime::Context) {
 fn flush_metrics(context: &lambda_runtime::Context) {
     if let Some(collector) = METRICS.get() {
         collector.set_property("RequestId", context.request_id.clone());
-        if let Some(xray) = &context.xray_trace_id {
-            collector.set_property("xray_trace_id", xray.clone());
-        }
+        match &context.xray_trace_id {
+            Some(xray) => collector.set_property("xray_trace_id", xray.clone()),
+            None => collector.remove_property("xray_trace_id"),
+        };
         if let Err(e) = collector.flush(std::io::stdout().lock()) {
             tracing::warn!(error = %e, "writing the metrics failed");
         }
