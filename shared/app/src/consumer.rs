@@ -84,27 +84,52 @@ pub async fn handle_kitchen_ticket(svc: &Services<'_>, payload: &[u8]) -> Result
     .await
 }
 
-/// Runs `consumer`'s handling of `event` in a span of the event's trace (a new trace for an
-/// event that carries none), and counts it: its lag since it occurred, and its failure if it
-/// failed.
+/// What a consumer's log line and metrics say of the message it handles.
+pub struct Handled<'a> {
+    pub event_id: &'a str,
+    pub order_id: &'a str,
+    /// The event's type.
+    pub event: &'a str,
+    pub occurred_at_ms: i64,
+    pub traceparent: Option<&'a str>,
+    pub correlation_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a StoredEvent> for Handled<'a> {
+    fn from(e: &'a StoredEvent) -> Self {
+        Handled {
+            event_id: &e.event_id,
+            order_id: &e.order_id,
+            event: e.event.name(),
+            occurred_at_ms: e.occurred_at_ms,
+            traceparent: e.traceparent.as_deref(),
+            correlation_id: e.correlation_id.as_deref(),
+        }
+    }
+}
+
+/// Runs `consumer`'s handling of a message in a span of the trace it carries (a new trace for
+/// one that carries none), logs the outcome in that span, and counts it: its lag since the
+/// event occurred, and its failure if it failed.
 pub async fn traced(
     svc: &Services<'_>,
     consumer: &'static str,
-    event: &StoredEvent,
+    handled: impl Into<Handled<'_>>,
     handle: impl AsyncFnOnce(TraceContext) -> Result<(), ConsumerError>,
 ) -> Result<(), ConsumerError> {
-    let trace = svc.span(event.traceparent.as_deref());
-    telemetry::consumed(consumer, event.occurred_at_ms, svc.clock.now_ms());
+    let m = handled.into();
+    let trace = svc.span(m.traceparent);
+    telemetry::consumed(consumer, m.occurred_at_ms, svc.clock.now_ms());
     let span = tracing::info_span!("event", consumer, trace_id = %trace.trace_id_hex(), span_id = %trace.span_id_hex());
     let outcome = tracing::Instrument::instrument(handle(trace), span.clone()).await;
     let _entered = span.enter();
     match &outcome {
         Ok(()) => {
-            tracing::info!(event_id = %event.event_id, order_id = %event.order_id, event = event.event.name(), correlation_id = event.correlation_id.as_deref().unwrap_or_default(), "event handled")
+            tracing::info!(event_id = %m.event_id, order_id = %m.order_id, event = m.event, correlation_id = m.correlation_id.unwrap_or_default(), "event handled")
         }
         Err(e) => {
             telemetry::consumer_failed(consumer, !e.is_retryable());
-            tracing::warn!(event_id = %event.event_id, order_id = %event.order_id, error = %e, "event failed")
+            tracing::warn!(event_id = %m.event_id, order_id = %m.order_id, event = m.event, error = %e, "event failed")
         }
     }
     outcome
@@ -148,21 +173,15 @@ pub async fn handle_payment_event(svc: &Services<'_>, payload: &[u8]) -> Result<
         telemetry::consumer_failed(ORDER_CONSUMER, true);
         ConsumerError::Poison(format!("not a payment event: {e}"))
     })?;
-    let trace = svc.span(notice.traceparent.as_deref());
-    telemetry::consumed(ORDER_CONSUMER, notice.occurred_at_ms, svc.clock.now_ms());
-    let span = tracing::info_span!("event", consumer = ORDER_CONSUMER, trace_id = %trace.trace_id_hex(), span_id = %trace.span_id_hex());
-    let outcome = tracing::Instrument::instrument(payment_outcome(svc, &notice, &trace), span.clone()).await;
-    let _entered = span.enter();
-    match &outcome {
-        Ok(()) => {
-            tracing::info!(event_id = %notice.event_id, intent_id = %notice.intent_id, order_id = %notice.order_id, event = %notice.kind, "payment event handled")
-        }
-        Err(e) => {
-            telemetry::consumer_failed(ORDER_CONSUMER, !e.is_retryable());
-            tracing::warn!(event_id = %notice.event_id, order_id = %notice.order_id, error = %e, "payment event failed")
-        }
-    }
-    outcome
+    let handled = Handled {
+        event_id: &notice.event_id,
+        order_id: &notice.order_id,
+        event: &notice.kind,
+        occurred_at_ms: notice.occurred_at_ms,
+        traceparent: notice.traceparent.as_deref(),
+        correlation_id: None,
+    };
+    traced(svc, ORDER_CONSUMER, handled, async |trace| payment_outcome(svc, &notice, &trace).await).await
 }
 
 /// The order's side of a payment's outcome.

@@ -2,6 +2,7 @@
 //! record every change, and the identity rules. Pure data and rules: no I/O, no async, no
 //! platform types, so it compiles for native targets and `wasm32-wasip2` alike.
 
+pub mod analytics;
 pub mod error;
 pub mod identity;
 pub mod ids;
