@@ -2,17 +2,20 @@
 //! folder, taken with SQLite's online backup API while the host keeps serving, and bringing one
 //! back into a stopped host's folder.
 //!
-//! Each file's copy is one snapshot (its read transaction is held for the whole copy). The
-//! snapshots of all files are opened together before any is copied, the message log's first, so
-//! the stores are never older than the log: a message relayed between two snapshots is in a store's
-//! outbox as sent but missing from the log, and the reconciler re-drives it (README, "Backups").
+//! Each file's copy is one snapshot (its read transaction is held for the whole copy), and the
+//! snapshots of all files are one cut: they are opened while the backup holds every file's write
+//! lock, so no transaction commits in any file between two of them. The files depend on each other
+//! both ways (a store's outbox entry is deleted after the log has its message; the log's delivery
+//! cursor moves after a store has handled it), so no order of separate snapshots would do: one
+//! taken in between could hold an entry marked sent in a store and missing from the log. In a cut
+//! each such step is either done or still to do, and redoing it is idempotent.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 use rusqlite::backup::{Backup, StepResult};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde::{Deserialize, Serialize};
 
 /// What a backup folder holds, written last: a folder without it is not a backup.
@@ -62,17 +65,7 @@ pub fn backup(state: &Path, to: &Path) -> Result<()> {
     let files = databases(state)?;
     ensure!(!files.is_empty(), "no databases under {}: nothing to back up", state.display());
 
-    // Open every snapshot before copying any.
-    let mut sources = Vec::new();
-    for rel in &files {
-        let conn = Connection::open_with_flags(state.join(rel), OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_context(|| format!("opening {}", rel.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch("BEGIN")?;
-        // A read transaction starts at its first read.
-        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0)).with_context(|| format!("reading {}", rel.display()))?;
-        sources.push(conn);
-    }
+    let sources = cut(state, &files)?;
 
     let partial = to.with_extension(format!("partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&partial);
@@ -107,6 +100,58 @@ pub fn backup(state: &Path, to: &Path) -> Result<()> {
     std::fs::rename(&partial, to).with_context(|| format!("moving the backup to {}", to.display()))?;
     println!("backed up {} database(s) to {}", manifest.files.len(), to.display());
     Ok(())
+}
+
+/// How long the backup keeps trying to hold every write lock at once, and how long it waits for
+/// each before letting all go and trying again (a writer may hold one file and wait for another).
+const CUT_DEADLINE: Duration = Duration::from_secs(10);
+const LOCK_WAIT: Duration = Duration::from_millis(50);
+
+/// Opens one read snapshot per file, all at the same point: taken while every file's write lock
+/// is held, released as soon as the snapshots exist (writers wait a few milliseconds, readers not
+/// at all). Locks are taken in one order and all given back when one is busy, so the backup never
+/// deadlocks with a writer holding one file and waiting for another.
+fn cut(state: &Path, files: &[PathBuf]) -> Result<Vec<Connection>> {
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        if let Some(snapshots) = try_cut(state, files)? {
+            return Ok(snapshots);
+        }
+        ensure!(started.elapsed() < CUT_DEADLINE, "could not hold every database's write lock at once within {CUT_DEADLINE:?}: the host is too busy");
+        attempt += 1;
+        std::thread::sleep(Duration::from_millis(5 * u64::from(attempt.min(10))));
+    }
+}
+
+/// One try at [`cut`]: `None` when a write lock was busy.
+fn try_cut(state: &Path, files: &[PathBuf]) -> Result<Option<Vec<Connection>>> {
+    let mut locks = Vec::with_capacity(files.len());
+    for rel in files {
+        let conn = Connection::open_with_flags(state.join(rel), OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_context(|| format!("opening {}", rel.display()))?;
+        conn.busy_timeout(LOCK_WAIT)?;
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => locks.push(conn),
+            // Dropping the connections rolls their empty transactions back.
+            Err(rusqlite::Error::SqliteFailure(e, _)) if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("locking {}", rel.display())),
+        }
+    }
+    let mut snapshots = Vec::with_capacity(files.len());
+    for rel in files {
+        let conn = Connection::open_with_flags(state.join(rel), OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_context(|| format!("opening {}", rel.display()))?;
+        conn.busy_timeout(CUT_DEADLINE)?;
+        conn.execute_batch("BEGIN")?;
+        // A read transaction starts at its first read.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0)).with_context(|| format!("reading {}", rel.display()))?;
+        snapshots.push(conn);
+    }
+    for lock in locks {
+        lock.execute_batch("ROLLBACK")?;
+    }
+    Ok(Some(snapshots))
 }
 
 fn check_integrity(conn: &Connection, rel: &Path) -> Result<()> {
@@ -205,6 +250,24 @@ mod tests {
         assert_eq!(count(&state.join("sqlite/default.db")), 3, "what was committed when the backup was taken, nothing after");
         assert_eq!(count(&state.join("log.db")), 1);
         assert!(!state.join("kv/new.db").exists(), "a store made after the backup is gone");
+    }
+
+    #[test]
+    fn a_backup_waits_for_a_transaction_in_flight_and_holds_it_whole() {
+        let dir = temp("in-flight");
+        let state = dir.join("state");
+        db(&state.join("sqlite/default.db")).execute_batch("CREATE TABLE t (x);").expect("store");
+        let log = db(&state.join("log.db"));
+        log.execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").expect("open transaction");
+        let to = dir.join("b");
+        std::thread::scope(|s| {
+            let taking = s.spawn(|| backup(&state, &to));
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(!to.exists(), "no cut while a write is in flight");
+            log.execute_batch("INSERT INTO t VALUES (2); COMMIT;").expect("commit");
+            taking.join().expect("thread").expect("backup");
+        });
+        assert_eq!(count(&to.join("log.db")), 2, "the transaction, whole");
     }
 
     #[test]
