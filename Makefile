@@ -55,11 +55,13 @@ up: components host
 	echo "  metrics (Prometheus): http://$(METRICS_LISTEN)/metrics"; \
 	exec ./$(HOST) --listen $(LISTEN) --state-dir $(STATE) --metrics-listen $(METRICS_LISTEN)
 
-## test: every test: the template's static checks (sam validate --lint, cfn-lint, checkov), infra/'s
+## test: every test: rustfmt's check, the template's static checks (sam validate --lint, cfn-lint, checkov), infra/'s
 ## (terraform fmt, validate, test, checkov), unit, adapters on real SQLite and on moto (the AWS wire
 ## protocol), contract tests against both shells (the host on the real components; the Lambda
 ## binaries on moto; infra/ applied to moto and held to the template), then schemathesis fuzzing
 test: tools components host bootstraps lambdas
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	$(CARGO) fmt --all -- --check
 	tests/template.sh
 	tests/infra.sh
 	tests/contracts/build.sh --check

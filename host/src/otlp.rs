@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-pub use gocoffee_otel::{Span, SpanKind, start};
 use gocoffee_otel::{Collector, now_nanos};
+pub use gocoffee_otel::{Span, SpanKind, start};
 use serde_json::Value;
 use tokio::sync::mpsc;
 

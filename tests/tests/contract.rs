@@ -479,25 +479,33 @@ fn with_an_otlp_endpoint_the_host_exports_its_spans_in_the_callers_trace() {
     let ada = h.register("ada@example.com");
     let (trace_id, caller_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
     let body = serde_json::to_vec(&json!({"lines": [{"item_id": "latte", "size": "small", "quantity": 1}]})).expect("json");
-    let placed = h.request("POST", "/api/v1/orders", Some(&ada), &[("traceparent", &format!("00-{trace_id}-{caller_span}-01"))], Some(("application/json", body)));
+    let placed =
+        h.request("POST", "/api/v1/orders", Some(&ada), &[("traceparent", &format!("00-{trace_id}-{caller_span}-01"))], Some(("application/json", body)));
     assert_eq!(placed.status, 202, "{}", placed.body);
     let id = placed.body["id"].as_str().expect("id").to_owned();
     h.wait_for_status(&id, &ada, "confirmed");
     let events = h.get(&format!("/api/v1/orders/{id}/events"), Some(&ada)).body["events"].clone();
     let placed_span = events[0]["traceparent"].as_str().expect("traceparent").split('-').nth(2).expect("span").to_owned();
 
-    let attribute = |span: &serde_json::Value, key: &str| span["attributes"].as_array().and_then(|a| a.iter().find(|kv| kv["key"] == key)).map(|kv| kv["value"].clone());
+    let attribute =
+        |span: &serde_json::Value, key: &str| span["attributes"].as_array().and_then(|a| a.iter().find(|kv| kv["key"] == key)).map(|kv| kv["value"].clone());
     let deadline = Instant::now() + Duration::from_secs(10);
     let (server, delivery) = loop {
         let all = spans.lock().expect("lock").clone();
         let in_trace = |name: &str, group: Option<&str>| {
             all.iter()
-                .find(|s| s["traceId"] == trace_id && s["name"] == name && group.is_none_or(|g| attribute(s, "messaging.consumer.group.name") == Some(json!({"stringValue": g}))))
+                .find(|s| {
+                    s["traceId"] == trace_id
+                        && s["name"] == name
+                        && group.is_none_or(|g| attribute(s, "messaging.consumer.group.name") == Some(json!({"stringValue": g})))
+                })
                 .cloned()
         };
         // Both subscribers of the orders channel took the event in its trace.
         let payments = in_trace("process orders", Some("payments-consumer"));
-        if let (Some(server), Some(delivery), Some(_)) = (in_trace("POST /api/v1/orders/...", None), in_trace("process orders", Some("order-consumer")), payments) {
+        if let (Some(server), Some(delivery), Some(_)) =
+            (in_trace("POST /api/v1/orders/...", None), in_trace("process orders", Some("order-consumer")), payments)
+        {
             break (server, delivery);
         }
         assert!(Instant::now() < deadline, "spans of trace {trace_id} never arrived: {all:#?}");

@@ -202,7 +202,8 @@ fn with_an_otlp_endpoint_every_hop_of_an_order_is_a_span_of_the_callers_trace() 
     let customer = h.register("ada@example.com");
     let (trace_id, caller_span) = ("5759e988bd862e3fe1be46a994272793", "53995c3f42cd8ad8");
     let body = serde_json::to_vec(&json!({"lines": [{"item_id": "latte", "size": "small", "quantity": 1}]})).expect("json");
-    let placed = h.request("POST", "/api/v1/orders", Some(&customer), &[("traceparent", &format!("00-{trace_id}-{caller_span}-01"))], Some(("application/json", body)));
+    let placed =
+        h.request("POST", "/api/v1/orders", Some(&customer), &[("traceparent", &format!("00-{trace_id}-{caller_span}-01"))], Some(("application/json", body)));
     assert_eq!(placed.status, 202, "{}", placed.body);
     let id = placed.body["id"].as_str().expect("id").to_owned();
     h.wait_for_status(&id, &customer, "confirmed");

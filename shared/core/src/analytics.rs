@@ -266,7 +266,8 @@ mod tests {
 
     fn placed(order: &str, at: i64, lines: Vec<PricedLine>, crypto: bool) -> StoredEvent {
         let total = lines.iter().map(|l| l.line_total_cents.0).sum();
-        let payment_method = if crypto { PaymentMethod::Crypto(CryptoMethod { chain: "polygon".into(), asset: "USDC".into() }) } else { PaymentMethod::PayAtCounter };
+        let payment_method =
+            if crypto { PaymentMethod::Crypto(CryptoMethod { chain: "polygon".into(), asset: "USDC".into() }) } else { PaymentMethod::PayAtCounter };
         let order_body = PricedOrder { lines, total_cents: Cents(total), note: None, payment_method };
         event(order, 1, at, "u1", OrderEvent::OrderPlaced { customer_id: "u1".into(), order: order_body })
     }
