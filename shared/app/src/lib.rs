@@ -177,9 +177,7 @@ fn request_id(req: &Request, svc: &Services<'_>) -> String {
 /// The request's span: a child of the caller's `traceparent`, else of X-Ray's
 /// `X-Amzn-Trace-Id` (API Gateway and Lambda), else the root of a new trace.
 fn request_trace(req: &Request, svc: &Services<'_>) -> trace::TraceContext {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let parent = header("traceparent").and_then(trace::TraceContext::parse).or_else(|| header("x-amzn-trace-id").and_then(trace::TraceContext::from_xray));
-    match parent {
+    match trace::TraceContext::incoming(|name| req.headers().get(name).and_then(|v| v.to_str().ok())) {
         Some(parent) => parent.child(svc.entropy.u128() as u64),
         None => trace::TraceContext::root(svc.clock.now_ms(), svc.entropy.u128()),
     }

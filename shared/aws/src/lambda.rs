@@ -330,11 +330,7 @@ pub fn request_from_apigw(event: ApiGatewayV2httpRequest) -> Result<Request, Api
 /// The invocation's server span, a child of the request's `traceparent` or else of its X-Ray
 /// header; the request goes on with the span as its `traceparent`, so the app's work is its child.
 fn server_span(event: &mut ApiGatewayV2httpRequest) -> crate::otlp::Span {
-    let header = |name: &str| event.headers.get(name).and_then(|v| v.to_str().ok());
-    let parent = header("traceparent")
-        .filter(|v| gocoffee_app::trace::TraceContext::parse(v).is_some())
-        .map(str::to_owned)
-        .or_else(|| header("x-amzn-trace-id").and_then(gocoffee_app::trace::TraceContext::from_xray).map(|c| c.header()));
+    let parent = gocoffee_app::trace::TraceContext::incoming(|name| event.headers.get(name).and_then(|v| v.to_str().ok())).map(|c| c.header());
     let span = crate::otlp::start(String::new(), crate::otlp::SpanKind::Server, parent.as_deref());
     if let Ok(value) = HeaderValue::from_str(&span.context.header()) {
         event.headers.insert("traceparent", value);

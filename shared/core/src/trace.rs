@@ -56,6 +56,13 @@ impl TraceContext {
         (trace_id != [0; 16] && span_id != [0; 8]).then_some(TraceContext { trace_id, span_id, sampled })
     }
 
+    /// The context a request arrives in, from its headers (`header` looks one up by its lower-case
+    /// name): a valid `traceparent` first, else X-Ray's `x-amzn-trace-id` (API Gateway and
+    /// Lambda's own), else none.
+    pub fn incoming<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<TraceContext> {
+        header("traceparent").and_then(TraceContext::parse).or_else(|| header("x-amzn-trace-id").and_then(TraceContext::from_xray))
+    }
+
     /// The root of a new trace at `now_ms`, from 128 `random` bits. The trace id starts with the
     /// time in seconds, so X-Ray (which needs that) accepts it as well as any W3C tracer.
     pub fn root(now_ms: i64, random: u128) -> TraceContext {
@@ -155,6 +162,17 @@ mod tests {
         assert_eq!(TraceContext::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793"), None, "no parent span");
         assert_eq!(TraceContext::from_xray("Root=2-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8"), None);
         assert_eq!(TraceContext::from_xray("garbage"), None);
+    }
+
+    #[test]
+    fn an_incoming_request_prefers_traceparent_and_falls_back_to_xray() {
+        let xray = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let w3c = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let incoming = |pairs: &[(&str, &'static str)]| TraceContext::incoming(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v));
+        assert_eq!(incoming(&[("traceparent", w3c), ("x-amzn-trace-id", xray)]).map(|c| c.header()).as_deref(), Some(w3c));
+        let from_xray = incoming(&[("traceparent", "garbage"), ("x-amzn-trace-id", xray)]).expect("x-ray");
+        assert_eq!(from_xray.trace_id_hex(), "5759e988bd862e3fe1be46a994272793", "an invalid traceparent is ignored");
+        assert_eq!(incoming(&[]), None);
     }
 
     #[test]
