@@ -2,6 +2,7 @@
 //! requests in, responses out) and the stream event handlers. Shells (Spin components, Lambda
 //! functions) only convert to and from these.
 
+pub mod analytics;
 pub mod auth;
 pub mod config;
 pub mod consumer;

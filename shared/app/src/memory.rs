@@ -330,3 +330,32 @@ pub mod fixtures {
         (o, e)
     }
 }
+
+/// The analytics read model in memory.
+#[derive(Default)]
+pub struct MemoryAnalytics(pub RefCell<BTreeMap<String, gocoffee_core::analytics::OrderFacts>>);
+
+#[async_trait(?Send)]
+impl crate::analytics::AnalyticsStore for MemoryAnalytics {
+    async fn facts(&self, order_id: &str) -> StoreResult<Option<gocoffee_core::analytics::OrderFacts>> {
+        Ok(self.0.borrow().get(order_id).cloned())
+    }
+
+    async fn save(&self, facts: &gocoffee_core::analytics::OrderFacts) -> StoreResult<bool> {
+        let mut all = self.0.borrow_mut();
+        if all.get(&facts.order_id).is_some_and(|f| f.version >= facts.version) {
+            return Ok(false);
+        }
+        all.insert(facts.order_id.clone(), facts.clone());
+        Ok(true)
+    }
+
+    async fn placed_between(&self, from_ms: i64, to_ms: i64, limit: usize) -> StoreResult<Vec<gocoffee_core::analytics::OrderFacts>> {
+        Ok(self.0.borrow().values().filter(|f| (from_ms..to_ms).contains(&f.placed_at_ms)).take(limit).cloned().collect())
+    }
+
+    async fn clear(&self) -> StoreResult<()> {
+        self.0.borrow_mut().clear();
+        Ok(())
+    }
+}

@@ -1,7 +1,8 @@
 //! The use cases over in-memory adapters: routes called directly with requests, no server.
 
+use gocoffee_app::analytics::AnalyticsContext;
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
-use gocoffee_app::memory::{ManualClock, MemoryImageBlobs, MemoryKitchenQueue, MemoryStore};
+use gocoffee_app::memory::{ManualClock, MemoryAnalytics, MemoryImageBlobs, MemoryKitchenQueue, MemoryStore};
 use gocoffee_app::ports::{Clock, Entropy, Images, OrderStore};
 use gocoffee_app::{Config, FUNCTIONS, Services, handle};
 use gocoffee_core::{Email, Password};
@@ -25,6 +26,7 @@ struct World {
     clock: ManualClock,
     entropy: Counter,
     config: Config,
+    analytics: AnalyticsContext,
 }
 
 struct Reply {
@@ -50,6 +52,7 @@ impl World {
                 public_base_url: None,
                 crypto_methods: vec![("polygon".into(), "USDC".into())],
             },
+            analytics: AnalyticsContext { store: Box::new(MemoryAnalytics::default()) },
         }
     }
 
@@ -64,7 +67,7 @@ impl World {
             clock: &self.clock,
             entropy: &self.entropy,
             config: &self.config,
-            extension: None,
+            extension: Some(&self.analytics),
         }
     }
 
@@ -80,7 +83,8 @@ impl World {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let resp = pollster::block_on(handle(&self.svc(), FUNCTIONS, b.body(body).expect("request")));
+        let functions: Vec<&gocoffee_app::Function> = FUNCTIONS.iter().copied().chain([&gocoffee_app::analytics::FUNCTION]).collect();
+        let resp = pollster::block_on(handle(&self.svc(), &functions, b.body(body).expect("request")));
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = if resp.body().is_empty() { Value::Null } else { serde_json::from_slice(resp.body()).expect("JSON body") };
@@ -698,4 +702,81 @@ fn the_reconciler_redrives_an_order_whose_placed_event_was_lost_and_only_once_it
     w.clock.advance(GIVE_UP_AFTER_MS + 1);
     let later = pollster::block_on(reconcile_orders(&w.svc(), w.clock.now_ms(), STUCK_AFTER_MS)).expect("pass");
     assert_eq!((later.republished.len(), later.abandoned), (0, 1), "{old} is abandoned, {lost} is done");
+}
+
+#[test]
+fn the_analytics_model_folds_the_stream_mends_gaps_from_the_log_and_rebuilds_to_the_same_answer() {
+    let w = World::new();
+    let customer = w.register("ada@example.com");
+    let barista = w.staff("barista@example.com", "barista");
+    let manager = w.staff("manager@example.com", "manager");
+    let made = w.place(&customer);
+    let cancelled = w.place(&customer);
+    let _waiting = w.place(&customer);
+    w.deliver_all();
+    for step in ["start", "ready"] {
+        assert_eq!(w.call("POST", &format!("/api/v1/kitchen/orders/{made}/{step}"), Some(&barista), None).status, 200);
+        w.clock.advance(60_000);
+    }
+    assert_eq!(w.call("POST", &format!("/api/v1/orders/{cancelled}/cancel"), Some(&customer), Some(json!({}))).status, 200);
+    w.deliver_all();
+
+    // The stream, with one of `made`'s events lost on the way: its next event mends it.
+    let project = |e: &gocoffee_core::StoredEvent| {
+        let payload = serde_json::to_vec(e).expect("event");
+        pollster::block_on(gocoffee_app::analytics::consume(&w.svc(), &payload)).expect("projected");
+    };
+    for e in w.store.published().iter().filter(|e| !(e.order_id == made && e.version == 3)) {
+        project(e);
+        project(e);
+    }
+    let range = "from=2023-11-14&to=2023-11-15";
+    let read = |what: &str| {
+        let r = w.call("GET", &format!("/api/v1/analytics/{what}?{range}"), Some(&manager), None);
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+        r.body
+    };
+    let answers = || ["sales", "items", "times", "rates"].map(read);
+    let live = answers();
+    assert_eq!(live[0]["buckets"][0]["orders"], 3, "{}", live[0]);
+    assert_eq!(
+        (live[0]["buckets"][0]["sales"].as_u64(), live[0]["buckets"][0]["revenue_cents"].as_u64()),
+        (Some(2), Some(2 * 2 * 520)),
+        "two medium oat lattes each"
+    );
+    assert_eq!(live[1]["items"][0], json!({"item_id": "latte", "name": "Caffè Latte", "quantity": 4, "orders": 2}));
+    assert_eq!(live[2]["ready_orders"], 1);
+    assert_eq!(live[2]["average_preparation_ms"], 60_001, "the lost PreparationStarted came back from the log");
+    assert_eq!((live[3]["cancelled"].as_u64(), live[3]["orders"].as_u64()), (Some(1), Some(3)));
+
+    // Rebuilt from the write side's logs, a page at a time: the same answers.
+    let admin = w.admin();
+    assert_eq!(w.call("POST", "/api/v1/analytics/rebuild", Some(&manager), None).status, 403, "rebuilding is an administrator's");
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/analytics/rebuild?cursor={c}"),
+            None => "/api/v1/analytics/rebuild".to_owned(),
+        };
+        let r = w.call("POST", &path, Some(&admin), None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        pages += 1;
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 1);
+    assert_eq!(answers(), live);
+
+    // Who may read, and what a report refuses.
+    assert_eq!(w.call("GET", "/api/v1/analytics/sales", Some(&customer), None).status, 403);
+    assert_eq!(w.call("GET", "/api/v1/analytics/sales", Some(&barista), None).status, 403);
+    assert_eq!(w.call("GET", "/api/v1/analytics/sales", None, None).status, 401);
+    for bad in ["bucket=week", "from=yesterday", "from=2023-11-15&to=2023-11-14", "bucket=hour&from=2023-01-01&to=2023-11-14"] {
+        let r = w.call("GET", &format!("/api/v1/analytics/sales?{bad}"), Some(&manager), None);
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    assert_eq!(w.call("GET", "/api/v1/analytics/sales?bucket=day&from=2023-01-01&to=2023-11-14", Some(&manager), None).status, 200);
 }

@@ -45,6 +45,9 @@ pub enum FoldError {
     /// The order's `OrderPlaced` has not been folded in yet (it is late, or was missed): the
     /// event should come again later, or the model be rebuilt.
     NotPlacedYet,
+    /// The event is more than one version past the facts: one between was missed (a message
+    /// dead-lettered). Folding the order's whole log mends it.
+    Gap { have: u64, got: u64 },
 }
 
 impl OrderFacts {
@@ -80,6 +83,9 @@ impl OrderFacts {
         if event.version <= facts.version {
             return Ok(None);
         }
+        if event.version > facts.version + 1 {
+            return Err(FoldError::Gap { have: facts.version, got: event.version });
+        }
         let mut next = facts.clone();
         next.version = event.version;
         match &event.event {
@@ -95,6 +101,17 @@ impl OrderFacts {
             OrderEvent::OrderPlaced { .. } | OrderEvent::OrderConfirmed | OrderEvent::PaymentRequested { .. } => {}
         }
         Ok(Some(next))
+    }
+
+    /// The facts of one order's whole log, oldest first (a rebuild, or mending a gap).
+    pub fn fold(log: &[StoredEvent]) -> Result<OrderFacts, FoldError> {
+        let mut facts: Option<OrderFacts> = None;
+        for event in log {
+            if let Some(next) = OrderFacts::apply(facts.as_ref(), event)? {
+                facts = Some(next);
+            }
+        }
+        facts.ok_or(FoldError::NotPlacedYet)
     }
 
     /// Still counts as a sale: neither cancelled nor refunded.
@@ -319,6 +336,11 @@ mod tests {
         by_order.sort_by(|x, y| y.order_id.cmp(&x.order_id).then(x.version.cmp(&y.version)));
         assert_eq!(fold(&by_order), once);
         assert_eq!(OrderFacts::apply(None, &stream[1]), Err(FoldError::NotPlacedYet));
+        // A missed event is a gap, never silently skipped.
+        let placed_a = OrderFacts::apply(None, &stream[0]).expect("placed").expect("facts");
+        assert_eq!(OrderFacts::apply(Some(&placed_a), &stream[2]), Err(FoldError::Gap { have: 1, got: 3 }));
+        assert_eq!(OrderFacts::fold(&stream[..5]).expect("a's log"), once[0]);
+        assert_eq!(OrderFacts::fold(&stream[1..5]), Err(FoldError::NotPlacedYet));
         let a = &once[0];
         assert_eq!((a.version, a.total_cents, a.items.len()), (5, 1650, 2));
         assert_eq!(a.items[0], ItemCount { item_id: "latte".into(), name: "LATTE".into(), quantity: 3 });

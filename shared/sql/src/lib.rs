@@ -2,6 +2,7 @@
 //! event log with its read models, the outbox, idempotency records and the consumers' ledger.
 //! Written against [`Db`], so the same code runs on Spin's `sqlite` interface and on rusqlite.
 
+pub mod analytics;
 pub mod db;
 #[cfg(feature = "rusqlite")]
 pub mod rusqlite;
@@ -18,6 +19,8 @@ pub use crate::db::{Db, DbError, RowExt, Rows, Value};
 
 /// The channel order events are published on.
 pub const ORDERS_CHANNEL: &str = "orders";
+/// Order events go out on the analytics channel too, after the orders one.
+pub use gocoffee_app::analytics::ANALYTICS_CHANNEL;
 
 /// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`, rolling back when it fails. IMMEDIATE takes the
 /// write lock up front, so two writers queue instead of deadlocking on a lock upgrade.
@@ -48,11 +51,11 @@ impl From<DbError> for StoreError {
     }
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<String, DbError> {
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, DbError> {
     serde_json::to_string(v).map_err(|e| DbError::Other(format!("encoding a document: {e}")))
 }
 
-fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, DbError> {
+pub(crate) fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, DbError> {
     serde_json::from_str(s).map_err(|e| DbError::Other(format!("decoding a stored document: {e}")))
 }
 
@@ -409,6 +412,11 @@ impl<D: Db, P: Publisher> LeasedOutbox for SqliteOutboxRelay<'_, D, P> {
                 };
                 // Stop at the first failure so later events never overtake an earlier one.
                 self.publisher.publish(channel, payload).map_err(StoreError::Unavailable)?;
+                // If this one fails the entry stays and goes out on both again: consumers are
+                // idempotent.
+                if channel == ORDERS_CHANNEL {
+                    self.publisher.publish(ANALYTICS_CHANNEL, payload).map_err(StoreError::Unavailable)?;
+                }
                 self.db.execute("DELETE FROM outbox WHERE seq = ?", &[Value::Integer(seq)])?;
                 sent += 1;
             }

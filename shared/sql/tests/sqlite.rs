@@ -267,13 +267,16 @@ fn the_relay_publishes_in_order_and_resumes_where_it_stopped() {
         let (o, e) = placed(&format!("o{i}"), "c", 100 + i);
         block_on(s.create_order(&o, &e, None)).expect("created");
     }
-    let broken = SqliteOutboxRelay { db: s.db(), publisher: Flaky { sent: Default::default(), fail_after: 2 } };
+    // Each order event goes out on the orders channel, then the analytics one. The broker fails
+    // between the two copies of o1's.
+    let broken = SqliteOutboxRelay { db: s.db(), publisher: Flaky { sent: Default::default(), fail_after: 3 } };
     assert!(block_on(gocoffee_app::ports::EventRelay::relay(&broken)).is_err());
-    assert_eq!(*broken.publisher.sent.borrow(), ["orders:o0-1", "orders:o1-1"]);
-    assert_eq!(count(&s, "outbox"), 2, "what was not published is still queued");
+    assert_eq!(*broken.publisher.sent.borrow(), ["orders:o0-1", "analytics:o0-1", "orders:o1-1"]);
+    assert_eq!(count(&s, "outbox"), 3, "what was not published on both is still queued");
     let working = SqliteOutboxRelay { db: s.db(), publisher: Flaky { sent: Default::default(), fail_after: usize::MAX } };
-    assert_eq!(block_on(gocoffee_app::ports::EventRelay::relay(&working)), Ok(2));
-    assert_eq!(*working.publisher.sent.borrow(), ["orders:o2-1", "orders:o3-1"]);
+    assert_eq!(block_on(gocoffee_app::ports::EventRelay::relay(&working)), Ok(3));
+    // o1 again on orders (at least once: its consumers are idempotent), then on analytics.
+    assert_eq!(*working.publisher.sent.borrow(), ["orders:o1-1", "analytics:o1-1", "orders:o2-1", "analytics:o2-1", "orders:o3-1", "analytics:o3-1"]);
     assert_eq!(count(&s, "outbox"), 0);
 }
 
@@ -282,7 +285,10 @@ fn the_relay_publishes_in_order_and_resumes_where_it_stopped() {
 struct Stream<'a>(&'a Mutex<Vec<(String, u64)>>);
 
 impl Publisher for Stream<'_> {
-    fn publish(&self, _channel: &str, payload: &[u8]) -> Result<(), String> {
+    fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
+        if channel != "orders" {
+            return Ok(());
+        }
         let e: StoredEvent = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
         std::thread::sleep(std::time::Duration::from_micros(300));
         self.0.lock().map_err(|_| "poisoned")?.push((e.order_id, e.version));
@@ -332,4 +338,50 @@ fn concurrent_relays_publish_each_event_once_and_each_order_in_version_order() {
         assert_eq!(versions, [1, 2, 3, 4, 5], "order {id}: each event once, in version order");
     }
     assert_eq!(count(&writer, "outbox"), 0);
+}
+
+#[test]
+fn the_analytics_store_keeps_the_newest_facts_per_order_and_reads_by_placement() {
+    use gocoffee_app::analytics::AnalyticsStore;
+    use gocoffee_core::analytics::OrderFacts;
+    use gocoffee_sql::analytics::SqlAnalyticsStore;
+    let path = temp_db("analytics");
+    let a = SqlAnalyticsStore::open(Sqlite::open(&path)).expect("schema");
+    let (o1, e1) = placed("o1", "c", 1_000);
+    let (_, e2) = next(&o1, OrderEvent::OrderConfirmed, 1_500);
+    let v1 = OrderFacts::apply(None, &e1).expect("fold").expect("facts");
+    let v2 = OrderFacts::apply(Some(&v1), &e2).expect("fold").expect("facts");
+    assert_eq!(block_on(a.facts("o1")), Ok(None));
+    assert_eq!(block_on(a.save(&v2)), Ok(true));
+    assert_eq!(block_on(a.save(&v1)), Ok(false), "an older fold never overwrites a newer one");
+    assert_eq!(block_on(a.save(&v2)), Ok(false));
+    assert_eq!(block_on(a.facts("o1")), Ok(Some(v2.clone())));
+    // Every version saved at once from several connections: the newest stays.
+    let mut versions = vec![v1.clone(), v2.clone()];
+    for v in 3..12 {
+        let mut f = v2.clone();
+        f.version = v;
+        versions.push(f);
+    }
+    std::thread::scope(|scope| {
+        for chunk in versions.chunks(3) {
+            let path = &path;
+            scope.spawn(move || {
+                let conn = SqlAnalyticsStore::open(Sqlite::open(path)).expect("open");
+                for f in chunk.iter().rev() {
+                    block_on(conn.save(f)).expect("save");
+                }
+            });
+        }
+    });
+    assert_eq!(block_on(a.facts("o1")).expect("read").map(|f| f.version), Some(11));
+    for (i, at) in [(2, 2_000), (3, 3_000), (4, 4_000)] {
+        let (_, e) = placed(&format!("o{i}"), "c", at);
+        block_on(a.save(&OrderFacts::apply(None, &e).expect("fold").expect("facts"))).expect("save");
+    }
+    let ids = |from, to, limit| block_on(a.placed_between(from, to, limit)).expect("read").into_iter().map(|f| f.order_id).collect::<Vec<_>>();
+    assert_eq!(ids(1_000, 4_000, 10), ["o1", "o2", "o3"], "from inclusive, to exclusive");
+    assert_eq!(ids(0, 10_000, 2).len(), 2);
+    block_on(a.clear()).expect("clear");
+    assert!(ids(0, 10_000, 10).is_empty());
 }
