@@ -5,7 +5,7 @@ CARGO ?= cargo
 STATE ?= .gocoffee
 LISTEN ?= 127.0.0.1:3000
 METRICS_LISTEN ?= 127.0.0.1:9464
-COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler
+COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler analytics analytics-consumer
 # Every function is also a Lambda.
 LAMBDAS := $(COMPONENTS)
 HOST := target/release/gocoffee-host

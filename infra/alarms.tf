@@ -19,7 +19,7 @@ locals {
     }
   }]...)
 
-  consumer_alarms = { for f in ["order-consumer", "payments-consumer"] : "${f}-iterator-age" => {
+  consumer_alarms = { for f in ["order-consumer", "payments-consumer", "analytics-consumer"] : "${f}-iterator-age" => {
     description = "${f} is more than a minute behind its streams"
     namespace   = "AWS/Lambda"
     metric      = "IteratorAge"
@@ -34,9 +34,10 @@ locals {
 
   dead_letter_alarms = {
     for key, q in {
-      kitchen-dead-letter-queue  = { queue = aws_sqs_queue.kitchen_dead_letter_queue, what = "kitchen tickets" }
-      orders-dead-letter-queue   = { queue = aws_sqs_queue.orders_dead_letter_queue, what = "order or payment events" }
-      payments-dead-letter-queue = { queue = aws_sqs_queue.payments_dead_letter_queue, what = "order events for the payment service" }
+      kitchen-dead-letter-queue   = { queue = aws_sqs_queue.kitchen_dead_letter_queue, what = "kitchen tickets" }
+      orders-dead-letter-queue    = { queue = aws_sqs_queue.orders_dead_letter_queue, what = "order or payment events" }
+      payments-dead-letter-queue  = { queue = aws_sqs_queue.payments_dead_letter_queue, what = "order events for the payment service" }
+      analytics-dead-letter-queue = { queue = aws_sqs_queue.analytics_dead_letter_queue, what = "order events the analytics projector could not fold" }
     } :
     "${key}-depth" => {
       description = "${q.what} were dead-lettered: someone must look at them (README, dead letters)"

@@ -6,18 +6,20 @@ locals {
   # Route key => function. The $default route: requests no other route takes get the app's
   # JSON 404.
   routes = {
-    "ANY /health"                   = "health"
-    "$default"                      = "health"
-    "ANY /api/v1/auth"              = "identity"
-    "ANY /api/v1/auth/{proxy+}"     = "identity"
-    "ANY /api/v1/menu"              = "menu"
-    "ANY /api/v1/menu/{proxy+}"     = "menu"
-    "ANY /api/v1/orders"            = "orders"
-    "ANY /api/v1/orders/{proxy+}"   = "orders"
-    "ANY /api/v1/kitchen"           = "kitchen"
-    "ANY /api/v1/kitchen/{proxy+}"  = "kitchen"
-    "ANY /api/v1/payments"          = "payments"
-    "ANY /api/v1/payments/{proxy+}" = "payments"
+    "ANY /health"                    = "health"
+    "$default"                       = "health"
+    "ANY /api/v1/auth"               = "identity"
+    "ANY /api/v1/auth/{proxy+}"      = "identity"
+    "ANY /api/v1/menu"               = "menu"
+    "ANY /api/v1/menu/{proxy+}"      = "menu"
+    "ANY /api/v1/orders"             = "orders"
+    "ANY /api/v1/orders/{proxy+}"    = "orders"
+    "ANY /api/v1/kitchen"            = "kitchen"
+    "ANY /api/v1/kitchen/{proxy+}"   = "kitchen"
+    "ANY /api/v1/payments"           = "payments"
+    "ANY /api/v1/payments/{proxy+}"  = "payments"
+    "ANY /api/v1/analytics"          = "analytics"
+    "ANY /api/v1/analytics/{proxy+}" = "analytics"
   }
   api_functions = toset(values(local.routes))
 

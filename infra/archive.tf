@@ -67,6 +67,26 @@ resource "aws_s3_bucket_lifecycle_configuration" "archive_bucket" {
     }
   }
 
+  # The order events, kept for ad-hoc queries (Athena over events/year=/month=/day=/).
+  rule {
+    id     = "events"
+    status = "Enabled"
+    filter {
+      prefix = "events/"
+    }
+    transition {
+      days          = 30
+      storage_class = "STANDARD_IA"
+    }
+    transition {
+      days          = 90
+      storage_class = "GLACIER_IR"
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
   rule {
     id     = "table-exports"
     status = "Enabled"
@@ -159,6 +179,63 @@ resource "aws_iam_role_policy" "log_archive_delivery_role" {
   name   = "log-archive-delivery"
   role   = aws_iam_role.log_archive_delivery_role.id
   policy = data.aws_iam_policy_document.log_archive_delivery.json
+}
+
+# The analytics stream into the archive, as gzipped JSON lines partitioned by the day they
+# arrived (Hive style, for Athena or any engine that reads S3).
+resource "aws_kinesis_firehose_delivery_stream" "events_archive_stream" {
+  name        = "${var.name}-events-archive"
+  destination = "extended_s3"
+
+  kinesis_source_configuration {
+    kinesis_stream_arn = aws_kinesis_stream.analytics_stream.arn
+    role_arn           = aws_iam_role.events_archive_delivery_role.arn
+  }
+
+  extended_s3_configuration {
+    bucket_arn          = aws_s3_bucket.archive_bucket.arn
+    role_arn            = aws_iam_role.events_archive_delivery_role.arn
+    prefix              = "events/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
+    error_output_prefix = "events-errors/!{firehose:error-output-type}/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
+    compression_format  = "GZIP"
+    buffering_interval  = 300
+    buffering_size      = 64
+  }
+
+  # Firehose checks at creation that its role may read the stream.
+  depends_on = [aws_iam_role_policy.events_archive_delivery_role]
+}
+
+resource "aws_iam_role" "events_archive_delivery_role" {
+  name               = "${var.name}-events-archive-delivery"
+  assume_role_policy = data.aws_iam_policy_document.assume["firehose"].json
+}
+
+locals {
+  # Through a local, as the functions' statements are: a data source that names a resource
+  # directly is read only at apply whenever that resource has any change planned (a tag, say).
+  events_archive_source = aws_kinesis_stream.analytics_stream.arn
+}
+
+data "aws_iam_policy_document" "events_archive_delivery" {
+  statement {
+    actions   = local.stream_read
+    resources = [local.events_archive_source]
+  }
+  statement {
+    actions   = ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]
+    resources = [aws_s3_bucket.archive_bucket.arn]
+  }
+  statement {
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.archive_bucket.arn}/events/*", "${aws_s3_bucket.archive_bucket.arn}/events-errors/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "events_archive_delivery_role" {
+  name   = "events-archive-delivery"
+  role   = aws_iam_role.events_archive_delivery_role.id
+  policy = data.aws_iam_policy_document.events_archive_delivery.json
 }
 
 resource "aws_iam_role" "log_subscription_role" {

@@ -23,11 +23,11 @@ locals {
         for f in aws_lambda_function.function : ["AWS/Lambda", "Duration", "FunctionName", f.function_name]
       ] },
       { x = 12, y = 12, title = "Stream consumer lag: iterator age (ms)", stat = "Maximum", period = 60, metrics = [
-        for f in ["order-consumer", "payments-consumer"] : ["AWS/Lambda", "IteratorAge", "FunctionName", aws_lambda_function.function[f].function_name]
+        for f in ["order-consumer", "payments-consumer", "analytics-consumer"] : ["AWS/Lambda", "IteratorAge", "FunctionName", aws_lambda_function.function[f].function_name]
       ] },
       { x = 0, y = 18, title = "Queues: tickets waiting, oldest ticket (s), dead letters", stat = "Maximum", period = 300, metrics = concat(
         [for m in ["ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"] : ["AWS/SQS", m, "QueueName", aws_sqs_queue.kitchen_queue.name]],
-        [for q in [aws_sqs_queue.kitchen_dead_letter_queue, aws_sqs_queue.orders_dead_letter_queue, aws_sqs_queue.payments_dead_letter_queue] :
+        [for q in [aws_sqs_queue.kitchen_dead_letter_queue, aws_sqs_queue.orders_dead_letter_queue, aws_sqs_queue.payments_dead_letter_queue, aws_sqs_queue.analytics_dead_letter_queue] :
         ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q.name]],
       ) },
       { x = 12, y = 18, title = "Table: consumed capacity and throttles", stat = "Sum", period = 60, metrics = [

@@ -19,6 +19,11 @@ locals {
       stream     = aws_kinesis_stream.orders_stream.arn
       on_failure = aws_sqs_queue.payments_dead_letter_queue.arn
     }
+    "analytics-consumer/analytics" = {
+      function   = "analytics-consumer"
+      stream     = aws_kinesis_stream.analytics_stream.arn
+      on_failure = aws_sqs_queue.analytics_dead_letter_queue.arn
+    }
   }
 }
 

@@ -49,6 +49,12 @@ locals {
       # the 30 s outbox relay lease.
       timeout = 25
     }
+    analytics = {
+      description = "Analytics reports for managers (sales, items, times, rates) from the read model; the administrator's rebuild"
+    }
+    analytics-consumer = {
+      description = "Folds the analytics stream (every order event) into the analytics read model"
+    }
     reconciler = {
       description = "Every minute, relays what no request relayed and re-drives orders and payments stuck past reconcile_after_seconds (records a Kinesis mapping gave up on included)"
       timeout     = 25
@@ -75,21 +81,24 @@ locals {
       IMAGES_BUCKET = aws_s3_bucket.images_bucket.id
     })
     orders = merge(local.telemetry_environment, {
-      TABLE_NAME     = aws_dynamodb_table.table.name
-      ORDERS_STREAM  = aws_kinesis_stream.orders_stream.arn
-      JWT_SECRET     = var.jwt_secret
-      PAYMENT_XPUB   = var.payment_xpub
-      PAYMENT_CHAINS = var.payment_chains
+      TABLE_NAME       = aws_dynamodb_table.table.name
+      ORDERS_STREAM    = aws_kinesis_stream.orders_stream.arn
+      ANALYTICS_STREAM = aws_kinesis_stream.analytics_stream.arn
+      JWT_SECRET       = var.jwt_secret
+      PAYMENT_XPUB     = var.payment_xpub
+      PAYMENT_CHAINS   = var.payment_chains
     })
     kitchen = merge(local.telemetry_environment, {
-      TABLE_NAME    = aws_dynamodb_table.table.name
-      ORDERS_STREAM = aws_kinesis_stream.orders_stream.arn
-      JWT_SECRET    = var.jwt_secret
+      TABLE_NAME       = aws_dynamodb_table.table.name
+      ORDERS_STREAM    = aws_kinesis_stream.orders_stream.arn
+      ANALYTICS_STREAM = aws_kinesis_stream.analytics_stream.arn
+      JWT_SECRET       = var.jwt_secret
     })
     order-consumer = merge(local.telemetry_environment, {
       TABLE_NAME = aws_dynamodb_table.table.name
       # What it writes (a payment request, a paid order) goes out on the orders stream.
       ORDERS_STREAM         = aws_kinesis_stream.orders_stream.arn
+      ANALYTICS_STREAM      = aws_kinesis_stream.analytics_stream.arn
       JWT_SECRET            = var.jwt_secret
       KITCHEN_QUEUE_URL     = aws_sqs_queue.kitchen_queue.url
       DEAD_LETTER_QUEUE_URL = aws_sqs_queue.orders_dead_letter_queue.url
@@ -110,9 +119,21 @@ locals {
       PAYMENTS_STREAM = aws_kinesis_stream.payments_stream.arn
       JWT_SECRET      = var.jwt_secret
     })
+    analytics = merge(local.telemetry_environment, {
+      TABLE_NAME      = aws_dynamodb_table.table.name
+      ANALYTICS_TABLE = aws_dynamodb_table.analytics_table.name
+      JWT_SECRET      = var.jwt_secret
+    })
+    analytics-consumer = merge(local.telemetry_environment, {
+      TABLE_NAME            = aws_dynamodb_table.table.name
+      ANALYTICS_TABLE       = aws_dynamodb_table.analytics_table.name
+      JWT_SECRET            = var.jwt_secret
+      DEAD_LETTER_QUEUE_URL = aws_sqs_queue.analytics_dead_letter_queue.url
+    })
     reconciler = merge(local.telemetry_environment, {
       TABLE_NAME              = aws_dynamodb_table.table.name
       ORDERS_STREAM           = aws_kinesis_stream.orders_stream.arn
+      ANALYTICS_STREAM        = aws_kinesis_stream.analytics_stream.arn
       PAYMENTS_STREAM         = aws_kinesis_stream.payments_stream.arn
       JWT_SECRET              = var.jwt_secret
       RECONCILE_AFTER_SECONDS = tostring(var.reconcile_after_seconds)

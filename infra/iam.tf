@@ -3,7 +3,9 @@
 
 locals {
   table_and_indexes = [aws_dynamodb_table.table.arn, "${aws_dynamodb_table.table.arn}/index/*"]
-  stream_read       = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
+  # Order events go out on both streams.
+  order_streams = [aws_kinesis_stream.orders_stream.arn, aws_kinesis_stream.analytics_stream.arn]
+  stream_read   = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
 
   # What each function does beyond logging and tracing.
   function_statements = {
@@ -19,11 +21,11 @@ locals {
     ]
     orders = [
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
-      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.orders_stream.arn] },
+      { actions = ["kinesis:PutRecords"], resources = local.order_streams },
     ]
     kitchen = [
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
-      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.orders_stream.arn] },
+      { actions = ["kinesis:PutRecords"], resources = local.order_streams },
       { actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [aws_sqs_queue.kitchen_queue.arn] },
     ]
     # The saga's order side (payment requested, paid, cancelled by the system), its
@@ -32,7 +34,7 @@ locals {
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
       { actions = local.stream_read, resources = [aws_kinesis_stream.orders_stream.arn, aws_kinesis_stream.payments_stream.arn] },
       { actions = ["kinesis:ListStreams"], resources = ["*"] },
-      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.orders_stream.arn] },
+      { actions = ["kinesis:PutRecords"], resources = local.order_streams },
       { actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.kitchen_queue.arn, aws_sqs_queue.orders_dead_letter_queue.arn] },
     ]
     payments = [
@@ -52,10 +54,23 @@ locals {
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
       { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.payments_stream.arn] },
     ]
+    # The read side reads the write side's orders and logs (a rebuild, a mended gap), never writes it.
+    analytics = [
+      { actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = local.table_and_indexes },
+      # Scan and BatchWriteItem: a rebuild first forgets every order.
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchWriteItem"], resources = [aws_dynamodb_table.analytics_table.arn, "${aws_dynamodb_table.analytics_table.arn}/index/*"] },
+    ]
+    analytics-consumer = [
+      { actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem"], resources = [aws_dynamodb_table.analytics_table.arn] },
+      { actions = local.stream_read, resources = [aws_kinesis_stream.analytics_stream.arn] },
+      { actions = ["kinesis:ListStreams"], resources = ["*"] },
+      { actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.analytics_dead_letter_queue.arn] },
+    ]
     reconciler = [
       # Query on the by-status index: the pending orders.
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
-      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.orders_stream.arn, aws_kinesis_stream.payments_stream.arn] },
+      { actions = ["kinesis:PutRecords"], resources = concat(local.order_streams, [aws_kinesis_stream.payments_stream.arn]) },
     ]
   }
 }

@@ -23,6 +23,19 @@ resource "aws_kinesis_stream" "payments_stream" {
   }
 }
 
+# Every order event again (the relay publishes each on both), for the analytics read model and
+# the events archive in S3.
+resource "aws_kinesis_stream" "analytics_stream" {
+  name             = "${var.name}-analytics-stream"
+  retention_period = 168
+  encryption_type  = "KMS"
+  kms_key_id       = "alias/aws/kinesis"
+
+  stream_mode_details {
+    stream_mode = "ON_DEMAND"
+  }
+}
+
 resource "aws_sqs_queue" "kitchen_queue" {
   name = "${var.name}-kitchen-queue"
   # At least six times the kitchen function's timeout, as Lambda recommends for SQS sources.
@@ -53,6 +66,14 @@ resource "aws_sqs_queue" "orders_dead_letter_queue" {
 # batches the event source mapping gave up on.
 resource "aws_sqs_queue" "payments_dead_letter_queue" {
   name                      = "${var.name}-payments-dlq"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
+# Analytics stream records the projector could never fold (with the reason), and its batches
+# the event source mapping gave up on.
+resource "aws_sqs_queue" "analytics_dead_letter_queue" {
+  name                      = "${var.name}-analytics-dlq"
   message_retention_seconds = 1209600
   sqs_managed_sse_enabled   = true
 }

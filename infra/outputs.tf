@@ -25,6 +25,21 @@ output "payments_dead_letter_queue_url" {
   value       = aws_sqs_queue.payments_dead_letter_queue.url
 }
 
+output "analytics_stream_name" {
+  description = "The stream every order event is also published on, for analytics and the events archive"
+  value       = aws_kinesis_stream.analytics_stream.name
+}
+
+output "analytics_table_name" {
+  description = "The analytics read model"
+  value       = aws_dynamodb_table.analytics_table.name
+}
+
+output "analytics_dead_letter_queue_url" {
+  description = "Order events the analytics projector could not fold, and abandoned batches"
+  value       = aws_sqs_queue.analytics_dead_letter_queue.url
+}
+
 output "kitchen_queue_url" {
   description = "The kitchen's queue of placed orders"
   value       = aws_sqs_queue.kitchen_queue.url
@@ -46,7 +61,7 @@ output "images_bucket_name" {
 }
 
 output "archive_bucket_name" {
-  description = "Archived logs (logs/) and the table's nightly exports (table-exports/)"
+  description = "Archived logs (logs/), order events (events/) and the table's nightly exports (table-exports/)"
   value       = aws_s3_bucket.archive_bucket.id
 }
 

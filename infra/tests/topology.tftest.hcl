@@ -61,8 +61,8 @@ run "every_function_is_an_arm64_lambda_with_active_tracing_and_json_logs" {
   command = plan
 
   assert {
-    condition     = length(aws_lambda_function.function) == 10
-    error_message = "ten functions, as in sam-template.yaml"
+    condition     = length(aws_lambda_function.function) == 12
+    error_message = "twelve functions, as in sam-template.yaml"
   }
   assert {
     condition = alltrue([for f in aws_lambda_function.function :
@@ -84,7 +84,7 @@ run "every_route_reaches_its_function_with_payload_2" {
   command = plan
 
   assert {
-    condition     = length(aws_apigatewayv2_route.route) == 12 && contains(keys(aws_apigatewayv2_route.route), "$default")
+    condition     = length(aws_apigatewayv2_route.route) == 14 && contains(keys(aws_apigatewayv2_route.route), "$default")
     error_message = "twelve routes, the $default one included"
   }
   assert {
@@ -146,7 +146,7 @@ run "every_function_has_error_and_throttle_alarms_and_every_alarm_notifies_the_t
     error_message = "each function has an errors and a throttles alarm"
   }
   assert {
-    condition     = length(aws_cloudwatch_metric_alarm.alarm) == 30
+    condition     = length(aws_cloudwatch_metric_alarm.alarm) == 36
     error_message = "30 alarms, as in sam-template.yaml"
   }
   assert {
@@ -175,7 +175,7 @@ run "backup_selects_the_table_unless_turned_off_where_the_api_lacks_selections" 
   command = plan
 
   assert {
-    condition     = length(aws_backup_selection.backup_selection) == 1 && length(aws_cloudwatch_log_subscription_filter.function) == 10
+    condition     = length(aws_backup_selection.backup_selection) == 1 && length(aws_cloudwatch_log_subscription_filter.function) == 12
     error_message = "AWS Backup selects the table, and every function's log group is archived"
   }
 }

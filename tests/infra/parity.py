@@ -180,8 +180,8 @@ class Sam:
                 "keys": keys(p["KeySchema"]),
                 "attributes": sorted((a["AttributeName"], a["AttributeType"]) for a in p["AttributeDefinitions"]),
                 "indexes": {i["IndexName"]: {"keys": keys(i["KeySchema"]), "projection": i["Projection"]["ProjectionType"]} for i in p.get("GlobalSecondaryIndexes", [])},
-                "ttl": p["TimeToLiveSpecification"]["AttributeName"] if p["TimeToLiveSpecification"]["Enabled"] else None,
-                "pitr": p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+                "ttl": p["TimeToLiveSpecification"]["AttributeName"] if p.get("TimeToLiveSpecification", {}).get("Enabled") else None,
+                "pitr": p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled", False),
                 "sse": p["SSESpecification"]["SSEEnabled"],
                 "kept_on_delete": r.get("DeletionPolicy") == "Retain",
             }
@@ -260,8 +260,11 @@ class Sam:
         for fid, r in self.of_type("AWS::KinesisFirehose::DeliveryStream").items():
             p = self.resolve(r["Properties"])
             d = p["ExtendedS3DestinationConfiguration"]
+            source = p.get("KinesisStreamSourceConfiguration")
             m["deliveries"][fid] = {
-                "encryption": p["DeliveryStreamEncryptionConfigurationInput"]["KeyType"],
+                # A stream fed by a Kinesis stream is encrypted by its source, not by Firehose.
+                "encryption": p.get("DeliveryStreamEncryptionConfigurationInput", {}).get("KeyType"),
+                "source": source and {"stream": source["KinesisStreamARN"], "role": source["RoleARN"]},
                 "bucket": d["BucketARN"], "role": d["RoleARN"], "prefix": d["Prefix"], "error_prefix": d["ErrorOutputPrefix"],
                 "compression": d["CompressionFormat"], "buffering": [d["BufferingHints"]["IntervalInSeconds"], d["BufferingHints"]["SizeInMBs"]],
             }
@@ -484,8 +487,8 @@ class Terraform:
                 "keys": keys(v["hash_key"], v["range_key"]),
                 "attributes": sorted((a["name"], a["type"]) for a in v["attribute"]),
                 "indexes": {i["name"]: {"keys": keys(i["hash_key"], i["range_key"]), "projection": i["projection_type"]} for i in v["global_secondary_index"]},
-                "ttl": v["ttl"][0]["attribute_name"] if v["ttl"][0]["enabled"] else None,
-                "pitr": v["point_in_time_recovery"][0]["enabled"],
+                "ttl": v["ttl"][0]["attribute_name"] if v["ttl"] and v["ttl"][0]["enabled"] else None,
+                "pitr": bool(v["point_in_time_recovery"] and v["point_in_time_recovery"][0]["enabled"]),
                 "sse": v["server_side_encryption"][0]["enabled"],
                 "kept_on_delete": v["deletion_protection_enabled"],
             }
@@ -575,8 +578,11 @@ class Terraform:
         for r in self.of_type("aws_kinesis_firehose_delivery_stream"):
             v = self.canon(r["values"])
             d = v["extended_s3_configuration"][0]
+            source = (v.get("kinesis_source_configuration") or [None])[0]
+            sse = (v.get("server_side_encryption") or [{}])[0]
             m["deliveries"][logical_id(r)] = {
-                "encryption": v["server_side_encryption"][0]["key_type"],
+                "encryption": sse.get("key_type") if sse.get("enabled") else None,
+                "source": source and {"stream": source["kinesis_stream_arn"], "role": source["role_arn"]},
                 "bucket": d["bucket_arn"], "role": d["role_arn"], "prefix": d["prefix"], "error_prefix": d["error_output_prefix"],
                 "compression": d["compression_format"], "buffering": [d["buffering_interval"], d["buffering_size"]],
             }

@@ -136,6 +136,8 @@ fn key_schema(v: &Value) -> Vec<KeySchemaElement> {
 pub struct Stack {
     pub clients: Clients,
     pub table: String,
+    /// Every table by logical id (`Table`, `AnalyticsTable`): its name.
+    pub tables: HashMap<String, String>,
     pub stream: String,
     pub stream_arn: String,
     /// Every stream by logical id (`OrdersStream`, `PaymentsStream`): its name and ARN.
@@ -154,59 +156,15 @@ impl Stack {
         let short: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(24).collect();
         let prefix = format!("{short}-{}", std::process::id());
 
-        let table = format!("{prefix}-table");
-        let t = properties(&resources, "Table");
-        let attributes = t["AttributeDefinitions"]
-            .as_sequence()
-            .expect("AttributeDefinitions")
-            .iter()
-            .map(|a| {
-                AttributeDefinition::builder()
-                    .attribute_name(text(&a["AttributeName"]))
-                    .attribute_type(ScalarAttributeType::from(text(&a["AttributeType"]).as_str()))
-                    .build()
-                    .expect("attribute definition")
-            })
-            .collect();
-        let indexes = t["GlobalSecondaryIndexes"]
-            .as_sequence()
-            .expect("GlobalSecondaryIndexes")
-            .iter()
-            .map(|g| {
-                GlobalSecondaryIndex::builder()
-                    .index_name(text(&g["IndexName"]))
-                    .set_key_schema(Some(key_schema(&g["KeySchema"])))
-                    .projection(Projection::builder().projection_type(ProjectionType::from(text(&g["Projection"]["ProjectionType"]).as_str())).build())
-                    .build()
-                    .expect("index")
-            })
-            .collect();
-        clients
-            .dynamodb
-            .create_table()
-            .table_name(&table)
-            .billing_mode(BillingMode::from(text(&t["BillingMode"]).as_str()))
-            .set_attribute_definitions(Some(attributes))
-            .set_key_schema(Some(key_schema(&t["KeySchema"])))
-            .set_global_secondary_indexes(Some(indexes))
-            .send()
-            .await
-            .expect("create table");
-        let ttl = &t["TimeToLiveSpecification"];
-        clients
-            .dynamodb
-            .update_time_to_live()
-            .table_name(&table)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .attribute_name(text(&ttl["AttributeName"]))
-                    .enabled(ttl["Enabled"].as_bool().expect("Enabled"))
-                    .build()
-                    .expect("ttl"),
-            )
-            .send()
-            .await
-            .expect("ttl");
+        // Every table of the template, named after its logical id ("Table" keeps its old name).
+        let mut tables = HashMap::new();
+        let table_ids: Vec<String> = resources.iter().filter(|(_, r)| r["Type"] == "AWS::DynamoDB::Table").map(|(id, _)| text(id)).collect();
+        for id in &table_ids {
+            let name = if id == "Table" { format!("{prefix}-table") } else { format!("{prefix}-{id}") };
+            create_table(&clients, properties(&resources, id), &name).await;
+            tables.insert(id.clone(), name);
+        }
+        let table = tables.get("Table").cloned().expect("the template has Table");
 
         // Every stream of the template, named after its logical id.
         let mut streams = HashMap::new();
@@ -289,7 +247,7 @@ impl Stack {
         assert_eq!(resources["ImagesBucket"]["Type"], "AWS::S3::Bucket");
         let bucket = format!("{}-images", prefix.to_ascii_lowercase().replace('_', "-"));
         ureq::put(&format!("{}/{bucket}", moto())).send_empty().expect("create bucket");
-        Stack { clients, table, stream, stream_arn, streams, queues, bucket }
+        Stack { clients, table, tables, stream, stream_arn, streams, queues, bucket }
     }
 
     /// The environment the template gives `function` (its `Environment.Variables`), resolved
@@ -302,7 +260,7 @@ impl Stack {
             for (k, v) in vars {
                 let value = match v {
                     Value::Tagged(t) if t.tag == "!Ref" => match text(&t.value).as_str() {
-                        "Table" => self.table.clone(),
+                        id if self.tables.contains_key(id) => self.tables[id].clone(),
                         id if self.queues.contains_key(id) => self.queues[id].clone(),
                         "ImagesBucket" => self.bucket.clone(),
                         // Parameters: the caller passes them in `extra`.
@@ -385,4 +343,63 @@ pub fn logical_id(function: &str) -> String {
             c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
         })
         .collect()
+}
+
+/// A table as the template declares it: keys, attribute types, indexes (if any), billing mode
+/// and TTL (if any).
+async fn create_table(clients: &Clients, t: &Value, table: &str) {
+    let attributes = t["AttributeDefinitions"]
+        .as_sequence()
+        .expect("AttributeDefinitions")
+        .iter()
+        .map(|a| {
+            AttributeDefinition::builder()
+                .attribute_name(text(&a["AttributeName"]))
+                .attribute_type(ScalarAttributeType::from(text(&a["AttributeType"]).as_str()))
+                .build()
+                .expect("attribute definition")
+        })
+        .collect();
+    let indexes: Vec<GlobalSecondaryIndex> = t["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            GlobalSecondaryIndex::builder()
+                .index_name(text(&g["IndexName"]))
+                .set_key_schema(Some(key_schema(&g["KeySchema"])))
+                .projection(Projection::builder().projection_type(ProjectionType::from(text(&g["Projection"]["ProjectionType"]).as_str())).build())
+                .build()
+                .expect("index")
+        })
+        .collect();
+    clients
+        .dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::from(text(&t["BillingMode"]).as_str()))
+        .set_attribute_definitions(Some(attributes))
+        .set_key_schema(Some(key_schema(&t["KeySchema"])))
+        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        .send()
+        .await
+        .expect("create table");
+    let ttl = &t["TimeToLiveSpecification"];
+    if ttl.is_null() {
+        return;
+    }
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(text(&ttl["AttributeName"]))
+                .enabled(ttl["Enabled"].as_bool().expect("Enabled"))
+                .build()
+                .expect("ttl"),
+        )
+        .send()
+        .await
+        .expect("ttl");
 }

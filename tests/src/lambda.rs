@@ -21,8 +21,20 @@ use serde_json::{Value, json};
 use crate::aws::{Stack, logical_id, template_resources};
 use crate::workspace;
 
-pub const FUNCTIONS: [&str; 10] =
-    ["health", "identity", "menu", "orders", "kitchen", "order-consumer", "payments", "payments-consumer", "payments-watcher", "reconciler"];
+pub const FUNCTIONS: [&str; 12] = [
+    "health",
+    "identity",
+    "menu",
+    "orders",
+    "kitchen",
+    "order-consumer",
+    "payments",
+    "payments-consumer",
+    "payments-watcher",
+    "reconciler",
+    "analytics",
+    "analytics-consumer",
+];
 
 /// Where the native bootstrap binaries are (`make test` builds them).
 pub fn binary(function: &str) -> PathBuf {

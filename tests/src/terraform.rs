@@ -151,7 +151,9 @@ impl Applied {
 
     /// The table, streams, queues and bucket Terraform created, keyed by SAM's logical ids.
     pub fn stack(&self) -> Stack {
-        let table = self.resources("aws_dynamodb_table")[0]["values"]["name"].as_str().expect("table").to_owned();
+        let tables: HashMap<String, String> =
+            self.resources("aws_dynamodb_table").iter().map(|r| (logical(r["name"].as_str().unwrap_or_default()), text(&r["values"]["name"]))).collect();
+        let table = tables["Table"].clone();
         let streams: HashMap<String, (String, String)> = self
             .resources("aws_kinesis_stream")
             .iter()
@@ -161,7 +163,7 @@ impl Applied {
             self.resources("aws_sqs_queue").iter().map(|r| (logical(r["name"].as_str().unwrap_or_default()), text(&r["values"]["url"]))).collect();
         let bucket = text(&self.resources("aws_s3_bucket")[0]["values"]["bucket"]);
         let (stream, stream_arn) = streams["OrdersStream"].clone();
-        Stack { clients: clients(), table, stream, stream_arn, streams, queues, bucket }
+        Stack { clients: clients(), table, tables, stream, stream_arn, streams, queues, bucket }
     }
 
     /// Each function's environment as Terraform set it, plus moto's connection settings.

@@ -219,7 +219,8 @@ async fn the_outbox_relay_publishes_each_orders_events_in_order_on_its_partition
         let (o3, e3) = next(&o2, OrderEvent::PreparationStarted, 10 + i);
         s.append(&o3, &[e2, e3], 1, None).await.expect("appended");
     }
-    let publisher = KinesisPublisher::new(stack.clients.kinesis.clone(), &stack.stream_arn);
+    // As deployed: every order event on the orders stream and its copy on the analytics stream.
+    let publisher = KinesisPublisher::new(stack.clients.kinesis.clone(), &stack.stream_arn).with_copy_to(stack.streams["AnalyticsStream"].1.clone());
     let relay = DynamoOutboxRelay { store: &s, outbox: gocoffee_aws::dynamo::ORDERS_OUTBOX, publisher: &publisher };
     let mut sent = 0;
     for _ in 0..5 {
@@ -230,11 +231,51 @@ async fn the_outbox_relay_publishes_each_orders_events_in_order_on_its_partition
 
     let stream = read_stream(&stack).await;
     assert_eq!(stream.len(), 3);
-    for (key, records) in stream {
+    for (key, records) in &stream {
         let events: Vec<StoredEvent> = records.iter().map(|d| serde_json::from_slice(d).expect("event")).collect();
-        assert!(events.iter().all(|e| e.order_id == key), "partition key = order id");
+        assert!(events.iter().all(|e| &e.order_id == key), "partition key = order id");
         assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2, 3], "{key}: in order");
     }
+    let mut copy: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    for (_, r) in stack.records_of("AnalyticsStream").await {
+        copy.entry(r.partition_key().unwrap_or_default().to_owned()).or_default().push(r.data().as_ref().to_vec());
+    }
+    assert_eq!(copy, stream, "the analytics stream carries the same records, each order's in order");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_analytics_table_keeps_the_newest_facts_and_reads_them_day_by_day() {
+    use gocoffee_app::analytics::AnalyticsStore;
+    use gocoffee_aws::analytics::DynamoAnalyticsStore;
+    use gocoffee_core::analytics::OrderFacts;
+    let stack = Stack::create("analytics").await;
+    let a = DynamoAnalyticsStore::new(stack.clients.dynamodb.clone(), stack.tables["AnalyticsTable"].clone());
+    const DAY: i64 = 86_400_000;
+    let t0 = 1_764_115_200_000; // 2025-11-26T00:00Z
+    let facts = |id: &str, at: i64| {
+        let (_, e) = placed(id, "cust", at);
+        OrderFacts::apply(None, &e).expect("fold").expect("facts")
+    };
+    let first = facts("a1", t0 + 3_600_000);
+    let (o1, _) = placed("a1", "cust", t0 + 3_600_000);
+    let (_, confirmed) = next(&o1, OrderEvent::OrderConfirmed, t0 + 3_600_500);
+    let second = OrderFacts::apply(Some(&first), &confirmed).expect("fold").expect("facts");
+    assert_eq!(a.save(&second).await, Ok(true));
+    assert_eq!(a.save(&first).await, Ok(false), "an older fold never overwrites a newer one");
+    assert_eq!(a.facts("a1").await, Ok(Some(second.clone())));
+    // Orders on three days, the range cutting into the first and the last.
+    for (id, at) in [("a0", t0 - 1), ("a2", t0 + DAY + 5), ("a3", t0 + 2 * DAY), ("a4", t0 + 2 * DAY + 10)] {
+        assert_eq!(a.save(&facts(id, at)).await, Ok(true));
+    }
+    let ids = |mut v: Vec<OrderFacts>| {
+        v.sort_by_key(|f| f.placed_at_ms);
+        v.into_iter().map(|f| f.order_id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(a.placed_between(t0, t0 + 2 * DAY + 10, 100).await.expect("read")), ["a1", "a2", "a3"], "from inclusive, to exclusive");
+    assert_eq!(a.placed_between(t0 - DAY, t0 + 3 * DAY, 2).await.expect("read").len(), 2, "at most the limit");
+    a.clear().await.expect("clear");
+    assert_eq!(a.placed_between(t0 - DAY, t0 + 3 * DAY, 100).await, Ok(vec![]));
+    assert_eq!(a.facts("a1").await, Ok(None));
 }
 
 #[tokio::test(flavor = "current_thread")]

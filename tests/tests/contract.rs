@@ -38,6 +38,7 @@ on_both_shells!(
     two_managers_editing_one_item_lose_no_update,
     picture_urls_ignore_a_forged_host_header_and_reads_say_how_to_cache,
     one_trace_follows_an_order_from_the_request_through_the_stream_to_the_kitchen,
+    the_analytics_model_follows_the_orders_and_a_rebuild_gives_the_same_answers,
 );
 
 /// A plain HTTP call to an absolute URL (a picture URL may point away from the API, at S3):
@@ -198,6 +199,74 @@ fn an_order_goes_from_placed_to_collected_with_its_history(h: &impl Api) {
     assert_eq!(h.post(&format!("/api/v1/kitchen/orders/{id}/ready"), Some(&barista), json!({})).body["status"], "ready");
     assert_eq!(h.post(&format!("/api/v1/orders/{id}/collect"), Some(&customer), json!({})).body["status"], "completed");
     assert_eq!(h.event_types(&id, &customer), ["OrderPlaced", "OrderConfirmed", "PreparationStarted", "OrderReady", "OrderCompleted"]);
+}
+
+/// The read model is fed by the analytics stream (its own channel, function and store), so it is
+/// eventually consistent: reads poll until it has caught up. A rebuild from the orders' own logs
+/// gives the same answers.
+fn the_analytics_model_follows_the_orders_and_a_rebuild_gives_the_same_answers(h: &impl Api) {
+    let customer = h.register("ada@example.com");
+    let barista = h.staff("barista@example.com", "barista");
+    let manager = h.staff("manager@example.com", "manager");
+    let made = h.place(&customer);
+    let cancelled = h.place(&customer);
+    let waiting = h.place(&customer);
+    for id in [&made, &cancelled, &waiting] {
+        h.wait_for_status(id, &customer, "confirmed");
+    }
+    assert_eq!(h.post(&format!("/api/v1/kitchen/orders/{made}/start"), Some(&barista), json!({})).status, 200);
+    assert_eq!(h.post(&format!("/api/v1/kitchen/orders/{made}/ready"), Some(&barista), json!({})).status, 200);
+    assert_eq!(h.post(&format!("/api/v1/orders/{cancelled}/cancel"), Some(&customer), json!({})).status, 200);
+
+    // From yesterday to tomorrow (UTC days), so the orders are in range whatever the clock.
+    let day = |offset: i64| {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64 + offset * 86_400;
+        gocoffee_app::http::rfc3339(secs * 1000)[..10].to_owned()
+    };
+    let range = format!("from={}&to={}", day(-1), day(1));
+    let report = |what: &str| {
+        let r = h.get(&format!("/api/v1/analytics/{what}?{range}"), Some(&manager));
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+        r.body
+    };
+    let all = || ["sales", "items", "times", "rates"].map(report);
+    // Caught up: three orders, one ready, one cancelled.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rates = report("rates");
+        if rates["orders"] == 3 && rates["cancelled"] == 1 && report("times")["ready_orders"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the read model never caught up: {rates}\n{}", h.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every event that moves a figure is folded now (ready comes after started, per order).
+    let live = all();
+    // The orders may straddle an hour: add the buckets up.
+    let total = |field: &str| live[0]["buckets"].as_array().expect("buckets").iter().map(|b| b[field].as_u64().expect("a count")).sum::<u64>();
+    assert_eq!(live[0]["bucket"], "hour");
+    assert_eq!((total("orders"), total("sales"), total("revenue_cents")), (3, 2, 2 * 430), "two medium cappuccinos stayed sales: {}", live[0]);
+    assert_eq!(live[1]["items"][0]["item_id"], "cappuccino");
+    assert_eq!(live[1]["items"][0]["quantity"], 2);
+    assert!(live[2]["average_wait_ms"].as_i64().is_some_and(|ms| ms >= 0), "{}", live[2]);
+    assert_eq!(live[3]["cancellation_rate"].as_f64().map(|r| (r * 3.0).round()), Some(1.0));
+
+    // Only managers read, only the admin rebuilds.
+    assert_eq!(h.get("/api/v1/analytics/sales", Some(&customer)).status, 403);
+    assert_eq!(h.get("/api/v1/analytics/sales?bucket=fortnight", Some(&manager)).status, 400);
+    assert_eq!(h.post("/api/v1/analytics/rebuild", Some(&manager), json!({})).status, 403);
+    let admin = h.login(ADMIN_EMAIL, ADMIN_PASSWORD).body["access_token"].as_str().expect("token").to_owned();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = cursor.as_ref().map_or_else(|| "/api/v1/analytics/rebuild".to_owned(), |c| format!("/api/v1/analytics/rebuild?cursor={c}"));
+        let r = h.post(&path, Some(&admin), json!({}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(all(), live, "the rebuilt model answers as the live one did");
 }
 
 /// The caller's `traceparent` starts the trace; each event carries it on (the streams have no
@@ -720,9 +789,9 @@ fn two_hundred_slow_clients_do_not_starve_reads_orders_or_the_consumer() {
 
 #[test]
 fn a_full_instance_pool_answers_503_with_retry_after_not_500() {
-    // Five instances: one each for the two consumers and the two cron triggers, one for HTTP; a
+    // Six instances: one each for the three consumers and the two cron triggers, one for HTTP; a
     // request waits 50 ms for it.
-    let h = Host::start_with("busy", "127.0.0.1:0", &["--max-instances", "5", "--queue-timeout-ms", "50"]);
+    let h = Host::start_with("busy", "127.0.0.1:0", &["--max-instances", "6", "--queue-timeout-ms", "50"]);
     let replies: Vec<gocoffee_tests::Reply> = std::thread::scope(|s| {
         let calls: Vec<_> = (0..8)
             .map(|i| {

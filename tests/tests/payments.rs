@@ -266,6 +266,8 @@ impl World {
                         handle_payment_event(&svc, &payload).await.expect("order consumer, payments stream");
                         out.push(serde_json::from_slice(&payload).expect("intent event"));
                     }
+                    // Every order event's copy for the analytics read model: not this saga's.
+                    "analytics" => {}
                     other => panic!("unexpected channel {other}"),
                 }
             }

@@ -99,7 +99,7 @@ impl std::fmt::Debug for Function {
 }
 
 /// The functions whose routes live in this crate (others, such as payments, bring their own).
-pub static FUNCTIONS: &[&Function] = &[&HEALTH, &identity::FUNCTION, &menu::FUNCTION, &orders::FUNCTION, &orders::KITCHEN];
+pub static FUNCTIONS: &[&Function] = &[&HEALTH, &identity::FUNCTION, &menu::FUNCTION, &orders::FUNCTION, &orders::KITCHEN, &analytics::FUNCTION];
 
 /// Liveness: `GET /health`, without touching any store.
 pub static HEALTH: Function = Function { name: "health", routes: &[route!(GET "/health" => routes::health_route)], publishes: false, images: false };

@@ -83,8 +83,7 @@ impl World {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let functions: Vec<&gocoffee_app::Function> = FUNCTIONS.iter().copied().chain([&gocoffee_app::analytics::FUNCTION]).collect();
-        let resp = pollster::block_on(handle(&self.svc(), &functions, b.body(body).expect("request")));
+        let resp = pollster::block_on(handle(&self.svc(), FUNCTIONS, b.body(body).expect("request")));
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = if resp.body().is_empty() { Value::Null } else { serde_json::from_slice(resp.body()).expect("JSON body") };

@@ -26,22 +26,41 @@ pub struct Record {
 }
 
 /// Publishes records with PutRecords, retrying throttled and failed records with exponential
-/// backoff.
+/// backoff; with a copy stream, on both at once.
 #[derive(Clone, Debug)]
 pub struct KinesisPublisher {
     client: Client,
     /// A stream ARN (`arn:...`) or name.
     stream: String,
+    /// A second stream every record also goes to (the orders stream's copy on the analytics one).
+    copy: Option<String>,
 }
 
 impl KinesisPublisher {
     pub fn new(client: Client, stream: impl Into<String>) -> Self {
-        KinesisPublisher { client, stream: stream.into() }
+        KinesisPublisher { client, stream: stream.into(), copy: None }
     }
 
-    /// Publishes `records`; returns which of them the stream took (same order as given). A
-    /// record that still fails after the retries is `false`, for the caller to keep.
+    /// Every record also goes to `stream`: taken only when both streams took it.
+    pub fn with_copy_to(mut self, stream: impl Into<String>) -> Self {
+        self.copy = Some(stream.into());
+        self
+    }
+
+    /// Publishes `records`; returns which of them the stream (and the copy stream) took, in the
+    /// order given. A record that still fails after the retries is `false`, for the caller to
+    /// keep and publish again (on both: consumers are idempotent).
     pub async fn publish(&self, records: &[Record]) -> Vec<bool> {
+        match &self.copy {
+            None => self.put(&self.stream, records).await,
+            Some(copy) => {
+                let (main, copied) = tokio::join!(self.put(&self.stream, records), self.put(copy, records));
+                main.into_iter().zip(copied).map(|(a, b)| a && b).collect()
+            }
+        }
+    }
+
+    async fn put(&self, stream: &str, records: &[Record]) -> Vec<bool> {
         let mut accepted = vec![false; records.len()];
         for chunk_start in (0..records.len()).step_by(MAX_BATCH) {
             let chunk_end = (chunk_start + MAX_BATCH).min(records.len());
@@ -61,7 +80,7 @@ impl KinesisPublisher {
                     })
                     .collect();
                 let mut request = self.client.put_records().set_records(Some(entries));
-                request = if self.stream.starts_with("arn:") { request.stream_arn(&self.stream) } else { request.stream_name(&self.stream) };
+                request = if stream.starts_with("arn:") { request.stream_arn(stream) } else { request.stream_name(stream) };
                 match request.send().await {
                     Ok(out) => {
                         let results = out.records();

@@ -108,8 +108,8 @@ pub struct Shell {
 
 impl Shell {
     /// From the function's environment: the SDK settings, the app config (`JWT_SECRET`, ...:
-    /// [`Config::VARIABLES`] in upper case) and the resources (`TABLE_NAME`, `ORDERS_STREAM`,
-    /// `PAYMENTS_STREAM`, `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`, `IMAGES_BUCKET`; all but
+    /// [`Config::VARIABLES`] in upper case) and the resources (`TABLE_NAME`, `ORDERS_STREAM` with
+    /// `ANALYTICS_STREAM`, `PAYMENTS_STREAM`, `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`, `IMAGES_BUCKET`; all but
     /// the table only where used). A function relays the outbox of each stream it is given.
     pub fn from_lookup(function: &'static str, lookup: impl Fn(&str) -> Option<String>) -> Result<Shell, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
@@ -118,10 +118,15 @@ impl Shell {
         let images = get("IMAGES_BUCKET").map(|bucket| S3Images::new(bucket, &aws.region, aws.credentials.clone(), aws.endpoint.clone()));
         let config = Config::from_lookup(|name| get(&name.to_ascii_uppercase())).map_err(|e| format!("configuration: {e}"))?;
         let table = get("TABLE_NAME").ok_or("TABLE_NAME is not set")?;
-        let streams = [("ORDERS_STREAM", ORDERS_OUTBOX), ("PAYMENTS_STREAM", PAYMENTS_OUTBOX)]
-            .into_iter()
-            .filter_map(|(variable, outbox)| get(variable).map(|stream| (outbox, KinesisPublisher::new(clients.kinesis.clone(), stream))))
-            .collect();
+        let mut streams: Vec<(Outbox, KinesisPublisher)> = Vec::new();
+        if let Some(orders) = get("ORDERS_STREAM") {
+            // Every order event also feeds the analytics stream (its read model and archive).
+            let analytics = get("ANALYTICS_STREAM").ok_or("ORDERS_STREAM is set but ANALYTICS_STREAM is not: order events also go to the analytics stream")?;
+            streams.push((ORDERS_OUTBOX, KinesisPublisher::new(clients.kinesis.clone(), orders).with_copy_to(analytics)));
+        }
+        if let Some(payments) = get("PAYMENTS_STREAM") {
+            streams.push((PAYMENTS_OUTBOX, KinesisPublisher::new(clients.kinesis.clone(), payments)));
+        }
         Ok(Shell {
             function,
             config,
@@ -436,6 +441,33 @@ pub async fn kitchen() -> Result<(), lambda_runtime::Error> {
         };
         finish_invocation(&event.context).await;
         result
+    }))
+    .await
+}
+
+/// `main` of an HTTP function whose routes need what it brings itself (`extension`: its own
+/// stores and clients, made once per container).
+pub async fn http_with_extension(shell: &Shell, function: &'static Function, extension: &dyn Any) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
+        let response = Box::pin(shell.http_with(function, Some(extension), with_xray(event.payload, &event.context))).await;
+        finish_invocation(&event.context).await;
+        Ok::<_, lambda_runtime::Error>(response)
+    }))
+    .await
+}
+
+/// `main` of a stream consumer that brings `extension`: Kinesis batches, each record handled by
+/// `handle`, with the order consumer's ordering, retry and dead-letter rules
+/// ([`Shell::kinesis`]).
+pub async fn kinesis_with_extension(
+    shell: &Shell,
+    extension: &dyn Any,
+    handle: impl AsyncFn(&Services<'_>, &[u8]) -> Result<(), ConsumerError>,
+) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<KinesisEvent>| {
+        let response = Box::pin(shell.kinesis_with(event.payload, Some(extension), &handle)).await;
+        finish_invocation(&event.context).await;
+        Ok::<_, lambda_runtime::Error>(response)
     }))
     .await
 }

@@ -1,6 +1,7 @@
 //! The AWS shell: adapters for the ports on DynamoDB, Kinesis and SQS, and the Lambda entry
 //! helpers every function's `main` calls. Clients and config are created once per container.
 
+pub mod analytics;
 pub mod dynamo;
 pub mod kinesis;
 pub mod lambda;

@@ -12,14 +12,12 @@ use std::sync::Arc;
 
 use alloy_primitives::Address;
 use async_trait::async_trait;
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::kinesis::KinesisEvent;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem};
 use gocoffee_app::ports::{StoreError, StoreResult};
 use gocoffee_aws::DynamoStore;
 use gocoffee_aws::dynamo::keys::TTL;
 use gocoffee_aws::dynamo::{Item, NEW, PAYMENTS_OUTBOX, conditional, doc, get_n, get_s, key, n, outbox_entry, processed_item, s, sdk, to_doc};
-use gocoffee_aws::lambda::{Shell, finish_invocation, init, with_xray};
+use gocoffee_aws::lambda::{Shell, finish_invocation, http_with_extension, init, kinesis_with_extension};
 use serde_json::{Value, json};
 
 use crate::config::PaymentConfig;
@@ -278,25 +276,14 @@ fn start(function: &'static str) -> Result<(Shell, PaymentContext), lambda_runti
 /// `main` of the payments function: its routes behind API Gateway.
 pub async fn http() -> Result<(), lambda_runtime::Error> {
     let (shell, pc) = &start(FUNCTION.name)?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
-        let response = Box::pin(shell.http_with(&FUNCTION, Some(pc), with_xray(event.payload, &event.context))).await;
-        finish_invocation(&event.context).await;
-        Ok::<_, lambda_runtime::Error>(response)
-    }))
-    .await
+    http_with_extension(shell, &FUNCTION, pc).await
 }
 
 /// `main` of the payments consumer: Kinesis batches from the orders stream, with the order
 /// consumer's ordering, retry and dead-letter rules.
 pub async fn consumer() -> Result<(), lambda_runtime::Error> {
     let (shell, pc) = &start("payments-consumer")?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<KinesisEvent>| {
-        let handle = async |svc: &gocoffee_app::Services<'_>, payload: &[u8]| consume_order_event(pc, svc, payload).await;
-        let response = Box::pin(shell.kinesis_with(event.payload, Some(pc), handle)).await;
-        finish_invocation(&event.context).await;
-        Ok::<_, lambda_runtime::Error>(response)
-    }))
-    .await
+    kinesis_with_extension(shell, pc, async |svc: &gocoffee_app::Services<'_>, payload: &[u8]| consume_order_event(pc, svc, payload).await).await
 }
 
 /// `main` of the payment watcher: one pass per scheduled event (EventBridge), or per direct

@@ -7,8 +7,10 @@ mod emf;
 
 use std::cell::OnceCell;
 
+use gocoffee_app::analytics::AnalyticsContext;
 use gocoffee_app::ports::{ImageBlobs, Images, OsEntropy, StoreError, StoreResult, SystemClock};
 use gocoffee_app::{ApiError, Config, Function, Request, Response, Services};
+use gocoffee_sql::analytics::SqlAnalyticsStore;
 use gocoffee_sql::{Db, DbError, Publisher, Rows, SqliteOutboxRelay, SqliteStore, Value};
 use spin_sdk::sqlite;
 
@@ -17,7 +19,12 @@ pub struct SpinSqliteDb(sqlite::Connection);
 
 impl SpinSqliteDb {
     pub fn open_default() -> Result<Self, sqlite::Error> {
-        sqlite::Connection::open("default").map(SpinSqliteDb)
+        Self::open("default")
+    }
+
+    /// The database of that label (the component must be granted it in spin.toml).
+    pub fn open(label: &str) -> Result<Self, sqlite::Error> {
+        sqlite::Connection::open(label).map(SpinSqliteDb)
     }
 }
 
@@ -206,6 +213,37 @@ pub async fn serve_with(function: &Function, extension: Option<&dyn std::any::An
             ApiError::unavailable().into_response()
         }
     }
+}
+
+/// The analytics read model, in Spin's `analytics` database: apart from the write side's.
+fn analytics_context() -> Result<AnalyticsContext, String> {
+    let db = SpinSqliteDb::open(ANALYTICS_DATABASE).map_err(|e| format!("opening the {ANALYTICS_DATABASE} database: {e}"))?;
+    let store = SqlAnalyticsStore::open(db).map_err(|e| format!("preparing the analytics schema: {e}"))?;
+    Ok(AnalyticsContext { store: Box::new(store) })
+}
+
+/// The analytics database's label in spin.toml.
+pub const ANALYTICS_DATABASE: &str = "analytics";
+
+/// The whole body of the analytics HTTP component.
+pub async fn serve_analytics(req: Request) -> Response {
+    match analytics_context() {
+        Ok(ac) => serve_with(&gocoffee_app::analytics::FUNCTION, Some(&ac), req).await,
+        Err(cause) => {
+            tracing::error!(%cause, "service unavailable");
+            ApiError::unavailable().into_response()
+        }
+    }
+}
+
+/// The whole body of the Redis-triggered analytics projector (the `analytics` channel). Errors
+/// read as [`consume`]'s do.
+pub async fn consume_analytics(payload: &[u8]) -> anyhow::Result<()> {
+    let ac = analytics_context().map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?;
+    with_services(None, Some(&ac), async |svc| gocoffee_app::analytics::consume(svc, payload).await)
+        .await
+        .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
+        .map_err(anyhow::Error::from)
 }
 
 /// The whole body of the Redis-triggered order consumer, on the orders and payments channels

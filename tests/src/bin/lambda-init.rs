@@ -26,6 +26,8 @@ fn main() {
         ("AWS_SESSION_TOKEN", "init-bench"),
         ("TABLE_NAME", "gocoffee"),
         ("ORDERS_STREAM", "arn:aws:kinesis:us-east-1:123456789012:stream/orders"),
+        ("ANALYTICS_STREAM", "arn:aws:kinesis:us-east-1:123456789012:stream/analytics"),
+        ("ANALYTICS_TABLE", "gocoffee-analytics"),
         ("KITCHEN_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/kitchen"),
         ("DEAD_LETTER_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/orders-dlq"),
         ("IMAGES_BUCKET", "gocoffee-images"),

@@ -1,0 +1,9 @@
+//! Analytics: the manager's reports from the read model, and the administrator's rebuild.
+#![cfg(target_arch = "wasm32")]
+// The spin-sdk macro generates the component's exported C ABI, which is necessarily unsafe.
+#![allow(unsafe_code)]
+
+#[spin_sdk::http_component]
+async fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+    gocoffee_spin::serve_analytics(req).await
+}

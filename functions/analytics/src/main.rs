@@ -1,0 +1,8 @@
+//! Analytics as an AWS Lambda: the reports behind API Gateway, on the analytics table.
+#![cfg_attr(target_arch = "wasm32", no_main)]
+
+#[cfg(not(target_arch = "wasm32"))]
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    gocoffee_aws::analytics::http().await
+}
