@@ -262,6 +262,7 @@ async fn the_analytics_table_keeps_the_newest_facts_and_reads_them_day_by_day() 
     let second = OrderFacts::apply(Some(&first), &confirmed).expect("fold").expect("facts");
     assert_eq!(a.save(&second).await, Ok(true));
     assert_eq!(a.save(&first).await, Ok(false), "an older fold never overwrites a newer one");
+    assert_eq!(a.save(&second).await, Ok(true), "the same version is written over (a rebuild's fold)");
     assert_eq!(a.facts("a1").await, Ok(Some(second.clone())));
     // Orders on three days, the range cutting into the first and the last.
     for (id, at) in [("a0", t0 - 1), ("a2", t0 + DAY + 5), ("a3", t0 + 2 * DAY), ("a4", t0 + 2 * DAY + 10)] {
@@ -273,7 +274,15 @@ async fn the_analytics_table_keeps_the_newest_facts_and_reads_them_day_by_day() 
     };
     assert_eq!(ids(a.placed_between(t0, t0 + 2 * DAY + 10, 100).await.expect("read")), ["a1", "a2", "a3"], "from inclusive, to exclusive");
     assert_eq!(a.placed_between(t0 - DAY, t0 + 3 * DAY, 2).await.expect("read").len(), 2, "at most the limit");
-    a.clear().await.expect("clear");
+    // More than one clearing step's worth (a Scan page of 500 keys).
+    for i in 0..600 {
+        a.save(&facts(&format!("b{i}"), t0 + i)).await.expect("save");
+    }
+    let mut steps = 1;
+    while !a.clear_batch().await.expect("clear") {
+        steps += 1;
+    }
+    assert!(steps >= 2, "{steps} steps");
     assert_eq!(a.placed_between(t0 - DAY, t0 + 3 * DAY, 100).await, Ok(vec![]));
     assert_eq!(a.facts("a1").await, Ok(None));
 }

@@ -28,6 +28,12 @@ pub const ANALYTICS_CONSUMER: &str = "analytics-consumer";
 pub const MAX_FACTS: usize = 50_000;
 /// Orders a rebuild folds per request; the response's `next_cursor` continues it.
 pub const REBUILD_PAGE: usize = 100;
+/// How long one rebuild request spends forgetting the old model before it answers with a cursor
+/// that goes on forgetting (a large model takes several requests, each well inside a function's
+/// time limit).
+pub const CLEAR_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+/// The cursor of a rebuild still forgetting the old model (an order cursor is never negative).
+const CLEARING: (i64, &str) = (-1, "clearing");
 /// The widest ranges a report takes: 31 days by the hour, 366 by the day.
 const MAX_HOURLY_MS: i64 = 31 * 86_400_000;
 const MAX_DAILY_MS: i64 = 366 * 86_400_000;
@@ -36,13 +42,14 @@ const MAX_DAILY_MS: i64 = 366 * 86_400_000;
 #[async_trait(?Send)]
 pub trait AnalyticsStore {
     async fn facts(&self, order_id: &str) -> StoreResult<Option<OrderFacts>>;
-    /// Stores `facts` unless the store already holds that order at `facts.version` or later (a
-    /// concurrent fold or a replay got there first). True when it wrote.
+    /// Stores `facts` unless the store holds that order at a later version (a concurrent fold got
+    /// there first): the same version is written over, so a rebuild replaces what an older fold
+    /// made of it. True when it wrote.
     async fn save(&self, facts: &OrderFacts) -> StoreResult<bool>;
     /// The facts of the orders placed in `[from_ms, to_ms)`, any order, at most `limit`.
     async fn placed_between(&self, from_ms: i64, to_ms: i64, limit: usize) -> StoreResult<Vec<OrderFacts>>;
-    /// Forgets every order: the start of a rebuild.
-    async fn clear(&self) -> StoreResult<()>;
+    /// Forgets a batch of orders (the start of a rebuild); true once none is left.
+    async fn clear_batch(&self) -> StoreResult<bool>;
 }
 
 /// What the analytics functions bring to a request or a message beyond the common services.
@@ -80,22 +87,38 @@ pub async fn consume(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerE
     traced(svc, ANALYTICS_CONSUMER, &event, async |_| project(ac.store.as_ref(), svc.orders, &event).await).await
 }
 
-/// One page of a rebuild.
+/// One step of a rebuild.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rebuilt {
+    /// Orders folded in this step.
     pub orders: usize,
-    /// Where the next page starts; `None` when every order has been folded.
+    /// Where the next step starts; `None` when every order has been folded.
     pub next: Option<(i64, String)>,
 }
 
-/// Rebuilds the read model from the write side, a page of orders at a time (newest first):
-/// without `after` it first forgets everything. Each order's whole log is folded and saved, so
-/// the result is what the projector would have built; events that arrive meanwhile are folded
-/// as usual (an order the rebuild hasn't reached yet is mended from its log).
-pub async fn rebuild(store: &dyn AnalyticsStore, orders: &dyn OrderStore, after: Option<(i64, String)>, limit: usize) -> StoreResult<Rebuilt> {
-    if after.is_none() {
-        store.clear().await?;
+/// Rebuilds the read model from the write side, one step per call: `None` starts it, then each
+/// step's `next` continues it. It first forgets the old model, in batches for up to
+/// `clear_budget` a step ([`CLEAR_BUDGET`] over HTTP), then folds a page of orders (newest first) a step: each order's whole
+/// log, saved over what the model held, so the result is what the projector makes of the log
+/// with today's code. Events that arrive meanwhile are folded as usual (an order the rebuild has
+/// not reached yet is mended from its log; one it has passed is newer than what it saved).
+pub async fn rebuild(
+    store: &dyn AnalyticsStore,
+    orders: &dyn OrderStore,
+    step: Option<(i64, String)>,
+    limit: usize,
+    clear_budget: std::time::Duration,
+) -> StoreResult<Rebuilt> {
+    let clearing = step.as_ref().is_none_or(|(t, id)| (*t, id.as_str()) == CLEARING);
+    if clearing {
+        let started = std::time::Instant::now();
+        while !store.clear_batch().await? {
+            if started.elapsed() >= clear_budget {
+                return Ok(Rebuilt { orders: 0, next: Some((CLEARING.0, CLEARING.1.to_owned())) });
+            }
+        }
     }
+    let after = if clearing { None } else { step };
     let page = orders.orders(&OrderQuery { limit, after, ..OrderQuery::default() }).await?;
     for order in &page.items {
         let log = orders.events(&order.id).await?;
@@ -206,13 +229,13 @@ async fn rates_route(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     Ok(report(from, to, serde_json::to_value(analytics::rates(&facts, from, to)).unwrap_or_default()))
 }
 
-/// `POST /api/v1/analytics/rebuild[?cursor=...]` (admin): one page of a rebuild; call again
+/// `POST /api/v1/analytics/rebuild[?cursor=...]` (admin): one step of a rebuild; call again
 /// with `next_cursor` until it is null.
 async fn rebuild_route(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.require(Role::Admin)?;
     let after = page_cursor(ctx.req)?;
     let first = after.is_none();
-    let done = rebuild(context(ctx)?.store.as_ref(), ctx.svc.orders, after, REBUILD_PAGE).await?;
+    let done = rebuild(context(ctx)?.store.as_ref(), ctx.svc.orders, after, REBUILD_PAGE, CLEAR_BUDGET).await?;
     tracing::info!(by = %caller.user_id, first, orders = done.orders, more = done.next.is_some(), "analytics rebuilt a page");
     Ok(json(StatusCode::OK, &json!({ "orders": done.orders, "next_cursor": done.next.as_ref().map(encode_cursor) })))
 }

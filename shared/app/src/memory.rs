@@ -343,7 +343,7 @@ impl crate::analytics::AnalyticsStore for MemoryAnalytics {
 
     async fn save(&self, facts: &gocoffee_core::analytics::OrderFacts) -> StoreResult<bool> {
         let mut all = self.0.borrow_mut();
-        if all.get(&facts.order_id).is_some_and(|f| f.version >= facts.version) {
+        if all.get(&facts.order_id).is_some_and(|f| f.version > facts.version) {
             return Ok(false);
         }
         all.insert(facts.order_id.clone(), facts.clone());
@@ -354,8 +354,13 @@ impl crate::analytics::AnalyticsStore for MemoryAnalytics {
         Ok(self.0.borrow().values().filter(|f| (from_ms..to_ms).contains(&f.placed_at_ms)).take(limit).cloned().collect())
     }
 
-    async fn clear(&self) -> StoreResult<()> {
-        self.0.borrow_mut().clear();
-        Ok(())
+    /// Two orders a batch, so the tests see a rebuild clear in several.
+    async fn clear_batch(&self) -> StoreResult<bool> {
+        let mut all = self.0.borrow_mut();
+        let batch: Vec<String> = all.keys().take(2).cloned().collect();
+        for id in batch {
+            all.remove(&id);
+        }
+        Ok(all.is_empty())
     }
 }

@@ -26,6 +26,8 @@ pub mod keys {
 const DAY_MS: i64 = 86_400_000;
 /// BatchWriteItem takes at most 25 requests.
 const DELETE_BATCH: usize = 25;
+/// Keys one clearing step reads.
+const CLEAR_PAGE: i32 = 500;
 const ATTEMPTS: u32 = 5;
 
 /// The UTC day of `ms`, `YYYY-MM-DD`.
@@ -88,12 +90,11 @@ impl AnalyticsStore for DynamoAnalyticsStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(Self::item(facts)?))
-            .condition_expression("attribute_not_exists(order_id) OR version < :version")
+            .condition_expression("attribute_not_exists(order_id) OR version <= :version")
             .expression_attribute_values(":version", n(facts.version));
         match put.send().await {
             Ok(_) => Ok(true),
-            // Held at this version or later already: by a concurrent fold, a replay, or this
-            // very put retried by the SDK after its answer was lost.
+            // Held at a later version already: a concurrent fold got there first.
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
             Err(e) => Err(sdk(e)),
         }
@@ -135,33 +136,25 @@ impl AnalyticsStore for DynamoAnalyticsStore {
         Ok(facts)
     }
 
-    async fn clear(&self) -> StoreResult<()> {
-        let mut page_start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .projection_expression(keys::ORDER_ID)
-                .consistent_read(true)
-                .set_exclusive_start_key(page_start.take())
-                .send()
-                .await
-                .map_err(sdk)?;
-            let ids: Vec<Item> = out
-                .items()
-                .iter()
-                .filter_map(|i| i.get(keys::ORDER_ID).cloned())
-                .map(|id: AttributeValue| Item::from([(keys::ORDER_ID.to_owned(), id)]))
-                .collect();
-            for chunk in ids.chunks(DELETE_BATCH) {
-                self.delete_batch(chunk.to_vec()).await?;
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => page_start = Some(k),
-                _ => return Ok(()),
-            }
+    /// One Scan page of keys (at most [`CLEAR_PAGE`]), deleted 25 at a time. The next call's
+    /// Scan starts over: what this one deleted is gone from it.
+    async fn clear_batch(&self) -> StoreResult<bool> {
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .projection_expression(keys::ORDER_ID)
+            .consistent_read(true)
+            .limit(CLEAR_PAGE)
+            .send()
+            .await
+            .map_err(sdk)?;
+        let ids: Vec<Item> =
+            out.items().iter().filter_map(|i| i.get(keys::ORDER_ID).cloned()).map(|id: AttributeValue| Item::from([(keys::ORDER_ID.to_owned(), id)])).collect();
+        for chunk in ids.chunks(DELETE_BATCH) {
+            self.delete_batch(chunk.to_vec()).await?;
         }
+        Ok(ids.is_empty() && out.last_evaluated_key.is_none_or(|k| k.is_empty()))
     }
 }
 

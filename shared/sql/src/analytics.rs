@@ -37,11 +37,11 @@ impl<D: Db> AnalyticsStore for SqlAnalyticsStore<D> {
     }
 
     async fn save(&self, facts: &OrderFacts) -> StoreResult<bool> {
-        // One statement: the upsert writes only over an older version, atomically.
+        // One statement: the upsert writes only over the same or an older version, atomically.
         let rows = self.db.execute(
             "INSERT INTO order_facts (order_id, placed_at, version, doc) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (order_id) DO UPDATE SET placed_at = excluded.placed_at, version = excluded.version, doc = excluded.doc \
-             WHERE excluded.version > order_facts.version RETURNING version",
+             WHERE excluded.version >= order_facts.version RETURNING version",
             &[facts.order_id.as_str().into(), Value::Integer(facts.placed_at_ms), Value::Integer(facts.version as i64), to_json(facts)?.into()],
         )?;
         Ok(!rows.rows.is_empty())
@@ -55,8 +55,9 @@ impl<D: Db> AnalyticsStore for SqlAnalyticsStore<D> {
         Ok(rows.rows.iter().map(|r| r.text(0).and_then(from_json)).collect::<Result<_, _>>()?)
     }
 
-    async fn clear(&self) -> StoreResult<()> {
-        self.db.execute("DELETE FROM order_facts", &[])?;
-        Ok(())
+    async fn clear_batch(&self) -> StoreResult<bool> {
+        // Bounded, so a large model never holds the write lock for long.
+        self.db.execute("DELETE FROM order_facts WHERE order_id IN (SELECT order_id FROM order_facts LIMIT 1000)", &[])?;
+        Ok(self.db.execute("SELECT 1 FROM order_facts LIMIT 1", &[])?.rows.is_empty())
     }
 }
