@@ -40,6 +40,17 @@ for _ in $(seq 1 600); do
 done
 echo "orders stream backlog after the runs: $pending"
 
+# The analytics reports read every order of the range from the read model and compute in the
+# component: the range here holds all the orders just placed. Beside it, a page of the write
+# side's order list, the cheapest staff read, as the baseline.
+ADMIN=$(curl -sf "$BASE/api/v1/auth/login" -H 'content-type: application/json' \
+  -d '{"email":"admin@bench.test","password":"bench admin password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+FACTS=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from order_facts").fetchone()[0])' "$STATE/sqlite/analytics.db")
+RANGE="from=$(date -u -d yesterday +%F)&to=$(date -u -d tomorrow +%F)"
+run "GET /api/v1/orders?limit=100 (baseline) flat out" -c "$CONNECTIONS" -H "authorization: Bearer $ADMIN" "$BASE/api/v1/orders?limit=100"
+run "GET /api/v1/analytics/sales over $FACTS orders flat out" -c "$CONNECTIONS" -H "authorization: Bearer $ADMIN" "$BASE/api/v1/analytics/sales?$RANGE"
+run "GET /api/v1/analytics/items over $FACTS orders flat out" -c "$CONNECTIONS" -H "authorization: Bearer $ADMIN" "$BASE/api/v1/analytics/items?$RANGE"
+
 # Every item gets a 48 KB picture, uploaded through the URL the menu hands out: the menu then
 # signs 16 download URLs per response, and pictures come out of key-value.
 PICTURE=$(python3 - "$BASE" <<'PY'

@@ -98,9 +98,9 @@ pub struct Rebuilt {
 
 /// Rebuilds the read model from the write side, one step per call: `None` starts it, then each
 /// step's `next` continues it. It first forgets the old model, in batches for up to
-/// `clear_budget` a step ([`CLEAR_BUDGET`] over HTTP), then folds a page of orders (newest first) a step: each order's whole
-/// log, saved over what the model held, so the result is what the projector makes of the log
-/// with today's code. Events that arrive meanwhile are folded as usual (an order the rebuild has
+/// `clear_budget` a step ([`CLEAR_BUDGET`] over HTTP), then folds a page of orders (newest
+/// first) a step: each order's whole log, saved over what the model held, so the result is what
+/// the projector makes of the log with today's code. Events that arrive meanwhile are folded as usual (an order the rebuild has
 /// not reached yet is mended from its log; one it has passed is newer than what it saved).
 pub async fn rebuild(
     store: &dyn AnalyticsStore,
