@@ -81,7 +81,7 @@ pub async fn project(store: &dyn AnalyticsStore, orders: &dyn OrderStore, event:
 /// The projector's handling of one message of the analytics stream (both shells).
 pub async fn consume(svc: &Services<'_>, payload: &[u8]) -> Result<(), ConsumerError> {
     let event = order_event(ANALYTICS_CONSUMER, payload)?;
-    let Some(ac) = svc.extension.and_then(|e| e.downcast_ref::<AnalyticsContext>()) else {
+    let Some(ac) = svc.extension::<AnalyticsContext>() else {
         return Err(ConsumerError::Retryable("the analytics consumer runs without its store".into()));
     };
     traced(svc, ANALYTICS_CONSUMER, &event, async |_| project(ac.store.as_ref(), svc.orders, &event).await).await
@@ -146,13 +146,6 @@ pub static FUNCTION: Function = Function {
     images: false,
 };
 
-fn context<'a>(ctx: &'a Ctx<'_>) -> Result<&'a AnalyticsContext, ApiError> {
-    ctx.svc.extension.and_then(|e| e.downcast_ref::<AnalyticsContext>()).ok_or_else(|| {
-        tracing::error!("the analytics function runs without its store");
-        ApiError::unavailable()
-    })
-}
-
 /// `2026-11-26T08:00:00Z` (any offset) or a UTC day, `2026-11-26`.
 fn instant(name: &str, raw: &str) -> Result<i64, ApiError> {
     use time::format_description::well_known::Rfc3339;
@@ -186,7 +179,7 @@ fn range(ctx: &Ctx<'_>) -> Result<(i64, i64, Bucket), ApiError> {
 async fn facts(ctx: &Ctx<'_>) -> Result<(i64, i64, Bucket, Vec<OrderFacts>), ApiError> {
     ctx.require(Role::Manager)?;
     let (from, to, bucket) = range(ctx)?;
-    let facts = context(ctx)?.store.placed_between(from, to, MAX_FACTS + 1).await?;
+    let facts = ctx.extension::<AnalyticsContext>()?.store.placed_between(from, to, MAX_FACTS + 1).await?;
     if facts.len() > MAX_FACTS {
         return Err(ApiError::unprocessable("range_too_large", format!("more than {MAX_FACTS} orders in the range: narrow it")));
     }
@@ -235,7 +228,7 @@ async fn rebuild_route(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.require(Role::Admin)?;
     let after = page_cursor(ctx.req)?;
     let first = after.is_none();
-    let done = rebuild(context(ctx)?.store.as_ref(), ctx.svc.orders, after, REBUILD_PAGE, CLEAR_BUDGET).await?;
+    let done = rebuild(ctx.extension::<AnalyticsContext>()?.store.as_ref(), ctx.svc.orders, after, REBUILD_PAGE, CLEAR_BUDGET).await?;
     tracing::info!(by = %caller.user_id, first, orders = done.orders, more = done.next.is_some(), "analytics rebuilt a page");
     Ok(json(StatusCode::OK, &json!({ "orders": done.orders, "next_cursor": done.next.as_ref().map(encode_cursor) })))
 }

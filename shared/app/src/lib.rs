@@ -59,6 +59,11 @@ impl Services<'_> {
     pub fn span(&self, parent: Option<&str>) -> trace::TraceContext {
         trace::TraceContext::continue_or_start(parent, self.clock.now_ms(), self.entropy.u128())
     }
+
+    /// What the function brought beyond these (its [`Services::extension`]), when it is a `T`.
+    pub fn extension<T: 'static>(&self) -> Option<&T> {
+        self.extension.and_then(|e| e.downcast_ref::<T>())
+    }
 }
 
 /// A route handler: borrows the request's context for as long as its future runs.
@@ -147,6 +152,15 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The function's own context (see [`Services::extension`]); a shell that didn't bring it
+    /// is a deployment fault: logged, and 503 to the caller.
+    pub fn extension<T: 'static>(&self) -> Result<&T, ApiError> {
+        self.svc.extension::<T>().ok_or_else(|| {
+            tracing::error!(context = std::any::type_name::<T>(), "the function runs without its context");
+            ApiError::unavailable()
+        })
+    }
+
     /// The caller named by the bearer token; 401 without a valid one.
     pub fn caller(&self) -> Result<Caller, ApiError> {
         let header = self.req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::unauthorized)?;

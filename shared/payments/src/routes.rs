@@ -187,13 +187,6 @@ pub static FUNCTION: Function = Function {
     images: false,
 };
 
-fn context<'a>(ctx: &'a Ctx<'_>) -> Result<&'a PaymentContext, ApiError> {
-    ctx.svc.extension.and_then(|e| e.downcast_ref::<PaymentContext>()).ok_or_else(|| {
-        tracing::error!("the payments function runs without its payment context");
-        ApiError::unavailable()
-    })
-}
-
 fn amount(v: U256, decimals: u8) -> Value {
     json!({ "base_units": v.to_string(), "display": format_units(v, decimals) })
 }
@@ -291,13 +284,13 @@ async fn visible(ctx: &Ctx<'_>, pc: &PaymentContext, caller: &Caller) -> Result<
 
 async fn get(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.caller()?;
-    let pc = context(ctx)?;
+    let pc = ctx.extension::<PaymentContext>()?;
     Ok(json(StatusCode::OK, &view(&visible(ctx, pc, &caller).await?)))
 }
 
 async fn events(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.caller()?;
-    let pc = context(ctx)?;
+    let pc = ctx.extension::<PaymentContext>()?;
     let intent = visible(ctx, pc, &caller).await?;
     let events = pc.intents.intent_events(&intent.terms.intent_id).await?;
     Ok(json(StatusCode::OK, &json!({ "intent_id": intent.terms.intent_id, "version": intent.version, "events": events })))
@@ -323,7 +316,7 @@ fn tx_hash(body: &TxBody) -> Result<B256, ApiError> {
 /// of reach.
 async fn hint(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.caller()?;
-    let pc = context(ctx)?;
+    let pc = ctx.extension::<PaymentContext>()?;
     let body: TxBody = parse_json(ctx.req)?;
     let hash = tx_hash(&body)?;
     let intent = visible(ctx, pc, &caller).await?;
@@ -342,7 +335,7 @@ struct AddressBody {
 /// from the exchange's wallet).
 async fn refund_address(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.caller()?;
-    let pc = context(ctx)?;
+    let pc = ctx.extension::<PaymentContext>()?;
     let body: AddressBody = parse_json(ctx.req)?;
     let address: Address =
         body.address.trim().parse().map_err(|_| ApiError::unprocessable("invalid_address", "address is a 0x-prefixed 20-byte hex address"))?;
@@ -357,7 +350,7 @@ async fn refund_address(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 /// A manager records the refund they sent; it is verified on the chain like a payment.
 async fn record_refund(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.require(Role::Manager)?;
-    let pc = context(ctx)?;
+    let pc = ctx.extension::<PaymentContext>()?;
     let body: TxBody = parse_json(ctx.req)?;
     let hash = tx_hash(&body)?;
     let intent = visible(ctx, pc, &caller).await?;
@@ -368,7 +361,7 @@ async fn record_refund(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 /// Intents that owe a refund (managers), oldest first; `cursor` is the last id of a page.
 async fn refunds_due(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     ctx.require(Role::Manager)?;
-    let pc = context(ctx)?;
+    let pc = ctx.extension::<PaymentContext>()?;
     let limit = page_limit(ctx.req)?;
     let after = query_param(ctx.req, "cursor");
     let mut items = pc.intents.refunds_due(limit + 1, after.as_deref()).await?;
