@@ -20,6 +20,7 @@ COLLECTOR_PORT=${COLLECTOR_PORT:-3915}
 source tests/host.sh
 source bench/oha.sh
 export SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret
+export SPIN_VARIABLE_RATE_LIMITS='{"credentials":{"requests":1000,"per_seconds":1,"burst":100000},"write":{"requests":1000,"per_seconds":1,"burst":100000},"read":{"requests":1000,"per_seconds":1,"burst":100000}}'
 start_host "$OFF_PORT" target/bench-metrics-off
 start_host "$ON_PORT" target/bench-metrics-on --metrics-listen "$METRICS"
 # A stand-in OTLP/HTTP collector: takes each export and answers 200.

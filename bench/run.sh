@@ -18,6 +18,9 @@ fi
 
 source tests/host.sh
 source bench/oha.sh
+# Every request pays for the rate limiter (limits on, as deployed), set high enough that the load
+# generator's one address and one user are never refused.
+SPIN_VARIABLE_RATE_LIMITS='{"credentials":{"requests":1000,"per_seconds":1,"burst":100000},"write":{"requests":1000,"per_seconds":1,"burst":100000},"read":{"requests":1000,"per_seconds":1,"burst":100000}}' \
 SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret \
   SPIN_VARIABLE_ADMIN_EMAIL=admin@bench.test SPIN_VARIABLE_ADMIN_PASSWORD='bench admin password' \
   start_host "$PORT" "$STATE"

@@ -72,12 +72,14 @@ locals {
     identity = merge(local.telemetry_environment, {
       TABLE_NAME     = aws_dynamodb_table.table.name
       JWT_SECRET     = var.jwt_secret
+      RATE_LIMITS    = var.rate_limits
       ADMIN_EMAIL    = var.admin_email
       ADMIN_PASSWORD = var.admin_password
     })
     menu = merge(local.telemetry_environment, {
       TABLE_NAME    = aws_dynamodb_table.table.name
       JWT_SECRET    = var.jwt_secret
+      RATE_LIMITS   = var.rate_limits
       IMAGES_BUCKET = aws_s3_bucket.images_bucket.id
     })
     orders = merge(local.telemetry_environment, {
@@ -85,6 +87,7 @@ locals {
       ORDERS_STREAM    = aws_kinesis_stream.orders_stream.arn
       ANALYTICS_STREAM = aws_kinesis_stream.analytics_stream.arn
       JWT_SECRET       = var.jwt_secret
+      RATE_LIMITS      = var.rate_limits
       PAYMENT_XPUB     = var.payment_xpub
       PAYMENT_CHAINS   = var.payment_chains
     })
@@ -93,6 +96,7 @@ locals {
       ORDERS_STREAM    = aws_kinesis_stream.orders_stream.arn
       ANALYTICS_STREAM = aws_kinesis_stream.analytics_stream.arn
       JWT_SECRET       = var.jwt_secret
+      RATE_LIMITS      = var.rate_limits
     })
     order-consumer = merge(local.telemetry_environment, {
       TABLE_NAME = aws_dynamodb_table.table.name
@@ -107,6 +111,7 @@ locals {
       TABLE_NAME      = aws_dynamodb_table.table.name
       PAYMENTS_STREAM = aws_kinesis_stream.payments_stream.arn
       JWT_SECRET      = var.jwt_secret
+      RATE_LIMITS     = var.rate_limits
     })
     payments-consumer = merge(local.payment_environment, local.telemetry_environment, {
       TABLE_NAME            = aws_dynamodb_table.table.name
@@ -123,6 +128,7 @@ locals {
       TABLE_NAME      = aws_dynamodb_table.table.name
       ANALYTICS_TABLE = aws_dynamodb_table.analytics_table.name
       JWT_SECRET      = var.jwt_secret
+      RATE_LIMITS     = var.rate_limits
     })
     analytics-consumer = merge(local.telemetry_environment, {
       TABLE_NAME            = aws_dynamodb_table.table.name

@@ -7,23 +7,34 @@ locals {
   order_streams = [aws_kinesis_stream.orders_stream.arn, aws_kinesis_stream.analytics_stream.arn]
   stream_read   = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
 
+  # The gateway's rate limits: conditional updates of the RATE# items, no others.
+  rate_limit_statement = {
+    actions    = ["dynamodb:UpdateItem"]
+    resources  = [aws_dynamodb_table.table.arn]
+    conditions = [{ test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = ["RATE#*"] }]
+  }
+
   # What each function does beyond logging and tracing.
   function_statements = {
     health = []
     identity = [
+      local.rate_limit_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"], resources = [aws_dynamodb_table.table.arn] },
     ]
     menu = [
+      local.rate_limit_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
       # Presigned picture URLs act with the signer's rights: uploads and downloads under menu/,
       # nothing else in the bucket.
       { actions = ["s3:PutObject", "s3:GetObject"], resources = ["${aws_s3_bucket.images_bucket.arn}/menu/*"] },
     ]
     orders = [
+      local.rate_limit_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
       { actions = ["kinesis:PutRecords"], resources = local.order_streams },
     ]
     kitchen = [
+      local.rate_limit_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
       { actions = ["kinesis:PutRecords"], resources = local.order_streams },
       { actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [aws_sqs_queue.kitchen_queue.arn] },
@@ -38,6 +49,7 @@ locals {
       { actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.kitchen_queue.arn, aws_sqs_queue.orders_dead_letter_queue.arn] },
     ]
     payments = [
+      local.rate_limit_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
       { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.payments_stream.arn] },
     ]
@@ -56,6 +68,7 @@ locals {
     ]
     # The read side reads the write side's orders and logs (a rebuild, a mended gap), never writes it.
     analytics = [
+      local.rate_limit_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = local.table_and_indexes },
       # Scan and BatchWriteItem: a rebuild first forgets every order.
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchWriteItem"], resources = [aws_dynamodb_table.analytics_table.arn, "${aws_dynamodb_table.analytics_table.arn}/index/*"] },
@@ -115,6 +128,14 @@ data "aws_iam_policy_document" "function" {
     content {
       actions   = statement.value.actions
       resources = statement.value.resources
+      dynamic "condition" {
+        for_each = lookup(statement.value, "conditions", [])
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
+      }
     }
   }
 }

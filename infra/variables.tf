@@ -67,6 +67,12 @@ variable "payment_chains" {
   default     = ""
 }
 
+variable "rate_limits" {
+  description = "The gateway's per-client rate limits (README, \"Rate limits\"). Empty: the defaults (10 credential attempts, 60 changes and 300 reads a minute per client); `off`: none; or JSON such as {\"credentials\": {\"requests\": 10, \"per_seconds\": 60, \"burst\": 5}}."
+  type        = string
+  default     = ""
+}
+
 variable "payment_expiry_seconds" {
   description = "How long a payment intent waits for its money before it expires."
   type        = number

@@ -26,6 +26,15 @@ pub struct Match<'a> {
     pub params: Vec<(String, String)>,
 }
 
+impl Match<'_> {
+    /// The `spin-path-match-*` headers of the named segments, named as Spin names them: the
+    /// parameter upper-cased with `_` for `-` (`SPIN_PATH_MATCH_PATH_SEGMENT`), then turned into a
+    /// header name (`spin-path-match-path-segment`).
+    pub fn param_headers(&self) -> impl Iterator<Item = (String, &str)> {
+        self.params.iter().map(|(name, value)| (format!("spin-path-match-{}", name.to_ascii_lowercase().replace('_', "-")), value.as_str()))
+    }
+}
+
 impl Route {
     pub fn parse(raw: &str, component: &str) -> Result<Route> {
         if !raw.starts_with('/') {
@@ -137,6 +146,10 @@ mod tests {
         let r = router();
         let hit = r.route("/api/v1/users/42").expect("match");
         assert_eq!(hit.params, vec![("id".to_owned(), "42".to_owned())]);
+        let spin_named = Router::new(vec![Route::parse("/a/:path_segment/:Mixed_Case", "x").expect("route")]).expect("router");
+        let hit = spin_named.route("/a/one/two").expect("match");
+        let headers: Vec<(String, &str)> = hit.param_headers().collect();
+        assert_eq!(headers, vec![("spin-path-match-path-segment".to_owned(), "one"), ("spin-path-match-mixed-case".to_owned(), "two")]);
         assert_eq!(r.route("/api/v1/users/42/x").map(|m| m.route.component.clone()), Some("fallback".into()));
     }
 

@@ -279,7 +279,7 @@ impl Server {
             ("spin-base-path", "/".to_owned()),
             ("spin-client-addr", client.to_string()),
         ];
-        let params: Vec<(String, String)> = hit.params.iter().map(|(k, v)| (format!("spin-path-match-{k}"), v.clone())).collect();
+        let params: Vec<(String, String)> = hit.param_headers().map(|(k, v)| (k, v.to_owned())).collect();
         for (name, value) in spin_headers.drain(..).map(|(k, v)| (k.to_owned(), v)).chain(params) {
             if let (Ok(n), Ok(v)) = (hyper::header::HeaderName::try_from(name), hyper::header::HeaderValue::try_from(value)) {
                 parts.headers.insert(n, v);

@@ -192,7 +192,7 @@ class Sam:
             p = r["Properties"]
             m["roles"][rid] = {
                 "trust": statements(p["AssumeRolePolicyDocument"]["Statement"], principals=True),
-                "statements": sorted(set().union(*(statements(self.resolve(pol["PolicyDocument"]["Statement"])) for pol in p.get("Policies", [])))),
+                "statements": sorted(set().union(*(statements(self.resolve(pol["PolicyDocument"]["Statement"]), conditions=True) for pol in p.get("Policies", [])))),
                 "managed": sorted(self.resolve(p.get("ManagedPolicyArns", []))),
             }
         for aid, r in self.of_type("AWS::Serverless::HttpApi").items():
@@ -500,7 +500,7 @@ class Terraform:
             m["log_groups"][logical_id(r)] = {"name": name, "retention": v["retention_in_days"]}
         policies = {}
         for r in self.of_type("aws_iam_role_policy"):
-            policies.setdefault(r["values"]["role"], set()).update(statements(self.canon(json.loads(r["values"]["policy"])["Statement"])))
+            policies.setdefault(r["values"]["role"], set()).update(statements(self.canon(json.loads(r["values"]["policy"])["Statement"]), conditions=True))
         managed = {}
         for r in self.of_type("aws_iam_role_policy_attachment"):
             managed.setdefault(r["values"]["role"], []).append(r["values"]["policy_arn"])

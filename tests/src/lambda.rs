@@ -510,7 +510,12 @@ impl LambdaStack {
     pub fn start_env(name: &str, pollers: bool, parameters: &[(&str, &str)]) -> LambdaStack {
         let stack = runtime().block_on(Stack::create(name));
         let dir = workspace().join("target/test-state").join(format!("lambda-{name}-{}", std::process::id()));
-        let extra = [("JWT_SECRET", JWT_SECRET), ("ADMIN_EMAIL", crate::ADMIN_EMAIL), ("ADMIN_PASSWORD", crate::ADMIN_PASSWORD)];
+        let extra = [
+            ("JWT_SECRET", JWT_SECRET),
+            ("ADMIN_EMAIL", crate::ADMIN_EMAIL),
+            ("ADMIN_PASSWORD", crate::ADMIN_PASSWORD),
+            ("RATE_LIMITS", crate::TEST_RATE_LIMITS),
+        ];
         let environments = FUNCTIONS
             .iter()
             .map(|f| {

@@ -16,6 +16,10 @@ pub mod terraform;
 
 pub const ADMIN_EMAIL: &str = "admin@gocoffee.test";
 pub const ADMIN_PASSWORD: &str = "admin password 1";
+/// The rate limits every test deployment runs with unless a test sets its own: on (so every
+/// request goes through the limiter's store), but far above what a test sends from its one
+/// address. The defaults (10 credential attempts a minute) would refuse a test's fifth login.
+pub const TEST_RATE_LIMITS: &str = r#"{"credentials": {"requests": 1000, "per_seconds": 1, "burst": 1000}, "write": {"requests": 1000, "per_seconds": 1, "burst": 1000}, "read": {"requests": 1000, "per_seconds": 1, "burst": 1000}}"#;
 
 /// Every deployed function with HTTP routes: the registry the agreement tests (openapi.yaml,
 /// spin.toml, sam-template.yaml, sample events) read. A new function registers here.
@@ -113,6 +117,7 @@ impl Host {
             .env("SPIN_VARIABLE_JWT_SECRET", "contract-tests-secret-contract-tests")
             .env("SPIN_VARIABLE_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("SPIN_VARIABLE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("SPIN_VARIABLE_RATE_LIMITS", TEST_RATE_LIMITS)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -645,3 +645,49 @@ async fn a_conditional_put_whose_answer_is_lost_is_not_reported_as_a_conflict() 
     assert_eq!(s.claim_upload("menu/latte/lost.png", 7).await, Ok(()));
     assert_eq!(s.claim_upload("menu/latte/lost.png", 7).await, Err(StoreError::Conflict), "a second claim, even in the same millisecond");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn racing_admissions_on_the_table_admit_no_more_than_the_limit() {
+    let s = Stack::create("rates").await.store();
+    let limit = RateLimit { requests: 5, per_ms: 3_600_000, burst: 5 };
+    let now = 1_700_000_000_000;
+    let key = "credentials:addr:203.0.113.7";
+    // Twenty admissions in flight at once, each its own conditional updates on the one item.
+    let race = |at: i64| {
+        let s = s.clone();
+        async move {
+            let local = tokio::task::LocalSet::new();
+            local
+                .run_until(async {
+                    let tasks: Vec<_> = (0..20)
+                        .map(|_| {
+                            let s = s.clone();
+                            tokio::task::spawn_local(async move { s.admit(key, &limit, at).await })
+                        })
+                        .collect();
+                    let mut admitted = 0;
+                    for t in tasks {
+                        if t.await.expect("task").expect("admit") == Admission::Admitted {
+                            admitted += 1;
+                        }
+                    }
+                    admitted
+                })
+                .await
+        }
+    };
+    assert_eq!(race(now).await, 5, "twenty racing requests, a burst of five");
+    assert_eq!(s.admit(key, &limit, now).await, Ok(Admission::Refused { retry_after_ms: 720_000 }), "one interval to wait");
+    assert_eq!(s.admit(key, &limit, now + 720_000).await, Ok(Admission::Admitted));
+    assert_eq!(s.admit("credentials:addr:198.51.100.1", &limit, now).await, Ok(Admission::Admitted), "keys are apart");
+
+    // The item expires (TTL) a minute after its arrival time, when it no longer matters.
+    let item = s.get(gocoffee_aws::dynamo::key(format!("{}{key}", gocoffee_aws::ratelimit::PREFIX), "RATE")).await.expect("read").expect("item");
+    let tat = gocoffee_aws::dynamo::get_n(&item, "tat").expect("tat");
+    let expires_s = gocoffee_aws::dynamo::get_n(&item, gocoffee_aws::dynamo::keys::TTL).expect("ttl");
+    assert_eq!(tat, now + 6 * 720_000);
+    assert!(expires_s * 1000 >= tat && expires_s * 1000 <= tat + 61_000, "expires at {expires_s} s, tat {tat} ms");
+
+    // Idle past its arrival time, the key starts afresh with its whole burst.
+    assert_eq!(race(now + 10 * 3_600_000).await, 5);
+}

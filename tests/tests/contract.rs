@@ -41,6 +41,69 @@ on_both_shells!(
     the_analytics_model_follows_the_orders_and_a_rebuild_gives_the_same_answers,
 );
 
+/// Strict limits for the gateway's test: four credential attempts and three changes an hour.
+const STRICT_RATE_LIMITS: &str =
+    r#"{"credentials": {"requests": 4, "per_seconds": 3600, "burst": 4}, "write": {"requests": 3, "per_seconds": 3600, "burst": 3}}"#;
+
+#[test]
+fn spin_the_gateway_admits_no_more_than_each_clients_limit_however_requests_race() {
+    the_gateway_admits_no_more_than_each_clients_limit_however_requests_race(&Host::start_env(
+        "rate_limits",
+        &[("SPIN_VARIABLE_RATE_LIMITS", STRICT_RATE_LIMITS)],
+    ));
+}
+
+#[test]
+fn lambda_the_gateway_admits_no_more_than_each_clients_limit_however_requests_race() {
+    the_gateway_admits_no_more_than_each_clients_limit_however_requests_race(&gocoffee_tests::lambda::LambdaStack::start_env(
+        "rate_limits",
+        true,
+        &[("RATE_LIMITS", STRICT_RATE_LIMITS)],
+    ));
+}
+
+/// Fires `n` copies of a request at once; the replies.
+fn race(n: usize, send: impl Fn(usize) -> gocoffee_tests::Reply + Sync) -> Vec<gocoffee_tests::Reply> {
+    std::thread::scope(|s| {
+        let sent: Vec<_> = (0..n)
+            .map(|i| {
+                s.spawn({
+                    let send = &send;
+                    move || send(i)
+                })
+            })
+            .collect();
+        sent.into_iter().map(|t| t.join().expect("thread")).collect()
+    })
+}
+
+fn the_gateway_admits_no_more_than_each_clients_limit_however_requests_race(h: &impl Api) {
+    let statuses = |replies: &[gocoffee_tests::Reply]| {
+        let mut s: Vec<u16> = replies.iter().map(|r| r.status).collect();
+        s.sort();
+        s
+    };
+    let refused_well = |r: &gocoffee_tests::Reply| {
+        r.status != 429 || (r.code() == "rate_limited" && r.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1))
+    };
+    // Credentials count by address: two of the four are spent here, then eight race for two.
+    assert_eq!(h.login(ADMIN_EMAIL, ADMIN_PASSWORD).status, 200);
+    let ada = h.register("ada@example.com");
+    let registered = race(8, |i| h.post("/api/v1/auth/register", None, json!({"email": format!("racer{i}@example.com"), "password": "password 123"})));
+    assert_eq!(statuses(&registered), [201, 201, 429, 429, 429, 429, 429, 429], "{:?}", registered.iter().map(|r| &r.body).collect::<Vec<_>>());
+    assert!(registered.iter().all(refused_well), "429s say when to retry, in the JSON error shape");
+
+    // Changes count per user: eight orders race for three, and only those three exist.
+    let placed = race(8, |_| h.post("/api/v1/orders", Some(&ada), json!({"lines": [{"item_id": "cappuccino", "size": "medium", "quantity": 1}]})));
+    assert_eq!(statuses(&placed), [202, 202, 202, 429, 429, 429, 429, 429], "{:?}", placed.iter().map(|r| &r.body).collect::<Vec<_>>());
+    assert!(placed.iter().all(refused_well));
+    let listed = h.get("/api/v1/orders", Some(&ada));
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(3), "nothing behind the limit ran: {}", listed.body);
+    // Reads have their own budget, and the health check has none.
+    assert_eq!(h.get("/api/v1/auth/me", Some(&ada)).status, 200);
+    assert_eq!(h.get("/health", None).status, 200);
+}
+
 /// A plain HTTP call to an absolute URL (a picture URL may point away from the API, at S3):
 /// status, content type and raw body.
 fn fetch(method: &str, url: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String, Vec<u8>) {

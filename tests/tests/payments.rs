@@ -140,6 +140,7 @@ impl World {
             bootstrap_admin: None,
             public_base_url: None,
             crypto_methods: vec![("polygon".into(), "USDC".into())],
+            rate_limits: gocoffee_app::ratelimit::RateLimits::OFF,
         };
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64;
         let chains = Chains([("polygon".to_owned(), chain)].into());
@@ -243,6 +244,7 @@ impl World {
             relay: &ByHand,
             kitchen: None,
             images: None,
+            limiter: None,
             clock: &self.clock,
             entropy: &OsEntropy,
             config: &self.config,

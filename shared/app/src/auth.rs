@@ -165,6 +165,7 @@ mod tests {
             bootstrap_admin: None,
             public_base_url: None,
             crypto_methods: vec![("polygon".into(), "USDC".into())],
+            rate_limits: crate::ratelimit::RateLimits::OFF,
         }
     }
 

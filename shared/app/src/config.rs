@@ -3,6 +3,8 @@
 
 use gocoffee_core::{Email, Password};
 
+use crate::ratelimit::RateLimits;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("`{0}` is not set")]
@@ -27,6 +29,8 @@ pub struct Config {
     /// The crypto payment methods orders may choose, `(chain, asset)`: none unless a
     /// `payment_xpub` is configured; those of `payment_chains`, or of the default chains.
     pub crypto_methods: Vec<(String, String)>,
+    /// The gateway's per-client limits (`rate_limits`: unset keeps the defaults).
+    pub rate_limits: RateLimits,
 }
 
 /// The `(chain, asset)` pairs of the default chains (`gocoffee_payments::chains::Chains::defaults`,
@@ -53,6 +57,7 @@ impl std::fmt::Debug for Config {
             .field("refresh_token_ttl_s", &self.refresh_token_ttl_s)
             .field("bootstrap_admin", &self.bootstrap_admin.as_ref().map(|(e, _)| e))
             .field("public_base_url", &self.public_base_url)
+            .field("rate_limits", &self.rate_limits)
             .finish_non_exhaustive()
     }
 }
@@ -61,7 +66,7 @@ pub const ISSUER: &str = "gocoffee";
 
 impl Config {
     /// Names of the variables [`Config::from_lookup`] reads.
-    pub const VARIABLES: [&'static str; 8] = [
+    pub const VARIABLES: [&'static str; 9] = [
         "jwt_secret",
         "access_token_ttl_seconds",
         "refresh_token_ttl_seconds",
@@ -70,6 +75,7 @@ impl Config {
         "public_base_url",
         "payment_xpub",
         "payment_chains",
+        "rate_limits",
     ];
 
     /// Builds the config from a lookup of variable names (lower snake case). Empty values count
@@ -106,7 +112,9 @@ impl Config {
             (Some(_), None) => DEFAULT_CRYPTO_METHODS.iter().map(|(c, a)| (c.to_string(), a.to_string())).collect(),
             (Some(_), Some(json)) => crypto_methods(&json)?,
         };
+        let rate_limits = get("rate_limits").map_or(Ok(RateLimits::default()), |text| RateLimits::parse(&text))?;
         Ok(Config {
+            rate_limits,
             jwt_secret: jwt_secret.into_bytes(),
             access_token_ttl_s: seconds("access_token_ttl_seconds", 900)?,
             refresh_token_ttl_s: seconds("refresh_token_ttl_seconds", 30 * 24 * 3600)?,

@@ -23,7 +23,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Seconds a 503's `Retry-After` asks for (1 unless said otherwise).
+    /// Seconds a 503's or 429's `Retry-After` asks for (1 unless said otherwise).
     pub retry_after_s: u32,
 }
 
@@ -65,9 +65,19 @@ impl ApiError {
         ApiError { retry_after_s: seconds, ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message) }
     }
 
+    /// A 429: the caller is over a rate limit for `retry_after_ms` more (rounded up to whole
+    /// seconds, at least 1).
+    pub fn too_many_requests(class: &str, retry_after_ms: i64) -> Self {
+        let seconds = u32::try_from((retry_after_ms.max(1) + 999) / 1000).unwrap_or(u32::MAX);
+        ApiError {
+            retry_after_s: seconds,
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many {class} requests from this client; retry after {seconds} s"))
+        }
+    }
+
     pub fn into_response(self) -> Response {
         let mut r = json(self.status, &serde_json::json!({ "error": { "code": self.code, "message": self.message } }));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(self.status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after_s));
         }
         r

@@ -11,6 +11,7 @@ mod images;
 pub mod memory;
 pub mod outbox;
 pub mod ports;
+pub mod ratelimit;
 pub mod reconcile;
 mod routes;
 pub mod telemetry;
@@ -28,7 +29,8 @@ use gocoffee_core::Role;
 pub use crate::auth::Caller;
 pub use crate::config::{Config, ConfigError};
 pub use crate::http::{ApiError, Request, Response};
-use crate::ports::{Clock, Entropy, EventRelay, Images, KitchenQueue, MenuStore, OrderStore, UserStore};
+use crate::ports::{Clock, Entropy, EventRelay, Images, KitchenQueue, MenuStore, OrderStore, RateLimiter, UserStore};
+pub use crate::ratelimit::{ClientAddr, RateClass};
 
 /// Everything a use case may touch, borrowed for one request or one event.
 pub struct Services<'a> {
@@ -41,6 +43,8 @@ pub struct Services<'a> {
     pub kitchen: Option<&'a dyn KitchenQueue>,
     /// Where menu pictures go. Without one, the picture routes answer 404.
     pub images: Option<Images<'a>>,
+    /// The gateway's rate-limit state. Without one, nothing is limited.
+    pub limiter: Option<&'a dyn RateLimiter>,
     pub clock: &'a dyn Clock,
     pub entropy: &'a dyn Entropy,
     pub config: &'a Config,
@@ -69,18 +73,33 @@ impl Services<'_> {
 /// A route handler: borrows the request's context for as long as its future runs.
 pub type Handler = for<'a, 'b> fn(&'b Ctx<'a>) -> Pin<Box<dyn Future<Output = Result<Response, ApiError>> + 'b>>;
 
-/// One HTTP route of a function: method, path in OpenAPI template form, handler.
+/// One HTTP route of a function: method, path in OpenAPI template form, handler, and the rate
+/// limit it counts against.
 pub struct Route {
     pub method: Method,
     pub path: &'static str,
     pub handler: Handler,
+    pub class: RateClass,
 }
 
-/// A route table entry: `route!(GET "/api/v1/menu" => menu::list)`.
+/// A route table entry: `route!(GET "/api/v1/menu" => menu::list)`. A GET counts as a read and
+/// anything else as a write, unless a class follows: `route!(POST "/api/v1/auth/login" =>
+/// identity::login, Credentials)`.
 #[macro_export]
 macro_rules! route {
+    (GET $path:literal => $handler:path) => {
+        $crate::route!(GET $path => $handler, Read)
+    };
     ($method:ident $path:literal => $handler:path) => {
-        $crate::Route { method: ::http::Method::$method, path: $path, handler: |ctx| ::std::boxed::Box::pin($handler(ctx)) }
+        $crate::route!($method $path => $handler, Write)
+    };
+    ($method:ident $path:literal => $handler:path, $class:ident) => {
+        $crate::Route {
+            method: ::http::Method::$method,
+            path: $path,
+            handler: |ctx| ::std::boxed::Box::pin($handler(ctx)),
+            class: $crate::RateClass::$class,
+        }
     };
 }
 
@@ -107,7 +126,7 @@ impl std::fmt::Debug for Function {
 pub static FUNCTIONS: &[&Function] = &[&HEALTH, &identity::FUNCTION, &menu::FUNCTION, &orders::FUNCTION, &orders::KITCHEN, &analytics::FUNCTION];
 
 /// Liveness: `GET /health`, without touching any store.
-pub static HEALTH: Function = Function { name: "health", routes: &[route!(GET "/health" => routes::health_route)], publishes: false, images: false };
+pub static HEALTH: Function = Function { name: "health", routes: &[route!(GET "/health" => routes::health_route, Exempt)], publishes: false, images: false };
 
 /// Path parameters of `path` when it matches the template, in order.
 fn match_path(template: &str, path: &str) -> Option<Vec<String>> {
@@ -149,9 +168,11 @@ pub struct Ctx<'a> {
     pub now_ms: i64,
     /// The key for signing picture URLs, derived on first use.
     pub picture_mac: std::cell::OnceCell<hmac::Hmac<sha2::Sha256>>,
+    /// The bearer token's verdict, checked once (by the gateway or the first route to ask).
+    auth: std::cell::OnceCell<Result<Caller, ApiError>>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// The function's own context (see [`Services::extension`]); a shell that didn't bring it
     /// is a deployment fault: logged, and 503 to the caller.
     pub fn extension<T: 'static>(&self) -> Result<&T, ApiError> {
@@ -161,12 +182,14 @@ impl Ctx<'_> {
         })
     }
 
+    /// A context for one request to `route`'s handler.
+    pub fn new(svc: &'a Services<'a>, req: &'a Request, params: Vec<String>, request_id: String, trace: trace::TraceContext) -> Ctx<'a> {
+        Ctx { svc, req, params, request_id, trace, now_ms: svc.clock.now_ms(), picture_mac: Default::default(), auth: Default::default() }
+    }
+
     /// The caller named by the bearer token; 401 without a valid one.
     pub fn caller(&self) -> Result<Caller, ApiError> {
-        let header = self.req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::unauthorized)?;
-        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or_else(ApiError::unauthorized)?;
-        auth::verify_access_token(self.svc.config, token.trim(), self.now_ms)
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid or expired"))
+        self.auth.get_or_init(|| authenticate(self.svc.config, self.req, self.now_ms)).clone()
     }
 
     /// The caller, if they hold at least `role`: 401 without a token, 403 with too little.
@@ -178,6 +201,13 @@ impl Ctx<'_> {
     pub fn param(&self, i: usize) -> &str {
         self.params.get(i).map(String::as_str).unwrap_or("")
     }
+}
+
+fn authenticate(config: &Config, req: &Request, now_ms: i64) -> Result<Caller, ApiError> {
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::unauthorized)?;
+    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or_else(ApiError::unauthorized)?;
+    auth::verify_access_token(config, token.trim(), now_ms)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid or expired"))
 }
 
 fn request_id(req: &Request, svc: &Services<'_>) -> String {
@@ -216,19 +246,19 @@ async fn route(svc: &Services<'_>, functions: &[&Function], req: Request, reques
     let chosen = candidates.iter().find(|(_, r, _)| r.method == method || (method == Method::HEAD && r.method == Method::GET));
     let mut response = match chosen {
         Some((function, route, params)) => {
-            let ctx = Ctx {
-                svc,
-                req: &req,
-                params: params.clone(),
-                request_id: request_id.clone(),
-                trace,
-                now_ms: svc.clock.now_ms(),
-                picture_mac: Default::default(),
+            let ctx = Ctx::new(svc, &req, params.clone(), request_id.clone(), trace);
+            // The gateway: over its client's limit, a request goes no further.
+            let caller = if matches!(route.class, RateClass::Credentials | RateClass::Exempt) { None } else { ctx.caller().ok() };
+            let result = match ratelimit::gate(svc, &req, route.class, caller.as_ref(), ctx.now_ms).await {
+                Ok(()) => {
+                    let result = (route.handler)(&ctx).await;
+                    if function.publishes {
+                        relay(svc, &request_id).await;
+                    }
+                    result
+                }
+                Err(refused) => Err(refused),
             };
-            let result = (route.handler)(&ctx).await;
-            if function.publishes {
-                relay(svc, &request_id).await;
-            }
             let mut response = result.unwrap_or_else(ApiError::into_response);
             response.extensions_mut().insert(MatchedRoute { method: route.method.clone(), path: route.path });
             response

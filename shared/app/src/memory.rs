@@ -21,6 +21,7 @@ struct State {
     outbox: Vec<StoredEvent>,
     published: Vec<StoredEvent>,
     uploads: HashSet<String>,
+    rates: HashMap<String, i64>,
 }
 
 /// One store holding every kind of state, like the single SQLite database or DynamoDB table.
@@ -238,6 +239,29 @@ impl EventRelay for MemoryStore {
         let n = pending.len();
         s.published.extend(pending);
         Ok(n)
+    }
+}
+
+#[async_trait(?Send)]
+impl RateLimiter for MemoryStore {
+    async fn admit(&self, key: &str, limit: &RateLimit, now_ms: i64) -> StoreResult<Admission> {
+        self.check()?;
+        let mut s = self.state.borrow_mut();
+        match limit.step(s.rates.get(key).copied(), now_ms) {
+            Ok(tat) => {
+                s.rates.insert(key.to_owned(), tat);
+                Ok(Admission::Admitted)
+            }
+            Err(retry_after_ms) => Ok(Admission::Refused { retry_after_ms }),
+        }
+    }
+
+    async fn forget_idle(&self, now_ms: i64) -> StoreResult<u64> {
+        self.check()?;
+        let mut s = self.state.borrow_mut();
+        let before = s.rates.len();
+        s.rates.retain(|_, tat| *tat >= now_ms);
+        Ok((before - s.rates.len()) as u64)
     }
 }
 

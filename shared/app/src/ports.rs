@@ -7,6 +7,8 @@
 use async_trait::async_trait;
 use gocoffee_core::{KitchenTicket, MenuItem, Order, OrderStatus, Role, StoredEvent};
 
+pub use crate::ratelimit::{Admission, RateLimit};
+
 /// Why a port call failed, in the terms the app can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -178,6 +180,20 @@ pub enum Images<'a> {
 pub trait EventRelay {
     /// Publishes pending events and returns how many went out.
     async fn relay(&self) -> StoreResult<usize>;
+}
+
+/// The gateway's rate-limit state: one GCRA arrival time per client key.
+#[async_trait(?Send)]
+pub trait RateLimiter {
+    /// Counts one request of `key` under `limit` at `now_ms` in one atomic step: however many
+    /// requests race, no more than the limit are admitted.
+    async fn admit(&self, key: &str, limit: &RateLimit, now_ms: i64) -> StoreResult<Admission>;
+
+    /// Forgets keys whose arrival time passed before `now_ms` (they mean nothing any more),
+    /// where the store doesn't expire them itself; how many went.
+    async fn forget_idle(&self, _now_ms: i64) -> StoreResult<u64> {
+        Ok(0)
+    }
 }
 
 pub trait Clock {

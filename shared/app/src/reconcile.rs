@@ -40,6 +40,14 @@ pub struct Reconciled {
 /// `stuck_after_ms` are re-driven.
 pub async fn reconcile_orders(svc: &Services<'_>, now_ms: i64, stuck_after_ms: i64) -> StoreResult<Reconciled> {
     let mut out = Reconciled::default();
+    // Housekeeping on the same schedule: rate-limit keys past their arrival time mean nothing.
+    if let Some(limiter) = svc.limiter {
+        match limiter.forget_idle(now_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(forgotten = n, "idle rate-limit keys forgotten"),
+            Err(e) => tracing::warn!(error = %e, "forgetting idle rate-limit keys failed; the next pass tries again"),
+        }
+    }
     let mut after = None;
     let mut seen = 0;
     loop {

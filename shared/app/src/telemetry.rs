@@ -26,6 +26,8 @@ pub const DEAD_LETTERS: &str = "dead_letters";
 pub const HTTP_REQUESTS: &str = "http_requests";
 /// Their latency, by `route`.
 pub const HTTP_REQUEST_DURATION: &str = "http_request_duration";
+/// Requests the gateway refused for a rate limit, by `class` (`credentials`, `write`, `read`).
+pub const RATE_LIMITED: &str = "rate_limited";
 /// What the Lambda shell's EMF documents are filed under, and the Prometheus prefix on the host.
 pub const NAMESPACE: &str = "GoCoffee";
 
@@ -38,6 +40,7 @@ pub fn describe() {
     metrics::describe_counter!(DEAD_LETTERS, Unit::Count, "messages dead-lettered, by consumer");
     metrics::describe_counter!(HTTP_REQUESTS, Unit::Count, "HTTP requests, by route and status class");
     metrics::describe_histogram!(HTTP_REQUEST_DURATION, Unit::Milliseconds, "HTTP request latency, by route");
+    metrics::describe_counter!(RATE_LIMITED, Unit::Count, "requests refused for a rate limit, by class");
 }
 
 /// An order event was appended (placed, changed by a person or by the saga).
@@ -76,4 +79,9 @@ pub fn http_request(route: &str, status: u16, elapsed_ms: f64) {
     };
     metrics::counter!(HTTP_REQUESTS, "route" => route.to_owned(), "status" => class).increment(1);
     metrics::histogram!(HTTP_REQUEST_DURATION, "route" => route.to_owned()).record(elapsed_ms);
+}
+
+/// The gateway refused a request of `class` for its client's rate limit.
+pub fn rate_limited(class: &'static str) {
+    metrics::counter!(RATE_LIMITED, "class" => class).increment(1);
 }

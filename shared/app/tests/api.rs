@@ -4,7 +4,8 @@ use gocoffee_app::analytics::AnalyticsContext;
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
 use gocoffee_app::memory::{ManualClock, MemoryAnalytics, MemoryImageBlobs, MemoryKitchenQueue, MemoryStore};
 use gocoffee_app::ports::{Clock, Entropy, Images, OrderStore};
-use gocoffee_app::{Config, FUNCTIONS, Services, handle};
+use gocoffee_app::ratelimit::RateLimits;
+use gocoffee_app::{ClientAddr, Config, FUNCTIONS, Services, handle};
 use gocoffee_core::{Email, Password};
 use serde_json::{Value, json};
 
@@ -27,6 +28,8 @@ struct World {
     entropy: Counter,
     config: Config,
     analytics: AnalyticsContext,
+    /// Where the next requests come from, as the shell would say.
+    addr: std::cell::Cell<Option<ClientAddr>>,
 }
 
 struct Reply {
@@ -51,8 +54,10 @@ impl World {
                 bootstrap_admin: Some((Email::parse(ADMIN.0).expect("email"), Password::parse(ADMIN.1).expect("password"))),
                 public_base_url: None,
                 crypto_methods: vec![("polygon".into(), "USDC".into())],
+                rate_limits: RateLimits::OFF,
             },
             analytics: AnalyticsContext { store: Box::new(MemoryAnalytics::default()) },
+            addr: Default::default(),
         }
     }
 
@@ -64,6 +69,7 @@ impl World {
             relay: &self.store,
             kitchen: None,
             images: Some(Images::Served(&self.images)),
+            limiter: Some(&self.store),
             clock: &self.clock,
             entropy: &self.entropy,
             config: &self.config,
@@ -83,7 +89,11 @@ impl World {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let resp = pollster::block_on(handle(&self.svc(), FUNCTIONS, b.body(body).expect("request")));
+        let mut req = b.body(body).expect("request");
+        if let Some(addr) = self.addr.get() {
+            req.extensions_mut().insert(addr);
+        }
+        let resp = pollster::block_on(handle(&self.svc(), FUNCTIONS, req));
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = if resp.body().is_empty() { Value::Null } else { serde_json::from_slice(resp.body()).expect("JSON body") };
@@ -793,4 +803,57 @@ fn the_analytics_model_folds_the_stream_mends_gaps_from_the_log_and_rebuilds_to_
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
     }
     assert_eq!(w.call("GET", "/api/v1/analytics/sales?bucket=day&from=2023-01-01&to=2023-11-14", Some(&manager), None).status, 200);
+}
+
+#[test]
+fn the_gateway_limits_each_client_by_class_and_nothing_runs_past_the_limit() {
+    let mut w = World::new();
+    w.config.rate_limits = RateLimits::parse(
+        r#"{"credentials": {"requests": 2, "per_seconds": 60, "burst": 2}, "read": {"requests": 3, "per_seconds": 60, "burst": 3}, "write": null}"#,
+    )
+    .expect("limits");
+    let at = |addr: &str| w.addr.set(ClientAddr::parse(addr));
+    at("203.0.113.7:4000");
+    let ada = w.register("ada@example.com");
+    let bob = w.register("bob@example.com");
+    let refused = w.call("POST", "/api/v1/auth/register", None, Some(json!({"email": "eve@example.com", "password": "password 123"})));
+    assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (429, Some("rate_limited")), "{}", refused.body);
+    assert_eq!(refused.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("30"), "one interval, in whole seconds");
+    // Nothing behind the limit ran: no account for eve, from any address.
+    at("198.51.100.2:5000");
+    assert_eq!(w.login("eve@example.com", "password 123").status, 401);
+    at("203.0.113.7:4001");
+    assert_eq!(w.login("ada@example.com", "password 123").status, 429, "another port of the same address is the same client");
+
+    // Reads count per user once signed in, and per address otherwise.
+    for _ in 0..3 {
+        assert_eq!(w.call("GET", "/api/v1/auth/me", Some(&ada), None).status, 200);
+    }
+    let limited = w.call("GET", "/api/v1/orders", Some(&ada), None);
+    assert_eq!(limited.status, 429, "one budget across every read route");
+    assert_eq!(w.call("GET", "/api/v1/auth/me", Some(&bob), None).status, 200, "bob has his own");
+    assert_eq!(w.call("GET", "/api/v1/menu", None, None).status, 200, "anonymous reads count by address");
+    assert_eq!(w.call("GET", "/health", None, None).status, 200);
+    // Writes are unlimited here (`null`), and a forged token counts as anonymous, not as ada.
+    assert_eq!(w.call("POST", "/api/v1/auth/logout", Some(&ada), Some(json!({"refresh_token": "x"}))).status / 100, 2);
+    assert_eq!(w.call("GET", "/api/v1/auth/me", Some(&format!("{ada}x")), None).status, 401);
+
+    w.clock.advance(20_000);
+    assert_eq!(w.call("GET", "/api/v1/auth/me", Some(&ada), None).status, 200, "one interval later, one more read");
+    assert_eq!(w.call("GET", "/api/v1/auth/me", Some(&ada), None).status, 429);
+
+    // A limiter that fails lets requests through rather than taking the API down.
+    w.clock.advance(1_000);
+    let svc = Services { limiter: Some(&FailingLimiter), ..w.svc() };
+    let req = http::Request::builder().uri("/api/v1/menu").body(vec![]).expect("request");
+    assert_eq!(pollster::block_on(handle(&svc, FUNCTIONS, req)).status(), 200);
+}
+
+struct FailingLimiter;
+
+#[async_trait::async_trait(?Send)]
+impl gocoffee_app::ports::RateLimiter for FailingLimiter {
+    async fn admit(&self, _: &str, _: &gocoffee_app::ports::RateLimit, _: i64) -> gocoffee_app::ports::StoreResult<gocoffee_app::ports::Admission> {
+        Err(gocoffee_app::ports::StoreError::Unavailable("down".into()))
+    }
 }

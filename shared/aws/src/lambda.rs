@@ -158,6 +158,7 @@ impl Shell {
             relay: &relays,
             kitchen: self.kitchen.as_ref().map(|k| k as &dyn KitchenQueue),
             images: self.images.as_ref().map(|i| Images::Presigned(i)),
+            limiter: Some(&self.store),
             clock: &SystemClock,
             entropy: &OsEntropy,
             config: &self.config,
@@ -312,6 +313,10 @@ pub fn request_from_apigw(event: ApiGatewayV2httpRequest) -> Result<Request, Api
         _ => path,
     };
     let mut builder = http::Request::builder().method(event.request_context.http.method).uri(uri);
+    // The address API Gateway saw the connection come from: what anonymous calls are limited by.
+    if let Some(addr) = event.request_context.http.source_ip.as_deref().and_then(gocoffee_app::ClientAddr::parse) {
+        builder = builder.extension(addr);
+    }
     if let Some(headers) = builder.headers_mut() {
         *headers = event.headers;
         if let Some(cookies) = event.cookies.filter(|c| !c.is_empty()) {

@@ -6,6 +6,7 @@ pub mod dynamo;
 pub mod kinesis;
 pub mod lambda;
 pub mod otlp;
+pub mod ratelimit;
 pub mod s3;
 pub mod sqs;
 

@@ -189,6 +189,7 @@ pub async fn with_services<T>(
         relay: &relay,
         kitchen: None,
         images: blobs.as_ref().map(|b| Images::Served(b)),
+        limiter: Some(&store),
         clock: &SystemClock,
         entropy: &OsEntropy,
         config: &config,
@@ -205,7 +206,11 @@ pub async fn serve(function: &Function, req: Request) -> Response {
 }
 
 /// An HTTP component whose routes need what it brings itself (`extension`).
-pub async fn serve_with(function: &Function, extension: Option<&dyn std::any::Any>, req: Request) -> Response {
+pub async fn serve_with(function: &Function, extension: Option<&dyn std::any::Any>, mut req: Request) -> Response {
+    // Spin sets `spin-client-addr` itself, over any a client sent: who anonymous calls count as.
+    if let Some(addr) = req.headers().get("spin-client-addr").and_then(|v| v.to_str().ok()).and_then(gocoffee_app::ClientAddr::parse) {
+        req.extensions_mut().insert(addr);
+    }
     match with_services(Some(function), extension, async |svc| gocoffee_app::handle(svc, &[function], req).await).await {
         Ok(response) => response,
         Err(cause) => {

@@ -434,3 +434,29 @@ impl<D: Db, P: Publisher> EventRelay for SqliteOutboxRelay<'_, D, P> {
         relay_leased(self).await
     }
 }
+
+/// GCRA in one statement: an upsert that moves the key's arrival time only when the request is
+/// admitted (the `WHERE` of `DO UPDATE`), and says so by returning a row. SQLite runs a statement
+/// under the write lock, so racing requests see each other's updates.
+const ADMIT: &str = "INSERT INTO rate_limits (key, tat) VALUES (?1, ?2 + ?3) \
+     ON CONFLICT (key) DO UPDATE SET tat = max(tat, ?2) + ?3 WHERE max(tat, ?2) - ?2 <= ?4 \
+     RETURNING tat";
+
+#[async_trait(?Send)]
+impl<D: Db> RateLimiter for SqliteStore<D> {
+    async fn admit(&self, key: &str, limit: &RateLimit, now_ms: i64) -> StoreResult<Admission> {
+        let params = [key.into(), now_ms.into(), limit.interval_ms().into(), limit.tolerance_ms().into()];
+        if !self.db.execute(ADMIT, &params)?.rows.is_empty() {
+            return Ok(Admission::Admitted);
+        }
+        // Refused: how long until the next request fits (read apart, it only informs Retry-After).
+        let rows = self.db.execute("SELECT tat FROM rate_limits WHERE key = ?", &[key.into()])?;
+        let tat = rows.rows.first().map(|r| r.int(0)).transpose()?;
+        Ok(Admission::Refused { retry_after_ms: limit.step(tat, now_ms).err().unwrap_or(1) })
+    }
+
+    async fn forget_idle(&self, now_ms: i64) -> StoreResult<u64> {
+        let rows = self.db.execute("DELETE FROM rate_limits WHERE tat < ? RETURNING key", &[now_ms.into()])?;
+        Ok(rows.rows.len() as u64)
+    }
+}

@@ -6,7 +6,7 @@ use gocoffee_core::menu::default_menu;
 
 use crate::db::{Db, DbError, RowExt, Value};
 
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS menu_items (id TEXT PRIMARY KEY, position INTEGER NOT NULL, doc TEXT NOT NULL)",
@@ -43,6 +43,12 @@ const V3: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS chain_cursors (chain_id INTEGER PRIMARY KEY, block INTEGER NOT NULL)",
 ];
 
+/// Version 4: the gateway's rate limits, one GCRA arrival time per client key.
+const V4: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS rate_limits (key TEXT PRIMARY KEY, tat INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS rate_limits_by_tat ON rate_limits (tat)",
+];
+
 fn current(db: &dyn Db) -> Option<i64> {
     let rows = db.execute("SELECT version FROM gocoffee_schema", &[]).ok()?;
     rows.rows.first().and_then(|r| r.int(0).ok())
@@ -72,7 +78,7 @@ pub fn ensure(db: &dyn Db) -> Result<(), DbError> {
                 )?;
             }
         }
-        for statement in V2.iter().chain(V3) {
+        for statement in V2.iter().chain(V3).chain(V4) {
             db.execute(statement, &[])?;
         }
         db.execute("DELETE FROM gocoffee_schema", &[])?;

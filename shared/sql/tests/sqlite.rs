@@ -385,3 +385,32 @@ fn the_analytics_store_keeps_the_newest_facts_per_order_and_reads_by_placement()
     while !block_on(a.clear_batch()).expect("clear") {}
     assert!(ids(0, 10_000, 10).is_empty());
 }
+
+#[test]
+fn racing_connections_admit_no_more_than_the_limit() {
+    let path = temp_db("rate");
+    drop(SqliteStore::open(Sqlite::open(&path)).expect("schema"));
+    let limit = RateLimit { requests: 5, per_ms: 3_600_000, burst: 5 };
+    let admitted = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                let conn = SqliteStore::open(Sqlite::open(&path)).expect("open");
+                for _ in 0..10 {
+                    if block_on(conn.admit("credentials:addr:203.0.113.7", &limit, 1_000)).expect("admit") == Admission::Admitted {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(admitted.into_inner(), 5, "80 racing requests, a burst of 5");
+    let s = SqliteStore::open(Sqlite::open(&path)).expect("open");
+    // The refusal says when the next request fits: one interval (12 minutes) after now.
+    assert_eq!(block_on(s.admit("credentials:addr:203.0.113.7", &limit, 1_000)), Ok(Admission::Refused { retry_after_ms: 720_000 }));
+    assert_eq!(block_on(s.admit("credentials:addr:203.0.113.7", &limit, 721_000)), Ok(Admission::Admitted));
+    assert_eq!(block_on(s.admit("credentials:addr:198.51.100.1", &limit, 1_000)), Ok(Admission::Admitted), "keys are apart");
+    // Keys whose arrival time has passed mean nothing and are forgotten.
+    assert_eq!(block_on(s.forget_idle(10_000_000)), Ok(2));
+    assert_eq!(count(&s, "rate_limits"), 0);
+}

@@ -224,9 +224,9 @@ pub async fn create_user(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub static FUNCTION: crate::Function = crate::Function {
     name: "identity",
     routes: &[
-        crate::route!(POST "/api/v1/auth/register" => register),
-        crate::route!(POST "/api/v1/auth/login" => login),
-        crate::route!(POST "/api/v1/auth/refresh" => refresh),
+        crate::route!(POST "/api/v1/auth/register" => register, Credentials),
+        crate::route!(POST "/api/v1/auth/login" => login, Credentials),
+        crate::route!(POST "/api/v1/auth/refresh" => refresh, Credentials),
         crate::route!(POST "/api/v1/auth/logout" => logout),
         crate::route!(GET "/api/v1/auth/me" => me),
         crate::route!(POST "/api/v1/auth/users" => create_user),
