@@ -6,6 +6,8 @@ STATE ?= .gocoffee
 LISTEN ?= 127.0.0.1:3000
 METRICS_LISTEN ?= 127.0.0.1:9464
 COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler analytics analytics-consumer
+# Test components: what a guest sees of its host (tests/tests/conformance.rs).
+TEST_COMPONENTS := spin-conformance
 # Every function is also a Lambda.
 LAMBDAS := $(COMPONENTS)
 HOST := target/release/gocoffee-host
@@ -23,7 +25,7 @@ tools:
 
 ## components: every function as a Spin component (target/wasm32-wasip2/release/*.wasm)
 components: setup
-	$(CARGO) build --release --target wasm32-wasip2 --lib $(addprefix -p ,$(COMPONENTS))
+	$(CARGO) build --release --target wasm32-wasip2 --lib $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS))
 
 ## host: the local runtime that serves spin.toml
 host:

@@ -7,6 +7,7 @@ mod log;
 mod manifest;
 mod metrics;
 mod otlp;
+mod outbound;
 mod routes;
 mod runtime;
 mod server;

@@ -16,12 +16,14 @@ use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::log::{Failure, MessageLog};
 use crate::manifest::{Manifest, Variables};
+pub use crate::outbound::AllowedHosts;
 use crate::spin::cron::CronTriggerPre;
 use crate::spin::cron::fermyon::spin_cron::cron_types::Metadata as CronMetadata;
 use crate::spin::trigger::RedisTriggerPre;
@@ -38,58 +40,6 @@ const MAX_GUEST_MEMORY: usize = 256 << 20;
 pub const DEFAULT_MAX_INSTANCES: u32 = 128;
 /// How much of a component's stderr a delivery keeps, to read why it failed.
 const STDERR_TAIL_BYTES: usize = 8 * 1024;
-
-/// `allowed_outbound_hosts` entries: `scheme://host[:port]`, with `*` for any scheme, host or
-/// port, and `*.example.com` for subdomains.
-#[derive(Debug, Clone, Default)]
-pub struct AllowedHosts(Vec<(String, String, Option<String>)>);
-
-fn default_port(scheme: &str) -> Option<&'static str> {
-    match scheme {
-        "http" => Some("80"),
-        "https" => Some("443"),
-        "redis" => Some("6379"),
-        _ => None,
-    }
-}
-
-fn split_url(url: &str) -> Option<(String, String, Option<String>)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h.to_owned(), Some(p.to_owned())),
-        _ => (authority.to_owned(), None),
-    };
-    Some((scheme.to_ascii_lowercase(), host.to_ascii_lowercase(), port))
-}
-
-impl AllowedHosts {
-    pub fn parse(entries: &[String]) -> Result<AllowedHosts> {
-        let mut out = vec![];
-        for e in entries {
-            if e == "*://*:*" {
-                out.push(("*".into(), "*".into(), Some("*".into())));
-                continue;
-            }
-            let parsed = split_url(e).with_context(|| format!("allowed_outbound_hosts entry `{e}` must be scheme://host[:port]"))?;
-            out.push(parsed);
-        }
-        Ok(AllowedHosts(out))
-    }
-
-    pub fn allows_url(&self, url: &str) -> bool {
-        let Some((scheme, host, port)) = split_url(url) else { return false };
-        let port = port.or_else(|| default_port(&scheme).map(str::to_owned));
-        self.0.iter().any(|(s, h, p)| {
-            let scheme_ok = s == "*" || *s == scheme;
-            let host_ok = h == "*" || *h == host || h.strip_prefix("*.").is_some_and(|suffix| host.ends_with(&format!(".{suffix}")));
-            let allowed_port = p.clone().or_else(|| default_port(s).map(str::to_owned));
-            let port_ok = allowed_port.as_deref() == Some("*") || allowed_port == port;
-            scheme_ok && host_ok && port_ok
-        })
-    }
-}
 
 /// What one component may use, fixed at start-up.
 #[derive(Debug)]
@@ -312,6 +262,23 @@ impl Runtime {
         for (k, v) in &component.environment {
             wasi.env(k, v);
         }
+        let allowed = component.clone();
+        // TCP as Spin offers it: any connection allowed_outbound_hosts allows, nothing else.
+        wasi.allow_tcp(true);
+        wasi.socket_addr_check(move |addr, used_for| {
+            let ok = match used_for {
+                SocketAddrUse::TcpConnect => allowed.allowed_hosts.allows_tcp(addr),
+                // A connect first asks for the ephemeral bind it implies (the unspecified address,
+                // port 0), and Spin lets connects through; every other bind, any listening socket
+                // and UDP are refused, as under Spin.
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            };
+            if !ok && !matches!(used_for, SocketAddrUse::TcpBind) {
+                tracing::warn!(component = %allowed.id, %addr, ?used_for, "socket denied: not in allowed_outbound_hosts");
+            }
+            Box::pin(async move { ok })
+        });
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -540,10 +507,6 @@ mod tests {
         assert_eq!(&body[..], b"pong");
     }
 
-    fn hosts(entries: &[&str]) -> AllowedHosts {
-        AllowedHosts::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("parses")
-    }
-
     #[test]
     fn a_failure_is_classified_by_the_last_line_that_says_why() {
         let json_log = r#"{"level":"WARN","fields":{"error":"poison message: nope"}}"#;
@@ -551,20 +514,5 @@ mod tests {
         assert_eq!(classify("c", "retryable: earlier\npoison message: not an order event\n"), Failure::Poison("not an order event".into()));
         assert!(matches!(classify("c", json_log), Failure::Fault(_)), "a JSON log line is not a verdict");
         assert!(matches!(classify("c", ""), Failure::Fault(_)));
-    }
-
-    #[test]
-    fn only_listed_hosts_are_allowed() {
-        let h = hosts(&["redis://127.0.0.1:6379", "https://api.example.com", "http://*.internal:*"]);
-        assert!(h.allows_url("redis://127.0.0.1:6379"));
-        assert!(h.allows_url("redis://127.0.0.1"), "default port");
-        assert!(!h.allows_url("redis://127.0.0.1:6380"));
-        assert!(h.allows_url("https://api.example.com/v1/x?y=1"));
-        assert!(!h.allows_url("http://api.example.com/"), "scheme matters");
-        assert!(h.allows_url("http://svc.internal:8080/"));
-        assert!(!h.allows_url("http://internal:8080/"));
-        assert!(!h.allows_url("https://evil.com/api.example.com"));
-        assert!(!hosts(&[]).allows_url("https://api.example.com"));
-        assert!(hosts(&["*://*:*"]).allows_url("https://anything:1"));
     }
 }

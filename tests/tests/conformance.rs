@@ -1,0 +1,71 @@
+//! The local host against Spin's behaviour where a guest can see it, with a component that
+//! reports what it sees (`tests/conformance`): the `spin-*` headers, and which TCP connections
+//! `allowed_outbound_hosts` lets it open (Spin's rules: `crates/outbound-networking-config`).
+
+use std::net::TcpListener;
+
+use gocoffee_tests::{Host, workspace};
+
+fn get(base: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut req = agent.get(format!("{base}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().expect("request");
+    (resp.status().as_u16(), resp.body_mut().read_to_string().expect("body"))
+}
+
+/// The host on the conformance manifest, with its variables.
+fn host(name: &str, variables: &[(&str, &str)]) -> Host {
+    let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let manifest = workspace().join("tests/conformance/spin.toml");
+    let env: Vec<(String, String)> = variables.iter().map(|(k, v)| (format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v.to_string())).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Host::launch_env(state, "127.0.0.1:0", &["-f", manifest.to_str().expect("path")], &env)
+}
+
+#[test]
+fn route_parameters_and_the_client_address_reach_the_guest_as_spin_names_them() {
+    let h = host("conformance-headers", &[("tcp_port", "1"), ("range_start", "1"), ("range_end", "2")]);
+    let (status, body) = get(&h.base, "/conformance/headers/one/two/rest/of", &[("spin-client-addr", "6.6.6.6:66")]);
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(seen["spin-path-match-path-segment"], "one", "upper-cased and `_` to `-`, then a header name: {seen}");
+    assert_eq!(seen["spin-path-match-mixed-case"], "two", "{seen}");
+    assert_eq!(seen["spin-path-info"], "/rest/of", "{seen}");
+    let client = seen["spin-client-addr"].as_str().expect("client addr");
+    assert!(client.starts_with("127.0.0.1:"), "the socket's address, not the client's header: {client}");
+}
+
+#[test]
+fn tcp_connections_open_exactly_where_allowed_outbound_hosts_allows() {
+    let listen = |ip: &str, port: u16| TcpListener::bind((ip, port)).expect("listen");
+    let allowed = listen("127.0.0.1", 0);
+    let other_port = listen("127.0.0.1", 0);
+    let in_network = listen("127.0.0.3", 0);
+    let port = in_network.local_addr().expect("addr").port();
+    // The same port on an address outside 127.0.0.2/31 (skipped if it can't be had).
+    let outside = TcpListener::bind(("127.0.0.4", port)).ok();
+    let allowed_port = allowed.local_addr().expect("addr").port().to_string();
+    let (start, end) = (port.to_string(), (port + 1).to_string());
+    let h = host("conformance-tcp", &[("tcp_port", &allowed_port), ("range_start", &start), ("range_end", &end)]);
+    let connect = |addr: String| get(&h.base, &format!("/conformance/tcp?addr={addr}"), &[]);
+
+    let (status, body) = connect(format!("127.0.0.1:{allowed_port}"));
+    assert_eq!((status, body.as_str()), (200, "connected"), "`*://127.0.0.1:{{{{ tcp_port }}}}` allows tcp");
+    let (status, body) = connect(format!("127.0.0.3:{port}"));
+    assert_eq!((status, body.as_str()), (200, "connected"), "an address in a network, a port in a range");
+
+    let (status, body) = connect(other_port.local_addr().expect("addr").to_string());
+    assert_eq!(status, 403, "another port: {body}");
+    assert!(!body.contains("ConnectionRefused"), "refused by the host, not by the listener: {body}");
+    if let Some(outside) = &outside {
+        let (status, body) = connect(outside.local_addr().expect("addr").to_string());
+        assert_eq!(status, 403, "outside the network: {body}");
+    }
+    let (status, body) = connect(format!("127.0.0.3:{}", port + 1));
+    assert_eq!(status, 403, "a range excludes its end: {body}");
+}
