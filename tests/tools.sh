@@ -6,6 +6,7 @@
 #   .venv          schemathesis (API fuzzing), moto server (AWS wire protocol), cargo-lambda (+ zig)
 #   .venv-sam      aws-sam-cli (sam validate --lint) with its cfn-lint
 #   .venv-checkov  checkov (static policy checks of the template)
+# and from Debian's packages: redis-server, the real Redis the host's outbound Redis is tested on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,16 @@ ensure_npm() {
   echo "$want" > node_modules/.stamp
 }
 
+ensure_apt() {
+  local command=$1 package=$2
+  command -v "$command" >/dev/null && return 0
+  echo "installing $package from Debian's packages"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get install -y -q "$package" >/dev/null 2>&1 || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$package" >/dev/null; }
+}
+
 case "${1:-all}" in
+  apt|all) ensure_apt redis-server redis-server ;;&
   npm|all) ensure_npm ;;&
   main|all) ensure_venv .venv "schemathesis==4.32.5" "moto[server]==5.2.1" "cargo-lambda==1.9.2" ;;&
   sam|all) ensure_venv .venv-sam "aws-sam-cli==1.170.0" ;;&

@@ -24,6 +24,19 @@ pub struct Manifest {
 #[derive(Debug, Deserialize)]
 pub struct Application {
     pub name: String,
+    #[serde(default)]
+    pub trigger: ApplicationTriggers,
+}
+
+/// `[application.trigger.redis]`: the Redis trigger's default server.
+#[derive(Debug, Default, Deserialize)]
+pub struct ApplicationTriggers {
+    pub redis: Option<RedisTriggerConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RedisTriggerConfig {
+    pub address: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +66,8 @@ pub struct HttpTrigger {
 pub struct RedisTrigger {
     pub channel: String,
     pub component: String,
+    /// This trigger's own server, instead of the application's.
+    pub address: Option<String>,
 }
 
 /// `[[trigger.cron]]` as Fermyon's spin-trigger-cron plugin reads it: a component and a cron

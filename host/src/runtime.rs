@@ -57,6 +57,9 @@ pub struct Shared {
     pub sqlite: Pools,
     pub kv: Pools,
     pub log: Arc<MessageLog>,
+    /// The Redis triggers' addresses (`(host, port)`): the embedded log stands in for them, so a
+    /// component that publishes there feeds the triggers. Every other address is a real server.
+    pub redis_log: Vec<(String, u16)>,
 }
 
 /// The data of one invocation's store.
@@ -246,7 +249,15 @@ impl Runtime {
             };
             components.insert(id.clone(), LoadedComponent { config, http, redis, cron });
         }
-        let shared = Arc::new(Shared { sqlite: Pools::new(opts.state_dir.join("sqlite"), &[]), kv: Pools::new(opts.state_dir.join("kv"), KV_SCHEMA), log });
+        let app_address = manifest.application.trigger.redis.as_ref().map(|r| r.address.as_str());
+        let mut redis_log = Vec::new();
+        for t in &manifest.trigger.redis {
+            let Some(address) = t.address.as_deref().or(app_address) else { continue };
+            let address = variables.expand(address).with_context(|| format!("the redis trigger of channel {}", t.channel))?;
+            redis_log.extend(crate::spin::redis_endpoint(&address));
+        }
+        let shared =
+            Arc::new(Shared { sqlite: Pools::new(opts.state_dir.join("sqlite"), &[]), kv: Pools::new(opts.state_dir.join("kv"), KV_SCHEMA), log, redis_log });
         Ok(Runtime { engine, shared, components })
     }
 

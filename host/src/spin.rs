@@ -1,5 +1,6 @@
 //! The host side of the Spin 2.0 interfaces components import: key-value and sqlite on SQLite
-//! files, variables resolved at start-up, and Redis publish into the durable message log.
+//! files, variables resolved at start-up, and Redis: the Redis trigger's own address is the
+//! durable message log (publish feeds the trigger), any other address a real Redis server.
 
 use std::sync::Arc;
 
@@ -47,8 +48,48 @@ pub struct SqliteConnection {
     conn: Option<rusqlite::Connection>,
 }
 
-pub struct RedisConnection {
-    _address: String,
+pub enum RedisConnection {
+    /// The trigger's address: publishing goes into the durable log the trigger reads.
+    Log,
+    /// Any other address: a real Redis server.
+    Server(Box<::redis::aio::MultiplexedConnection>),
+}
+
+/// How long opening a connection to a real Redis server may take.
+const REDIS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `(host, port)` of a `redis://` address, to tell the trigger's address from others however
+/// each is spelt (`redis://localhost` is not `redis://127.0.0.1`: compared as written).
+pub fn redis_endpoint(address: &str) -> Option<(String, u16)> {
+    let url = url::Url::parse(address).ok()?;
+    Some((url.host_str()?.to_ascii_lowercase(), url.port().unwrap_or(6379)))
+}
+
+fn redis_error(e: ::redis::RedisError) -> redis::Error {
+    if e.kind() == ::redis::ErrorKind::TypeError { redis::Error::TypeError } else { redis::Error::Other(e.to_string()) }
+}
+
+/// A reply as the interface's flat list of results (an array's items in order), as Spin gives it.
+fn redis_results(value: ::redis::Value, out: &mut Vec<redis::RedisResult>) -> Result<(), redis::Error> {
+    use ::redis::Value as V;
+    match value {
+        V::Nil => out.push(redis::RedisResult::Nil),
+        V::Int(n) => out.push(redis::RedisResult::Int64(n)),
+        V::BulkString(b) => out.push(redis::RedisResult::Binary(b)),
+        V::SimpleString(s) => out.push(redis::RedisResult::Status(s)),
+        V::Okay => out.push(redis::RedisResult::Status("OK".into())),
+        V::Array(items) | V::Set(items) => {
+            for item in items {
+                redis_results(item, out)?;
+            }
+        }
+        V::Double(d) => out.push(redis::RedisResult::Binary(d.to_string().into_bytes())),
+        V::Boolean(b) => out.push(redis::RedisResult::Int64(i64::from(b))),
+        V::BigNumber(n) => out.push(redis::RedisResult::Binary(n.to_string().into_bytes())),
+        V::ServerError(e) => return Err(redis::Error::Other(format!("{e:?}"))),
+        other => return Err(redis::Error::Other(format!("a reply of this kind can't be returned: {other:?}"))),
+    }
+    Ok(())
 }
 
 /// SQLite work is quick but blocking: let the runtime move other tasks off this thread.
@@ -207,7 +248,29 @@ impl variables::Host for HostState {
 
 impl redis::Host for HostState {}
 
-const NOT_SUPPORTED: &str = "the local host implements Redis publish only; use key-value or sqlite for data";
+const LOG_TAKES_PUBLISH_ONLY: &str = "this is the Redis trigger's address, which the local host serves from its embedded message log: publish only; \
+     open another address (a real Redis server, listed in allowed_outbound_hosts) for data";
+
+impl HostState {
+    /// The real server behind `conn`, or why there is none.
+    fn redis_server(&mut self, conn: &Resource<RedisConnection>) -> wasmtime::Result<Result<::redis::aio::MultiplexedConnection, redis::Error>> {
+        Ok(match self.table.get(conn)? {
+            RedisConnection::Server(c) => Ok((**c).clone()),
+            RedisConnection::Log => Err(redis::Error::Other(LOG_TAKES_PUBLISH_ONLY.into())),
+        })
+    }
+}
+
+/// Runs one command on `conn`'s real server: the interface's error when there is none or the
+/// command fails.
+macro_rules! on_server {
+    ($state:expr, $conn:expr, |$c:ident| $call:expr) => {{
+        match $state.redis_server(&$conn)? {
+            Ok(mut $c) => Ok($call.await.map_err(redis_error)),
+            Err(e) => Ok(Err(e)),
+        }
+    }};
+}
 
 impl redis::HostConnection for HostState {
     async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<RedisConnection>, redis::Error>> {
@@ -215,50 +278,73 @@ impl redis::HostConnection for HostState {
             tracing::warn!(component = %self.component.id, %address, "redis address not in allowed_outbound_hosts");
             return Ok(Err(redis::Error::InvalidAddress));
         }
-        Ok(Ok(self.table.push(RedisConnection { _address: address })?))
+        let Some(endpoint) = redis_endpoint(&address) else { return Ok(Err(redis::Error::InvalidAddress)) };
+        if self.shared.redis_log.contains(&endpoint) {
+            return Ok(Ok(self.table.push(RedisConnection::Log)?));
+        }
+        let Ok(client) = ::redis::Client::open(address.as_str()) else { return Ok(Err(redis::Error::InvalidAddress)) };
+        let connected = tokio::time::timeout(REDIS_CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await;
+        match connected {
+            Ok(Ok(c)) => Ok(Ok(self.table.push(RedisConnection::Server(Box::new(c)))?)),
+            Ok(Err(e)) => Ok(Err(redis::Error::Other(format!("connecting to {}:{}: {e}", endpoint.0, endpoint.1)))),
+            Err(_) => Ok(Err(redis::Error::Other(format!("connecting to {}:{} timed out", endpoint.0, endpoint.1)))),
+        }
     }
 
     async fn publish(&mut self, conn: Resource<RedisConnection>, channel: String, payload: Vec<u8>) -> wasmtime::Result<Result<(), redis::Error>> {
-        self.table.get(&conn)?;
-        let log = self.shared.log.clone();
-        Ok(blocking(|| log.publish(&channel, &payload)).map_err(|e| redis::Error::Other(format!("{e:#}"))))
+        if let RedisConnection::Log = self.table.get(&conn)? {
+            let log = self.shared.log.clone();
+            return Ok(blocking(|| log.publish(&channel, &payload)).map_err(|e| redis::Error::Other(format!("{e:#}"))));
+        }
+        on_server!(self, conn, |c| ::redis::AsyncCommands::publish::<_, _, ()>(&mut c, &channel, &payload))
     }
 
-    async fn get(&mut self, _: Resource<RedisConnection>, _: String) -> wasmtime::Result<Result<Option<Vec<u8>>, redis::Error>> {
-        Ok(Err(redis::Error::Other(NOT_SUPPORTED.into())))
+    async fn get(&mut self, conn: Resource<RedisConnection>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, redis::Error>> {
+        on_server!(self, conn, |c| ::redis::AsyncCommands::get::<_, Option<Vec<u8>>>(&mut c, &key))
     }
 
-    async fn set(&mut self, _: Resource<RedisConnection>, _: String, _: Vec<u8>) -> wasmtime::Result<Result<(), redis::Error>> {
-        Ok(Err(redis::Error::Other(NOT_SUPPORTED.into())))
+    async fn set(&mut self, conn: Resource<RedisConnection>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), redis::Error>> {
+        on_server!(self, conn, |c| ::redis::AsyncCommands::set::<_, _, ()>(&mut c, &key, &value))
     }
 
-    async fn incr(&mut self, _: Resource<RedisConnection>, _: String) -> wasmtime::Result<Result<i64, redis::Error>> {
-        Ok(Err(redis::Error::Other(NOT_SUPPORTED.into())))
+    async fn incr(&mut self, conn: Resource<RedisConnection>, key: String) -> wasmtime::Result<Result<i64, redis::Error>> {
+        on_server!(self, conn, |c| ::redis::AsyncCommands::incr::<_, _, i64>(&mut c, &key, 1))
     }
 
-    async fn del(&mut self, _: Resource<RedisConnection>, _: Vec<String>) -> wasmtime::Result<Result<u32, redis::Error>> {
-        Ok(Err(redis::Error::Other(NOT_SUPPORTED.into())))
+    async fn del(&mut self, conn: Resource<RedisConnection>, keys: Vec<String>) -> wasmtime::Result<Result<u32, redis::Error>> {
+        on_server!(self, conn, |c| ::redis::AsyncCommands::del::<_, u32>(&mut c, &keys))
     }
 
-    async fn sadd(&mut self, _: Resource<RedisConnection>, _: String, _: Vec<String>) -> wasmtime::Result<Result<u32, redis::Error>> {
-        Ok(Err(redis::Error::Other(NOT_SUPPORTED.into())))
+    async fn sadd(&mut self, conn: Resource<RedisConnection>, key: String, values: Vec<String>) -> wasmtime::Result<Result<u32, redis::Error>> {
+        on_server!(self, conn, |c| ::redis::AsyncCommands::sadd::<_, _, u32>(&mut c, &key, &values))
     }
 
-    async fn smembers(&mut self, _: Resource<RedisConnection>, _: String) -> wasmtime::Result<Result<Vec<String>, redis::Error>> {
-        Ok(Err(redis::Error::Other(NOT_SUPPORTED.into())))
+    async fn smembers(&mut self, conn: Resource<RedisConnection>, key: String) -> wasmtime::Result<Result<Vec<String>, redis::Error>> {
+        on_server!(self, conn, |c| ::redis::AsyncCommands::smembers::<_, Vec<String>>(&mut c, &key))
     }
 
-    async fn srem(&mut self, _: Resource<RedisConnection>, _: String, _: Vec<String>) -> wasmtime::Result<Result<u32, redis::Error>> {
-        Ok(Err(redis::Error::Other(NOT_SUPPORTED.into())))
+    async fn srem(&mut self, conn: Resource<RedisConnection>, key: String, values: Vec<String>) -> wasmtime::Result<Result<u32, redis::Error>> {
+        on_server!(self, conn, |c| ::redis::AsyncCommands::srem::<_, _, u32>(&mut c, &key, &values))
     }
 
     async fn execute(
         &mut self,
-        _: Resource<RedisConnection>,
-        _: String,
-        _: Vec<redis::RedisParameter>,
+        conn: Resource<RedisConnection>,
+        command: String,
+        arguments: Vec<redis::RedisParameter>,
     ) -> wasmtime::Result<Result<Vec<redis::RedisResult>, redis::Error>> {
-        Ok(Err(redis::Error::Other(NOT_SUPPORTED.into())))
+        let mut cmd = ::redis::cmd(&command);
+        for argument in arguments {
+            match argument {
+                redis::RedisParameter::Int64(n) => cmd.arg(n),
+                redis::RedisParameter::Binary(b) => cmd.arg(b),
+            };
+        }
+        let reply: wasmtime::Result<Result<::redis::Value, redis::Error>> = on_server!(self, conn, |c| cmd.query_async::<::redis::Value>(&mut c));
+        Ok(reply?.and_then(|value| {
+            let mut out = Vec::new();
+            redis_results(value, &mut out).map(|()| out)
+        }))
     }
 
     async fn drop(&mut self, conn: Resource<RedisConnection>) -> wasmtime::Result<()> {
@@ -272,6 +358,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    // The interface, not the redis crate.
+    use super::redis;
     use crate::log::MessageLog;
     use crate::runtime::{AllowedHosts, ComponentConfig, Runtime, Shared};
     use crate::sqlite::{KV_SCHEMA, Pools};
@@ -280,7 +368,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gocoffee-host-spin-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let log = Arc::new(MessageLog::open(&dir.join("log.db"), &[("orders".into(), "consumer".into())]).expect("log"));
-        let shared = Arc::new(Shared { sqlite: Pools::new(dir.join("sqlite"), &[]), kv: Pools::new(dir.join("kv"), KV_SCHEMA), log });
+        let shared = Arc::new(Shared {
+            sqlite: Pools::new(dir.join("sqlite"), &[]),
+            kv: Pools::new(dir.join("kv"), KV_SCHEMA),
+            log,
+            redis_log: vec![("127.0.0.1".into(), 6379)],
+        });
         Runtime { engine: crate::runtime::engine(4).expect("engine"), shared, components: HashMap::new() }
     }
 

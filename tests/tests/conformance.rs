@@ -69,3 +69,76 @@ fn tcp_connections_open_exactly_where_allowed_outbound_hosts_allows() {
     let (status, body) = connect(format!("127.0.0.3:{}", port + 1));
     assert_eq!(status, 403, "a range excludes its end: {body}");
 }
+
+/// A real Redis server (Debian's `redis-server`, installed by `tests/tools.sh`) on a free port,
+/// with nothing saved to disk. Stopped when dropped.
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is missing: run tests/tools.sh apt");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        RedisServer { child, port }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn outbound_redis_works_against_a_real_server_at_any_address_but_the_triggers() {
+    use std::io::{Read, Write};
+    let redis = RedisServer::start();
+    // A subscriber of our own sees what the component publishes reach the real server.
+    let mut subscriber = std::net::TcpStream::connect(("127.0.0.1", redis.port)).expect("connect");
+    subscriber.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    subscriber.write_all(b"SUBSCRIBE news\r\n").expect("subscribe");
+    let mut confirmed = [0u8; 256];
+    let n = subscriber.read(&mut confirmed).expect("confirmation");
+    assert!(String::from_utf8_lossy(&confirmed[..n]).contains("subscribe"));
+
+    let port = redis.port.to_string();
+    let h = host("conformance-redis", &[("tcp_port", "1"), ("range_start", "1"), ("range_end", "2"), ("redis_port", &port)]);
+    let (status, body) = get(&h.base, &format!("/conformance/redis?addr=redis://127.0.0.1:{port}"), &[]);
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(seen["get"], "hello", "{seen}");
+    assert_eq!(seen["get_missing"], true);
+    assert_eq!(seen["incr"], serde_json::json!([1, 2]));
+    assert_eq!(seen["del"], 1, "one of the two keys existed");
+    assert_eq!((seen["sadd"].as_u64(), seen["srem"].as_u64()), (Some(2), Some(1)), "{seen}");
+    assert_eq!(seen["smembers"], serde_json::json!(["a"]));
+    assert_eq!(seen["mset"], serde_json::json!([{"status": "OK"}]));
+    assert_eq!(seen["mget"], serde_json::json!(["v1", "7", null]), "an array reply is the list of its items");
+    // The server's WRONGTYPE reply is an `other` error with its text, as Spin (redis-rs) gives it:
+    // `type-error` is for a reply the client couldn't convert.
+    assert!(seen["sadd_on_a_number"].as_str().is_some_and(|e| e.starts_with("Error::Other") && e.contains("WRONGTYPE")), "{seen}");
+
+    let mut message = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&message).contains("extra") {
+        let n = subscriber.read(&mut buf).expect("the published message");
+        assert!(n > 0, "the server closed the subscription");
+        message.extend_from_slice(&buf[..n]);
+    }
+
+    // An address allowed_outbound_hosts doesn't list is refused before anything is dialled.
+    let (status, body) = get(&h.base, "/conformance/redis?addr=redis://127.0.0.1:3", &[]);
+    assert_eq!((status, body.as_str()), (502, "open: Error::InvalidAddress"));
+}

@@ -2,7 +2,9 @@
 //! hold the local host to Spin's behaviour:
 //! - `GET /conformance/headers/...`: the `spin-*` headers it was given, as a JSON object;
 //! - `GET /conformance/tcp?addr=HOST:PORT`: `200 connected` when a `wasi:sockets` TCP connection
-//!   to the address opens, `403` with the error when the host refuses it.
+//!   to the address opens, `403` with the error when the host refuses it;
+//! - `GET /conformance/redis?addr=redis://...`: every outbound Redis call (set, get, incr, del,
+//!   sadd, smembers, srem, execute, publish) on that server, and what each returned, as JSON.
 #![cfg(target_arch = "wasm32")]
 // The spin-sdk macro generates the component's exported C ABI, which is necessarily unsafe.
 #![allow(unsafe_code)]
@@ -37,5 +39,59 @@ fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
             Err(e) => reply(StatusCode::FORBIDDEN, format!("{e} ({:?})", e.kind())),
         };
     }
+    if path == "/conformance/redis" {
+        let addr = req.uri().query().and_then(|q| q.strip_prefix("addr=")).unwrap_or_default();
+        return match redis_calls(addr) {
+            Ok(seen) => reply(StatusCode::OK, seen.to_string()),
+            Err(e) => reply(StatusCode::BAD_GATEWAY, e),
+        };
+    }
     reply(StatusCode::NOT_FOUND, "")
+}
+
+fn redis_calls(addr: &str) -> Result<serde_json::Value, String> {
+    use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
+    let e = |what: &'static str| move |err: spin_sdk::redis::Error| format!("{what}: {err:?}");
+    let conn = Connection::open(addr).map_err(e("open"))?;
+    conn.set("greeting", &b"hello"[..].to_vec()).map_err(e("set"))?;
+    let got = conn.get("greeting").map_err(e("get"))?;
+    let missing = conn.get("no-such-key").map_err(e("get missing"))?;
+    let counted = [conn.incr("counter").map_err(e("incr"))?, conn.incr("counter").map_err(e("incr"))?];
+    let deleted = conn.del(&["greeting".to_owned(), "no-such-key".to_owned()]).map_err(e("del"))?;
+    let added = conn.sadd("set", &["a".to_owned(), "b".to_owned(), "a".to_owned()]).map_err(e("sadd"))?;
+    let removed = conn.srem("set", &["b".to_owned(), "z".to_owned()]).map_err(e("srem"))?;
+    let members = conn.smembers("set").map_err(e("smembers"))?;
+    conn.publish("news", &b"extra"[..].to_vec()).map_err(e("publish"))?;
+    let results = conn
+        .execute(
+            "MSET",
+            &[RedisParameter::Binary(b"k1".to_vec()), RedisParameter::Binary(b"v1".to_vec()), RedisParameter::Binary(b"k2".to_vec()), RedisParameter::Int64(7)],
+        )
+        .map_err(e("execute MSET"))?;
+    let listed = conn
+        .execute("MGET", &[RedisParameter::Binary(b"k1".to_vec()), RedisParameter::Binary(b"k2".to_vec()), RedisParameter::Binary(b"k3".to_vec())])
+        .map_err(e("execute MGET"))?;
+    let shown = |rs: Vec<RedisResult>| -> Vec<serde_json::Value> {
+        rs.into_iter()
+            .map(|r| match r {
+                RedisResult::Nil => serde_json::Value::Null,
+                RedisResult::Status(s) => serde_json::json!({ "status": s }),
+                RedisResult::Int64(n) => n.into(),
+                RedisResult::Binary(b) => String::from_utf8_lossy(&b).into_owned().into(),
+            })
+            .collect()
+    };
+    let wrong_type = conn.sadd("counter", &["x".to_owned()]).err().map(|err| format!("{err:?}"));
+    Ok(serde_json::json!({
+        "get": got.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        "get_missing": missing.is_none(),
+        "incr": counted,
+        "del": deleted,
+        "sadd": added,
+        "srem": removed,
+        "smembers": members,
+        "mset": shown(results),
+        "mget": shown(listed),
+        "sadd_on_a_number": wrong_type,
+    }))
 }
