@@ -33,6 +33,17 @@ echo "== gocoffee-host on $(nproc) cores, load generator on the same machine; $D
 oha --no-tui -n 200 -c 4 "$BASE/api/v1/menu" >/dev/null   # warm up
 run "GET /api/v1/menu @ ${RATE}/s, ${CONNECTIONS} conns" -q "$RATE" -c "$CONNECTIONS" "$BASE/api/v1/menu"
 run "GET /api/v1/menu flat out, ${CONNECTIONS} conns" -c "$CONNECTIONS" "$BASE/api/v1/menu"
+# What the gateway's rate limiter costs a read (one SQLite upsert per request): the same menu
+# from a second host with rate_limits=off, in alternating runs.
+SPIN_VARIABLE_RATE_LIMITS=off SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret \
+  start_host "$((PORT + 1))" "$STATE-unlimited"
+UNLIMITED="http://127.0.0.1:$((PORT + 1))"
+oha --no-tui -n 200 -c 4 "$UNLIMITED/api/v1/menu" >/dev/null
+for round in 1 2; do
+  run "GET /api/v1/menu flat out, limits off ($round)" -c "$CONNECTIONS" "$UNLIMITED/api/v1/menu"
+  run "GET /api/v1/menu flat out, limits on ($round)" -c "$CONNECTIONS" "$BASE/api/v1/menu"
+done
+kill "$HOST_PID" 2>/dev/null || true
 run "POST /api/v1/orders @ ${RATE}/s, ${CONNECTIONS} conns" -q "$RATE" -c "$CONNECTIONS" -m POST -T application/json -H "authorization: Bearer $TOKEN" -d "$ORDER" "$BASE/api/v1/orders"
 run "POST /api/v1/orders flat out, ${CONNECTIONS} conns" -c "$CONNECTIONS" -m POST -T application/json -H "authorization: Bearer $TOKEN" -d "$ORDER" "$BASE/api/v1/orders"
 
