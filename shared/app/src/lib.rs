@@ -182,7 +182,7 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    /// A context for one request to `route`'s handler.
+    /// The context of one request to a matched route, with the path parameters it captured.
     pub fn new(svc: &'a Services<'a>, req: &'a Request, params: Vec<String>, request_id: String, trace: trace::TraceContext) -> Ctx<'a> {
         Ctx { svc, req, params, request_id, trace, now_ms: svc.clock.now_ms(), picture_mac: Default::default(), auth: Default::default() }
     }
