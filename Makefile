@@ -50,10 +50,18 @@ up: components host
 	  python3 -c 'import secrets; print("SPIN_VARIABLE_JWT_SECRET=" + secrets.token_hex(32)); print("SPIN_VARIABLE_ADMIN_EMAIL=admin@gocoffee.local"); print("SPIN_VARIABLE_ADMIN_PASSWORD=" + secrets.token_urlsafe(12))' > $(STATE)/dev.env; \
 	  chmod 600 $(STATE)/dev.env; \
 	fi
+	@# The RSA key dev tokens are signed with (README, "Access tokens and their keys").
+	@if [ ! -f $(STATE)/token-key.pem ]; then \
+	  tests/tools.sh openssl; \
+	  (umask 077; openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $(STATE)/token-key.pem 2>/dev/null); \
+	fi
 	@set -a; . $(STATE)/dev.env; set +a; \
+	export SPIN_VARIABLE_TOKEN_SIGNING_KEY="$$(cat $(STATE)/token-key.pem)"; \
+	export SPIN_VARIABLE_TOKEN_PUBLIC_KEYS="$${SPIN_VARIABLE_TOKEN_PUBLIC_KEYS:-$$(openssl pkey -in $(STATE)/token-key.pem -pubout)}"; \
 	echo "Go Coffee on http://$(LISTEN) (dev secrets in $(STATE)/dev.env)"; \
 	echo "  admin: $$SPIN_VARIABLE_ADMIN_EMAIL / $$SPIN_VARIABLE_ADMIN_PASSWORD"; \
 	echo "  try:   curl -s http://$(LISTEN)/api/v1/menu"; \
+	echo "  token keys (JWKS): http://$(LISTEN)/.well-known/jwks.json"; \
 	echo "  metrics (Prometheus): http://$(METRICS_LISTEN)/metrics"; \
 	exec ./$(HOST) --listen $(LISTEN) --state-dir $(STATE) --metrics-listen $(METRICS_LISTEN)
 

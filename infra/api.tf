@@ -10,6 +10,8 @@ locals {
     "$default"                       = "health"
     "ANY /api/v1/auth"               = "identity"
     "ANY /api/v1/auth/{proxy+}"      = "identity"
+    "ANY /.well-known"               = "identity"
+    "ANY /.well-known/{proxy+}"      = "identity"
     "ANY /api/v1/menu"               = "menu"
     "ANY /api/v1/menu/{proxy+}"      = "menu"
     "ANY /api/v1/orders"             = "orders"

@@ -69,20 +69,22 @@ locals {
   # Each function's environment: the resources and settings it reads.
   function_environment = {
     health = {}
-    identity = merge(local.telemetry_environment, {
+    identity = merge(local.telemetry_environment, local.token_environment, {
       TABLE_NAME     = aws_dynamodb_table.table.name
       JWT_SECRET     = var.jwt_secret
       RATE_LIMITS    = var.rate_limits
       ADMIN_EMAIL    = var.admin_email
       ADMIN_PASSWORD = var.admin_password
+      # Only identity signs tokens.
+      TOKEN_SIGNING_KEY_ID = local.token_keys[var.token_signing_key].arn
     })
-    menu = merge(local.telemetry_environment, {
+    menu = merge(local.telemetry_environment, local.token_environment, {
       TABLE_NAME    = aws_dynamodb_table.table.name
       JWT_SECRET    = var.jwt_secret
       RATE_LIMITS   = var.rate_limits
       IMAGES_BUCKET = aws_s3_bucket.images_bucket.id
     })
-    orders = merge(local.telemetry_environment, {
+    orders = merge(local.telemetry_environment, local.token_environment, {
       TABLE_NAME       = aws_dynamodb_table.table.name
       ORDERS_STREAM    = aws_kinesis_stream.orders_stream.arn
       ANALYTICS_STREAM = aws_kinesis_stream.analytics_stream.arn
@@ -91,7 +93,7 @@ locals {
       PAYMENT_XPUB     = var.payment_xpub
       PAYMENT_CHAINS   = var.payment_chains
     })
-    kitchen = merge(local.telemetry_environment, {
+    kitchen = merge(local.telemetry_environment, local.token_environment, {
       TABLE_NAME       = aws_dynamodb_table.table.name
       ORDERS_STREAM    = aws_kinesis_stream.orders_stream.arn
       ANALYTICS_STREAM = aws_kinesis_stream.analytics_stream.arn
@@ -107,7 +109,7 @@ locals {
       KITCHEN_QUEUE_URL     = aws_sqs_queue.kitchen_queue.url
       DEAD_LETTER_QUEUE_URL = aws_sqs_queue.orders_dead_letter_queue.url
     })
-    payments = merge(local.payment_environment, local.telemetry_environment, {
+    payments = merge(local.payment_environment, local.telemetry_environment, local.token_environment, {
       TABLE_NAME      = aws_dynamodb_table.table.name
       PAYMENTS_STREAM = aws_kinesis_stream.payments_stream.arn
       JWT_SECRET      = var.jwt_secret
@@ -124,7 +126,7 @@ locals {
       PAYMENTS_STREAM = aws_kinesis_stream.payments_stream.arn
       JWT_SECRET      = var.jwt_secret
     })
-    analytics = merge(local.telemetry_environment, {
+    analytics = merge(local.telemetry_environment, local.token_environment, {
       TABLE_NAME      = aws_dynamodb_table.table.name
       ANALYTICS_TABLE = aws_dynamodb_table.analytics_table.name
       JWT_SECRET      = var.jwt_secret

@@ -19,10 +19,14 @@ locals {
     health = []
     identity = [
       local.rate_limit_statement,
+      local.token_keys_statement,
+      # Signing tokens, with either slot (var.token_signing_key picks).
+      { actions = ["kms:Sign"], resources = [aws_kms_key.token_key_a.arn, aws_kms_key.token_key_b.arn] },
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"], resources = [aws_dynamodb_table.table.arn] },
     ]
     menu = [
       local.rate_limit_statement,
+      local.token_keys_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
       # Presigned picture URLs act with the signer's rights: uploads and downloads under menu/,
       # nothing else in the bucket.
@@ -30,11 +34,13 @@ locals {
     ]
     orders = [
       local.rate_limit_statement,
+      local.token_keys_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
       { actions = ["kinesis:PutRecords"], resources = local.order_streams },
     ]
     kitchen = [
       local.rate_limit_statement,
+      local.token_keys_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
       { actions = ["kinesis:PutRecords"], resources = local.order_streams },
       { actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [aws_sqs_queue.kitchen_queue.arn] },
@@ -50,6 +56,7 @@ locals {
     ]
     payments = [
       local.rate_limit_statement,
+      local.token_keys_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
       { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.payments_stream.arn] },
     ]
@@ -69,6 +76,7 @@ locals {
     # The read side reads the write side's orders and logs (a rebuild, a mended gap), never writes it.
     analytics = [
       local.rate_limit_statement,
+      local.token_keys_statement,
       { actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = local.table_and_indexes },
       # Scan and BatchWriteItem: a rebuild first forgets every order.
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchWriteItem"], resources = [aws_dynamodb_table.analytics_table.arn, "${aws_dynamodb_table.analytics_table.arn}/index/*"] },

@@ -19,13 +19,41 @@ variable "lambda_dir" {
 }
 
 variable "jwt_secret" {
-  description = "HMAC key for access tokens (HS256), at least 32 bytes."
+  description = "HMAC key for signed picture URLs, at least 32 bytes. (Access tokens are RS256, signed by KMS.)"
   type        = string
   sensitive   = true
 
   validation {
     condition     = length(var.jwt_secret) >= 32
     error_message = "jwt_secret must be at least 32 characters."
+  }
+}
+
+variable "token_signing_key" {
+  description = "Which token key (token_key_a or token_key_b) signs new access tokens. Both are always published and trusted, so rotating is flipping this: tokens the other signed stay valid until they expire (README, \"Access tokens and their keys\")."
+  type        = string
+  default     = "A"
+
+  validation {
+    condition     = contains(["A", "B"], var.token_signing_key)
+    error_message = "token_signing_key must be A or B."
+  }
+}
+
+variable "token_issuer" {
+  description = "The access tokens' iss: an https URL whose /.well-known/openid-configuration reaches the identity function (a custom domain). Empty: the HTTP API's own URL."
+  type        = string
+  default     = ""
+}
+
+variable "token_audience" {
+  description = "The access tokens' aud, which the JWT authorizer requires."
+  type        = string
+  default     = "gocoffee-api"
+
+  validation {
+    condition     = length(var.token_audience) > 0
+    error_message = "token_audience must not be empty."
   }
 }
 

@@ -22,3 +22,4 @@ provider "aws" {
 
 data "aws_region" "current" {}
 data "aws_partition" "current" {}
+data "aws_caller_identity" "current" {}

@@ -3,6 +3,10 @@
 # (variables come from the caller's environment), waits until it listens, and stops it (and every
 # other host started this way) when the calling script exits.
 HOST_PIDS=()
+# The test token keys (shared/app/tests/keys: for tests only), unless the caller set its own.
+: "${SPIN_VARIABLE_TOKEN_SIGNING_KEY:=$(cat shared/app/tests/keys/current.pem)}"
+: "${SPIN_VARIABLE_TOKEN_PUBLIC_KEYS:=$(cat shared/app/tests/keys/current.pub.pem)}"
+export SPIN_VARIABLE_TOKEN_SIGNING_KEY SPIN_VARIABLE_TOKEN_PUBLIC_KEYS
 start_host() {
   local port=$1 state=$2; shift 2
   rm -rf "$state"; mkdir -p "$state"

@@ -39,6 +39,7 @@ ensure_apt() {
 
 case "${1:-all}" in
   apt|all) ensure_apt redis-server redis-server ;;&
+  openssl|apt|all) ensure_apt openssl openssl ;;&
   npm|all) ensure_npm ;;&
   main|all) ensure_venv .venv "schemathesis==4.32.5" "moto[server]==5.2.1" "cargo-lambda==1.9.2" ;;&
   sam|all) ensure_venv .venv-sam "aws-sam-cli==1.170.0" ;;&

@@ -30,6 +30,11 @@ mock_provider "aws" {
       arn = "arn:aws:sns:us-east-1:123456789012:mock"
     }
   }
+  mock_resource "aws_kms_key" {
+    defaults = {
+      arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    }
+  }
   mock_resource "aws_cloudwatch_log_group" {
     defaults = {
       arn = "arn:aws:logs:us-east-1:123456789012:log-group:mock"
@@ -80,12 +85,44 @@ run "every_function_is_an_arm64_lambda_with_active_tracing_and_json_logs" {
   }
 }
 
+run "identity_signs_with_the_chosen_slot_and_every_http_function_trusts_both" {
+  command = plan
+
+  variables {
+    token_signing_key = "B"
+  }
+
+  assert {
+    condition     = aws_lambda_function.function["identity"].environment[0].variables["TOKEN_SIGNING_KEY_ID"] == aws_kms_key.token_key_b.arn
+    error_message = "identity signs with slot B when token_signing_key is B"
+  }
+  assert {
+    condition = alltrue([for f in ["identity", "menu", "orders", "kitchen", "payments", "analytics"] :
+    aws_lambda_function.function[f].environment[0].variables["TOKEN_KMS_KEY_IDS"] == "${aws_kms_key.token_key_a.arn},${aws_kms_key.token_key_b.arn}"])
+    error_message = "every HTTP function checks tokens against both slots"
+  }
+  assert {
+    condition     = aws_kms_key.token_key_a.customer_master_key_spec == "RSA_2048" && aws_kms_key.token_key_b.key_usage == "SIGN_VERIFY"
+    error_message = "the token keys are RSA signing keys"
+  }
+}
+
+run "a_token_slot_other_than_a_or_b_is_refused" {
+  command = plan
+
+  variables {
+    token_signing_key = "C"
+  }
+
+  expect_failures = [var.token_signing_key]
+}
+
 run "every_route_reaches_its_function_with_payload_2" {
   command = plan
 
   assert {
-    condition     = length(aws_apigatewayv2_route.route) == 14 && contains(keys(aws_apigatewayv2_route.route), "$default")
-    error_message = "twelve routes, the $default one included"
+    condition     = length(aws_apigatewayv2_route.route) == 16 && contains(keys(aws_apigatewayv2_route.route), "$default")
+    error_message = "sixteen routes, the $default one included"
   }
   assert {
     condition     = alltrue([for i in aws_apigatewayv2_integration.function : i.integration_type == "AWS_PROXY" && i.payload_format_version == "2.0"])

@@ -103,6 +103,10 @@ class Sam:
                 return "${" + target + "." + attr + "}"
             if v.tag == "Sub":
                 return self.sub(v.value)
+            if v.tag == "Join":
+                return v.value[0].join(str(self.resolve(x)) for x in v.value[1])
+            if v.tag == "If":
+                return self.resolve(v.value[1] if self.condition(v.value[0]) else v.value[2])
             raise SystemExit(f"parity.py: no rule for !{v.tag}")
         if isinstance(v, list):
             return [self.resolve(x) for x in v]
@@ -209,6 +213,9 @@ class Sam:
                 "throttling": {"burst": p["DefaultRouteSettings"]["ThrottlingBurstLimit"], "rate": p["DefaultRouteSettings"]["ThrottlingRateLimit"]},
                 "access_log": {"destination": self.resolve(p["AccessLogSettings"]["DestinationArn"]), "format": json.loads(p["AccessLogSettings"]["Format"])},
             }
+        for kid, r in self.of_type("AWS::KMS::Key").items():
+            p = r["Properties"]
+            m["keys"][kid] = {"spec": p["KeySpec"], "usage": p["KeyUsage"]}
         for bid, r in self.of_type("AWS::S3::Bucket").items():
             p = self.resolve(r["Properties"])
             pab = p["PublicAccessBlockConfiguration"]
@@ -317,7 +324,7 @@ def statements(stmts, principals=False, conditions=False):
 # ------------------------------------------------------------------------------ Terraform side
 
 MODEL_KEYS = ["functions", "routes", "mappings", "schedules", "queues", "streams", "tables", "log_groups", "roles", "apis", "buckets", "alarms", "topics", "dashboards",
-              "deliveries", "subscriptions", "backups", "scheduled_tasks", "outputs", "parameters"]
+              "deliveries", "subscriptions", "backups", "scheduled_tasks", "outputs", "parameters", "keys"]
 
 # Per-function resources: the SAM logical id of the instance for function `f`.
 PER_FUNCTION = {
@@ -340,6 +347,7 @@ REF_ATTRIBUTE = {
     "aws_kinesis_firehose_delivery_stream": "name",
     "aws_backup_vault": "name",
     "aws_backup_plan": "id",
+    "aws_kms_key": "key_id",
 }
 
 
@@ -526,6 +534,9 @@ class Terraform:
                 "throttling": {"burst": stage["default_route_settings"][0]["throttling_burst_limit"], "rate": stage["default_route_settings"][0]["throttling_rate_limit"]},
                 "access_log": {"destination": self.canon(stage["access_log_settings"][0]["destination_arn"]), "format": json.loads(stage["access_log_settings"][0]["format"])},
             }
+        for r in self.of_type("aws_kms_key"):
+            v = r["values"]
+            m["keys"][logical_id(r)] = {"spec": v["customer_master_key_spec"], "usage": v["key_usage"]}
         for r in self.of_type("aws_s3_bucket"):
             bid = logical_id(r)
             per = lambda kind: next((x["values"] for x in self.of_type(kind) if x["name"] == r["name"]), None)

@@ -90,6 +90,12 @@ pub fn clients() -> Clients {
     Clients::new(&gocoffee_aws::AwsEnvironment::from_lookup(|name| env.get(name).cloned()).map(|aws| aws.sdk_config()).expect("sdk config"))
 }
 
+/// A KMS client on moto.
+pub fn kms() -> aws_sdk_kms::Client {
+    let env: HashMap<String, String> = moto_env().into_iter().collect();
+    aws_sdk_kms::Client::new(&gocoffee_aws::AwsEnvironment::from_lookup(|name| env.get(name).cloned()).map(|aws| aws.sdk_config()).expect("sdk config"))
+}
+
 /// `sam-template.yaml`'s resources.
 pub fn template_resources() -> serde_yaml::Mapping {
     let text = std::fs::read_to_string(workspace().join("sam-template.yaml")).expect("sam-template.yaml");
@@ -146,6 +152,8 @@ pub struct Stack {
     pub queues: HashMap<String, String>,
     /// The images bucket's name.
     pub bucket: String,
+    /// Every KMS key by logical id (`TokenKeyA`, `TokenKeyB`): its ARN.
+    pub keys: HashMap<String, String>,
 }
 
 impl Stack {
@@ -247,7 +255,22 @@ impl Stack {
         assert_eq!(resources["ImagesBucket"]["Type"], "AWS::S3::Bucket");
         let bucket = format!("{}-images", prefix.to_ascii_lowercase().replace('_', "-"));
         ureq::put(&format!("{}/{bucket}", moto())).send_empty().expect("create bucket");
-        Stack { clients, table, tables, stream, stream_arn, streams, queues, bucket }
+        // KMS keys, with the template's spec and usage (moto signs for real).
+        let kms = kms();
+        let mut keys = HashMap::new();
+        for (id, r) in resources.iter().filter(|(_, r)| r["Type"] == "AWS::KMS::Key") {
+            let p = &r["Properties"];
+            let out = kms
+                .create_key()
+                .key_spec(aws_sdk_kms::types::KeySpec::from(text(&p["KeySpec"]).as_str()))
+                .key_usage(aws_sdk_kms::types::KeyUsageType::from(text(&p["KeyUsage"]).as_str()))
+                .description(format!("{prefix} {}", text(id)))
+                .send()
+                .await
+                .expect("create key");
+            keys.insert(text(id), out.key_metadata.and_then(|m| m.arn).expect("key arn"));
+        }
+        Stack { clients, table, tables, stream, stream_arn, streams, queues, bucket, keys }
     }
 
     /// The environment the template gives `function` (its `Environment.Variables`), resolved
@@ -258,22 +281,37 @@ impl Stack {
         let mut env = moto_env();
         if let Some(vars) = resources[logical.as_str()]["Properties"]["Environment"]["Variables"].as_mapping() {
             for (k, v) in vars {
-                let value = match v {
-                    Value::Tagged(t) if t.tag == "!Ref" => match text(&t.value).as_str() {
-                        id if self.tables.contains_key(id) => self.tables[id].clone(),
-                        id if self.queues.contains_key(id) => self.queues[id].clone(),
-                        "ImagesBucket" => self.bucket.clone(),
-                        // Parameters: the caller passes them in `extra`.
-                        _ => continue,
-                    },
-                    Value::Tagged(t) if t.tag == "!GetAtt" && self.streams.contains_key(&get_att_target(v)) => self.streams[&get_att_target(v)].1.clone(),
-                    other => text(other),
-                };
-                env.push((text(k), value));
+                // Parameters: the caller passes them in `extra`.
+                if let Some(value) = self.resolve(v) {
+                    env.push((text(k), value));
+                }
             }
         }
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         env
+    }
+
+    /// A template value against this stack: `None` for a parameter. `!If` takes its second
+    /// branch: the tests deploy with the parameters' defaults, under which every condition the
+    /// environment uses (`SignsWithKeyB`) is false.
+    fn resolve(&self, v: &Value) -> Option<String> {
+        Some(match v {
+            Value::Tagged(t) if t.tag == "!Ref" => match text(&t.value).as_str() {
+                id if self.tables.contains_key(id) => self.tables[id].clone(),
+                id if self.queues.contains_key(id) => self.queues[id].clone(),
+                "ImagesBucket" => self.bucket.clone(),
+                _ => return None,
+            },
+            Value::Tagged(t) if t.tag == "!GetAtt" && self.streams.contains_key(&get_att_target(v)) => self.streams[&get_att_target(v)].1.clone(),
+            Value::Tagged(t) if t.tag == "!GetAtt" && self.keys.contains_key(&get_att_target(v)) => self.keys[&get_att_target(v)].clone(),
+            Value::Tagged(t) if t.tag == "!Join" => {
+                let args = t.value.as_sequence().expect("!Join [separator, [values]]");
+                let parts: Option<Vec<String>> = args[1].as_sequence().expect("values").iter().map(|x| self.resolve(x)).collect();
+                parts?.join(&text(&args[0]))
+            }
+            Value::Tagged(t) if t.tag == "!If" => return self.resolve(&t.value.as_sequence().expect("!If [condition, then, else]")[2]),
+            other => text(other),
+        })
     }
 
     /// Every record on the orders stream so far: `(shard id, record)`, each shard's in order.

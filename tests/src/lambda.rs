@@ -329,7 +329,7 @@ pub fn apigw_event(route_key: &str, method: &str, target: &str, headers: &[(Stri
         "headers": header_map,
         "requestContext": {
             "accountId": "123456789012",
-            "apiId": "local",
+            "apiId": API_ID,
             "domainName": "local.execute-api.us-east-1.amazonaws.com",
             "domainPrefix": "local",
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
@@ -482,6 +482,10 @@ impl Wiring {
     }
 }
 
+/// The id of the API the stack's HTTP front plays: what the functions derive the tokens' issuer
+/// from, so a token from another API (a sample event's `abcdef1234`) is refused.
+pub const API_ID: &str = "local";
+
 pub const JWT_SECRET: &str = "lambda-tests-secret-lambda-tests-secret";
 
 /// Every function on moto behind an HTTP front, with the stream and queue pollers running.
@@ -564,6 +568,18 @@ impl LambdaStack {
 impl crate::Api for LambdaStack {
     fn base(&self) -> &str {
         &self.base
+    }
+
+    /// With the stack's KMS keys on moto: slot A signs (the template's default), slot B is
+    /// trusted too.
+    fn sign_as_deployment(&self, key: crate::DeploymentKey, message: &[u8]) -> Option<(String, Vec<u8>)> {
+        use gocoffee_app::ports::TokenSigner;
+        let slot = match key {
+            crate::DeploymentKey::Current => "TokenKeyA",
+            crate::DeploymentKey::Retired => "TokenKeyB",
+        };
+        let signer = gocoffee_aws::tokens::KmsSigner::new(crate::aws::kms(), self.stack.keys[slot].clone()).expect("a key ARN");
+        runtime().block_on(async { Some((signer.kid().await.expect("kid"), signer.sign(message).await.expect("KMS signs"))) })
     }
 
     fn log(&self) -> String {

@@ -16,6 +16,17 @@ pub mod terraform;
 
 pub const ADMIN_EMAIL: &str = "admin@gocoffee.test";
 pub const ADMIN_PASSWORD: &str = "admin password 1";
+/// The key test deployments sign tokens with where no KMS does (the host, Spin): a test key,
+/// which nothing deployed trusts.
+pub const TOKEN_SIGNING_KEY: &str = include_str!("../../shared/app/tests/keys/current.pem");
+/// The keys test deployments trust: the signing key's and a retired one's.
+pub const TOKEN_PUBLIC_KEYS: &str =
+    concat!(include_str!("../../shared/app/tests/keys/current.pub.pem"), include_str!("../../shared/app/tests/keys/retired.pub.pem"));
+/// A key a test deployment trusted before the current one: its tokens are still live.
+pub const RETIRED_SIGNING_KEY: &str = include_str!("../../shared/app/tests/keys/retired.pem");
+/// A key no deployment trusts.
+pub const STRANGER_SIGNING_KEY: &str = include_str!("../../shared/app/tests/keys/stranger.pem");
+
 /// The rate limits every test deployment runs with unless a test sets its own: on (so every
 /// request goes through the limiter's store), but far above what a test sends from its one
 /// address. The defaults (10 credential attempts a minute) would refuse a test's fifth login.
@@ -115,6 +126,8 @@ impl Host {
             .arg(workspace().join("target/test-cache"))
             .args(flags)
             .env("SPIN_VARIABLE_JWT_SECRET", "contract-tests-secret-contract-tests")
+            .env("SPIN_VARIABLE_TOKEN_SIGNING_KEY", TOKEN_SIGNING_KEY)
+            .env("SPIN_VARIABLE_TOKEN_PUBLIC_KEYS", TOKEN_PUBLIC_KEYS)
             .env("SPIN_VARIABLE_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("SPIN_VARIABLE_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("SPIN_VARIABLE_RATE_LIMITS", TEST_RATE_LIMITS)
@@ -184,9 +197,24 @@ impl Host {
 }
 
 /// A running Go Coffee, on either shell: the helpers every contract test talks through.
+/// Which of a deployment's token keys to sign with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentKey {
+    /// The key its identity signs with now.
+    Current,
+    /// A key it still trusts though it signs with another (rotated out, or the other KMS slot).
+    Retired,
+}
+
 pub trait Api: Sync {
     /// The base URL requests go to.
     fn base(&self) -> &str;
+
+    /// Signs `message` RS256 with one of this deployment's token keys, as its identity would: the
+    /// key's kid and the signature. `None` where a test can't reach the keys.
+    fn sign_as_deployment(&self, _key: DeploymentKey, _message: &[u8]) -> Option<(String, Vec<u8>)> {
+        None
+    }
     /// What the platform logged, for failure messages.
     fn log(&self) -> String;
 
@@ -270,6 +298,17 @@ pub trait Api: Sync {
 impl Api for Host {
     fn base(&self) -> &str {
         &self.base
+    }
+
+    fn sign_as_deployment(&self, key: DeploymentKey, message: &[u8]) -> Option<(String, Vec<u8>)> {
+        use gocoffee_app::ports::TokenSigner;
+        let pem = match key {
+            DeploymentKey::Current => TOKEN_SIGNING_KEY,
+            DeploymentKey::Retired => RETIRED_SIGNING_KEY,
+        };
+        let signer = gocoffee_app::auth::PemSigner::from_pem(pem).expect("a test key");
+        let signature = tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(signer.sign(message)).expect("signs");
+        Some((signer.kid().to_owned(), signature))
     }
 
     fn log(&self) -> String {

@@ -16,7 +16,7 @@ use crate::workspace;
 const TERRAFORM: &str = "/usr/local/bin/terraform";
 const PROVIDER_MIRROR: &str = "/opt/tf-plugins";
 /// The AWS services infra/ uses, all pointed at moto.
-const SERVICES: [&str; 15] = [
+const SERVICES: [&str; 16] = [
     "apigatewayv2",
     "backup",
     "cloudwatch",
@@ -26,6 +26,7 @@ const SERVICES: [&str; 15] = [
     "firehose",
     "iam",
     "kinesis",
+    "kms",
     "lambda",
     "s3",
     "scheduler",
@@ -149,7 +150,7 @@ impl Applied {
         if out.status.success() { Ok(text) } else { Err(text) }
     }
 
-    /// The table, streams, queues and bucket Terraform created, keyed by SAM's logical ids.
+    /// The table, streams, queues, bucket and keys Terraform created, keyed by SAM's logical ids.
     pub fn stack(&self) -> Stack {
         let tables: HashMap<String, String> =
             self.resources("aws_dynamodb_table").iter().map(|r| (logical(r["name"].as_str().unwrap_or_default()), text(&r["values"]["name"]))).collect();
@@ -163,7 +164,9 @@ impl Applied {
             self.resources("aws_sqs_queue").iter().map(|r| (logical(r["name"].as_str().unwrap_or_default()), text(&r["values"]["url"]))).collect();
         let bucket = text(&self.resources("aws_s3_bucket")[0]["values"]["bucket"]);
         let (stream, stream_arn) = streams["OrdersStream"].clone();
-        Stack { clients: clients(), table, tables, stream, stream_arn, streams, queues, bucket }
+        let keys: HashMap<String, String> =
+            self.resources("aws_kms_key").iter().map(|r| (logical(r["name"].as_str().unwrap_or_default()), text(&r["values"]["arn"]))).collect();
+        Stack { clients: clients(), table, tables, stream, stream_arn, streams, queues, bucket, keys }
     }
 
     /// Each function's environment as Terraform set it, plus moto's connection settings.

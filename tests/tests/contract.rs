@@ -39,7 +39,112 @@ on_both_shells!(
     picture_urls_ignore_a_forged_host_header_and_reads_say_how_to_cache,
     one_trace_follows_an_order_from_the_request_through_the_stream_to_the_kitchen,
     the_analytics_model_follows_the_orders_and_a_rebuild_gives_the_same_answers,
+    tokens_verify_from_the_published_keys_and_resist_the_usual_attacks,
 );
+
+/// The parts of a JWT, decoded.
+fn jwt_parts(token: &str) -> (serde_json::Value, serde_json::Value) {
+    use base64::Engine as _;
+    let part = |i: usize| -> serde_json::Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(i).expect("a JWT part")).expect("base64url");
+        serde_json::from_slice(&bytes).expect("JSON")
+    };
+    (part(0), part(1))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn tokens_verify_from_the_published_keys_and_resist_the_usual_attacks(h: &impl Api) {
+    use gocoffee_tests::DeploymentKey::{Current, Retired};
+    let token = h.register("ada@example.com");
+    let (header, claims) = jwt_parts(&token);
+    assert_eq!(header["alg"], "RS256");
+    // Anyone can check a token with what identity publishes.
+    let jwks = h.get("/.well-known/jwks.json", None);
+    assert_eq!(jwks.status, 200, "{}", jwks.body);
+    let keys = gocoffee_app::auth::KeySet::from_jwks(&jwks.body).expect("a JWKS document");
+    assert_eq!(keys.keys().len(), 2, "the signing key and the one still trusted: {}", jwks.body);
+    let audience = gocoffee_app::auth::Audience { issuer: claims["iss"].as_str().expect("iss"), audience: claims["aud"].as_str().expect("aud") };
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64;
+    assert!(gocoffee_app::auth::verify_access_token(&keys, audience, &token, now_ms).is_some(), "the token verifies from the JWKS alone");
+    let discovery = h.get("/.well-known/openid-configuration", None);
+    assert_eq!(discovery.body["issuer"], claims["iss"], "{}", discovery.body);
+
+    let me = |token: &str| h.get("/api/v1/auth/me", Some(token));
+    let now = now_ms / 1000;
+    let with = |changes: serde_json::Value| {
+        let mut c = claims.clone();
+        for (k, v) in changes.as_object().expect("changes") {
+            c[k] = v.clone();
+        }
+        b64(&serde_json::to_vec(&c).expect("json"))
+    };
+    // A token signed by one of the deployment's keys, with this header (its kid filled in
+    // unless the header names one) and these claims.
+    let sign = |key, header: serde_json::Value, claims: &str| -> Option<String> {
+        let (kid, _) = h.sign_as_deployment(key, b"kid?")?;
+        let mut header = header;
+        if header.get("kid").is_none() {
+            header["kid"] = kid.into();
+        }
+        let message = format!("{}.{claims}", b64(&serde_json::to_vec(&header).expect("json")));
+        let (_, signature) = h.sign_as_deployment(key, message.as_bytes())?;
+        Some(format!("{message}.{}", b64(&signature)))
+    };
+    let rs256 = json!({"alg": "RS256", "typ": "JWT"});
+    let refused = |token: &str, what: &str| {
+        let r = me(token);
+        assert_eq!((r.status, r.code()), (401, "invalid_token"), "{what}: {}", r.body);
+    };
+
+    // The control: the deployment's own key, claims as issued.
+    let control = sign(Current, rs256.clone(), &with(json!({}))).expect("the test reaches the keys");
+    assert_eq!(me(&control).status, 200, "{}", me(&control).body);
+    // A key it still trusts (rotated out, or the other KMS slot) verifies too.
+    assert_eq!(me(&sign(Retired, rs256.clone(), &with(json!({}))).expect("signs")).status, 200);
+
+    // alg=none, unsigned.
+    let none = format!("{}.{}.", b64(&serde_json::to_vec(&json!({"alg": "none", "typ": "JWT", "kid": header["kid"]})).expect("json")), with(json!({})));
+    refused(&none, "alg=none");
+    // HS256 keyed with the public key (key confusion), as PEM and as the JWK's modulus.
+    let public = keys.get(header["kid"].as_str().expect("kid")).expect("the token's key is published");
+    for secret in [public.to_pem().into_bytes(), public.to_pem().trim().as_bytes().to_vec()] {
+        use hmac::Mac as _;
+        let hs_header = b64(&serde_json::to_vec(&json!({"alg": "HS256", "typ": "JWT", "kid": header["kid"]})).expect("json"));
+        let message = format!("{hs_header}.{}", with(json!({})));
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).expect("any key length");
+        mac.update(message.as_bytes());
+        refused(&format!("{message}.{}", b64(&mac.finalize().into_bytes())), "HS256 with the public key");
+    }
+    // A kid nobody published, signed by the real key.
+    refused(&sign(Current, json!({"alg": "RS256", "kid": "not-a-published-key"}), &with(json!({}))).expect("signs"), "unknown kid");
+    // A stranger's key under the real kid.
+    let stranger = gocoffee_app::auth::PemSigner::from_pem(gocoffee_tests::STRANGER_SIGNING_KEY).expect("key");
+    let message = format!("{}.{}", b64(&serde_json::to_vec(&json!({"alg": "RS256", "kid": header["kid"]})).expect("json")), with(json!({})));
+    let signature = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("rt")
+        .block_on(gocoffee_app::ports::TokenSigner::sign(&stranger, message.as_bytes()))
+        .expect("signs");
+    refused(&format!("{message}.{}", b64(&signature)), "a stranger's signature");
+    // Expired, and not yet valid.
+    refused(&sign(Current, rs256.clone(), &with(json!({"iat": now - 1000, "nbf": now - 1000, "exp": now - 5}))).expect("signs"), "expired");
+    refused(&sign(Current, rs256.clone(), &with(json!({"iat": now + 600, "nbf": now + 600, "exp": now + 1500}))).expect("signs"), "not yet valid");
+    // Another issuer or audience.
+    refused(&sign(Current, rs256.clone(), &with(json!({"iss": "https://evil.example"}))).expect("signs"), "wrong issuer");
+    refused(&sign(Current, rs256.clone(), &with(json!({"aud": "another-api"}))).expect("signs"), "wrong audience");
+    // A role raised after signing: the signature no longer matches, and no admin route opens.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[1] = with(json!({"role": "admin"}));
+    let raised = parts.join(".");
+    refused(&raised, "tampered role");
+    let create = h.post("/api/v1/auth/users", Some(&raised), json!({"email": "mallory@example.com", "password": "password 123", "role": "admin"}));
+    assert_eq!(create.status, 401, "{}", create.body);
+    assert_eq!(me(&token).status, 200, "the real token still works");
+}
 
 /// Strict limits for the gateway's test: four credential attempts and three changes an hour.
 const STRICT_RATE_LIMITS: &str =

@@ -64,7 +64,12 @@ fn every_route_has_a_sample_api_gateway_event_that_its_function_answers() {
         // theirs up), the function answers without a 5xx and past authentication.
         let admin = h.login(ADMIN_EMAIL, ADMIN_PASSWORD);
         let (access, refresh) = (admin.body["access_token"].as_str().expect("token"), admin.body["refresh_token"].as_str().expect("refresh"));
-        let text = event.to_string().replace("REPLACE_WITH_ACCESS_TOKEN", access).replace("REPLACE_WITH_REFRESH_TOKEN", refresh);
+        // The stack's API issued the tokens: the event comes through it, as it would on AWS.
+        let text = event
+            .to_string()
+            .replace("REPLACE_WITH_ACCESS_TOKEN", access)
+            .replace("REPLACE_WITH_REFRESH_TOKEN", refresh)
+            .replace("abcdef1234", gocoffee_tests::lambda::API_ID);
         let live: Value = serde_json::from_str(&text).expect("json");
         let response = h.function(function).invoke(&live).unwrap_or_else(|e| panic!("{name}: {e}"));
         let status = response["statusCode"].as_u64().unwrap_or(0);
@@ -106,7 +111,8 @@ fn an_order_flows_from_api_gateway_through_kinesis_and_sqs_to_the_kitchen_board(
     let barista = h.staff("barista@example.com", "barista");
 
     // The producer gets the sample API Gateway event (with a real token).
-    let event = sample("http/orders-place.json").to_string().replace("REPLACE_WITH_ACCESS_TOKEN", &customer);
+    let event =
+        sample("http/orders-place.json").to_string().replace("REPLACE_WITH_ACCESS_TOKEN", &customer).replace("abcdef1234", gocoffee_tests::lambda::API_ID);
     let placed = h.function("orders").invoke(&serde_json::from_str(&event).expect("json")).expect("invoked");
     assert_eq!(placed["statusCode"], 202, "{placed}");
     let order: Value = serde_json::from_str(placed["body"].as_str().expect("body")).expect("order");

@@ -141,6 +141,9 @@ impl World {
             public_base_url: None,
             crypto_methods: vec![("polygon".into(), "USDC".into())],
             rate_limits: gocoffee_app::ratelimit::RateLimits::OFF,
+            token_issuer: None,
+            token_audience: gocoffee_app::auth::DEFAULT_AUDIENCE.into(),
+            token_public_keys: None,
         };
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64;
         let chains = Chains([("polygon".to_owned(), chain)].into());
@@ -245,6 +248,8 @@ impl World {
             kitchen: None,
             images: None,
             limiter: None,
+            tokens: &gocoffee_app::auth::ConfiguredKeys(&self.config),
+            signer: None,
             clock: &self.clock,
             entropy: &OsEntropy,
             config: &self.config,

@@ -5,5 +5,5 @@
 
 #[spin_sdk::http_component]
 async fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
-    gocoffee_spin::serve(&gocoffee_app::identity::FUNCTION, req).await
+    gocoffee_spin::serve_identity(req).await
 }

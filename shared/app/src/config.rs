@@ -15,8 +15,17 @@ pub enum ConfigError {
 
 #[derive(Clone)]
 pub struct Config {
-    /// HMAC key for access tokens (HS256). At least 32 bytes.
+    /// HMAC key for signed picture URLs. At least 32 bytes. (Access tokens are RS256: see
+    /// `token_public_keys`.)
     pub jwt_secret: Vec<u8>,
+    /// The `iss` of access tokens (`token_issuer`): unset, the platform's (the API's URL on AWS)
+    /// or [`crate::auth::DEFAULT_ISSUER`].
+    pub token_issuer: Option<String>,
+    /// The `aud` of access tokens (`token_audience`).
+    pub token_audience: String,
+    /// The public keys access tokens are checked against (`token_public_keys`: PEM blocks, the
+    /// current key's and any retired one's). Unset where the platform supplies them (KMS on AWS).
+    pub token_public_keys: Option<std::sync::Arc<crate::auth::KeySet>>,
     pub access_token_ttl_s: i64,
     pub refresh_token_ttl_s: i64,
     /// The first admin: created on its first login when no account has that email yet, since
@@ -57,17 +66,21 @@ impl std::fmt::Debug for Config {
             .field("refresh_token_ttl_s", &self.refresh_token_ttl_s)
             .field("bootstrap_admin", &self.bootstrap_admin.as_ref().map(|(e, _)| e))
             .field("public_base_url", &self.public_base_url)
+            .field("token_issuer", &self.token_issuer)
+            .field("token_audience", &self.token_audience)
+            .field("token_public_keys", &self.token_public_keys)
             .field("rate_limits", &self.rate_limits)
             .finish_non_exhaustive()
     }
 }
 
-pub const ISSUER: &str = "gocoffee";
-
 impl Config {
     /// Names of the variables [`Config::from_lookup`] reads.
-    pub const VARIABLES: [&'static str; 9] = [
+    pub const VARIABLES: [&'static str; 12] = [
         "jwt_secret",
+        "token_issuer",
+        "token_audience",
+        "token_public_keys",
         "access_token_ttl_seconds",
         "refresh_token_ttl_seconds",
         "admin_email",
@@ -112,10 +125,17 @@ impl Config {
             (Some(_), None) => DEFAULT_CRYPTO_METHODS.iter().map(|(c, a)| (c.to_string(), a.to_string())).collect(),
             (Some(_), Some(json)) => crypto_methods(&json)?,
         };
+        let token_public_keys = get("token_public_keys")
+            .map(|pems| crate::auth::KeySet::from_pems(&pems).map_err(|why| ConfigError::Invalid { name: "token_public_keys", why }))
+            .transpose()?
+            .map(std::sync::Arc::new);
         let rate_limits = get("rate_limits").map_or(Ok(RateLimits::default()), |text| RateLimits::parse(&text))?;
         Ok(Config {
             rate_limits,
             jwt_secret: jwt_secret.into_bytes(),
+            token_issuer: get("token_issuer").map(|v| v.trim().to_owned()),
+            token_audience: get("token_audience").map_or_else(|| crate::auth::DEFAULT_AUDIENCE.to_owned(), |v| v.trim().to_owned()),
+            token_public_keys,
             access_token_ttl_s: seconds("access_token_ttl_seconds", 900)?,
             refresh_token_ttl_s: seconds("refresh_token_ttl_seconds", 30 * 24 * 3600)?,
             bootstrap_admin,
@@ -183,6 +203,23 @@ mod tests {
         let c = Config::from_lookup(lookup(&[secret, ("admin_email", "Boss@Shop.co"), ("admin_password", "long enough pw")])).expect("valid");
         assert_eq!(c.bootstrap_admin.map(|(e, _)| e.as_str().to_owned()), Some("boss@shop.co".into()));
         assert!(!format!("{:?}", Config::from_lookup(lookup(&[secret])).expect("valid")).contains("0123"));
+    }
+
+    #[test]
+    fn token_settings_default_and_bad_public_keys_are_refused_at_start_up() {
+        let secret = ("jwt_secret", "0123456789abcdef0123456789abcdef");
+        let c = Config::from_lookup(lookup(&[secret])).expect("valid");
+        assert_eq!((c.token_issuer, c.token_audience.as_str(), c.token_public_keys), (None, crate::auth::DEFAULT_AUDIENCE, None));
+        let keys = concat!(include_str!("../tests/keys/current.pub.pem"), include_str!("../tests/keys/retired.pub.pem"));
+        let c = Config::from_lookup(lookup(&[secret, ("token_public_keys", keys), ("token_issuer", " https://api.example "), ("token_audience", "cafe")]))
+            .expect("valid");
+        assert_eq!(
+            (c.token_public_keys.map(|k| k.keys().len()), c.token_issuer.as_deref(), c.token_audience.as_str()),
+            (Some(2), Some("https://api.example"), "cafe")
+        );
+        for bad in ["not a key", include_str!("../tests/keys/current.pem"), include_str!("../tests/keys/small.pub.pem")] {
+            assert!(matches!(Config::from_lookup(lookup(&[secret, ("token_public_keys", bad)])), Err(ConfigError::Invalid { name: "token_public_keys", .. })));
+        }
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 /// host set, not the client) and the host it asked for are loopback: a link there can only lead
 /// back to the machine that asked; else nothing, and URLs stay relative to the API. Never a
 /// `Host` header's word for a public name, which anyone can set and a shared cache would spread.
-fn base_url(ctx: &Ctx<'_>) -> String {
+pub(crate) fn base_url(ctx: &Ctx<'_>) -> String {
     if let Some(base) = &ctx.svc.config.public_base_url {
         return base.clone();
     }

@@ -29,7 +29,7 @@ use gocoffee_core::Role;
 pub use crate::auth::Caller;
 pub use crate::config::{Config, ConfigError};
 pub use crate::http::{ApiError, Request, Response};
-use crate::ports::{Clock, Entropy, EventRelay, Images, KitchenQueue, MenuStore, OrderStore, RateLimiter, UserStore};
+use crate::ports::{Clock, Entropy, EventRelay, Images, KitchenQueue, MenuStore, OrderStore, RateLimiter, StoreResult, TokenKeys, TokenSigner, UserStore};
 pub use crate::ratelimit::{ClientAddr, RateClass};
 
 /// Everything a use case may touch, borrowed for one request or one event.
@@ -45,6 +45,11 @@ pub struct Services<'a> {
     pub images: Option<Images<'a>>,
     /// The gateway's rate-limit state. Without one, nothing is limited.
     pub limiter: Option<&'a dyn RateLimiter>,
+    /// The keys tokens are checked against (and that identity publishes).
+    pub tokens: &'a dyn TokenKeys,
+    /// The key tokens are signed with: identity's alone. Elsewhere `None`, so no other function
+    /// links the signing code or holds the key.
+    pub signer: Option<&'a dyn TokenSigner>,
     pub clock: &'a dyn Clock,
     pub entropy: &'a dyn Entropy,
     pub config: &'a Config,
@@ -170,7 +175,16 @@ pub struct Ctx<'a> {
     pub picture_mac: std::cell::OnceCell<hmac::Hmac<sha2::Sha256>>,
     /// The bearer token's verdict, checked once (by the gateway or the first route to ask).
     auth: std::cell::OnceCell<Result<Caller, ApiError>>,
+    /// The keys to check the bearer token against, fetched before the route runs when the request
+    /// carries one.
+    keys: Option<StoreResult<std::sync::Arc<auth::KeySet>>>,
 }
+
+/// The issuer a platform names for its tokens where `token_issuer` is not configured (the Lambda
+/// shell: the URL of the API that invoked it, which is what its JWT authorizer expects), in a
+/// request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIssuer(pub String);
 
 impl<'a> Ctx<'a> {
     /// The function's own context (see [`Services::extension`]); a shell that didn't bring it
@@ -184,12 +198,34 @@ impl<'a> Ctx<'a> {
 
     /// The context of one request to a matched route, with the path parameters it captured.
     pub fn new(svc: &'a Services<'a>, req: &'a Request, params: Vec<String>, request_id: String, trace: trace::TraceContext) -> Ctx<'a> {
-        Ctx { svc, req, params, request_id, trace, now_ms: svc.clock.now_ms(), picture_mac: Default::default(), auth: Default::default() }
+        Ctx { svc, req, params, request_id, trace, now_ms: svc.clock.now_ms(), picture_mac: Default::default(), auth: Default::default(), keys: None }
+    }
+
+    /// Who this deployment's tokens are issued by and for: `token_issuer` if configured, else
+    /// what the platform names, else [`auth::DEFAULT_ISSUER`].
+    pub fn token_audience(&self) -> auth::Audience<'_> {
+        let issuer = self.svc.config.token_issuer.as_deref().or_else(|| self.req.extensions().get::<TokenIssuer>().map(|i| i.0.as_str()));
+        auth::Audience { issuer: issuer.unwrap_or(auth::DEFAULT_ISSUER), audience: &self.svc.config.token_audience }
     }
 
     /// The caller named by the bearer token; 401 without a valid one.
     pub fn caller(&self) -> Result<Caller, ApiError> {
-        self.auth.get_or_init(|| authenticate(self.svc.config, self.req, self.now_ms)).clone()
+        self.auth.get_or_init(|| self.authenticate()).clone()
+    }
+
+    fn authenticate(&self) -> Result<Caller, ApiError> {
+        let header = self.req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::unauthorized)?;
+        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or_else(ApiError::unauthorized)?;
+        let keys = match &self.keys {
+            Some(Ok(keys)) => keys,
+            Some(Err(e)) => {
+                tracing::error!(request_id = %self.request_id, error = %e, "the token keys are out of reach");
+                return Err(ApiError::unavailable());
+            }
+            None => return Err(ApiError::unauthorized()),
+        };
+        auth::verify_access_token(keys, self.token_audience(), token.trim(), self.now_ms)
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid or expired"))
     }
 
     /// The caller, if they hold at least `role`: 401 without a token, 403 with too little.
@@ -201,13 +237,6 @@ impl<'a> Ctx<'a> {
     pub fn param(&self, i: usize) -> &str {
         self.params.get(i).map(String::as_str).unwrap_or("")
     }
-}
-
-fn authenticate(config: &Config, req: &Request, now_ms: i64) -> Result<Caller, ApiError> {
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::unauthorized)?;
-    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or_else(ApiError::unauthorized)?;
-    auth::verify_access_token(config, token.trim(), now_ms)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid or expired"))
 }
 
 fn request_id(req: &Request, svc: &Services<'_>) -> String {
@@ -246,7 +275,10 @@ async fn route(svc: &Services<'_>, functions: &[&Function], req: Request, reques
     let chosen = candidates.iter().find(|(_, r, _)| r.method == method || (method == Method::HEAD && r.method == Method::GET));
     let mut response = match chosen {
         Some((function, route, params)) => {
-            let ctx = Ctx::new(svc, &req, params.clone(), request_id.clone(), trace);
+            let mut ctx = Ctx::new(svc, &req, params.clone(), request_id.clone(), trace);
+            if req.headers().contains_key(header::AUTHORIZATION) {
+                ctx.keys = Some(svc.tokens.keys().await);
+            }
             // The gateway: over its client's limit, a request goes no further.
             let caller = if matches!(route.class, RateClass::Credentials | RateClass::Exempt) { None } else { ctx.caller().ok() };
             let result = match ratelimit::gate(svc, &req, route.class, caller.as_ref(), ctx.now_ms).await {

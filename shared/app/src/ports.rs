@@ -196,6 +196,22 @@ pub trait RateLimiter {
     }
 }
 
+/// The keys access tokens may be signed with (current and retired), to verify them and to
+/// publish them as JWKS.
+#[async_trait(?Send)]
+pub trait TokenKeys {
+    async fn keys(&self) -> StoreResult<std::sync::Arc<crate::auth::KeySet>>;
+}
+
+/// The key that signs access tokens now: only the identity function holds one.
+#[async_trait(?Send)]
+pub trait TokenSigner {
+    /// The `kid` tokens it signs carry (among [`TokenKeys::keys`] wherever they are checked).
+    async fn kid(&self) -> StoreResult<String>;
+    /// `message`'s RS256 signature (RSASSA-PKCS1-v1_5 with SHA-256).
+    async fn sign(&self, message: &[u8]) -> StoreResult<Vec<u8>>;
+}
+
 pub trait Clock {
     fn now_ms(&self) -> i64;
 }

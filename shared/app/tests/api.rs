@@ -1,6 +1,9 @@
 //! The use cases over in-memory adapters: routes called directly with requests, no server.
 
+use std::sync::Arc;
+
 use gocoffee_app::analytics::AnalyticsContext;
+use gocoffee_app::auth::{KeySet, PemSigner, StaticKeys};
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
 use gocoffee_app::memory::{ManualClock, MemoryAnalytics, MemoryImageBlobs, MemoryKitchenQueue, MemoryStore};
 use gocoffee_app::ports::{Clock, Entropy, Images, OrderStore};
@@ -27,6 +30,8 @@ struct World {
     clock: ManualClock,
     entropy: Counter,
     config: Config,
+    signer: PemSigner,
+    keys: StaticKeys,
     analytics: AnalyticsContext,
     /// Where the next requests come from, as the shell would say.
     addr: std::cell::Cell<Option<ClientAddr>>,
@@ -55,7 +60,14 @@ impl World {
                 public_base_url: None,
                 crypto_methods: vec![("polygon".into(), "USDC".into())],
                 rate_limits: RateLimits::OFF,
+                token_issuer: None,
+                token_audience: "gocoffee-api".into(),
+                token_public_keys: None,
             },
+            signer: PemSigner::from_pem(include_str!("keys/current.pem")).expect("the test key"),
+            keys: StaticKeys(Arc::new(
+                KeySet::from_pems(concat!(include_str!("keys/current.pub.pem"), include_str!("keys/retired.pub.pem"))).expect("test keys"),
+            )),
             analytics: AnalyticsContext { store: Box::new(MemoryAnalytics::default()) },
             addr: Default::default(),
         }
@@ -70,6 +82,8 @@ impl World {
             kitchen: None,
             images: Some(Images::Served(&self.images)),
             limiter: Some(&self.store),
+            tokens: &self.keys,
+            signer: Some(&self.signer),
             clock: &self.clock,
             entropy: &self.entropy,
             config: &self.config,
@@ -227,6 +241,72 @@ fn tokens_expire_and_forged_ones_are_refused() {
     assert_eq!(w.call("GET", "/api/v1/auth/me", None, None).status, 401);
     w.clock.advance(901_000);
     assert_eq!(w.call("GET", "/api/v1/auth/me", Some(&token), None).status, 401);
+}
+
+#[test]
+fn identity_publishes_the_keys_its_tokens_verify_with() {
+    let w = World::new();
+    let jwks = w.call("GET", "/.well-known/jwks.json", None, None);
+    assert_eq!(jwks.status, 200);
+    assert_eq!(jwks.headers["cache-control"], "public, max-age=300");
+    let kids: Vec<&str> = jwks.body["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid")).collect();
+    assert_eq!(kids, [w.signer.kid(), w.keys.0.keys()[1].kid.as_str()], "the current key and the retired one");
+    // The token names the current key, and says who issued it for whom.
+    let token = w.register("ada@example.com");
+    let part = |i: usize| -> Value {
+        use base64::Engine as _;
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(i).expect("part")).expect("base64url"))
+            .expect("json")
+    };
+    assert_eq!((part(0)["alg"].as_str(), part(0)["kid"].as_str()), (Some("RS256"), Some(w.signer.kid())));
+    assert_eq!((part(1)["iss"].as_str(), part(1)["aud"].as_str()), (Some("gocoffee"), Some("gocoffee-api")));
+    assert_eq!(part(1)["exp"].as_i64().expect("exp") - part(1)["nbf"].as_i64().expect("nbf"), 900);
+    let discovery = w.call("GET", "/.well-known/openid-configuration", None, None);
+    assert_eq!((discovery.body["issuer"].as_str(), discovery.body["jwks_uri"].as_str()), (Some("gocoffee"), Some("/.well-known/jwks.json")));
+    // An issuer that is a URL is where its keys are, as a JWT authorizer looks for them.
+    let fresh = World::new();
+    let w = World { config: Config { token_issuer: Some("https://api.coffee.example".into()), ..fresh.config.clone() }, ..fresh };
+    let discovery = w.call("GET", "/.well-known/openid-configuration", None, None);
+    assert_eq!(discovery.body["jwks_uri"], "https://api.coffee.example/.well-known/jwks.json");
+    let token = w.register("ada@example.com");
+    assert_eq!(w.call("GET", "/api/v1/auth/me", Some(&token), None).status, 200);
+}
+
+#[test]
+fn tokens_survive_a_key_rotation_until_their_key_is_removed() {
+    let w = World::new();
+    let before = w.register("ada@example.com");
+    // The retired key signs from now on; the old current one stays trusted.
+    let rotated = World { signer: PemSigner::from_pem(include_str!("keys/retired.pem")).expect("key"), ..w };
+    assert_eq!(rotated.call("GET", "/api/v1/auth/me", Some(&before), None).status, 200, "a token signed before the rotation");
+    let after = rotated.login("ada@example.com", "password 123").body["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(rotated.call("GET", "/api/v1/auth/me", Some(&after), None).status, 200);
+    // Once the old key is dropped from the set, its tokens are refused.
+    let dropped = World { keys: StaticKeys(Arc::new(KeySet::from_pems(include_str!("keys/retired.pub.pem")).expect("key"))), ..rotated };
+    assert_eq!(dropped.call("GET", "/api/v1/auth/me", Some(&before), None).body["error"]["code"], "invalid_token");
+    assert_eq!(dropped.call("GET", "/api/v1/auth/me", Some(&after), None).status, 200);
+}
+
+#[test]
+fn without_its_keys_the_service_is_unavailable_not_the_caller_unauthorized() {
+    let w = World::new();
+    let token = w.register("ada@example.com");
+    let svc = Services { tokens: &KeysDown, ..w.svc() };
+    let req = http::Request::builder().uri("/api/v1/auth/me").header("authorization", format!("Bearer {token}")).body(vec![]).expect("request");
+    assert_eq!(pollster::block_on(handle(&svc, FUNCTIONS, req)).status(), 503);
+    let svc = Services { signer: None, ..w.svc() };
+    let body = serde_json::to_vec(&json!({"email": "ada@example.com", "password": "password 123"})).expect("json");
+    let req = http::Request::builder().method("POST").uri("/api/v1/auth/login").header("content-type", "application/json").body(body).expect("request");
+    assert_eq!(pollster::block_on(handle(&svc, FUNCTIONS, req)).status(), 503, "only identity signs");
+}
+
+struct KeysDown;
+
+#[async_trait::async_trait(?Send)]
+impl gocoffee_app::ports::TokenKeys for KeysDown {
+    async fn keys(&self) -> gocoffee_app::ports::StoreResult<Arc<KeySet>> {
+        Err(gocoffee_app::ports::StoreError::Unavailable("KMS is down".into()))
+    }
 }
 
 #[test]

@@ -11,13 +11,15 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use gocoffee_app::auth::{ConfiguredKeys, PemSigner};
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_stream_message};
-use gocoffee_app::ports::{EventRelay, Images, KitchenQueue, OsEntropy, StoreResult, SystemClock};
+use gocoffee_app::ports::{EventRelay, Images, KitchenQueue, OsEntropy, StoreResult, SystemClock, TokenSigner};
 use gocoffee_app::{ApiError, Config, Function, Request, Response, Services};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
 use crate::dynamo::{ORDERS_OUTBOX, Outbox, PAYMENTS_OUTBOX};
+use crate::tokens::{KmsKeys, KmsSigner};
 use crate::{AwsEnvironment, Clients, DynamoOutboxRelay, DynamoStore, KinesisPublisher, S3Images, SqsDeadLetters, SqsKitchenQueue};
 
 /// Structured logs on stdout for CloudWatch: JSON when the function's log format is JSON
@@ -104,6 +106,12 @@ pub struct Shell {
     kitchen: Option<SqsKitchenQueue>,
     dead_letters: Option<SqsDeadLetters>,
     images: Option<S3Images>,
+    /// The token keys in KMS (`TOKEN_KMS_KEY_IDS`); without them, the configured PEM keys.
+    kms_keys: Option<KmsKeys>,
+    /// What signs tokens: identity's alone (`TOKEN_SIGNING_KEY_ID` in KMS, or the PEM
+    /// `TOKEN_SIGNING_KEY` where there is no KMS, as under `sam local`).
+    signer: Option<Box<dyn TokenSigner + Send + Sync>>,
+    region: String,
 }
 
 impl Shell {
@@ -127,7 +135,23 @@ impl Shell {
         if let Some(payments) = get("PAYMENTS_STREAM") {
             streams.push((PAYMENTS_OUTBOX, KinesisPublisher::new(clients.kinesis.clone(), payments)));
         }
+        let kms = || aws_sdk_kms::Client::new(&aws.sdk_config());
+        let kms_key_ids: Vec<String> =
+            get("TOKEN_KMS_KEY_IDS").map(|ids| ids.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
+        let kms_keys = (!kms_key_ids.is_empty())
+            .then(|| KmsKeys::new(kms(), kms_key_ids, config.token_public_keys.clone()))
+            .transpose()
+            .map_err(|e| format!("TOKEN_KMS_KEY_IDS: {e}"))?;
+        let signer: Option<Box<dyn TokenSigner + Send + Sync>> = match (get("TOKEN_SIGNING_KEY_ID"), get("TOKEN_SIGNING_KEY")) {
+            (Some(id), None) => Some(Box::new(KmsSigner::new(kms(), id).map_err(|e| format!("TOKEN_SIGNING_KEY_ID: {e}"))?)),
+            (None, Some(pem)) => Some(Box::new(PemSigner::from_pem(&pem).map_err(|e| format!("TOKEN_SIGNING_KEY: {e}"))?)),
+            (None, None) => None,
+            (Some(_), Some(_)) => return Err("set TOKEN_SIGNING_KEY_ID (KMS) or TOKEN_SIGNING_KEY (PEM), not both".into()),
+        };
         Ok(Shell {
+            kms_keys,
+            signer,
+            region: aws.region.clone(),
             function,
             config,
             store: DynamoStore::new(clients.dynamodb.clone(), table),
@@ -151,6 +175,7 @@ impl Shell {
     /// them (see [`Services::extension`]).
     pub async fn with_services<T>(&self, extension: Option<&dyn Any>, f: impl AsyncFnOnce(&Services<'_>) -> T) -> T {
         let relays = Relays(self.streams.iter().map(|(outbox, publisher)| DynamoOutboxRelay { store: &self.store, outbox: *outbox, publisher }).collect());
+        let configured = ConfiguredKeys(&self.config);
         let svc = Services {
             users: &self.store,
             menu: &self.store,
@@ -159,6 +184,11 @@ impl Shell {
             kitchen: self.kitchen.as_ref().map(|k| k as &dyn KitchenQueue),
             images: self.images.as_ref().map(|i| Images::Presigned(i)),
             limiter: Some(&self.store),
+            tokens: match &self.kms_keys {
+                Some(kms) => kms,
+                None => &configured,
+            },
+            signer: self.signer.as_deref().map(|s| s as &dyn TokenSigner),
             clock: &SystemClock,
             entropy: &OsEntropy,
             config: &self.config,
@@ -179,8 +209,14 @@ impl Shell {
         let started = std::time::Instant::now();
         let span = crate::otlp::enabled().then(|| server_span(&mut event));
         let method = event.request_context.http.method.clone();
+        let issuer = self.config.token_issuer.is_none().then(|| api_issuer(&event, &self.region)).flatten();
         let response = match request_from_apigw(event) {
-            Ok(req) => self.with_services(extension, async |svc| gocoffee_app::handle(svc, &[function], req).await).await,
+            Ok(mut req) => {
+                if let Some(issuer) = issuer {
+                    req.extensions_mut().insert(issuer);
+                }
+                self.with_services(extension, async |svc| gocoffee_app::handle(svc, &[function], req).await).await
+            }
             Err(e) => e.into_response(),
         };
         let route = response.extensions().get::<gocoffee_app::MatchedRoute>().map_or_else(|| "none".to_owned(), |r| format!("{} {}", r.method, r.path));
@@ -305,6 +341,16 @@ pub async fn relay(svc: &Services<'_>) {
 
 /// An API Gateway HTTP API (payload 2.0) event as an `http` request. API Gateway's request id
 /// becomes the request id when the caller sent none.
+/// The issuer tokens name where `TOKEN_ISSUER` isn't set: the invoking HTTP API's own URL,
+/// which is what its JWT authorizer is configured with (the template can't hand a function its
+/// API's id: the API's routes already depend on the function). `apiId` is API Gateway's word,
+/// not the client's.
+fn api_issuer(event: &ApiGatewayV2httpRequest, region: &str) -> Option<gocoffee_app::TokenIssuer> {
+    let api = event.request_context.apiid.as_deref().filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))?;
+    let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    Some(gocoffee_app::TokenIssuer(format!("https://{api}.execute-api.{region}.{suffix}")))
+}
+
 pub fn request_from_apigw(event: ApiGatewayV2httpRequest) -> Result<Request, ApiError> {
     let bad = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", why);
     let path = event.raw_path.filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());

@@ -9,6 +9,7 @@ pub mod otlp;
 pub mod ratelimit;
 pub mod s3;
 pub mod sqs;
+pub mod tokens;
 
 use std::time::Duration;
 

@@ -8,7 +8,8 @@ mod emf;
 use std::cell::OnceCell;
 
 use gocoffee_app::analytics::AnalyticsContext;
-use gocoffee_app::ports::{ImageBlobs, Images, OsEntropy, StoreError, StoreResult, SystemClock};
+use gocoffee_app::auth::{ConfiguredKeys, PemSigner};
+use gocoffee_app::ports::{ImageBlobs, Images, OsEntropy, StoreError, StoreResult, SystemClock, TokenSigner};
 use gocoffee_app::{ApiError, Config, Function, Request, Response, Services};
 use gocoffee_sql::analytics::SqlAnalyticsStore;
 use gocoffee_sql::{Db, DbError, Publisher, Rows, SqliteOutboxRelay, SqliteStore, Value};
@@ -173,6 +174,15 @@ pub async fn with_services<T>(
     extension: Option<&dyn std::any::Any>,
     f: impl AsyncFnOnce(&Services<'_>) -> T,
 ) -> Result<T, String> {
+    with_services_signing(function, extension, None, f).await
+}
+
+async fn with_services_signing<T>(
+    function: Option<&Function>,
+    extension: Option<&dyn std::any::Any>,
+    signer: Option<&dyn TokenSigner>,
+    f: impl AsyncFnOnce(&Services<'_>) -> T,
+) -> Result<T, String> {
     init_logging();
     let metrics = init_metrics();
     let config = Config::from_lookup(variable).map_err(|e| format!("configuration: {e}"))?;
@@ -190,6 +200,8 @@ pub async fn with_services<T>(
         kitchen: None,
         images: blobs.as_ref().map(|b| Images::Served(b)),
         limiter: Some(&store),
+        tokens: &ConfiguredKeys(&config),
+        signer,
         clock: &SystemClock,
         entropy: &OsEntropy,
         config: &config,
@@ -205,13 +217,52 @@ pub async fn serve(function: &Function, req: Request) -> Response {
     serve_with(function, None, req).await
 }
 
+/// The identity component: [`serve`], holding the key tokens are signed with
+/// (`token_signing_key`), which no other component is given. It is parsed only when a token is
+/// signed.
+pub async fn serve_identity(req: Request) -> Response {
+    let signer = LazyPemSigner { pem: variable("token_signing_key"), parsed: OnceCell::new() };
+    serve_signing(&gocoffee_app::identity::FUNCTION, None, Some(&signer), req).await
+}
+
+/// A PEM signing key, parsed on first use.
+struct LazyPemSigner {
+    pem: Option<String>,
+    parsed: OnceCell<Result<PemSigner, String>>,
+}
+
+impl LazyPemSigner {
+    fn get(&self) -> StoreResult<&PemSigner> {
+        let parsed = self.parsed.get_or_init(|| match &self.pem {
+            Some(pem) => PemSigner::from_pem(pem).map_err(|e| format!("token_signing_key: {e}")),
+            None => Err("token_signing_key is not set".into()),
+        });
+        parsed.as_ref().map_err(|e| StoreError::Unavailable(e.clone()))
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl TokenSigner for LazyPemSigner {
+    async fn kid(&self) -> StoreResult<String> {
+        Ok(self.get()?.kid().to_owned())
+    }
+
+    async fn sign(&self, message: &[u8]) -> StoreResult<Vec<u8>> {
+        self.get()?.sign(message).await
+    }
+}
+
 /// An HTTP component whose routes need what it brings itself (`extension`).
-pub async fn serve_with(function: &Function, extension: Option<&dyn std::any::Any>, mut req: Request) -> Response {
+pub async fn serve_with(function: &Function, extension: Option<&dyn std::any::Any>, req: Request) -> Response {
+    serve_signing(function, extension, None, req).await
+}
+
+async fn serve_signing(function: &Function, extension: Option<&dyn std::any::Any>, signer: Option<&dyn TokenSigner>, mut req: Request) -> Response {
     // Spin sets `spin-client-addr` itself, over any a client sent: who anonymous calls count as.
     if let Some(addr) = req.headers().get("spin-client-addr").and_then(|v| v.to_str().ok()).and_then(gocoffee_app::ClientAddr::parse) {
         req.extensions_mut().insert(addr);
     }
-    match with_services(Some(function), extension, async |svc| gocoffee_app::handle(svc, &[function], req).await).await {
+    match with_services_signing(Some(function), extension, signer, async |svc| gocoffee_app::handle(svc, &[function], req).await).await {
         Ok(response) => response,
         Err(cause) => {
             tracing::error!(%cause, "service unavailable");

@@ -32,6 +32,8 @@ fn main() {
         ("DEAD_LETTER_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/orders-dlq"),
         ("IMAGES_BUCKET", "gocoffee-images"),
         ("JWT_SECRET", "init-bench-secret-init-bench-secret-000"),
+        ("TOKEN_KMS_KEY_IDS", "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab,arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ac"),
+        ("TOKEN_SIGNING_KEY_ID", "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

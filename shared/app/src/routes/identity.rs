@@ -95,7 +95,11 @@ async fn create_other(ctx: &Ctx<'_>, email: Email, password: &Password, name: Op
 /// Issues an access token and a new refresh token for `user`.
 async fn session(ctx: &Ctx<'_>, user: &UserRecord, status: StatusCode) -> Result<Response, ApiError> {
     let svc = ctx.svc;
-    let access = auth::issue_access_token(svc.config, &user.id, user.role, ctx.now_ms).map_err(|e| {
+    let signer = svc.signer.ok_or_else(|| {
+        tracing::error!(request_id = %ctx.request_id, "this function holds no token signing key");
+        ApiError::unavailable()
+    })?;
+    let access = auth::issue_access_token(signer, ctx.token_audience(), &user.id, user.role, svc.config.access_token_ttl_s, ctx.now_ms).await.map_err(|e| {
         tracing::error!(request_id = %ctx.request_id, error = %e, "signing an access token failed");
         ApiError::unavailable()
     })?;
@@ -220,7 +224,42 @@ pub async fn create_user(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     Ok(json(StatusCode::CREATED, &user_view(&user)))
 }
 
-/// The identity function: accounts, sessions, staff.
+/// How long verifiers may cache the published keys. A new key is published this long before it
+/// signs (see the README's key rotation), so no cache misses it.
+const KEYS_MAX_AGE_S: u32 = 300;
+
+fn cacheable(mut response: Response) -> Response {
+    if let Ok(v) = http::HeaderValue::from_str(&format!("public, max-age={KEYS_MAX_AGE_S}")) {
+        response.headers_mut().insert(http::header::CACHE_CONTROL, v);
+    }
+    response
+}
+
+/// The JWKS document (RFC 7517): every key a live token may be signed with.
+pub async fn jwks(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let keys = ctx.svc.tokens.keys().await?;
+    Ok(cacheable(json(StatusCode::OK, &keys.jwks())))
+}
+
+/// OpenID Connect discovery, as far as verifiers use it (API Gateway's JWT authorizer reads
+/// `jwks_uri` here under the issuer): who issues the tokens and where their keys are.
+pub async fn openid_configuration(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let issuer = ctx.token_audience().issuer;
+    let base =
+        if issuer.starts_with("https://") || issuer.starts_with("http://") { issuer.trim_end_matches('/').to_owned() } else { crate::images::base_url(ctx) };
+    Ok(cacheable(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "issuer": issuer,
+            "jwks_uri": format!("{base}/.well-known/jwks.json"),
+            "response_types_supported": ["token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }),
+    )))
+}
+
+/// The identity function: accounts, sessions, staff, and the keys its tokens are signed with.
 pub static FUNCTION: crate::Function = crate::Function {
     name: "identity",
     routes: &[
@@ -230,6 +269,8 @@ pub static FUNCTION: crate::Function = crate::Function {
         crate::route!(POST "/api/v1/auth/logout" => logout),
         crate::route!(GET "/api/v1/auth/me" => me),
         crate::route!(POST "/api/v1/auth/users" => create_user),
+        crate::route!(GET "/.well-known/jwks.json" => jwks),
+        crate::route!(GET "/.well-known/openid-configuration" => openid_configuration),
     ],
     publishes: false,
     images: false,
