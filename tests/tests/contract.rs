@@ -681,9 +681,15 @@ fn a_backup_taken_while_orders_flow_restores_every_order_accepted_before_it() {
 
 #[test]
 fn the_metrics_listener_counts_requests_by_route_and_status_class_and_deliveries_by_outcome() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
-    let metrics = format!("127.0.0.1:{port}");
-    let h = Host::start_with("metrics", "127.0.0.1:0", &["--metrics-listen", &metrics]);
+    // Port 0, and the address the host logs: a port probed free here could be taken by another
+    // test's host before this one binds it.
+    let h = Host::start_with("metrics", "127.0.0.1:0", &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = h
+        .log()
+        .lines()
+        .rev()
+        .find_map(|l| l.contains("metrics at /metrics").then(|| l.rsplit("address=").next().map(str::trim).map(str::to_owned)).flatten())
+        .expect("the host logs where its metrics are");
     let ada = h.register("ada@example.com");
     let id = h.place(&ada);
     h.wait_for_status(&id, &ada, "confirmed");
