@@ -118,7 +118,9 @@ impl Shell {
     /// From the function's environment: the SDK settings, the app config (`JWT_SECRET`, ...:
     /// [`Config::VARIABLES`] in upper case) and the resources (`TABLE_NAME`, `ORDERS_STREAM` with
     /// `ANALYTICS_STREAM`, `PAYMENTS_STREAM`, `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`, `IMAGES_BUCKET`; all but
-    /// the table only where used). A function relays the outbox of each stream it is given.
+    /// the table only where used), and the token keys (`TOKEN_KMS_KEY_IDS`, identity's
+    /// `TOKEN_SIGNING_KEY_ID`; or PEM `TOKEN_PUBLIC_KEYS` and `TOKEN_SIGNING_KEY` without KMS). A
+    /// function relays the outbox of each stream it is given.
     pub fn from_lookup(function: &'static str, lookup: impl Fn(&str) -> Option<String>) -> Result<Shell, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let aws = AwsEnvironment::from_lookup(get)?;
@@ -339,18 +341,18 @@ pub async fn relay(svc: &Services<'_>) {
     }
 }
 
-/// An API Gateway HTTP API (payload 2.0) event as an `http` request. API Gateway's request id
-/// becomes the request id when the caller sent none.
-/// The issuer tokens name where `TOKEN_ISSUER` isn't set: the invoking HTTP API's own URL,
-/// which is what its JWT authorizer is configured with (the template can't hand a function its
-/// API's id: the API's routes already depend on the function). `apiId` is API Gateway's word,
-/// not the client's.
+/// The issuer tokens name where `TOKEN_ISSUER` isn't set: the invoking HTTP API's own URL, as a
+/// JWT authorizer on that API would be configured (the template can't hand a function its API's
+/// id: the API's routes already depend on the function). `apiId` is API Gateway's word, not the
+/// client's.
 fn api_issuer(event: &ApiGatewayV2httpRequest, region: &str) -> Option<gocoffee_app::TokenIssuer> {
     let api = event.request_context.apiid.as_deref().filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))?;
     let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
     Some(gocoffee_app::TokenIssuer(format!("https://{api}.execute-api.{region}.{suffix}")))
 }
 
+/// An API Gateway HTTP API (payload 2.0) event as an `http` request. API Gateway's request id
+/// becomes the request id when the caller sent none.
 pub fn request_from_apigw(event: ApiGatewayV2httpRequest) -> Result<Request, ApiError> {
     let bad = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", why);
     let path = event.raw_path.filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
