@@ -56,8 +56,8 @@ up: components host
 	  (umask 077; openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $(STATE)/token-key.pem 2>/dev/null); \
 	fi
 	@set -a; . $(STATE)/dev.env; set +a; \
-	export SPIN_VARIABLE_TOKEN_SIGNING_KEY="$$(cat $(STATE)/token-key.pem)"; \
-	export SPIN_VARIABLE_TOKEN_PUBLIC_KEYS="$${SPIN_VARIABLE_TOKEN_PUBLIC_KEYS:-$$(openssl pkey -in $(STATE)/token-key.pem -pubout)}"; \
+	export SPIN_VARIABLE_TOKEN_SIGNING_KEY="$${SPIN_VARIABLE_TOKEN_SIGNING_KEY:-$$(cat $(STATE)/token-key.pem)}"; \
+	export SPIN_VARIABLE_TOKEN_PUBLIC_KEYS="$${SPIN_VARIABLE_TOKEN_PUBLIC_KEYS:-$$(printf "%s\n" "$$SPIN_VARIABLE_TOKEN_SIGNING_KEY" | openssl pkey -pubout)}"; \
 	echo "Go Coffee on http://$(LISTEN) (dev secrets in $(STATE)/dev.env)"; \
 	echo "  admin: $$SPIN_VARIABLE_ADMIN_EMAIL / $$SPIN_VARIABLE_ADMIN_PASSWORD"; \
 	echo "  try:   curl -s http://$(LISTEN)/api/v1/menu"; \

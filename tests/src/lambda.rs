@@ -570,16 +570,13 @@ impl crate::Api for LambdaStack {
         &self.base
     }
 
-    /// With the stack's KMS keys on moto: slot A signs (the template's default), slot B is
-    /// trusted too.
-    fn sign_as_deployment(&self, key: crate::DeploymentKey, message: &[u8]) -> Option<(String, Vec<u8>)> {
-        use gocoffee_app::ports::TokenSigner;
+    /// The stack's KMS keys on moto: slot A signs (the template's default), slot B is trusted too.
+    fn token_signer(&self, key: crate::DeploymentKey) -> Option<Box<dyn gocoffee_app::ports::TokenSigner>> {
         let slot = match key {
             crate::DeploymentKey::Current => "TokenKeyA",
             crate::DeploymentKey::Retired => "TokenKeyB",
         };
-        let signer = gocoffee_aws::tokens::KmsSigner::new(crate::aws::kms(), self.stack.keys[slot].clone()).expect("a key ARN");
-        runtime().block_on(async { Some((signer.kid().await.expect("kid"), signer.sign(message).await.expect("KMS signs"))) })
+        Some(Box::new(gocoffee_aws::tokens::KmsSigner::new(crate::aws::kms(), self.stack.keys[slot].clone()).expect("a key ARN")))
     }
 
     fn log(&self) -> String {

@@ -210,9 +210,9 @@ pub trait Api: Sync {
     /// The base URL requests go to.
     fn base(&self) -> &str;
 
-    /// Signs `message` RS256 with one of this deployment's token keys, as its identity would: the
-    /// key's kid and the signature. `None` where a test can't reach the keys.
-    fn sign_as_deployment(&self, _key: DeploymentKey, _message: &[u8]) -> Option<(String, Vec<u8>)> {
+    /// One of this deployment's token keys, to sign with as its identity would. `None` where a
+    /// test can't reach the keys.
+    fn token_signer(&self, _key: DeploymentKey) -> Option<Box<dyn gocoffee_app::ports::TokenSigner>> {
         None
     }
     /// What the platform logged, for failure messages.
@@ -300,15 +300,12 @@ impl Api for Host {
         &self.base
     }
 
-    fn sign_as_deployment(&self, key: DeploymentKey, message: &[u8]) -> Option<(String, Vec<u8>)> {
-        use gocoffee_app::ports::TokenSigner;
+    fn token_signer(&self, key: DeploymentKey) -> Option<Box<dyn gocoffee_app::ports::TokenSigner>> {
         let pem = match key {
             DeploymentKey::Current => TOKEN_SIGNING_KEY,
             DeploymentKey::Retired => RETIRED_SIGNING_KEY,
         };
-        let signer = gocoffee_app::auth::PemSigner::from_pem(pem).expect("a test key");
-        let signature = tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(signer.sign(message)).expect("signs");
-        Some((signer.kid().to_owned(), signature))
+        Some(Box::new(gocoffee_app::auth::PemSigner::from_pem(pem).expect("a test key")))
     }
 
     fn log(&self) -> String {

@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use gocoffee_app::ports::TokenSigner;
 use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Host, inject_delivery, pending_deliveries};
 use serde_json::json;
 
@@ -82,18 +83,23 @@ fn tokens_verify_from_the_published_keys_and_resist_the_usual_attacks(h: &impl A
         }
         b64(&serde_json::to_vec(&c).expect("json"))
     };
-    // A token signed by one of the deployment's keys, with this header (its kid filled in
-    // unless the header names one) and these claims.
-    let sign = |key, header: serde_json::Value, claims: &str| -> Option<String> {
-        let (kid, _) = h.sign_as_deployment(key, b"kid?")?;
-        let mut header = header;
-        if header.get("kid").is_none() {
-            header["kid"] = kid.into();
-        }
-        let message = format!("{}.{claims}", b64(&serde_json::to_vec(&header).expect("json")));
-        let (_, signature) = h.sign_as_deployment(key, message.as_bytes())?;
-        Some(format!("{message}.{}", b64(&signature)))
+    // A token signed by `signer`, with this header (its kid filled in unless the header names
+    // one) and these claims.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let signed = |signer: &dyn TokenSigner, header: serde_json::Value, claims: &str| -> String {
+        rt.block_on(async {
+            let mut header = header;
+            if header.get("kid").is_none() {
+                header["kid"] = signer.kid().await.expect("kid").into();
+            }
+            let message = format!("{}.{claims}", b64(&serde_json::to_vec(&header).expect("json")));
+            let signature = signer.sign(message.as_bytes()).await.expect("signs");
+            format!("{message}.{}", b64(&signature))
+        })
     };
+    let current = h.token_signer(Current).expect("the test reaches the deployment's keys");
+    let retired = h.token_signer(Retired).expect("the test reaches the deployment's keys");
+    let stranger = gocoffee_app::auth::PemSigner::from_pem(gocoffee_tests::STRANGER_SIGNING_KEY).expect("key");
     let rs256 = json!({"alg": "RS256", "typ": "JWT"});
     let refused = |token: &str, what: &str| {
         let r = me(token);
@@ -101,15 +107,15 @@ fn tokens_verify_from_the_published_keys_and_resist_the_usual_attacks(h: &impl A
     };
 
     // The control: the deployment's own key, claims as issued.
-    let control = sign(Current, rs256.clone(), &with(json!({}))).expect("the test reaches the keys");
+    let control = signed(&*current, rs256.clone(), &with(json!({})));
     assert_eq!(me(&control).status, 200, "{}", me(&control).body);
     // A key it still trusts (rotated out, or the other KMS slot) verifies too.
-    assert_eq!(me(&sign(Retired, rs256.clone(), &with(json!({}))).expect("signs")).status, 200);
+    assert_eq!(me(&signed(&*retired, rs256.clone(), &with(json!({})))).status, 200);
 
     // alg=none, unsigned.
     let none = format!("{}.{}.", b64(&serde_json::to_vec(&json!({"alg": "none", "typ": "JWT", "kid": header["kid"]})).expect("json")), with(json!({})));
     refused(&none, "alg=none");
-    // HS256 keyed with the public key (key confusion), as PEM and as the JWK's modulus.
+    // HS256 keyed with the public key (key confusion): its PEM, with and without the last newline.
     let public = keys.get(header["kid"].as_str().expect("kid")).expect("the token's key is published");
     for secret in [public.to_pem().into_bytes(), public.to_pem().trim().as_bytes().to_vec()] {
         use hmac::Mac as _;
@@ -120,22 +126,15 @@ fn tokens_verify_from_the_published_keys_and_resist_the_usual_attacks(h: &impl A
         refused(&format!("{message}.{}", b64(&mac.finalize().into_bytes())), "HS256 with the public key");
     }
     // A kid nobody published, signed by the real key.
-    refused(&sign(Current, json!({"alg": "RS256", "kid": "not-a-published-key"}), &with(json!({}))).expect("signs"), "unknown kid");
+    refused(&signed(&*current, json!({"alg": "RS256", "kid": "not-a-published-key"}), &with(json!({}))), "unknown kid");
     // A stranger's key under the real kid.
-    let stranger = gocoffee_app::auth::PemSigner::from_pem(gocoffee_tests::STRANGER_SIGNING_KEY).expect("key");
-    let message = format!("{}.{}", b64(&serde_json::to_vec(&json!({"alg": "RS256", "kid": header["kid"]})).expect("json")), with(json!({})));
-    let signature = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("rt")
-        .block_on(gocoffee_app::ports::TokenSigner::sign(&stranger, message.as_bytes()))
-        .expect("signs");
-    refused(&format!("{message}.{}", b64(&signature)), "a stranger's signature");
+    refused(&signed(&stranger, json!({"alg": "RS256", "kid": header["kid"]}), &with(json!({}))), "a stranger's signature");
     // Expired, and not yet valid.
-    refused(&sign(Current, rs256.clone(), &with(json!({"iat": now - 1000, "nbf": now - 1000, "exp": now - 5}))).expect("signs"), "expired");
-    refused(&sign(Current, rs256.clone(), &with(json!({"iat": now + 600, "nbf": now + 600, "exp": now + 1500}))).expect("signs"), "not yet valid");
+    refused(&signed(&*current, rs256.clone(), &with(json!({"iat": now - 1000, "nbf": now - 1000, "exp": now - 5}))), "expired");
+    refused(&signed(&*current, rs256.clone(), &with(json!({"iat": now + 600, "nbf": now + 600, "exp": now + 1500}))), "not yet valid");
     // Another issuer or audience.
-    refused(&sign(Current, rs256.clone(), &with(json!({"iss": "https://evil.example"}))).expect("signs"), "wrong issuer");
-    refused(&sign(Current, rs256.clone(), &with(json!({"aud": "another-api"}))).expect("signs"), "wrong audience");
+    refused(&signed(&*current, rs256.clone(), &with(json!({"iss": "https://evil.example"}))), "wrong issuer");
+    refused(&signed(&*current, rs256.clone(), &with(json!({"aud": "another-api"}))), "wrong audience");
     // A role raised after signing: the signature no longer matches, and no admin route opens.
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     parts[1] = with(json!({"role": "admin"}));

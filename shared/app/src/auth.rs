@@ -218,8 +218,8 @@ pub fn verify_access_token(keys: &KeySet, audience: Audience<'_>, token: &str, n
 /// Signs with an RSA private key held in memory (the `token_signing_key` variable), for Spin and
 /// the local host; on AWS, KMS signs instead and no private key sits in a function.
 pub struct PemSigner {
-    key: RsaPrivateKey,
-    kid: String,
+    key: rsa::pkcs1v15::SigningKey<Sha256>,
+    public: VerifyingKey,
 }
 
 impl PemSigner {
@@ -230,30 +230,29 @@ impl PemSigner {
         let key =
             RsaPrivateKey::from_pkcs8_pem(pem).or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem)).map_err(|e| format!("not an RSA private key in PEM: {e}"))?;
         let public = VerifyingKey::from_rsa(&key.to_public_key(), None)?;
-        Ok(PemSigner { key, kid: public.kid })
+        Ok(PemSigner { key: rsa::pkcs1v15::SigningKey::new(key), public })
     }
 
     pub fn kid(&self) -> &str {
-        &self.kid
+        &self.public.kid
     }
 
     /// The public half, as the key set lists it.
     pub fn verifying_key(&self) -> VerifyingKey {
-        VerifyingKey { kid: self.kid.clone(), n: self.key.n().to_bytes_be(), e: self.key.e().to_bytes_be() }
+        self.public.clone()
     }
 }
 
 #[async_trait::async_trait(?Send)]
 impl TokenSigner for PemSigner {
     async fn kid(&self) -> StoreResult<String> {
-        Ok(self.kid.clone())
+        Ok(self.public.kid.clone())
     }
 
     async fn sign(&self, message: &[u8]) -> StoreResult<Vec<u8>> {
         use rsa::signature::{RandomizedSigner, SignatureEncoding};
         // Blinded with fresh randomness, so the time a signature takes says nothing of the key.
-        let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(self.key.clone());
-        let signature = signer.try_sign_with_rng(&mut OsRng, message).map_err(|e| StoreError::Unavailable(format!("RSA signing failed: {e}")))?;
+        let signature = self.key.try_sign_with_rng(&mut OsRng, message).map_err(|e| StoreError::Unavailable(format!("RSA signing failed: {e}")))?;
         Ok(signature.to_vec())
     }
 }
@@ -346,9 +345,9 @@ fn install_rs256() {
     static PROVIDER: CryptoProvider = CryptoProvider {
         signer_factory: |_, _| Err(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into()),
         verifier_factory: |alg, key| match (alg, key.kind()) {
-            (Algorithm::RS256, jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, e }) => Ok(Box::new(Rs256(
+            (Algorithm::RS256, jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, e }) => Ok(Box::new(Rs256(rsa::pkcs1v15::VerifyingKey::new(
                 RsaPublicKey::new(BigUint::from_bytes_be(n), BigUint::from_bytes_be(e)).map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?,
-            ))),
+            )))),
             _ => Err(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into()),
         },
         jwk_utils: JwkUtils::new_unimplemented(),
@@ -357,13 +356,11 @@ fn install_rs256() {
     let _ = PROVIDER.install_default();
 }
 
-struct Rs256(RsaPublicKey);
+struct Rs256(rsa::pkcs1v15::VerifyingKey<Sha256>);
 
 impl Verifier<Vec<u8>> for Rs256 {
     fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
-        rsa::pkcs1v15::VerifyingKey::<Sha256>::new(self.0.clone())
-            .verify(msg, &rsa::pkcs1v15::Signature::try_from(sig.as_slice()).map_err(|_| signature::Error::new())?)
-            .map_err(|_| signature::Error::new())
+        self.0.verify(msg, &rsa::pkcs1v15::Signature::try_from(sig.as_slice()).map_err(|_| signature::Error::new())?).map_err(|_| signature::Error::new())
     }
 }
 

@@ -181,8 +181,7 @@ pub struct Ctx<'a> {
 }
 
 /// The issuer a platform names for its tokens where `token_issuer` is not configured (the Lambda
-/// shell: the URL of the API that invoked it, which is what its JWT authorizer expects), in a
-/// request's extensions.
+/// shell: the URL of the API that invoked it), in a request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenIssuer(pub String);
 
