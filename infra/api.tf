@@ -5,24 +5,34 @@
 locals {
   # Route key => function. The $default route: requests no other route takes get the app's
   # JSON 404.
-  routes = {
-    "ANY /health"                    = "health"
-    "$default"                       = "health"
-    "ANY /api/v1/auth"               = "identity"
-    "ANY /api/v1/auth/{proxy+}"      = "identity"
-    "ANY /.well-known"               = "identity"
-    "ANY /.well-known/{proxy+}"      = "identity"
-    "ANY /api/v1/menu"               = "menu"
-    "ANY /api/v1/menu/{proxy+}"      = "menu"
-    "ANY /api/v1/orders"             = "orders"
-    "ANY /api/v1/orders/{proxy+}"    = "orders"
-    "ANY /api/v1/kitchen"            = "kitchen"
-    "ANY /api/v1/kitchen/{proxy+}"   = "kitchen"
-    "ANY /api/v1/payments"           = "payments"
-    "ANY /api/v1/payments/{proxy+}"  = "payments"
-    "ANY /api/v1/analytics"          = "analytics"
-    "ANY /api/v1/analytics/{proxy+}" = "analytics"
+  public_routes = {
+    "ANY /health"               = "health"
+    "$default"                  = "health"
+    "ANY /api/v1/auth"          = "identity"
+    "ANY /api/v1/auth/{proxy+}" = "identity"
+    "ANY /.well-known"          = "identity"
+    "ANY /.well-known/{proxy+}" = "identity"
+    "ANY /api/v1/menu"          = "menu"
+    "ANY /api/v1/menu/{proxy+}" = "menu"
   }
+  # Routes whose bearer token the JWT authorizer checks before any function runs: whole
+  # prefixes, and the operations openapi.yaml says need a token under a public prefix.
+  authorized_routes = {
+    "GET /api/v1/auth/me"               = "identity"
+    "POST /api/v1/auth/users"           = "identity"
+    "POST /api/v1/menu/items"           = "menu"
+    "PATCH /api/v1/menu/items/{id}"     = "menu"
+    "PUT /api/v1/menu/items/{id}/image" = "menu"
+    "ANY /api/v1/orders"                = "orders"
+    "ANY /api/v1/orders/{proxy+}"       = "orders"
+    "ANY /api/v1/kitchen"               = "kitchen"
+    "ANY /api/v1/kitchen/{proxy+}"      = "kitchen"
+    "ANY /api/v1/payments"              = "payments"
+    "ANY /api/v1/payments/{proxy+}"     = "payments"
+    "ANY /api/v1/analytics"             = "analytics"
+    "ANY /api/v1/analytics/{proxy+}"    = "analytics"
+  }
+  routes        = merge(local.public_routes, local.authorized_routes)
   api_functions = toset(values(local.routes))
 
   access_log_format = jsonencode({
@@ -34,6 +44,7 @@ locals {
     status           = "$context.status"
     latencyMs        = "$context.responseLatency"
     integrationError = "$context.integrationErrorMessage"
+    authorizerError  = "$context.authorizer.error"
   })
 }
 
@@ -82,13 +93,30 @@ resource "aws_apigatewayv2_integration" "function" {
   payload_format_version = "2.0"
 }
 
+# Checks the bearer token of every authorized route: RS256 against the keys the issuer's
+# /.well-known/openid-configuration points to (the identity function's JWKS), the issuer, the
+# audience and the times. A refused token is API Gateway's 401 {"message":"Unauthorized"}.
+resource "aws_apigatewayv2_authorizer" "token_authorizer" {
+  api_id           = aws_apigatewayv2_api.http_api.id
+  name             = "access-token"
+  authorizer_type  = "JWT"
+  identity_sources = ["$request.header.Authorization"]
+
+  jwt_configuration {
+    issuer   = local.token_issuer
+    audience = [var.token_audience]
+  }
+}
+
 resource "aws_apigatewayv2_route" "route" {
   for_each = local.routes
-  # checkov:skip=CKV_AWS_309:Routes are public on purpose (the menu, login, registration); each function checks its own bearer token and role.
+  # checkov:skip=CKV_AWS_309:The public routes are public on purpose (the menu, login, registration, the token keys); the JWT authorizer guards the rest, and each function checks its own bearer token and role.
 
-  api_id    = aws_apigatewayv2_api.http_api.id
-  route_key = each.key
-  target    = "integrations/${aws_apigatewayv2_integration.function[each.value].id}"
+  api_id             = aws_apigatewayv2_api.http_api.id
+  route_key          = each.key
+  target             = "integrations/${aws_apigatewayv2_integration.function[each.value].id}"
+  authorization_type = contains(keys(local.authorized_routes), each.key) ? "JWT" : "NONE"
+  authorizer_id      = contains(keys(local.authorized_routes), each.key) ? aws_apigatewayv2_authorizer.token_authorizer.id : null
 }
 
 resource "aws_lambda_permission" "api" {

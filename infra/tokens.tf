@@ -12,6 +12,11 @@ locals {
     TOKEN_AUDIENCE    = var.token_audience
   }
 
+  # The tokens' iss, which the JWT authorizer requires: var.token_issuer (a custom domain), or the
+  # HTTP API's own URL, which the functions derive from each request's API id when TOKEN_ISSUER
+  # is empty.
+  token_issuer = var.token_issuer != "" ? var.token_issuer : "https://${aws_apigatewayv2_api.http_api.id}.execute-api.${data.aws_region.current.name}.${data.aws_partition.current.dns_suffix}"
+
   # The token keys' public halves, to check bearer tokens.
   token_keys_statement = { actions = ["kms:GetPublicKey"], resources = [aws_kms_key.token_key_a.arn, aws_kms_key.token_key_b.arn] }
 }

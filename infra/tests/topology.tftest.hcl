@@ -107,6 +107,25 @@ run "identity_signs_with_the_chosen_slot_and_every_http_function_trusts_both" {
   }
 }
 
+run "the_authorizer_requires_the_configured_issuer_and_audience" {
+  command = plan
+
+  variables {
+    token_issuer   = "https://api.cafe.example"
+    token_audience = "cafe-api"
+  }
+
+  assert {
+    condition = (aws_apigatewayv2_authorizer.token_authorizer.authorizer_type == "JWT" && aws_apigatewayv2_authorizer.token_authorizer.jwt_configuration[0].issuer == "https://api.cafe.example" &&
+    aws_apigatewayv2_authorizer.token_authorizer.jwt_configuration[0].audience == toset(["cafe-api"]))
+    error_message = "the authorizer checks the tokens' iss and aud as the functions issue them"
+  }
+  assert {
+    condition     = aws_apigatewayv2_authorizer.token_authorizer.identity_sources == toset(["$request.header.Authorization"])
+    error_message = "the token comes from the Authorization header"
+  }
+}
+
 run "a_token_slot_other_than_a_or_b_is_refused" {
   command = plan
 
@@ -121,8 +140,13 @@ run "every_route_reaches_its_function_with_payload_2" {
   command = plan
 
   assert {
-    condition     = length(aws_apigatewayv2_route.route) == 16 && contains(keys(aws_apigatewayv2_route.route), "$default")
-    error_message = "sixteen routes, the $default one included"
+    condition     = length(aws_apigatewayv2_route.route) == 21 && contains(keys(aws_apigatewayv2_route.route), "$default")
+    error_message = "twenty-one routes, the $default one included"
+  }
+  assert {
+    condition = alltrue([for k, r in aws_apigatewayv2_route.route :
+    r.authorization_type == (startswith(k, "ANY /api/v1/orders") || startswith(k, "ANY /api/v1/kitchen") || startswith(k, "ANY /api/v1/payments") || startswith(k, "ANY /api/v1/analytics") || !startswith(k, "ANY ") && k != "$default" ? "JWT" : "NONE")])
+    error_message = "the JWT authorizer guards the orders, kitchen, payments and analytics prefixes and every method-specific route; the rest are public"
   }
   assert {
     condition     = alltrue([for i in aws_apigatewayv2_integration.function : i.integration_type == "AWS_PROXY" && i.payload_format_version == "2.0"])

@@ -89,6 +89,8 @@ class Sam:
                 return self.region
             if ref == "AWS::Partition":
                 return "aws"
+            if ref == "AWS::URLSuffix":
+                return "amazonaws.com"
             if ref in self.params:
                 return str(self.param(ref))
             return "${" + ref + "}"
@@ -139,10 +141,7 @@ class Sam:
             }
             for ev in p.get("Events", {}).values():
                 ep = ev.get("Properties", {})
-                if ev["Type"] == "HttpApi":
-                    key = f"{ep['Method']} {ep['Path']}" if "Path" in ep else "$default"
-                    m["routes"][key] = fid
-                elif ev["Type"] in ("Kinesis", "SQS"):
+                if ev["Type"] in ("Kinesis", "SQS"):
                     source = self.resolve(ep.get("Stream") or ep.get("Queue"))
                     m["mappings"][f"{fid} <- {source}"] = {
                         "batch_size": ep.get("BatchSize"),
@@ -199,8 +198,30 @@ class Sam:
                 "statements": sorted(set().union(*(statements(self.resolve(pol["PolicyDocument"]["Statement"]), conditions=True) for pol in p.get("Policies", [])))),
                 "managed": sorted(self.resolve(p.get("ManagedPolicyArns", []))),
             }
-        for aid, r in self.of_type("AWS::Serverless::HttpApi").items():
+        integrations = {iid: self.resolve(r["Properties"]["IntegrationUri"]) for iid, r in self.of_type("AWS::ApiGatewayV2::Integration").items()}
+        for r in self.of_type("AWS::ApiGatewayV2::Route").values():
             p = r["Properties"]
+            target = re.fullmatch(r"integrations/\$\{(\w+)\}", self.resolve(p["Target"])).group(1)
+            m["routes"][p["RouteKey"]] = {
+                "function": re.fullmatch(r"\$\{(\w+)\.Arn\}", integrations[target]).group(1),
+                "authorization": p.get("AuthorizationType", "NONE"),
+                "authorizer": self.resolve(p["AuthorizerId"]) if "AuthorizerId" in p else None,
+            }
+        for aid, r in self.of_type("AWS::ApiGatewayV2::Authorizer").items():
+            p = self.resolve(r["Properties"])
+            m["authorizers"][aid] = {
+                "type": p["AuthorizerType"],
+                "identity": sorted(p["IdentitySource"]),
+                "issuer": p["JwtConfiguration"]["Issuer"],
+                "audience": sorted(p["JwtConfiguration"]["Audience"]),
+            }
+        for pid, r in self.of_type("AWS::Lambda::Permission").items():
+            p = self.resolve(r["Properties"])
+            m["permissions"][re.fullmatch(r"\$\{(\w+)\}", p["FunctionName"]).group(1)] = {
+                "action": p["Action"], "principal": p["Principal"], "source": p["SourceArn"]}
+        for aid, r in self.of_type("AWS::ApiGatewayV2::Api").items():
+            p = r["Properties"]
+            stage = next(s["Properties"] for s in self.of_type("AWS::ApiGatewayV2::Stage").values())
             cors = p["CorsConfiguration"]
             m["apis"][aid] = {
                 "cors": {
@@ -210,8 +231,11 @@ class Sam:
                     "expose": sorted(cors["ExposeHeaders"]),
                     "max_age": cors["MaxAge"],
                 },
-                "throttling": {"burst": p["DefaultRouteSettings"]["ThrottlingBurstLimit"], "rate": p["DefaultRouteSettings"]["ThrottlingRateLimit"]},
-                "access_log": {"destination": self.resolve(p["AccessLogSettings"]["DestinationArn"]), "format": json.loads(p["AccessLogSettings"]["Format"])},
+                "protocol": p["ProtocolType"],
+                "name": self.resolve(p["Name"]),
+                "stage": {"name": stage["StageName"], "auto_deploy": stage["AutoDeploy"]},
+                "throttling": {"burst": stage["DefaultRouteSettings"]["ThrottlingBurstLimit"], "rate": stage["DefaultRouteSettings"]["ThrottlingRateLimit"]},
+                "access_log": {"destination": self.resolve(stage["AccessLogSettings"]["DestinationArn"]), "format": json.loads(stage["AccessLogSettings"]["Format"])},
             }
         for kid, r in self.of_type("AWS::KMS::Key").items():
             p = r["Properties"]
@@ -324,7 +348,7 @@ def statements(stmts, principals=False, conditions=False):
 # ------------------------------------------------------------------------------ Terraform side
 
 MODEL_KEYS = ["functions", "routes", "mappings", "schedules", "queues", "streams", "tables", "log_groups", "roles", "apis", "buckets", "alarms", "topics", "dashboards",
-              "deliveries", "subscriptions", "backups", "scheduled_tasks", "outputs", "parameters", "keys"]
+              "deliveries", "subscriptions", "backups", "scheduled_tasks", "outputs", "parameters", "keys", "authorizers", "permissions"]
 
 # Per-function resources: the SAM logical id of the instance for function `f`.
 PER_FUNCTION = {
@@ -444,11 +468,33 @@ class Terraform:
                 "async_retries": retries.get(v["function_name"]),
             }
         integrations = {r["values"]["id"]: self.canon(r["values"]["integration_uri"]) for r in self.of_type("aws_apigatewayv2_integration")}
+        # An authorizer's id (unknown in a plan, so None there) -> its logical id.
+        authorizers = {r["values"].get("id"): "${" + logical_id(r) + "}" for r in self.of_type("aws_apigatewayv2_authorizer")}
         for r in self.of_type("aws_apigatewayv2_route"):
             v = r["values"]
             uri = integrations[v["target"].removeprefix("integrations/")]
             # ...:lambda:path/2015-03-31/functions/${Fn.Arn}/invocations
-            m["routes"][v["route_key"]] = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)
+            m["routes"][v["route_key"]] = {
+                "function": re.search(r"\$\{(\w+)\.Arn\}", uri).group(1),
+                "authorization": v["authorization_type"],
+                "authorizer": authorizers.get(v.get("authorizer_id")) if v["authorization_type"] != "NONE" else None,
+            }
+        for r in self.of_type("aws_apigatewayv2_authorizer"):
+            v = r["values"]
+            jwt = v["jwt_configuration"][0]
+            m["authorizers"][logical_id(r)] = {
+                "type": v["authorizer_type"],
+                "identity": sorted(v["identity_sources"]),
+                "issuer": self.canon(jwt["issuer"]),
+                "audience": sorted(jwt["audience"]),
+            }
+        # SAM makes the schedules' permissions itself (compared as schedules); these are the API's.
+        for r in self.of_type("aws_lambda_permission"):
+            v = r["values"]
+            if v["principal"] != "apigateway.amazonaws.com":
+                continue
+            m["permissions"][re.fullmatch(r"\$\{(\w+)\}", self.canon(v["function_name"])).group(1)] = {
+                "action": v["action"], "principal": v["principal"], "source": re.sub(r":\d{12}:", ":${AWS::AccountId}:", self.canon(v["source_arn"]))}
         for r in self.of_type("aws_lambda_event_source_mapping"):
             v = r["values"]
             fid = re.fullmatch(r"\$\{(\w+)\.Arn\}", self.canon(v["function_arn"])).group(1)
@@ -531,6 +577,9 @@ class Terraform:
                     "expose": sorted(cors["expose_headers"]),
                     "max_age": cors["max_age"],
                 },
+                "protocol": v["protocol_type"],
+                "name": self.canon(v["name"]).replace(self.vars["name"], "${name}"),
+                "stage": {"name": stage["name"], "auto_deploy": stage["auto_deploy"]},
                 "throttling": {"burst": stage["default_route_settings"][0]["throttling_burst_limit"], "rate": stage["default_route_settings"][0]["throttling_rate_limit"]},
                 "access_log": {"destination": self.canon(stage["access_log_settings"][0]["destination_arn"]), "format": json.loads(stage["access_log_settings"][0]["format"])},
             }

@@ -214,6 +214,11 @@ impl LambdaFunction {
         }
     }
 
+    /// How many invocations the function has taken so far.
+    pub fn invocations(&self) -> u64 {
+        self.state.next_id.load(Ordering::Relaxed) - 1
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -286,8 +291,9 @@ fn now_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
 }
 
-/// An API Gateway HTTP API (payload format 2.0) event for one request on `route_key`.
-pub fn apigw_event(route_key: &str, method: &str, target: &str, headers: &[(String, String)], body: &[u8]) -> Value {
+/// An API Gateway HTTP API (payload format 2.0) event for one request on `route_key` of the API
+/// `api_id`.
+pub fn apigw_event(api_id: &str, route_key: &str, method: &str, target: &str, headers: &[(String, String)], body: &[u8]) -> Value {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut joined: Vec<(String, String)> = Vec::new();
     let mut cookies = Vec::new();
@@ -313,8 +319,13 @@ pub fn apigw_event(route_key: &str, method: &str, target: &str, headers: &[(Stri
     }
     let route_path = route_key.split_once(' ').map(|(_, p)| p).unwrap_or("");
     let mut path_parameters = serde_json::Map::new();
-    if let Some(prefix) = route_path.strip_suffix("/{proxy+}") {
-        path_parameters.insert("proxy".into(), Value::String(path.strip_prefix(prefix).unwrap_or("").trim_start_matches('/').to_owned()));
+    let segments: Vec<&str> = path.split('/').collect();
+    for (i, part) in route_path.split('/').enumerate() {
+        if part == "{proxy+}" {
+            path_parameters.insert("proxy".into(), Value::String(segments.get(i..).map(|rest| rest.join("/")).unwrap_or_default()));
+        } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            path_parameters.insert(name.into(), Value::String(segments.get(i).copied().unwrap_or_default().to_owned()));
+        }
     }
     let (body, is_base64) = match std::str::from_utf8(body) {
         Ok(text) => (text.to_owned(), false),
@@ -329,9 +340,9 @@ pub fn apigw_event(route_key: &str, method: &str, target: &str, headers: &[(Stri
         "headers": header_map,
         "requestContext": {
             "accountId": "123456789012",
-            "apiId": API_ID,
-            "domainName": "local.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "local",
+            "apiId": api_id,
+            "domainName": format!("{api_id}.execute-api.us-east-1.amazonaws.com"),
+            "domainPrefix": api_id,
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
                      "userAgent": joined.iter().find(|(k, _)| k == "user-agent").map(|(_, v)| v.as_str()).unwrap_or("")},
             "requestId": request_id,
@@ -396,46 +407,119 @@ pub fn sqs_record(queue_arn: &str, message: &aws_sdk_sqs::types::Message) -> Val
 
 // ------------------------------------------------------------------ routes and mappings from the template
 
-/// `(route key, function)` for every HTTP API event in the template.
-pub fn template_routes() -> Vec<(String, String)> {
-    let resources = template_resources();
-    let mut routes = Vec::new();
-    for function in FUNCTIONS {
-        let events = &resources[logical_id(function).as_str()]["Properties"]["Events"];
-        for (_, event) in events.as_mapping().into_iter().flatten() {
-            if event["Type"] == "HttpApi" {
-                let p = &event["Properties"];
-                let key = match (p["Method"].as_str(), p["Path"].as_str()) {
-                    (Some(method), Some(path)) => format!("{method} {path}"),
-                    // No path and method: the API's `$default` route, for requests no other route takes.
-                    _ => "$default".to_owned(),
-                };
-                routes.push((key, function.to_owned()));
-            }
-        }
+/// One route of the HTTP API: its key (`ANY /api/v1/orders/{proxy+}`, `$default`), the function
+/// its integration invokes, and whether the JWT authorizer checks its bearer token first.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    pub key: String,
+    pub function: String,
+    pub authorized: bool,
+}
+
+/// A JWT authorizer's settings: the `iss` it requires (whose OpenID discovery document names the
+/// keys) and the `aud` values it accepts.
+#[derive(Clone, Debug)]
+pub struct JwtAuthorizer {
+    pub issuer: String,
+    pub audience: Vec<String>,
+}
+
+/// The function whose `Arn` an integration's `IntegrationUri` names (`!GetAtt Orders.Arn`).
+fn function_of_logical_id(id: &str) -> String {
+    FUNCTIONS.iter().find(|f| logical_id(f) == id).unwrap_or_else(|| panic!("{id} is not a function")).to_string()
+}
+
+fn tagged<'a>(v: &'a serde_yaml::Value, tag: &str) -> Option<&'a serde_yaml::Value> {
+    match v {
+        serde_yaml::Value::Tagged(t) if t.tag == tag => Some(&t.value),
+        _ => None,
     }
+}
+
+/// Every `AWS::ApiGatewayV2::Route` in the template.
+pub fn template_routes() -> Vec<Route> {
+    let resources = template_resources();
+    let mut routes: Vec<Route> = resources
+        .values()
+        .filter(|r| r["Type"] == "AWS::ApiGatewayV2::Route")
+        .map(|r| {
+            let p = &r["Properties"];
+            let target = tagged(&p["Target"], "!Sub").and_then(|v| v.as_str()).expect("a route's Target is !Sub integrations/${...}");
+            let integration = target.trim_start_matches("integrations/${").trim_end_matches('}');
+            let uri = &resources[integration]["Properties"]["IntegrationUri"];
+            let arn = tagged(uri, "!GetAtt").and_then(|v| v.as_str()).expect("an integration's IntegrationUri is !GetAtt Function.Arn");
+            Route {
+                key: p["RouteKey"].as_str().expect("RouteKey").to_owned(),
+                function: function_of_logical_id(arn.trim_end_matches(".Arn")),
+                authorized: p["AuthorizationType"] == "JWT",
+            }
+        })
+        .collect();
+    routes.sort();
     routes
 }
 
-/// API Gateway's route selection, for the shapes the template uses: exact paths, and
-/// `/prefix/{proxy+}` (one or more segments). `ANY` matches every method.
-pub fn select_route<'a>(routes: &'a [(String, String)], method: &str, path: &str) -> Option<&'a (String, String)> {
-    let matches = |key: &str| {
+/// The template's JWT authorizer for an API with id `api_id` in us-east-1, with the
+/// `TOKEN_ISSUER` and `TOKEN_AUDIENCE` parameters as given (or their defaults).
+pub fn template_authorizer(api_id: &str, parameters: &[(&str, &str)]) -> Option<JwtAuthorizer> {
+    let text = std::fs::read_to_string(workspace().join("sam-template.yaml")).expect("sam-template.yaml");
+    let template: serde_yaml::Value = serde_yaml::from_str(&text).expect("the template is YAML");
+    let parameter = |name: &str, env: &str| {
+        parameters
+            .iter()
+            .find(|(k, _)| *k == env)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| template["Parameters"][name]["Default"].as_str().unwrap_or_default().to_owned())
+    };
+    let resolve = |v: &serde_yaml::Value| -> String {
+        if let Some(name) = tagged(v, "!Ref").and_then(|v| v.as_str()) {
+            return parameter(name, &format!("TOKEN_{}", name.trim_start_matches("Token").to_ascii_uppercase()));
+        }
+        let text = tagged(v, "!Sub").and_then(|v| v.as_str()).unwrap_or_else(|| v.as_str().unwrap_or_default());
+        text.replace("${HttpApi}", api_id).replace("${AWS::Region}", "us-east-1").replace("${AWS::URLSuffix}", "amazonaws.com")
+    };
+    let authorizer = template["Resources"].as_mapping()?.values().find(|r| r["Type"] == "AWS::ApiGatewayV2::Authorizer")?;
+    let jwt = &authorizer["Properties"]["JwtConfiguration"];
+    let issuer = match tagged(&jwt["Issuer"], "!If").and_then(|v| v.as_sequence()) {
+        // `!If [HasTokenIssuer, !Ref TokenIssuer, <the API's own URL>]`
+        Some(branches) => {
+            let condition = &template["Conditions"][branches[0].as_str().expect("a condition's name")];
+            let not_equals = tagged(condition, "!Not").and_then(|n| tagged(&n[0], "!Equals")).expect("the condition is !Not [!Equals [...]]");
+            let holds = resolve(&not_equals[0]) != resolve(&not_equals[1]);
+            resolve(&branches[if holds { 1 } else { 2 }])
+        }
+        None => resolve(&jwt["Issuer"]),
+    };
+    let audience = jwt["Audience"].as_sequence().expect("Audience").iter().map(resolve).collect();
+    Some(JwtAuthorizer { issuer, audience })
+}
+
+/// API Gateway's route selection, for the shapes the template uses: exact paths, paths with
+/// `{name}` segments, and `/prefix/{proxy+}` (one or more segments). A route naming the method
+/// wins over `ANY`, a route without a greedy segment over one with, and `$default` takes the rest.
+pub fn select_route<'a>(routes: &'a [Route], method: &str, path: &str) -> Option<&'a Route> {
+    let matches = |key: &str, method_of: &dyn Fn(&str) -> bool| {
         let (m, p) = key.split_once(' ').unwrap_or(("", key));
-        let method_ok = m == "ANY" || m.eq_ignore_ascii_case(method);
         let path_ok = match p.strip_suffix("/{proxy+}") {
             Some(prefix) => path.strip_prefix(prefix).is_some_and(|rest| rest.len() > 1 && rest.starts_with('/')),
-            None => p == path,
+            None => {
+                let (want, got): (Vec<&str>, Vec<&str>) = (p.split('/').collect(), path.split('/').collect());
+                want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| w == g || (w.starts_with('{') && !g.is_empty()))
+            }
         };
-        method_ok && path_ok
+        method_of(m) && path_ok
     };
-    // Exact routes win over greedy ones, and `$default` takes the rest.
-    routes
-        .iter()
-        .filter(|(k, _)| !k.contains("{proxy+}") && k != "$default")
-        .find(|(k, _)| matches(k))
-        .or_else(|| routes.iter().filter(|(k, _)| k != "$default").find(|(k, _)| matches(k)))
-        .or_else(|| routes.iter().find(|(k, _)| k == "$default"))
+    let named = |m: &str| m.eq_ignore_ascii_case(method);
+    let any = |m: &str| m == "ANY";
+    let candidates = || routes.iter().filter(|r| r.key != "$default");
+    let exact = |r: &&Route| !r.key.contains("{proxy+}");
+    candidates()
+        .filter(exact)
+        .find(|r| matches(&r.key, &named))
+        .or_else(|| candidates().filter(exact).find(|r| matches(&r.key, &any)))
+        .or_else(|| candidates().find(|r| matches(&r.key, &named)))
+        .or_else(|| candidates().find(|r| matches(&r.key, &any)))
+        .or_else(|| routes.iter().find(|r| r.key == "$default"))
 }
 
 /// The environment variables of `function` that the template sets from a parameter (`!Ref` of
@@ -466,24 +550,31 @@ fn mapping_setting(function: &str, kind: &str, name: &str) -> Option<i64> {
 /// ([`crate::terraform`]).
 #[derive(Clone, Debug)]
 pub struct Wiring {
-    /// `(route key, function)`.
-    pub routes: Vec<(String, String)>,
+    /// The id the HTTP API has (what events carry as `requestContext.apiId`).
+    pub api_id: String,
+    pub routes: Vec<Route>,
+    /// The JWT authorizer in front of the routes that name it; `None` plays the functions with
+    /// nothing in front.
+    pub authorizer: Option<JwtAuthorizer>,
     pub kinesis: Vec<KinesisMapping>,
     pub kitchen_batch_size: i32,
 }
 
 impl Wiring {
-    pub fn from_template() -> Wiring {
+    /// The template's wiring, with these values for its parameters (`TOKEN_ISSUER`, ...).
+    pub fn from_template(parameters: &[(&str, &str)]) -> Wiring {
         Wiring {
+            api_id: API_ID.to_owned(),
             routes: template_routes(),
+            authorizer: template_authorizer(API_ID, parameters),
             kinesis: kinesis_mappings(),
             kitchen_batch_size: mapping_setting("kitchen", "SQS", "BatchSize").unwrap_or(10) as i32,
         }
     }
 }
 
-/// The id of the API the stack's HTTP front plays: what the functions derive the tokens' issuer
-/// from, so a token from another API (a sample event's `abcdef1234`) is refused.
+/// The id of the API the stack's HTTP front plays for the template: what the functions derive the
+/// tokens' issuer from, so a token from another API (a sample event's `abcdef1234`) is refused.
 pub const API_ID: &str = "local";
 
 pub const JWT_SECRET: &str = "lambda-tests-secret-lambda-tests-secret";
@@ -493,6 +584,7 @@ pub struct LambdaStack {
     pub stack: Arc<Stack>,
     pub functions: Arc<HashMap<String, LambdaFunction>>,
     pub base: String,
+    pub wiring: Wiring,
     stop: Arc<AtomicBool>,
     pub dir: PathBuf,
 }
@@ -512,6 +604,22 @@ impl LambdaStack {
     /// As [`LambdaStack::start_with`], with values for the template's parameters (`PAYMENT_XPUB`,
     /// ...) in every function's environment that names them.
     pub fn start_env(name: &str, pollers: bool, parameters: &[(&str, &str)]) -> LambdaStack {
+        LambdaStack::start_wired(name, pollers, parameters, Wiring::from_template(parameters))
+    }
+
+    /// Every function with nothing checking tokens in front of them: the template's routes with
+    /// no JWT authorizer, so every request reaches its function and the functions' own checks
+    /// meet whatever it carries.
+    pub fn start_without_authorizer(name: &str) -> LambdaStack {
+        let mut wiring = Wiring::from_template(&[]);
+        wiring.authorizer = None;
+        for r in &mut wiring.routes {
+            r.authorized = false;
+        }
+        LambdaStack::start_wired(name, true, &[], wiring)
+    }
+
+    fn start_wired(name: &str, pollers: bool, parameters: &[(&str, &str)], wiring: Wiring) -> LambdaStack {
         let stack = runtime().block_on(Stack::create(name));
         let dir = workspace().join("target/test-state").join(format!("lambda-{name}-{}", std::process::id()));
         let extra = [
@@ -530,7 +638,7 @@ impl LambdaStack {
                 (f.to_string(), env)
             })
             .collect();
-        LambdaStack::launch(stack, environments, Wiring::from_template(), pollers, dir)
+        LambdaStack::launch(stack, environments, wiring, pollers, dir)
     }
 
     /// Every function of `environments` (function -> its whole environment) on `stack`, wired
@@ -546,14 +654,15 @@ impl LambdaStack {
         }
         let functions = Arc::new(functions);
         let stop = Arc::new(AtomicBool::new(false));
-        let base = serve_front(functions.clone(), stop.clone(), wiring.routes);
+        let base =
+            serve_front(functions.clone(), stop.clone(), Arc::new(Gateway::new(wiring.api_id.clone(), wiring.routes.clone(), wiring.authorizer.clone())));
         if pollers {
-            for mapping in wiring.kinesis {
+            for mapping in wiring.kinesis.clone() {
                 spawn_kinesis_poller(stack.clone(), functions.clone(), stop.clone(), mapping);
             }
             spawn_sqs_poller(stack.clone(), functions.clone(), stop.clone(), wiring.kitchen_batch_size);
         }
-        LambdaStack { stack, functions, base, stop, dir }
+        LambdaStack { stack, functions, base, wiring, stop, dir }
     }
 
     pub fn function(&self, name: &str) -> &LambdaFunction {
@@ -579,6 +688,10 @@ impl crate::Api for LambdaStack {
         Some(Box::new(gocoffee_aws::tokens::KmsSigner::new(crate::aws::kms(), self.stack.keys[slot].clone()).expect("a key ARN")))
     }
 
+    fn gateway_checks_tokens(&self) -> bool {
+        self.wiring.authorizer.is_some()
+    }
+
     fn log(&self) -> String {
         self.logs()
     }
@@ -595,41 +708,132 @@ impl Drop for LambdaStack {
     }
 }
 
+/// API Gateway's part: route selection, the JWT authorizer and the Lambda proxy integration.
+struct Gateway {
+    api_id: String,
+    routes: Vec<Route>,
+    authorizer: Option<JwtAuthorizer>,
+    /// The key set the authorizer last fetched, as API Gateway caches it.
+    keys: Mutex<Option<Arc<gocoffee_app::auth::KeySet>>>,
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+impl Gateway {
+    fn new(api_id: String, routes: Vec<Route>, authorizer: Option<JwtAuthorizer>) -> Gateway {
+        Gateway { api_id, routes, authorizer, keys: Mutex::new(None) }
+    }
+
+    fn handle(&self, functions: &HashMap<String, LambdaFunction>, req: &HttpRequest) -> Answer {
+        let path = req.target.split('?').next().unwrap_or("");
+        let Some(route) = select_route(&self.routes, &req.method, path) else {
+            return (404, vec![(JSON.0.into(), JSON.1.into())], br#"{"message":"Not Found"}"#.to_vec());
+        };
+        let mut event = apigw_event(&self.api_id, &route.key, &req.method, &req.target, &req.headers, &req.body);
+        if route.authorized {
+            let Some(authorizer) = &self.authorizer else { panic!("{} names an authorizer the API doesn't have", route.key) };
+            match self.authorize(functions, authorizer, req) {
+                Some(claims) => event["requestContext"]["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}}),
+                // What API Gateway answers for a refused token, before any function runs.
+                None => {
+                    let headers = vec![(JSON.0.into(), JSON.1.into()), ("www-authenticate".into(), r#"Bearer error="invalid_token""#.into())];
+                    return (401, headers, br#"{"message":"Unauthorized"}"#.to_vec());
+                }
+            }
+        }
+        self.invoke(functions, route, &event)
+    }
+
+    fn invoke(&self, functions: &HashMap<String, LambdaFunction>, route: &Route, event: &Value) -> Answer {
+        match functions[&route.function].invoke(event) {
+            Ok(response) => from_apigw_response(&response),
+            Err(e) => {
+                eprintln!("{} failed: {e}", route.function);
+                (500, vec![(JSON.0.into(), JSON.1.into())], br#"{"message":"Internal Server Error"}"#.to_vec())
+            }
+        }
+    }
+
+    /// The JWT authorizer: the bearer token's claims (as strings, as API Gateway passes them) if
+    /// it is RS256, signed by a key of the JWKS the issuer's OpenID discovery document names,
+    /// for one of the audiences and within its times.
+    fn authorize(&self, functions: &HashMap<String, LambdaFunction>, authorizer: &JwtAuthorizer, req: &HttpRequest) -> Option<serde_json::Map<String, Value>> {
+        let header = req.headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str())?;
+        let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
+        let kid = jwt_part(token, 0)?["kid"].as_str()?.to_owned();
+        let cached = self.keys.lock().expect("lock").clone();
+        // A kid the cached set lacks: the keys may have rotated since.
+        let keys = match cached.filter(|k| k.get(&kid).is_some()) {
+            Some(keys) => keys,
+            None => {
+                let fetched = Arc::new(self.fetch_keys(functions, &authorizer.issuer)?);
+                *self.keys.lock().expect("lock") = Some(fetched.clone());
+                fetched
+            }
+        };
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as i64;
+        let verified = authorizer.audience.iter().any(|audience| {
+            let audience = gocoffee_app::auth::Audience { issuer: &authorizer.issuer, audience };
+            gocoffee_app::auth::verify_access_token(&keys, audience, token, now_ms).is_some()
+        });
+        if !verified {
+            return None;
+        }
+        let claims = jwt_part(token, 1)?;
+        Some(claims.as_object()?.iter().map(|(k, v)| (k.clone(), Value::String(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))).collect())
+    }
+
+    /// What API Gateway fetches: `{issuer}/.well-known/openid-configuration`, then its
+    /// `jwks_uri`. The issuer is this API's own URL, so both come through its routes.
+    fn fetch_keys(&self, functions: &HashMap<String, LambdaFunction>, issuer: &str) -> Option<gocoffee_app::auth::KeySet> {
+        let own = format!("https://{}.execute-api.us-east-1.amazonaws.com", self.api_id);
+        let get = |url: &str| -> Option<Value> {
+            let path = url.strip_prefix(&own).filter(|p| p.starts_with('/'))?;
+            let route = select_route(&self.routes, "GET", path)?;
+            let event = apigw_event(&self.api_id, &route.key, "GET", path, &[], b"");
+            let (status, _, body) = self.invoke(functions, route, &event);
+            if status != 200 {
+                return None;
+            }
+            serde_json::from_slice(&body).ok()
+        };
+        let discovery = get(&format!("{issuer}/.well-known/openid-configuration"))?;
+        if discovery["issuer"] != issuer {
+            return None;
+        }
+        gocoffee_app::auth::KeySet::from_jwks(&get(discovery["jwks_uri"].as_str()?)?).ok()
+    }
+}
+
+/// One base64url JSON part of a JWT (0: the header, 1: the claims).
+fn jwt_part(token: &str, index: usize) -> Option<Value> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(index)?).ok()?).ok()
+}
+
 /// The HTTP front: API Gateway's part. Returns its base URL.
-fn serve_front(functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>, routes: Vec<(String, String)>) -> String {
+fn serve_front(functions: Arc<HashMap<String, LambdaFunction>>, stop: Arc<AtomicBool>, gateway: Arc<Gateway>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("front port");
     let base = format!("http://{}", listener.local_addr().expect("address"));
-    let routes = Arc::new(routes);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            let (functions, routes) = (functions.clone(), routes.clone());
-            std::thread::spawn(move || front_connection(stream, &functions, &routes));
+            let (functions, gateway) = (functions.clone(), gateway.clone());
+            std::thread::spawn(move || front_connection(stream, &functions, &gateway));
         }
     });
     base
 }
 
-fn front_connection(stream: TcpStream, functions: &HashMap<String, LambdaFunction>, routes: &[(String, String)]) {
+fn front_connection(stream: TcpStream, functions: &HashMap<String, LambdaFunction>, gateway: &Gateway) {
     let Ok(mut writer) = stream.try_clone() else { return };
     let mut reader = BufReader::new(stream);
     let Some(req) = read_request(&mut reader) else { return };
-    let path = req.target.split('?').next().unwrap_or("");
-    let (status, headers, body) = match select_route(routes, &req.method, path) {
-        None => (404, vec![("content-type".to_owned(), "application/json".to_owned())], br#"{"message":"Not Found"}"#.to_vec()),
-        Some((route_key, function)) => {
-            let event = apigw_event(route_key, &req.method, &req.target, &req.headers, &req.body);
-            match functions[function].invoke(&event) {
-                Ok(response) => from_apigw_response(&response),
-                Err(e) => {
-                    eprintln!("{function} failed: {e}");
-                    (500, vec![("content-type".to_owned(), "application/json".to_owned())], br#"{"message":"Internal Server Error"}"#.to_vec())
-                }
-            }
-        }
-    };
+    let (status, headers, body) = gateway.handle(functions, &req);
     let _ = write_response(&mut writer, status, &headers, &body, true);
 }
 

@@ -215,6 +215,18 @@ pub trait Api: Sync {
     fn token_signer(&self, _key: DeploymentKey) -> Option<Box<dyn gocoffee_app::ports::TokenSigner>> {
         None
     }
+
+    /// Whether a gateway checks bearer tokens before the functions do (API Gateway's JWT
+    /// authorizer), answering a refused token with its own 401 `{"message":"Unauthorized"}`.
+    fn gateway_checks_tokens(&self) -> bool {
+        false
+    }
+
+    /// Whether `reply` is the refusal of a bad bearer token: the app's `401 invalid_token`, or,
+    /// behind a gateway that checks tokens, the gateway's own 401.
+    fn refused_token(&self, reply: &Reply) -> bool {
+        reply.status == 401 && (reply.code() == "invalid_token" || self.gateway_checks_tokens() && reply.body == serde_json::json!({"message": "Unauthorized"}))
+    }
     /// What the platform logged, for failure messages.
     fn log(&self) -> String;
 

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::aws::{Stack, clients, moto, moto_env};
-use crate::lambda::{KinesisMapping, LambdaStack, Wiring};
+use crate::lambda::{JwtAuthorizer, KinesisMapping, LambdaStack, Route, Wiring};
 use crate::workspace;
 
 const TERRAFORM: &str = "/usr/local/bin/terraform";
@@ -197,11 +197,23 @@ impl Applied {
             .iter()
             .map(|r| (text(&r["values"]["id"]), self.function_of(r["values"]["integration_uri"].as_str().unwrap_or_default())))
             .collect();
-        let routes = self
+        let mut routes: Vec<Route> = self
             .resources("aws_apigatewayv2_route")
             .iter()
-            .map(|r| (text(&r["values"]["route_key"]), integrations[text(&r["values"]["target"]).trim_start_matches("integrations/")].clone()))
+            .map(|r| Route {
+                key: text(&r["values"]["route_key"]),
+                function: integrations[text(&r["values"]["target"]).trim_start_matches("integrations/")].clone(),
+                authorized: r["values"]["authorization_type"] == "JWT",
+            })
             .collect();
+        routes.sort();
+        let authorizers = self.resources("aws_apigatewayv2_authorizer");
+        assert!(authorizers.len() <= 1, "one JWT authorizer");
+        let authorizer = authorizers.first().map(|r| {
+            let jwt = &r["values"]["jwt_configuration"][0];
+            JwtAuthorizer { issuer: text(&jwt["issuer"]), audience: jwt["audience"].as_array().expect("audience").iter().map(text).collect() }
+        });
+        let api_id = text(&self.resources("aws_apigatewayv2_api")[0]["values"]["id"]);
         let by_arn = |arn: &str, of: &HashMap<String, String>| of.iter().find(|(_, a)| a.as_str() == arn).map(|(id, _)| id.clone());
         let stream_arns: HashMap<String, String> = stack.streams.iter().map(|(id, (_, arn))| (id.clone(), arn.clone())).collect();
         let queue_arns: HashMap<String, String> =
@@ -221,7 +233,7 @@ impl Applied {
                 kitchen_batch_size = Some(batch_size);
             }
         }
-        Wiring { routes, kinesis, kitchen_batch_size: kitchen_batch_size.expect("the kitchen queue's mapping") }
+        Wiring { api_id, routes, authorizer, kinesis, kitchen_batch_size: kitchen_batch_size.expect("the kitchen queue's mapping") }
     }
 
     /// Every function on what Terraform created, as [`LambdaStack::start`] does on the template.

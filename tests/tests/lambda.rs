@@ -7,6 +7,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gocoffee_core::StoredEvent;
 use gocoffee_tests::lambda::{LambdaStack, kinesis_record, select_route, sqs_record, template_routes};
 use gocoffee_tests::terraform::{gzipped_objects, moto_json};
@@ -54,8 +55,12 @@ fn every_route_has_a_sample_api_gateway_event_that_its_function_answers() {
         let method = typed.request_context.http.method.as_str().to_owned();
         let path = typed.raw_path.clone().expect("rawPath");
         // The event's routeKey is the template route API Gateway would choose for it.
-        let (route_key, function) = select_route(&routes, &method, &path).unwrap_or_else(|| panic!("{name}: no route in the template"));
-        assert_eq!(event["routeKey"].as_str(), Some(route_key.as_str()), "{name}");
+        let route = select_route(&routes, &method, &path).unwrap_or_else(|| panic!("{name}: no route in the template"));
+        let function = route.function.as_str();
+        assert_eq!(event["routeKey"].as_str(), Some(route.key.as_str()), "{name}");
+        // Behind the JWT authorizer, the event carries the claims it checked.
+        let claims = &event["requestContext"]["authorizer"]["jwt"]["claims"];
+        assert_eq!(claims.is_object(), route.authorized, "{name}: authorizer claims exactly where {} is authorized", route.key);
         if let Some((owner, r)) = app_route(&method, &path) {
             assert_eq!(owner, function, "{name}: routed to the function that owns {} {}", r.method, r.path);
             covered.insert((r.method.as_str(), r.path));
@@ -81,6 +86,51 @@ fn every_route_has_a_sample_api_gateway_event_that_its_function_answers() {
         .map(|(_, r)| format!("{} {}", r.method, r.path))
         .collect();
     assert!(missing.is_empty(), "routes without a sample event in events/http: {missing:?}");
+}
+
+/// API Gateway's JWT authorizer, as the template configures it, checks tokens against what the
+/// identity function publishes: a refused token gets the gateway's 401 and no function runs; an
+/// accepted one reaches the function; public routes need none.
+#[test]
+fn the_jwt_authorizer_stops_a_bad_token_before_any_function_runs() {
+    let h = LambdaStack::start_with("authorizer", false);
+    let customer = h.register("authorizer@example.com");
+    let orders = h.function("orders");
+    let menu = h.function("menu");
+    let unauthorized = |r: &gocoffee_tests::Reply, what: &str| {
+        assert_eq!((r.status, &r.body), (401, &json!({"message": "Unauthorized"})), "{what}");
+        assert!(r.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("www-authenticate") && v.starts_with("Bearer")), "{what}: {:?}", r.headers);
+    };
+    // The claims as identity issued them, re-signed by the deployment's own key for another audience.
+    let signer = h.token_signer(gocoffee_tests::DeploymentKey::Current).expect("the stack's KMS key");
+    let (header, mut claims) = {
+        let part =
+            |i: usize| -> Value { serde_json::from_slice(&URL_SAFE_NO_PAD.decode(customer.split('.').nth(i).expect("part")).expect("b64")).expect("json") };
+        (part(0), part(1))
+    };
+    claims["aud"] = json!("another-api");
+    let other_audience = {
+        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let signature = rt.block_on(signer.sign(message.as_bytes())).expect("signs");
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+    };
+
+    let before = orders.invocations();
+    unauthorized(&h.get("/api/v1/orders", None), "no token");
+    unauthorized(&h.get("/api/v1/orders", Some("not-a-token")), "garbage");
+    unauthorized(&h.get("/api/v1/orders", Some(&other_audience)), "another audience");
+    assert_eq!(orders.invocations(), before, "a refused token reaches no function");
+    assert_eq!(h.get("/api/v1/orders", Some(&customer)).status, 200);
+    assert_eq!(orders.invocations(), before + 1, "an accepted token reaches the function");
+
+    // Under a public prefix, reads are open and the writes openapi.yaml guards are not.
+    let before = menu.invocations();
+    assert_eq!(h.get("/api/v1/menu", None).status, 200);
+    unauthorized(&h.post("/api/v1/menu/items", None, json!({"id": "x"})), "menu write, no token");
+    assert_eq!(menu.invocations(), before + 1, "only the read reached the menu function");
+    // A customer's valid token passes the gateway; the function still decides the role.
+    assert_eq!(h.post("/api/v1/menu/items", Some(&customer), json!({"id": "x"})).status, 403);
 }
 
 #[test]

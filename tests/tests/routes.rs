@@ -92,8 +92,16 @@ fn every_variable_a_component_reads_is_declared_for_the_application() {
     }
 }
 
+/// Whether openapi.yaml says `method path` needs a bearer token (its own `security`, or the
+/// document's).
+fn needs_token(doc: &serde_yaml::Value, method: &str, path: &str) -> bool {
+    let op = &doc["paths"][path][method.to_ascii_lowercase().as_str()];
+    let security = if op["security"].is_null() { &doc["security"] } else { &op["security"] };
+    security.as_sequence().is_some_and(|s| !s.is_empty())
+}
+
 #[test]
-fn the_http_api_in_sam_template_mirrors_spin_toml() {
+fn the_http_api_in_sam_template_mirrors_spin_toml_and_guards_what_openapi_says_needs_a_token() {
     use gocoffee_tests::lambda::{select_route, template_routes};
     let routes = template_routes();
     // Each spin.toml route is the same function's route(s) on API Gateway: `/x/...` is `ANY /x`
@@ -110,12 +118,30 @@ fn the_http_api_in_sam_template_mirrors_spin_toml() {
             }
         }
     }
-    let declared: BTreeSet<(String, String)> = routes.iter().filter(|(k, _)| k != "$default").cloned().collect();
-    assert_eq!(declared, expected, "sam-template.yaml's HttpApi events and spin.toml's routes differ");
-    assert_eq!(routes.iter().filter(|(k, _)| k == "$default").map(|(_, f)| f.as_str()).collect::<Vec<_>>(), ["health"], "one $default route");
+    let declared: BTreeSet<(String, String)> = routes.iter().filter(|r| r.key.starts_with("ANY ")).map(|r| (r.key.clone(), r.function.clone())).collect();
+    assert_eq!(declared, expected, "sam-template.yaml's ANY routes and spin.toml's routes differ");
+    assert_eq!(
+        routes.iter().filter(|r| r.key == "$default").map(|r| (r.function.as_str(), r.authorized)).collect::<Vec<_>>(),
+        [("health", false)],
+        "one $default route"
+    );
+    // A route naming its method exists only to put the authorizer on an operation under a public
+    // prefix.
+    for r in routes.iter().filter(|r| !r.key.starts_with("ANY ") && r.key != "$default") {
+        assert!(r.authorized, "{} names its method but not the authorizer", r.key);
+    }
+    let doc = openapi();
     for (owner, r) in gocoffee_tests::routes() {
         let concrete = r.path.replace("{id}", "x").replace("{file}", "x.png");
-        let (key, function) = select_route(&routes, r.method.as_str(), &concrete).expect("routed");
-        assert_eq!(function, owner, "{} {} goes to {function} by {key}", r.method, r.path);
+        let route = select_route(&routes, r.method.as_str(), &concrete).expect("routed");
+        assert_eq!(route.function, owner, "{} {} goes to {} by {}", r.method, r.path, route.function, route.key);
+        assert_eq!(
+            route.authorized,
+            needs_token(&doc, r.method.as_str(), r.path),
+            "{} {} is routed by {}: the authorizer must guard it exactly when openapi.yaml says it needs a token",
+            r.method,
+            r.path,
+            route.key
+        );
     }
 }
