@@ -6,8 +6,9 @@ STATE ?= .gocoffee
 LISTEN ?= 127.0.0.1:3000
 METRICS_LISTEN ?= 127.0.0.1:9464
 COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler analytics analytics-consumer
-# Test components: what a guest sees of its host (tests/tests/conformance.rs).
-TEST_COMPONENTS := spin-conformance
+# Test components: what a guest sees of its host (tests/tests/conformance.rs), and the smallest
+# wasi:http component, the host benchmark's floor (bench/host.sh).
+TEST_COMPONENTS := spin-conformance hello
 # Every function is also a Lambda.
 LAMBDAS := $(COMPONENTS)
 HOST := target/release/gocoffee-host
@@ -82,6 +83,7 @@ test: tools components host bootstraps lambdas
 ## bench: throughput and latency of the host on the real components, the sizes and init times of
 ## the Lambda bootstraps, and payment verification on anvil (see bench/README.md)
 bench: components host bootstraps
+	bench/host.sh
 	bench/run.sh
 	bench/metrics.sh
 	bench/lambda.sh
