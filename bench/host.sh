@@ -16,10 +16,6 @@ ROUNDS=${ROUNDS:-2}
 PORT=${PORT:-3920}
 STATE=target/bench-host
 
-if ! command -v oha >/dev/null; then
-  echo "installing oha (load generator) from crates.io..."
-  cargo install oha --locked --quiet
-fi
 WASMTIME_VERSION=$(awk '/^name = "wasmtime"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 WASMTIME=target/wasmtime-cli/bin/wasmtime
 if ! "$WASMTIME" --version 2>/dev/null | grep -q "^wasmtime $WASMTIME_VERSION "; then

@@ -1,5 +1,10 @@
-# Sourced by bench/run.sh and bench/metrics.sh: `run LABEL OHA_ARGS...` runs oha for $DURATION and
-# prints one line: requests/s, p50 ms, p99 ms, non-2xx count and errors.
+# Sourced by bench/host.sh, bench/run.sh and bench/metrics.sh: installs oha (from crates.io, once)
+# and defines `run LABEL OHA_ARGS...`, which runs oha for $DURATION and prints one line:
+# requests/s, p50 ms, p99 ms, non-2xx count and errors.
+if ! command -v oha >/dev/null; then
+  echo "installing oha (load generator) from crates.io..."
+  cargo install oha --locked --quiet
+fi
 run() {
   local label=$1; shift
   local out; out=$(oha --no-tui --output-format json -z "$DURATION" "$@")

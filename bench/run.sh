@@ -11,11 +11,6 @@ PORT=${PORT:-3900}
 BASE="http://127.0.0.1:$PORT"
 STATE=target/bench-state
 
-if ! command -v oha >/dev/null; then
-  echo "installing oha (load generator) from crates.io..."
-  cargo install oha --locked --quiet
-fi
-
 source tests/host.sh
 source bench/oha.sh
 # Every request pays for the rate limiter (limits on, as deployed), set high enough that the load

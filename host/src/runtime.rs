@@ -142,9 +142,9 @@ pub fn engine(max_instances: u32) -> Result<Engine> {
         .total_stacks(max_instances)
         .max_memory_size(MAX_GUEST_MEMORY)
         // Freed slots are decommitted (madvise) in batches rather than one by one: each call
-        // costs every core a TLB shootdown. Measured with bench/host.sh: hello 11.0k -> 13.4k
-        // req/s on two cores. (Keeping 1 MiB of each memory resident, zeroed with memset
-        // instead, made it slower: 7.5k.)
+        // costs every core a TLB shootdown. Hello flat out on two cores, this build beside one
+        // without it: 11.0k -> 13.4k req/s. (Keeping 1 MiB of each memory resident, zeroed with
+        // memset instead, made it slower: 7.5k.)
         .decommit_batch_size(max_instances as usize / 4 + 1);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e}")).context("configuring wasmtime")?;

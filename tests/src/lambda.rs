@@ -459,26 +459,32 @@ pub fn template_routes() -> Vec<Route> {
     routes
 }
 
-/// The template's JWT authorizer for an API with id `api_id` in us-east-1, with the
-/// `TOKEN_ISSUER` and `TOKEN_AUDIENCE` parameters as given (or their defaults).
+/// The template's JWT authorizer for an API with id `api_id` in us-east-1. `parameters` are
+/// given as the stack's are (by the environment variable the template sets from each: `TOKEN_ISSUER`
+/// for `TokenIssuer`); the rest keep their defaults.
 pub fn template_authorizer(api_id: &str, parameters: &[(&str, &str)]) -> Option<JwtAuthorizer> {
     let text = std::fs::read_to_string(workspace().join("sam-template.yaml")).expect("sam-template.yaml");
     let template: serde_yaml::Value = serde_yaml::from_str(&text).expect("the template is YAML");
-    let parameter = |name: &str, env: &str| {
+    let resources = template["Resources"].as_mapping()?;
+    // A parameter's value: the one given for the variable a function's environment takes from it.
+    let parameter = |name: &str| {
+        let from = |v: &serde_yaml::Value| tagged(v, "!Ref").and_then(|r| r.as_str()) == Some(name);
+        let envs = resources.values().filter_map(|r| r["Properties"]["Environment"]["Variables"].as_mapping());
+        let variable: Vec<&str> = envs.flat_map(|vars| vars.iter().filter(|(_, v)| from(v)).filter_map(|(k, _)| k.as_str())).collect();
         parameters
             .iter()
-            .find(|(k, _)| *k == env)
+            .find(|(k, _)| variable.contains(k))
             .map(|(_, v)| v.to_string())
             .unwrap_or_else(|| template["Parameters"][name]["Default"].as_str().unwrap_or_default().to_owned())
     };
     let resolve = |v: &serde_yaml::Value| -> String {
         if let Some(name) = tagged(v, "!Ref").and_then(|v| v.as_str()) {
-            return parameter(name, &format!("TOKEN_{}", name.trim_start_matches("Token").to_ascii_uppercase()));
+            return parameter(name);
         }
         let text = tagged(v, "!Sub").and_then(|v| v.as_str()).unwrap_or_else(|| v.as_str().unwrap_or_default());
         text.replace("${HttpApi}", api_id).replace("${AWS::Region}", "us-east-1").replace("${AWS::URLSuffix}", "amazonaws.com")
     };
-    let authorizer = template["Resources"].as_mapping()?.values().find(|r| r["Type"] == "AWS::ApiGatewayV2::Authorizer")?;
+    let authorizer = resources.values().find(|r| r["Type"] == "AWS::ApiGatewayV2::Authorizer")?;
     let jwt = &authorizer["Properties"]["JwtConfiguration"];
     let issuer = match tagged(&jwt["Issuer"], "!If").and_then(|v| v.as_sequence()) {
         // `!If [HasTokenIssuer, !Ref TokenIssuer, <the API's own URL>]`
@@ -762,7 +768,7 @@ impl Gateway {
     fn authorize(&self, functions: &HashMap<String, LambdaFunction>, authorizer: &JwtAuthorizer, req: &HttpRequest) -> Option<serde_json::Map<String, Value>> {
         let header = req.headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str())?;
         let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
-        let kid = jwt_part(token, 0)?["kid"].as_str()?.to_owned();
+        let kid = crate::jwt_part(token, 0)?["kid"].as_str()?.to_owned();
         let cached = self.keys.lock().expect("lock").clone();
         // A kid the cached set lacks: the keys may have rotated since.
         let keys = match cached.filter(|k| k.get(&kid).is_some()) {
@@ -781,7 +787,7 @@ impl Gateway {
         if !verified {
             return None;
         }
-        let claims = jwt_part(token, 1)?;
+        let claims = crate::jwt_part(token, 1)?;
         Some(claims.as_object()?.iter().map(|(k, v)| (k.clone(), Value::String(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))).collect())
     }
 
@@ -805,12 +811,6 @@ impl Gateway {
         }
         gocoffee_app::auth::KeySet::from_jwks(&get(discovery["jwks_uri"].as_str()?)?).ok()
     }
-}
-
-/// One base64url JSON part of a JWT (0: the header, 1: the claims).
-fn jwt_part(token: &str, index: usize) -> Option<Value> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(index)?).ok()?).ok()
 }
 
 /// The HTTP front: API Gateway's part. Returns its base URL.

@@ -8,6 +8,33 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// base64url without padding, as JWTs encode their parts.
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// One JSON part of a JWT (0: the header, 1: the claims), decoded.
+pub fn jwt_part(token: &str, index: usize) -> Option<Value> {
+    use base64::Engine as _;
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(index)?).ok()?).ok()
+}
+
+/// A JWT signed by `signer`, with this header (its kid filled in unless the header names one) and
+/// these claims, already base64url-encoded (so a test can sign exactly the bytes it means).
+pub fn signed_token(signer: &dyn gocoffee_app::ports::TokenSigner, header: Value, claims: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut header = header;
+        if header.get("kid").is_none() {
+            header["kid"] = signer.kid().await.expect("kid").into();
+        }
+        let message = format!("{}.{claims}", b64(&serde_json::to_vec(&header).expect("json")));
+        let signature = signer.sign(message.as_bytes()).await.expect("signs");
+        format!("{message}.{}", b64(&signature))
+    })
+}
+
 pub mod anvil;
 pub mod aws;
 pub mod lambda;
@@ -225,7 +252,8 @@ pub trait Api: Sync {
     /// Whether `reply` is the refusal of a bad bearer token: the app's `401 invalid_token`, or,
     /// behind a gateway that checks tokens, the gateway's own 401.
     fn refused_token(&self, reply: &Reply) -> bool {
-        reply.status == 401 && (reply.code() == "invalid_token" || self.gateway_checks_tokens() && reply.body == serde_json::json!({"message": "Unauthorized"}))
+        let app = reply.code() == "invalid_token" && reply.body["error"]["message"].is_string();
+        reply.status == 401 && (app || self.gateway_checks_tokens() && reply.body == serde_json::json!({"message": "Unauthorized"}))
     }
     /// What the platform logged, for failure messages.
     fn log(&self) -> String;

@@ -5,8 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gocoffee_app::ports::TokenSigner;
-use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Host, inject_delivery, pending_deliveries};
+use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Host, b64, inject_delivery, pending_deliveries, signed_token};
 use serde_json::json;
 
 /// Runs each named contract test on both shells.
@@ -43,19 +42,10 @@ on_both_shells!(
     tokens_verify_from_the_published_keys_and_resist_the_usual_attacks,
 );
 
-/// The parts of a JWT, decoded.
+/// The header and claims of a JWT, decoded.
 fn jwt_parts(token: &str) -> (serde_json::Value, serde_json::Value) {
-    use base64::Engine as _;
-    let part = |i: usize| -> serde_json::Value {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(i).expect("a JWT part")).expect("base64url");
-        serde_json::from_slice(&bytes).expect("JSON")
-    };
+    let part = |i| gocoffee_tests::jwt_part(token, i).expect("a JWT part, base64url JSON");
     (part(0), part(1))
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn tokens_verify_from_the_published_keys_and_resist_the_usual_attacks(h: &impl Api) {
@@ -83,20 +73,6 @@ fn tokens_verify_from_the_published_keys_and_resist_the_usual_attacks(h: &impl A
         }
         b64(&serde_json::to_vec(&c).expect("json"))
     };
-    // A token signed by `signer`, with this header (its kid filled in unless the header names
-    // one) and these claims.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let signed = |signer: &dyn TokenSigner, header: serde_json::Value, claims: &str| -> String {
-        rt.block_on(async {
-            let mut header = header;
-            if header.get("kid").is_none() {
-                header["kid"] = signer.kid().await.expect("kid").into();
-            }
-            let message = format!("{}.{claims}", b64(&serde_json::to_vec(&header).expect("json")));
-            let signature = signer.sign(message.as_bytes()).await.expect("signs");
-            format!("{message}.{}", b64(&signature))
-        })
-    };
     let current = h.token_signer(Current).expect("the test reaches the deployment's keys");
     let retired = h.token_signer(Retired).expect("the test reaches the deployment's keys");
     let stranger = gocoffee_app::auth::PemSigner::from_pem(gocoffee_tests::STRANGER_SIGNING_KEY).expect("key");
@@ -107,10 +83,10 @@ fn tokens_verify_from_the_published_keys_and_resist_the_usual_attacks(h: &impl A
     };
 
     // The control: the deployment's own key, claims as issued.
-    let control = signed(&*current, rs256.clone(), &with(json!({})));
+    let control = signed_token(&*current, rs256.clone(), &with(json!({})));
     assert_eq!(me(&control).status, 200, "{}", me(&control).body);
     // A key it still trusts (rotated out, or the other KMS slot) verifies too.
-    assert_eq!(me(&signed(&*retired, rs256.clone(), &with(json!({})))).status, 200);
+    assert_eq!(me(&signed_token(&*retired, rs256.clone(), &with(json!({})))).status, 200);
 
     // alg=none, unsigned.
     let none = format!("{}.{}.", b64(&serde_json::to_vec(&json!({"alg": "none", "typ": "JWT", "kid": header["kid"]})).expect("json")), with(json!({})));
@@ -126,15 +102,15 @@ fn tokens_verify_from_the_published_keys_and_resist_the_usual_attacks(h: &impl A
         refused(&format!("{message}.{}", b64(&mac.finalize().into_bytes())), "HS256 with the public key");
     }
     // A kid nobody published, signed by the real key.
-    refused(&signed(&*current, json!({"alg": "RS256", "kid": "not-a-published-key"}), &with(json!({}))), "unknown kid");
+    refused(&signed_token(&*current, json!({"alg": "RS256", "kid": "not-a-published-key"}), &with(json!({}))), "unknown kid");
     // A stranger's key under the real kid.
-    refused(&signed(&stranger, json!({"alg": "RS256", "kid": header["kid"]}), &with(json!({}))), "a stranger's signature");
+    refused(&signed_token(&stranger, json!({"alg": "RS256", "kid": header["kid"]}), &with(json!({}))), "a stranger's signature");
     // Expired, and not yet valid.
-    refused(&signed(&*current, rs256.clone(), &with(json!({"iat": now - 1000, "nbf": now - 1000, "exp": now - 5}))), "expired");
-    refused(&signed(&*current, rs256.clone(), &with(json!({"iat": now + 600, "nbf": now + 600, "exp": now + 1500}))), "not yet valid");
+    refused(&signed_token(&*current, rs256.clone(), &with(json!({"iat": now - 1000, "nbf": now - 1000, "exp": now - 5}))), "expired");
+    refused(&signed_token(&*current, rs256.clone(), &with(json!({"iat": now + 600, "nbf": now + 600, "exp": now + 1500}))), "not yet valid");
     // Another issuer or audience.
-    refused(&signed(&*current, rs256.clone(), &with(json!({"iss": "https://evil.example"}))), "wrong issuer");
-    refused(&signed(&*current, rs256.clone(), &with(json!({"aud": "another-api"}))), "wrong audience");
+    refused(&signed_token(&*current, rs256.clone(), &with(json!({"iss": "https://evil.example"}))), "wrong issuer");
+    refused(&signed_token(&*current, rs256.clone(), &with(json!({"aud": "another-api"}))), "wrong audience");
     // A role raised after signing: the signature no longer matches, and no admin route opens.
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     parts[1] = with(json!({"role": "admin"}));

@@ -7,7 +7,6 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gocoffee_core::StoredEvent;
 use gocoffee_tests::lambda::{LambdaStack, kinesis_record, select_route, sqs_record, template_routes};
 use gocoffee_tests::terraform::{gzipped_objects, moto_json};
@@ -103,18 +102,10 @@ fn the_jwt_authorizer_stops_a_bad_token_before_any_function_runs() {
     };
     // The claims as identity issued them, re-signed by the deployment's own key for another audience.
     let signer = h.token_signer(gocoffee_tests::DeploymentKey::Current).expect("the stack's KMS key");
-    let (header, mut claims) = {
-        let part =
-            |i: usize| -> Value { serde_json::from_slice(&URL_SAFE_NO_PAD.decode(customer.split('.').nth(i).expect("part")).expect("b64")).expect("json") };
-        (part(0), part(1))
-    };
+    let header = gocoffee_tests::jwt_part(&customer, 0).expect("header");
+    let mut claims = gocoffee_tests::jwt_part(&customer, 1).expect("claims");
     claims["aud"] = json!("another-api");
-    let other_audience = {
-        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let signature = rt.block_on(signer.sign(message.as_bytes())).expect("signs");
-        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
-    };
+    let other_audience = gocoffee_tests::signed_token(&*signer, header, &gocoffee_tests::b64(claims.to_string().as_bytes()));
 
     let before = orders.invocations();
     unauthorized(&h.get("/api/v1/orders", None), "no token");
