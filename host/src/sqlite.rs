@@ -23,14 +23,19 @@ impl Pool {
     }
 
     pub fn get(&self) -> Result<Connection> {
-        if let Some(c) = self.idle.lock().map_err(|_| anyhow::anyhow!("pool lock poisoned"))?.pop() {
-            return Ok(c);
+        match self.idle() {
+            Some(c) => Ok(c),
+            None => open(&self.path, self.init),
         }
-        open(&self.path, self.init)
+    }
+
+    /// An open connection, if one is idle: never touches the file.
+    pub fn idle(&self) -> Option<Connection> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
     /// Returns a connection for reuse. One left inside a transaction (a guest that never
-    /// committed) is rolled back first.
+    /// committed) is rolled back first (in WAL mode that only drops the transaction's pages).
     pub fn put(&self, conn: Connection) {
         if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
             return;

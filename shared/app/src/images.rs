@@ -5,10 +5,9 @@
 //! picture routes with an HMAC key derived from the token secret, and checks them on the way in,
 //! so both platforms hand clients the same kind of capability URL.
 
-use gocoffee_core::MenuItem;
+use gocoffee_core::{Category, MenuItem, ModifierOption, SizePrice};
 use hmac::{Hmac, Mac};
 use http::header;
-use serde_json::Value;
 use sha2::Sha256;
 
 use crate::Ctx;
@@ -36,22 +35,34 @@ fn sign_window(now_ms: i64) -> i64 {
     now_ms - now_ms.rem_euclid(window)
 }
 
-/// The item as clients see it: the picture's object key replaced by a download URL.
-pub fn item_view(ctx: &Ctx<'_>, item: &MenuItem) -> Value {
-    let mut view = serde_json::to_value(item).unwrap_or(Value::Null);
-    if let Value::Object(fields) = &mut view {
-        fields.remove("image");
-        let url = item.image.as_deref().and_then(|key| match download_url(ctx, key) {
-            Ok(url) => Some(url),
-            Err(e) => {
-                // A picture that can't be linked must not take the menu down with it.
-                tracing::warn!(request_id = %ctx.request_id, key, error = %e, "no download URL for a menu picture");
-                None
-            }
-        });
-        fields.insert("image_url".into(), url.map_or(Value::Null, Value::String));
-    }
-    view
+/// The item as clients see it: the picture's object key replaced by a download URL. Written
+/// straight to the response (no `serde_json::Value` in between: building and dropping one per
+/// item was a fifth of a menu read's time in the component).
+#[derive(serde::Serialize)]
+pub struct ItemView<'a> {
+    id: &'a str,
+    name: &'a str,
+    description: &'a str,
+    category: &'a Category,
+    sizes: &'a [SizePrice],
+    modifiers: &'a [ModifierOption],
+    available: bool,
+    image_url: Option<String>,
+    version: u64,
+}
+
+pub fn item_view<'a>(ctx: &Ctx<'_>, item: &'a MenuItem) -> ItemView<'a> {
+    // Every field named: one added to MenuItem must be decided on here.
+    let MenuItem { id, name, description, category, sizes, modifiers, available, image, version } = item;
+    let image_url = image.as_deref().and_then(|key| match download_url(ctx, key) {
+        Ok(url) => Some(url),
+        Err(e) => {
+            // A picture that can't be linked must not take the menu down with it.
+            tracing::warn!(request_id = %ctx.request_id, key, error = %e, "no download URL for a menu picture");
+            None
+        }
+    });
+    ItemView { id, name, description, category, sizes, modifiers, available: *available, image_url, version: *version }
 }
 
 fn download_url(ctx: &Ctx<'_>, key: &str) -> Result<String, StoreError> {

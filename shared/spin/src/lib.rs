@@ -6,10 +6,11 @@
 mod emf;
 
 use std::cell::OnceCell;
+use std::sync::Arc;
 
 use gocoffee_app::analytics::AnalyticsContext;
-use gocoffee_app::auth::{ConfiguredKeys, PemSigner};
-use gocoffee_app::ports::{ImageBlobs, Images, OsEntropy, StoreError, StoreResult, SystemClock, TokenSigner};
+use gocoffee_app::auth::{KeySet, PemSigner};
+use gocoffee_app::ports::{ImageBlobs, Images, OsEntropy, StoreError, StoreResult, SystemClock, TokenKeys, TokenSigner};
 use gocoffee_app::{ApiError, Config, Function, Request, Response, Services};
 use gocoffee_sql::analytics::SqlAnalyticsStore;
 use gocoffee_sql::{Db, DbError, Publisher, Rows, SqliteOutboxRelay, SqliteStore, Value};
@@ -185,7 +186,9 @@ async fn with_services_signing<T>(
 ) -> Result<T, String> {
     init_logging();
     let metrics = init_metrics();
-    let config = Config::from_lookup(variable).map_err(|e| format!("configuration: {e}"))?;
+    // The public keys are parsed when a token is to be checked, not for every request.
+    let config = Config::from_lookup(|name| if name == TOKEN_PUBLIC_KEYS { None } else { variable(name) }).map_err(|e| format!("configuration: {e}"))?;
+    let keys = LazyKeys { pems: variable(TOKEN_PUBLIC_KEYS), parsed: OnceCell::new() };
     let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
     let store = SqliteStore::open(&db).map_err(|e| format!("preparing the schema: {e}"))?;
     let publisher = SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
@@ -200,7 +203,7 @@ async fn with_services_signing<T>(
         kitchen: None,
         images: blobs.as_ref().map(|b| Images::Served(b)),
         limiter: Some(&store),
-        tokens: &ConfiguredKeys(&config),
+        tokens: &keys,
         signer,
         clock: &SystemClock,
         entropy: &OsEntropy,
@@ -210,6 +213,26 @@ async fn with_services_signing<T>(
     let result = f(&svc).await;
     flush_metrics(metrics);
     Ok(result)
+}
+
+const TOKEN_PUBLIC_KEYS: &str = "token_public_keys";
+
+/// The keys tokens are checked against (`token_public_keys`), parsed on first use: most requests
+/// carry no token, and parsing the PEM blocks in every instance was 5 % of a menu read.
+struct LazyKeys {
+    pems: Option<String>,
+    parsed: OnceCell<Result<Arc<KeySet>, String>>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl TokenKeys for LazyKeys {
+    async fn keys(&self) -> StoreResult<Arc<KeySet>> {
+        let parsed = self.parsed.get_or_init(|| match self.pems.as_deref().filter(|p| !p.trim().is_empty()) {
+            Some(pems) => KeySet::from_pems(pems).map(Arc::new).map_err(|why| format!("{TOKEN_PUBLIC_KEYS}: {why}")),
+            None => Err(format!("{TOKEN_PUBLIC_KEYS} is not set")),
+        });
+        parsed.clone().map_err(StoreError::Unavailable)
+    }
 }
 
 /// The whole body of an HTTP component serving `function`.

@@ -86,8 +86,13 @@ async fn update_item(ctx: &Ctx<'_>, id: &str, change: impl Fn(&MenuItem) -> Resu
 }
 
 pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let items: Vec<_> = ctx.svc.menu.menu().await?.iter().map(|item| item_view(ctx, item)).collect();
-    let r = json(StatusCode::OK, &serde_json::json!({ "currency": "USD", "items": items }));
+    #[derive(serde::Serialize)]
+    struct MenuView<'a> {
+        currency: &'static str,
+        items: Vec<images::ItemView<'a>>,
+    }
+    let menu = ctx.svc.menu.menu().await?;
+    let r = json(StatusCode::OK, &MenuView { currency: "USD", items: menu.iter().map(|item| item_view(ctx, item)).collect() });
     Ok(with_header(r, header::CACHE_CONTROL, MENU_CACHE_CONTROL))
 }
 
