@@ -18,7 +18,7 @@ STATE=target/bench-host
 
 WASMTIME_VERSION=$(awk '/^name = "wasmtime"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 WASMTIME=target/wasmtime-cli/bin/wasmtime
-if ! "$WASMTIME" --version 2>/dev/null | grep -q "^wasmtime $WASMTIME_VERSION "; then
+if ! "$WASMTIME" --version 2>/dev/null | grep -Eq "^wasmtime $WASMTIME_VERSION( |$)"; then
   echo "installing wasmtime-cli $WASMTIME_VERSION from crates.io (once; several minutes)..."
   cargo install wasmtime-cli --version "$WASMTIME_VERSION" --locked --quiet --root target/wasmtime-cli
 fi
@@ -31,7 +31,9 @@ export SPIN_VARIABLE_RATE_LIMITS='{"credentials":{"requests":1000,"per_seconds":
 export SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret
 
 start_host "$PORT" "$STATE-hello" -f bench/hello/spin.toml
-"$WASMTIME" serve --addr "127.0.0.1:$((PORT + 1))" "$HELLO" >"$STATE-hello/wasmtime.log" 2>&1 &
+# -Scli: the wasi:cli interfaces beside the proxy world's, as gocoffee-host links them (a Rust
+# component imports wasi:cli/environment); otherwise wasmtime serve's defaults.
+"$WASMTIME" serve -Scli --addr "127.0.0.1:$((PORT + 1))" "$HELLO" >"$STATE-hello/wasmtime.log" 2>&1 &
 HOST_PIDS+=($!)
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$((PORT + 1))/" && break; sleep 0.1; done
 start_host "$((PORT + 2))" "$STATE-app"
