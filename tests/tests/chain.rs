@@ -43,7 +43,7 @@ fn chain(anvil: &Anvil, token: &str, finality: Finality) -> Chain {
 }
 
 fn reader(chain: &Chain) -> ChainReader {
-    ChainReader::new(chain, Arc::new(HyperPost::new().expect("tls roots")), Duration::from_secs(5))
+    ChainReader::new(chain, Arc::new(HyperPost::new()), Duration::from_secs(5))
 }
 
 /// An intent for 4.5 USDC (or `native` wei) on `anvil`, made now, at deposit index `index`.
@@ -326,7 +326,7 @@ async fn native_coins_are_priced_from_the_chains_own_price_feed_and_a_stale_one_
     chain.assets.get_mut("ETH").expect("eth").price_feed = Some(addr(&feed));
     let prices = ChainlinkPrices {
         chains: gocoffee_payments::chains::Chains([("ethereum".to_owned(), chain.clone())].into()),
-        http: Arc::new(HyperPost::new().expect("tls")),
+        http: Arc::new(HyperPost::new()),
         timeout: Duration::from_secs(5),
     };
     let quote = prices.quote("ethereum", "ETH").await.expect("read").expect("quote");

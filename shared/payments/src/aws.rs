@@ -267,7 +267,7 @@ fn start(function: &'static str) -> Result<(Shell, PaymentContext), lambda_runti
         lambda_runtime::Error::from(e)
     };
     let config = PaymentConfig::from_lookup(|name| std::env::var(name.to_ascii_uppercase()).ok()).map_err(|e| fail(format!("payment configuration: {e}")))?;
-    let http = HyperPost::new().map_err(|e| fail(format!("TLS roots: {e}")))?;
+    let http = HyperPost::new();
     let intents = DynamoIntentStore::new(shell.store().clone());
     let context = PaymentContext::new(config, Box::new(intents), Arc::new(http));
     Ok((shell, context))
