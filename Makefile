@@ -78,6 +78,7 @@ test: tools components host bootstraps lambdas
 	tests/contracts/build.sh --check
 	$(CARGO) test --release --workspace
 	target/release/payments-bench --smoke
+	target/release/lambda-cold --runs 1
 	tests/fuzz.sh
 
 ## bench: throughput and latency of the host on the real components, the sizes and init times of

@@ -37,24 +37,32 @@ impl KmsKeys {
         Ok(KmsKeys { client, key_ids, configured, cache: tokio::sync::OnceCell::new() })
     }
 
+    /// Every key's public half, asked for at once: a cold function's first token check waits
+    /// for one KMS round trip, not one per key.
     async fn fetch(&self) -> StoreResult<Arc<KeySet>> {
-        let mut keys: Vec<VerifyingKey> = self.configured.as_deref().map(|set| set.keys().to_vec()).unwrap_or_default();
-        for id in &self.key_ids {
-            let out = self
-                .client
-                .get_public_key()
-                .key_id(id)
-                .send()
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("KMS GetPublicKey {id}: {}", DisplayErrorContext(&e))))?;
-            let signs_rs256 = out.signing_algorithms().contains(&SigningAlgorithmSpec::RsassaPkcs1V15Sha256);
-            let der = out.public_key().filter(|_| signs_rs256).ok_or_else(|| StoreError::Unavailable(format!("KMS key {id} is no RSA signing key")))?;
-            let key = VerifyingKey::from_spki_der(der.as_ref(), kid(id).map_err(StoreError::Unavailable)?)
-                .map_err(|e| StoreError::Unavailable(format!("KMS key {id}: {e}")))?;
-            keys.push(key);
+        let mut calls = tokio::task::JoinSet::new();
+        for (index, id) in self.key_ids.iter().enumerate() {
+            let (client, id) = (self.client.clone(), id.clone());
+            calls.spawn(async move { (index, public_key(&client, &id).await) });
         }
+        let mut fetched: Vec<Option<VerifyingKey>> = vec![None; self.key_ids.len()];
+        while let Some(done) = calls.join_next().await {
+            let (index, key) = done.map_err(|e| StoreError::Unavailable(format!("KMS GetPublicKey: {e}")))?;
+            fetched[index] = Some(key?);
+        }
+        let mut keys: Vec<VerifyingKey> = self.configured.as_deref().map(|set| set.keys().to_vec()).unwrap_or_default();
+        keys.extend(fetched.into_iter().flatten());
         Ok(Arc::new(KeySet::new(keys)))
     }
+}
+
+/// The public half of KMS key `id`, which must sign RS256.
+async fn public_key(client: &aws_sdk_kms::Client, id: &str) -> StoreResult<VerifyingKey> {
+    let out =
+        client.get_public_key().key_id(id).send().await.map_err(|e| StoreError::Unavailable(format!("KMS GetPublicKey {id}: {}", DisplayErrorContext(&e))))?;
+    let signs_rs256 = out.signing_algorithms().contains(&SigningAlgorithmSpec::RsassaPkcs1V15Sha256);
+    let der = out.public_key().filter(|_| signs_rs256).ok_or_else(|| StoreError::Unavailable(format!("KMS key {id} is no RSA signing key")))?;
+    VerifyingKey::from_spki_der(der.as_ref(), kid(id).map_err(StoreError::Unavailable)?).map_err(|e| StoreError::Unavailable(format!("KMS key {id}: {e}")))
 }
 
 #[async_trait::async_trait(?Send)]
