@@ -124,7 +124,10 @@ impl Shell {
     pub fn from_lookup(function: &'static str, lookup: impl Fn(&str) -> Option<String>) -> Result<Shell, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let aws = AwsEnvironment::from_lookup(get)?;
-        let clients = Clients::new(&aws.sdk_config());
+        // One SDK config, so every client shares one HTTP client: one connection pool and one
+        // TLS configuration built on first use.
+        let sdk = aws.sdk_config();
+        let clients = Clients::new(&sdk);
         let images = get("IMAGES_BUCKET").map(|bucket| S3Images::new(bucket, &aws.region, aws.credentials.clone(), aws.endpoint.clone()));
         let config = Config::from_lookup(|name| get(&name.to_ascii_uppercase())).map_err(|e| format!("configuration: {e}"))?;
         let table = get("TABLE_NAME").ok_or("TABLE_NAME is not set")?;
@@ -137,7 +140,7 @@ impl Shell {
         if let Some(payments) = get("PAYMENTS_STREAM") {
             streams.push((PAYMENTS_OUTBOX, KinesisPublisher::new(clients.kinesis.clone(), payments)));
         }
-        let kms = || aws_sdk_kms::Client::new(&aws.sdk_config());
+        let kms = || aws_sdk_kms::Client::new(&sdk);
         let kms_key_ids: Vec<String> =
             get("TOKEN_KMS_KEY_IDS").map(|ids| ids.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
         let kms_keys = (!kms_key_ids.is_empty())
