@@ -34,7 +34,9 @@ host:
 
 ## bootstraps: every function as a native Lambda binary (target/release/<function>), for the
 ## Lambda runtime emulator the tests run them under. Built with --workspace so dependency features
-## unify as in `cargo test --workspace` and the AWS SDK is compiled once.
+## unify as in `cargo test --workspace` and the AWS SDK is compiled once. That builds the host's
+## binary too, so test and bench take it from here: `make host` alone (-p, what `make up` uses)
+## unifies features differently, and both would compile wasmtime and cranelift (about 6 minutes).
 bootstraps:
 	$(CARGO) build --release --workspace --bins
 
@@ -70,7 +72,7 @@ up: components host
 ## (terraform fmt, validate, test, checkov), unit, adapters on real SQLite and on moto (the AWS wire
 ## protocol), contract tests against both shells (the host on the real components; the Lambda
 ## binaries on moto; infra/ applied to moto and held to the template), then schemathesis fuzzing
-test: tools components host bootstraps lambdas
+test: tools components bootstraps lambdas
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	$(CARGO) fmt --all -- --check
 	tests/template.sh
@@ -83,7 +85,7 @@ test: tools components host bootstraps lambdas
 
 ## bench: throughput and latency of the host on the real components, the sizes and init times of
 ## the Lambda bootstraps, and payment verification on anvil (see bench/README.md)
-bench: components host bootstraps
+bench: components bootstraps
 	bench/host.sh
 	bench/run.sh
 	bench/metrics.sh
