@@ -26,7 +26,7 @@ pub struct HyperPost {
 
 impl HyperPost {
     pub fn new() -> HyperPost {
-        HyperPost { client: Arc::default() }
+        HyperPost::default()
     }
 
     fn client(&self) -> Result<HttpsClient, PostError> {
