@@ -3,7 +3,7 @@
 # mirror, `validate`, `terraform test` (a mocked provider) and checkov (every failed check must be
 # skipped in the code with a written reason). Applying infra/ to moto and holding it to
 # sam-template.yaml is a Rust test (tests/tests/lambda.rs, tests/infra/parity.py).
-# The zips infra/ deploys must exist (`make lambdas`): the plan hashes them.
+# The plan hashes the zips infra/ deploys, so they must exist: the tests use `make lambdas-check`'s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TERRAFORM=${TERRAFORM:-/usr/local/bin/terraform}
@@ -36,6 +36,6 @@ echo "== terraform init"
 echo "== terraform validate"
 "$TERRAFORM" -chdir=infra validate -no-color
 echo "== terraform test"
-"$TERRAFORM" -chdir=infra test -no-color
+"$TERRAFORM" -chdir=infra test -no-color -var lambda_dir=../target/lambda-check
 echo "== checkov (terraform)"
 .venv-checkov/bin/checkov -d infra --framework terraform --skip-download --compact --quiet
