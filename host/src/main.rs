@@ -8,6 +8,7 @@ mod manifest;
 mod metrics;
 mod otlp;
 mod outbound;
+mod platform;
 mod routes;
 mod runtime;
 mod server;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::log::{MessageLog, RetryPolicy};
 use crate::manifest::{Manifest, Variables};
+use crate::platform::Platform;
 use crate::routes::{Route, Router};
 use crate::runtime::{Options, Runtime};
 use crate::server::{Limits, Server};
@@ -43,6 +45,10 @@ USAGE:
     gocoffee-host restore --from <DIR> [OPTIONS]
                                         put a backup's databases back into the state folder
                                         (stop the host first)
+    gocoffee-host check [--platform <P>] [-f <FILE>]
+                                        say whether the application deploys to the platform:
+                                        each component's size and imports, and every trigger,
+                                        store and interface the platform would refuse
 
 OPTIONS:
     -f, --manifest <FILE>       the application manifest [default: spin.toml]
@@ -68,6 +74,9 @@ OPTIONS:
         --metrics-listen <ADDR> serve the host's metrics for Prometheus at http://ADDR/metrics
                                 (requests by route and status class with latency, deliveries
                                 by outcome with their wait, backlog, dead letters) [default: off]
+        --platform <P>          refuse what a hosted platform refuses, and keep its limits:
+                                spin, fermyon-cloud or fermyon-wasm-functions
+                                [default: spin]
         --log-format <text|json> [default: text]
         --id <N>                with redrive: only this dead letter
         --to <DIR>, --from <DIR> with backup and restore: the backup folder
@@ -89,6 +98,7 @@ struct Args {
     id: Option<i64>,
     backup_dir: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
+    platform: Platform,
 }
 
 fn parse_args() -> Result<Args> {
@@ -107,6 +117,7 @@ fn parse_args() -> Result<Args> {
         id: None,
         backup_dir: None,
         metrics_listen: None,
+        platform: Platform::Spin,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(cmd) = it.peek().filter(|a| !a.starts_with('-')).cloned() {
@@ -134,6 +145,7 @@ fn parse_args() -> Result<Args> {
             "--read-timeout-ms" => args.limits.read_timeout = millis(&value(&flag)?, &flag)?,
             "--max-connections" => args.limits.max_connections = value(&flag)?.parse().context("--max-connections must be a number")?,
             "--operator-token" => args.operator_token = Some(value(&flag)?).filter(|t| !t.is_empty()),
+            "--platform" => args.platform = value(&flag)?.parse()?,
             "--log-format" => args.json_logs = value(&flag)? == "json",
             "--id" => args.id = Some(value(&flag)?.parse().context("--id must be a number")?),
             "--to" | "--from" => args.backup_dir = Some(value(&flag)?.into()),
@@ -190,6 +202,7 @@ fn main() -> Result<()> {
         }
         "backup" => backup::backup(&args.state_dir, args.backup_dir.as_deref().context("backup needs --to <DIR>")?),
         "restore" => backup::restore(args.backup_dir.as_deref().context("restore needs --from <DIR>")?, &args.state_dir),
+        "check" => check(&args),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }
@@ -202,8 +215,33 @@ fn dead_letters(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// `gocoffee-host check`: the readiness report, and a failure when the platform would refuse
+/// anything.
+fn check(args: &Args) -> Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let (components, problems) = platform::readiness(args.platform, &manifest, &args.manifest)?;
+    println!("{} on {}:", args.manifest.display(), args.platform.name());
+    for c in &components {
+        println!("  {} ({} bytes): {}", c.id, c.bytes, c.imports.join(", "));
+    }
+    if problems.is_empty() {
+        println!("ready: {} component(s), {} bytes together", components.len(), components.iter().map(|c| c.bytes).sum::<u64>());
+        return Ok(());
+    }
+    for p in &problems {
+        println!("refused: {p}");
+    }
+    eprintln!("{} would refuse {} thing(s) in {}", args.platform.name(), problems.len(), args.manifest.display());
+    std::process::exit(1)
+}
+
 async fn up(args: Args) -> Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
+    // Under a platform, what it would refuse stops the host too: a rehearsal, not a pretence.
+    let (_, problems) = platform::readiness(args.platform, &manifest, &args.manifest)?;
+    if !problems.is_empty() {
+        bail!("{} would refuse this application:\n  {}", args.platform.name(), problems.join("\n  "));
+    }
     let variables = Variables::resolve(&manifest.variables, &args.variables, |k| std::env::var(k).ok())?;
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let subs = subscriptions(&manifest, &variables)?;
@@ -219,10 +257,12 @@ async fn up(args: Args) -> Result<()> {
         manifest_path: args.manifest.clone(),
         state_dir: args.state_dir.clone(),
         cache_dir: args.cache_dir.clone().unwrap_or_else(|| args.state_dir.join("cache")),
+        guest_memory: args.platform.guest_memory(),
     };
     let engine = runtime::engine(args.max_instances)?;
     let runtime = tokio::task::block_in_place(|| Runtime::new(engine, &manifest, &variables, &opts, log.clone()))?;
-    let routes = manifest.trigger.http.iter().map(|t| Route::parse(&t.route, &t.component)).collect::<Result<Vec<_>>>()?;
+    // Private routes are absent from the router: only service chaining reaches them.
+    let routes = manifest.trigger.http.iter().filter_map(|t| Some(Route::parse(t.path()?, &t.component))).collect::<Result<Vec<_>>>()?;
     let router = Router::new(routes)?;
 
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;

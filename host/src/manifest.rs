@@ -58,8 +58,32 @@ pub struct Triggers {
 
 #[derive(Debug, Deserialize)]
 pub struct HttpTrigger {
-    pub route: String,
+    pub route: RouteDecl,
     pub component: String,
+}
+
+/// An HTTP trigger's `route`: a path, or `{ private = true }` for a component that only other
+/// components reach, by service chaining (`http://<component>.spin.internal/...`), as in Spin.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RouteDecl {
+    Path(String),
+    Private { private: bool },
+}
+
+impl HttpTrigger {
+    /// The path the router serves this trigger on; `None` for a private route.
+    pub fn path(&self) -> Option<&str> {
+        match &self.route {
+            RouteDecl::Path(path) => Some(path),
+            RouteDecl::Private { .. } => None,
+        }
+    }
+
+    /// How the trigger is named in errors.
+    fn describe(&self) -> String {
+        self.path().map_or_else(|| format!("private route of `{}`", self.component), |p| format!("route {p}"))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,7 +132,10 @@ impl Manifest {
         }
         for t in &manifest.trigger.http {
             if !manifest.component.contains_key(&t.component) {
-                bail!("trigger for route {} names unknown component `{}`", t.route, t.component);
+                bail!("trigger for {} names unknown component `{}`", t.describe(), t.component);
+            }
+            if matches!(t.route, RouteDecl::Private { private: false }) {
+                bail!("the trigger of component `{}`: `route = {{ private = false }}` is not allowed; give a path instead", t.component);
             }
         }
         for t in &manifest.trigger.redis {
@@ -229,6 +256,28 @@ mod tests {
         let mut flags = BTreeMap::new();
         flags.insert("nope".to_owned(), "x".to_owned());
         assert!(Variables::resolve(&decls(), &flags, |_| Some("x".into())).is_err());
+    }
+
+    fn manifest(triggers: &str) -> Result<Manifest> {
+        let dir = std::env::temp_dir().join(format!("gocoffee-manifest-{}-{}", std::process::id(), triggers.len()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("spin.toml");
+        let text = format!(
+            "spin_manifest_version = 2\n[application]\nname = \"t\"\n{triggers}\n[component.a]\nsource = \"a.wasm\"\n[component.b]\nsource = \"b.wasm\"\n"
+        );
+        std::fs::write(&path, text).expect("write");
+        Manifest::load(&path)
+    }
+
+    #[test]
+    fn a_route_is_a_path_or_private_and_never_private_false() {
+        let m = manifest("[[trigger.http]]\nroute = \"/a/...\"\ncomponent = \"a\"\n[[trigger.http]]\nroute = { private = true }\ncomponent = \"b\"")
+            .expect("loads");
+        let paths: Vec<Option<&str>> = m.trigger.http.iter().map(HttpTrigger::path).collect();
+        assert_eq!(paths, vec![Some("/a/..."), None]);
+        let err = manifest("[[trigger.http]]\nroute = { private = false }\ncomponent = \"b\"").expect_err("private = false");
+        assert!(err.to_string().contains("private = false"), "{err}");
+        assert!(manifest("[[trigger.http]]\nroute = { private = true }\ncomponent = \"c\"").is_err(), "unknown component");
     }
 
     #[test]

@@ -7,18 +7,21 @@ use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::log::{Failure, MessageLog};
@@ -32,8 +35,9 @@ use crate::sqlite::{KV_SCHEMA, Pools};
 /// How often the epoch ticks; a guest gets `GUEST_TIMEOUT` worth of ticks per invocation.
 const EPOCH_TICK: Duration = Duration::from_millis(100);
 pub const GUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Linear memory one invocation may grow to.
-const MAX_GUEST_MEMORY: usize = 256 << 20;
+/// Linear memory one invocation may grow to, at most (a platform may set less:
+/// [`Options::guest_memory`]).
+const MAX_GUEST_MEMORY: usize = crate::platform::DEFAULT_GUEST_MEMORY;
 /// Invocations that can be live at once by default (`--max-instances`): the pool's size. HTTP
 /// requests take slots through the server's gate, which leaves one per Redis subscriber free,
 /// so deliveries never find the pool full; past the gate, a request waits briefly, then 503.
@@ -85,8 +89,20 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Outbound HTTP, limited to the component's `allowed_outbound_hosts`.
-pub struct OutboundHttp(Arc<ComponentConfig>);
+/// Outbound HTTP, limited to the component's `allowed_outbound_hosts`. An HTTP-triggered
+/// invocation also has `chain`: a request to `http://<component>.spin.internal/...` runs that
+/// component in process (Spin's service chaining, which Spin offers the HTTP trigger alone).
+pub struct OutboundHttp {
+    component: Arc<ComponentConfig>,
+    chain: Option<Weak<Runtime>>,
+}
+
+/// The component a service-chaining host names: `<id>.spin.internal`, one label before the
+/// suffix, as Spin reads it (`a.b.spin.internal` is an ordinary host name).
+pub fn chained_component(uri: &http::Uri) -> Option<&str> {
+    let id = uri.host()?.strip_suffix(".spin.internal")?;
+    (!id.is_empty() && !id.contains('.')).then_some(id)
+}
 
 type SendFuture = Box<
     dyn std::future::Future<
@@ -105,9 +121,18 @@ impl WasiHttpHooks for OutboundHttp {
         _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         let url = request.uri().to_string();
-        if !self.0.allowed_hosts.allows_url(&url) {
-            tracing::warn!(component = %self.0.id, %url, "outbound request denied: not in allowed_outbound_hosts");
+        if !self.component.allowed_hosts.allows_url(&url) {
+            tracing::warn!(component = %self.component.id, %url, "outbound request denied: not in allowed_outbound_hosts");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        if let Some(runtime) = self.chain.as_ref().and_then(Weak::upgrade)
+            && let Some(target) = chained_component(request.uri()).map(str::to_owned)
+        {
+            let caller = self.component.id.clone();
+            return Box::new(async move {
+                let response = runtime.chained(&caller, &target, request).await?;
+                Ok((response, Box::new(async { Ok(()) }) as Box<dyn std::future::Future<Output = _> + Send>))
+            });
         }
         Box::new(async move {
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
@@ -127,6 +152,16 @@ pub struct Runtime {
     pub engine: Engine,
     pub shared: Arc<Shared>,
     pub components: HashMap<String, LoadedComponent>,
+    /// Itself, for the service chaining of the invocations it runs.
+    me: Weak<Runtime>,
+    guest_memory: usize,
+}
+
+/// Why a component could not answer an HTTP request.
+pub enum InvokeError {
+    /// No instance could be had (the pool is full): back-pressure, 503.
+    Busy(String),
+    Failed(anyhow::Error),
 }
 
 /// How much of each linear memory and table stays resident in a freed slot, where the kernel
@@ -205,10 +240,12 @@ pub struct Options {
     pub manifest_path: PathBuf,
     pub state_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// Linear memory one invocation may grow to (the platform's limit).
+    pub guest_memory: usize,
 }
 
 impl Runtime {
-    pub fn new(engine: Engine, manifest: &Manifest, variables: &Variables, opts: &Options, log: Arc<MessageLog>) -> Result<Runtime> {
+    pub fn new(engine: Engine, manifest: &Manifest, variables: &Variables, opts: &Options, log: Arc<MessageLog>) -> Result<Arc<Runtime>> {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -277,7 +314,13 @@ impl Runtime {
         }
         let shared =
             Arc::new(Shared { sqlite: Pools::new(opts.state_dir.join("sqlite"), &[]), kv: Pools::new(opts.state_dir.join("kv"), KV_SCHEMA), log, redis_log });
-        Ok(Runtime { engine, shared, components })
+        Ok(Arc::new_cyclic(|me| Runtime { engine, shared, components, me: me.clone(), guest_memory: opts.guest_memory.min(MAX_GUEST_MEMORY) }))
+    }
+
+    /// A runtime with no components, for tests of what the host gives a store.
+    #[cfg(test)]
+    pub fn without_components(engine: Engine, shared: Arc<Shared>) -> Arc<Runtime> {
+        Arc::new_cyclic(|me| Runtime { engine, shared, components: HashMap::new(), me: me.clone(), guest_memory: MAX_GUEST_MEMORY })
     }
 
     /// A store for one invocation of `component`; with `stderr`, the guest's stderr also lands
@@ -313,10 +356,10 @@ impl Runtime {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: OutboundHttp(component.clone()),
+            hooks: OutboundHttp { component: component.clone(), chain: None },
             component: component.clone(),
             shared: self.shared.clone(),
-            limits: StoreLimitsBuilder::new().memory_size(MAX_GUEST_MEMORY).instances(16).build(),
+            limits: StoreLimitsBuilder::new().memory_size(self.guest_memory).instances(16).build(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -346,6 +389,108 @@ impl Runtime {
             Err(trap) => Err(Failure::Fault(format!("component {component} trapped: {trap:?}"))),
         }
     }
+}
+
+impl Runtime {
+    /// Runs `component`'s HTTP handler on a fresh instance, on a task of its own so it can go on
+    /// streaming the body after the headers, for at most GUEST_TIMEOUT of wall-clock time (the
+    /// epoch deadline only counts time running wasm, not time blocked on a slow reader). `permit`
+    /// is the instance slot the caller took, held as long as the instance lives.
+    pub async fn serve_http<B>(
+        &self,
+        component: &str,
+        req: hyper::Request<B>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let failed = |e: anyhow::Error| InvokeError::Failed(e);
+        let loaded = self.components.get(component).ok_or_else(|| failed(anyhow::anyhow!("component {component} is not loaded")))?;
+        let pre = loaded.http.clone().ok_or_else(|| failed(anyhow::anyhow!("component {component} is not an HTTP component")))?;
+        let mut store = self.store(&loaded.config, None);
+        store.data_mut().hooks.chain = Some(self.me.clone());
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req).map_err(|e| failed(anyhow::anyhow!("{e}")))?;
+        let out = store.data_mut().http().new_response_outparam(sender).map_err(|e| failed(anyhow::anyhow!("{e}")))?;
+        let task = tokio::task::spawn(async move {
+            let _permit = permit;
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await.map_err(|e| InvokeError::Busy(format!("instantiating: {e:?}")))?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.map_err(|e| InvokeError::Failed(anyhow::anyhow!("{e:?}")))
+            };
+            tokio::time::timeout(GUEST_TIMEOUT, run).await.unwrap_or_else(|_| Err(InvokeError::Failed(anyhow::anyhow!("ran past {GUEST_TIMEOUT:?}"))))
+        });
+        match receiver.await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(code)) => Err(failed(anyhow::anyhow!("the component answered with an error: {code:?}"))),
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(failed(anyhow::anyhow!("the component returned without setting a response"))),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(failed(e.into())),
+            },
+        }
+    }
+
+    /// A chained request from `caller` to `target`, in process, as Spin runs it: the target must
+    /// have an HTTP trigger (a private route or a public one), and sees the request as matched by
+    /// `/...` with the whole path as its path info, no `Host` header, the client `0.0.0.0:0`, and
+    /// the authority `<target>.spin.internal`. Spin appends its `spin-*` headers to any the caller
+    /// sent; here they replace them, so a caller can't pose as another client. The call takes no
+    /// slot at the HTTP gate (its caller holds one) but does take an instance: with the pool
+    /// full, or the target failing, the caller gets a 503 or 500 answer, as from any server.
+    async fn chained(
+        &self,
+        caller: &str,
+        target: &str,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+    ) -> wasmtime_wasi_http::Result<http::Response<wasmtime_wasi_http::WasiBody>> {
+        let started = std::time::Instant::now();
+        if self.components.get(target).is_none_or(|c| c.http.is_none()) {
+            tracing::warn!(component = %caller, target, "chained request denied: no HTTP-triggered component of that name");
+            return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+        }
+        let (mut parts, body) = request.into_parts();
+        let method = parts.method.clone();
+        let path = parts.uri.path().to_owned();
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        parts.headers.remove(http::header::HOST);
+        for (name, value) in [
+            ("spin-full-url", format!("http://localhost{path_and_query}")),
+            ("spin-path-info", path.clone()),
+            ("spin-matched-route", "/...".to_owned()),
+            ("spin-raw-component-route", "/...".to_owned()),
+            ("spin-component-route", String::new()),
+            ("spin-base-path", "/".to_owned()),
+            ("spin-client-addr", "0.0.0.0:0".to_owned()),
+        ] {
+            if let Ok(value) = http::HeaderValue::try_from(value) {
+                parts.headers.insert(name, value);
+            }
+        }
+        let response = match self.serve_http(target, http::Request::from_parts(parts, body), None).await {
+            Ok(response) => response,
+            Err(InvokeError::Busy(why)) => {
+                tracing::warn!(component = %caller, target, why, "chained request: no instance free: 503");
+                plain_response(503)
+            }
+            Err(InvokeError::Failed(e)) => {
+                tracing::error!(component = %caller, target, error = %format!("{e:#}"), "chained component failed");
+                plain_response(500)
+            }
+        };
+        let status = response.status().as_u16();
+        tracing::info!(%method, %path, status, component = target, caller, us = started.elapsed().as_micros() as u64, "chained request");
+        Ok(response)
+    }
+}
+
+/// An empty answer with `status`.
+fn plain_response(status: u16) -> http::Response<wasmtime_wasi_http::WasiBody> {
+    let mut response = http::Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync());
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response
 }
 
 impl Runtime {
@@ -517,6 +662,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn outbound_http_reaches_allowed_hosts_and_is_denied_elsewhere() {
+        // (Service chaining is tested end to end in tests/tests/conformance.rs.)
         // A one-shot HTTP server on loopback stands in for an allowed API.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -527,7 +673,7 @@ mod tests {
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
         });
-        let mut hooks = OutboundHttp(config(&[&format!("http://127.0.0.1:{port}")]));
+        let mut hooks = OutboundHttp { component: config(&[&format!("http://127.0.0.1:{port}")]), chain: None };
         let denied = Box::into_pin(hooks.send_request(request(&format!("http://127.0.0.1:{}/x", port + 1)), None, Box::new(async { Ok(()) }))).await;
         assert!(matches!(denied, Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
         let (response, _io) =
@@ -544,5 +690,16 @@ mod tests {
         assert_eq!(classify("c", "retryable: earlier\npoison message: not an order event\n"), Failure::Poison("not an order event".into()));
         assert!(matches!(classify("c", json_log), Failure::Fault(_)), "a JSON log line is not a verdict");
         assert!(matches!(classify("c", ""), Failure::Fault(_)));
+    }
+
+    #[test]
+    fn a_chaining_host_is_one_label_before_spin_internal() {
+        let id = |url: &str| chained_component(&url.parse().expect("uri")).map(str::to_owned);
+        assert_eq!(id("http://orders.spin.internal/x?y=1"), Some("orders".into()));
+        assert_eq!(id("https://orders.spin.internal:8080/"), Some("orders".into()), "scheme and port don't matter, as in Spin");
+        assert_eq!(id("http://a.b.spin.internal/"), None);
+        assert_eq!(id("http://spin.internal/"), None);
+        assert_eq!(id("http://orders.spin.internal.example.com/"), None);
+        assert_eq!(id("http://127.0.0.1/"), None);
     }
 }

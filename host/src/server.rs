@@ -16,12 +16,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::routes::{Route, Router};
-use crate::runtime::{GUEST_TIMEOUT, Runtime};
+use crate::runtime::{InvokeError, Runtime};
 
 /// Bodies over this are refused before any component runs.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -47,7 +45,7 @@ impl Default for Limits {
 }
 
 pub struct Server {
-    pub runtime: Runtime,
+    pub runtime: Arc<Runtime>,
     pub router: Router,
     pub listen: SocketAddr,
     pub limits: Limits,
@@ -110,13 +108,6 @@ fn overloaded() -> hyper::Response<HyperOutgoingBody> {
     let mut r = json_error(503, "overloaded", "the server is busy; retry shortly");
     r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
     r
-}
-
-/// Why a component could not answer.
-enum InvokeError {
-    /// No instance could be had (the pool is full): back-pressure, 503.
-    Busy(String),
-    Failed(anyhow::Error),
 }
 
 fn body(bytes: impl Into<Bytes>) -> HyperOutgoingBody {
@@ -303,43 +294,18 @@ impl Server {
         }
     }
 
+    /// Runs `component` on the request once the gate has an instance slot for it.
     async fn invoke<B>(&self, component: &str, req: hyper::Request<B>) -> Result<hyper::Response<HyperOutgoingBody>, InvokeError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let failed = |e: anyhow::Error| InvokeError::Failed(e);
-        let loaded = self.runtime.components.get(component).ok_or_else(|| failed(anyhow::anyhow!("component {component} is not loaded")))?;
-        let pre = loaded.http.clone().ok_or_else(|| failed(anyhow::anyhow!("component {component} is not an HTTP component")))?;
         // Wait briefly for a slot; the permit lives as long as the instance does.
         let permit = match tokio::time::timeout(self.limits.queue_timeout, self.gate.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             _ => return Err(InvokeError::Busy(format!("every instance slot stayed taken for {:?}", self.limits.queue_timeout))),
         };
-        let mut store = self.runtime.store(&loaded.config, None);
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req).map_err(|e| failed(anyhow::anyhow!("{e}")))?;
-        let out = store.data_mut().http().new_response_outparam(sender).map_err(|e| failed(anyhow::anyhow!("{e}")))?;
-        // The guest runs in its own task so it can keep streaming the body after the headers,
-        // for at most GUEST_TIMEOUT of wall-clock time: the epoch deadline only counts time spent
-        // running wasm, not time blocked on a client that reads the body slowly.
-        let task = tokio::task::spawn(async move {
-            let _permit = permit;
-            let run = async {
-                let proxy = pre.instantiate_async(&mut store).await.map_err(|e| InvokeError::Busy(format!("instantiating: {e:?}")))?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.map_err(|e| InvokeError::Failed(anyhow::anyhow!("{e:?}")))
-            };
-            tokio::time::timeout(GUEST_TIMEOUT, run).await.unwrap_or_else(|_| Err(InvokeError::Failed(anyhow::anyhow!("ran past {GUEST_TIMEOUT:?}"))))
-        });
-        match receiver.await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(code)) => Err(failed(anyhow::anyhow!("the component answered with an error: {code:?}"))),
-            Err(_) => match task.await {
-                Ok(Ok(())) => Err(failed(anyhow::anyhow!("the component returned without setting a response"))),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(failed(e.into())),
-            },
-        }
+        self.runtime.serve_http(component, req, Some(permit)).await
     }
 
     /// Serves until `shutdown` turns true, then stops accepting and lets in-flight requests

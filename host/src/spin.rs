@@ -395,7 +395,7 @@ mod tests {
     use crate::runtime::{AllowedHosts, ComponentConfig, Runtime, Shared};
     use crate::sqlite::{KV_SCHEMA, Pools};
 
-    fn runtime(name: &str) -> Runtime {
+    fn runtime(name: &str) -> Arc<Runtime> {
         let dir = std::env::temp_dir().join(format!("gocoffee-host-spin-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let log = Arc::new(MessageLog::open(&dir.join("log.db"), &[("orders".into(), "consumer".into())]).expect("log"));
@@ -405,7 +405,7 @@ mod tests {
             log,
             redis_log: vec![("127.0.0.1".into(), 6379)],
         });
-        Runtime { engine: crate::runtime::engine(4).expect("engine"), shared, components: HashMap::new() }
+        Runtime::without_components(crate::runtime::engine(4).expect("engine"), shared)
     }
 
     fn component() -> Arc<ComponentConfig> {

@@ -70,6 +70,43 @@ fn tcp_connections_open_exactly_where_allowed_outbound_hosts_allows() {
     assert_eq!(status, 403, "a range excludes its end: {body}");
 }
 
+/// Service chaining and private routes as Spin has them (SIP 017; Spin's
+/// `crates/trigger-http/src/outbound_http.rs` and `crates/routes`): `http://<component>.spin.internal`
+/// runs that component in process when `allowed_outbound_hosts` allows it, even on a private route
+/// no outside request reaches; the callee sees the request as matched by `/...`, with no `Host`
+/// and the client `0.0.0.0:0`.
+#[test]
+fn service_chaining_reaches_private_routes_only_where_allowed() {
+    let h = host("conformance-chain", &[("tcp_port", "1"), ("range_start", "1"), ("range_end", "2")]);
+    let chain = |url: &str| get(&h.base, &format!("/conformance/chain?url={url}"), &[]);
+
+    let (status, body) = chain("http://echo.spin.internal/conformance/headers/a/b/c?x=1");
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(seen["status"], 200, "{seen}");
+    let headers: serde_json::Value = serde_json::from_str(seen["body"].as_str().expect("body")).expect("the callee's JSON");
+    assert_eq!(headers["spin-matched-route"], "/...", "{headers}");
+    assert_eq!(headers["spin-raw-component-route"], "/...");
+    assert_eq!(headers["spin-component-route"], "");
+    assert_eq!(headers["spin-path-info"], "/conformance/headers/a/b/c", "the whole path");
+    assert_eq!(headers["spin-full-url"], "http://localhost/conformance/headers/a/b/c?x=1", "no Host, so localhost, as Spin");
+    assert_eq!(headers["spin-client-addr"], "0.0.0.0:0");
+    assert!(headers.get("spin-path-match-path-segment").is_none(), "the callee's own routes aren't matched: {headers}");
+
+    // The same path from outside goes to the public route's component, never the private one.
+    let (status, body) = get(&h.base, "/conformance/headers/a/b/c", &[]);
+    assert_eq!(status, 200, "{body}");
+    let outside: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(outside["spin-matched-route"], "/conformance/headers/:path_segment/:Mixed_Case/...", "{outside}");
+
+    // A component allowed_outbound_hosts doesn't name, or one that doesn't exist: HttpRequestDenied.
+    for url in ["http://unchainable.spin.internal/unchainable/x", "http://nowhere.spin.internal/", "http://echo.spin.internal:8080/"] {
+        let (status, body) = chain(url);
+        assert_eq!(status, 403, "{url}: {body}");
+        assert!(body.contains("HttpRequestDenied"), "{url}: {body}");
+    }
+}
+
 /// A real Redis server (Debian's `redis-server`, installed by `tests/tools.sh`) on a free port,
 /// with nothing saved to disk. Stopped when dropped.
 struct RedisServer {

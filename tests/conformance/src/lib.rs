@@ -4,7 +4,10 @@
 //! - `GET /conformance/tcp?addr=HOST:PORT`: `200 connected` when a `wasi:sockets` TCP connection
 //!   to the address opens, `403` with the error when the host refuses it;
 //! - `GET /conformance/redis?addr=redis://...`: every outbound Redis call (set, get, incr, del,
-//!   sadd, smembers, srem, execute, publish) on that server, and what each returned, as JSON.
+//!   sadd, smembers, srem, execute, publish) on that server, and what each returned, as JSON;
+//! - `GET /conformance/chain?url=...`: a GET of that URL through outbound HTTP (service chaining
+//!   when it names `<component>.spin.internal`), answered as `{"status", "body"}`, or `403` with
+//!   the error when the host refuses it.
 #![cfg(target_arch = "wasm32")]
 // The spin-sdk macro generates the component's exported C ABI, which is necessarily unsafe.
 #![allow(unsafe_code)]
@@ -44,6 +47,17 @@ fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
         return match redis_calls(addr) {
             Ok(seen) => reply(StatusCode::OK, seen.to_string()),
             Err(e) => reply(StatusCode::BAD_GATEWAY, e),
+        };
+    }
+    if path == "/conformance/chain" {
+        let url = req.uri().query().and_then(|q| q.strip_prefix("url=")).unwrap_or_default().to_owned();
+        let sent = spin_sdk::http::run(spin_sdk::http::send::<_, spin_sdk::http::Response>(spin_sdk::http::Request::get(url)));
+        return match sent {
+            Ok(resp) => {
+                let seen = serde_json::json!({ "status": resp.status(), "body": String::from_utf8_lossy(resp.body()) });
+                reply(StatusCode::OK, seen.to_string())
+            }
+            Err(e) => reply(StatusCode::FORBIDDEN, format!("{e:?}")),
         };
     }
     reply(StatusCode::NOT_FOUND, "")
