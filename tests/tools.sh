@@ -6,7 +6,8 @@
 #   .venv          schemathesis (API fuzzing), moto server (AWS wire protocol), cargo-lambda (+ zig)
 #   .venv-sam      aws-sam-cli (sam validate --lint) with its cfn-lint
 #   .venv-checkov  checkov (static policy checks of the template)
-# and from Debian's packages: redis-server, the real Redis the host's outbound Redis is tested on.
+# and from Debian's packages: redis-server, the real Redis the host's outbound Redis is tested on,
+# and postgresql, the real PostgreSQL its spin:postgres interface is tested on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,16 +30,25 @@ ensure_npm() {
   echo "$want" > node_modules/.stamp
 }
 
-ensure_apt() {
-  local command=$1 package=$2
-  command -v "$command" >/dev/null && return 0
+install_apt() {
+  local package=$1
   echo "installing $package from Debian's packages"
   local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get install -y -q "$package" >/dev/null 2>&1 || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$package" >/dev/null; }
 }
 
+ensure_apt() {
+  command -v "$1" >/dev/null || install_apt "$2"
+}
+
+# The server's binaries live off the PATH, in /usr/lib/postgresql/<version>/bin.
+ensure_postgres() {
+  compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || install_apt postgresql
+}
+
 case "${1:-all}" in
   apt|all) ensure_apt redis-server redis-server ;;&
+  apt|all) ensure_postgres ;;&
   openssl|apt|all) ensure_apt openssl openssl ;;&
   npm|all) ensure_npm ;;&
   main|all) ensure_venv .venv "schemathesis==4.32.5" "moto[server]==5.2.1" "cargo-lambda==1.9.2" ;;&

@@ -9,6 +9,7 @@ mod metrics;
 mod otlp;
 mod outbound;
 mod platform;
+mod postgres;
 mod routes;
 mod runtime;
 mod server;

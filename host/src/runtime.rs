@@ -64,6 +64,8 @@ pub struct Shared {
     /// The Redis triggers' addresses (`(host, port)`): the embedded log stands in for them, so a
     /// component that publishes there feeds the triggers. Every other address is a real server.
     pub redis_log: Vec<(String, u16)>,
+    /// Idle PostgreSQL connections, by connection string.
+    pub pg: crate::postgres::PgPools,
 }
 
 /// The data of one invocation's store.
@@ -312,8 +314,13 @@ impl Runtime {
             let address = variables.expand(address).with_context(|| format!("the redis trigger of channel {}", t.channel))?;
             redis_log.extend(crate::spin::redis_endpoint(&address));
         }
-        let shared =
-            Arc::new(Shared { sqlite: Pools::new(opts.state_dir.join("sqlite"), &[]), kv: Pools::new(opts.state_dir.join("kv"), KV_SCHEMA), log, redis_log });
+        let shared = Arc::new(Shared {
+            sqlite: Pools::new(opts.state_dir.join("sqlite"), &[]),
+            kv: Pools::new(opts.state_dir.join("kv"), KV_SCHEMA),
+            log,
+            redis_log,
+            pg: Default::default(),
+        });
         Ok(Arc::new_cyclic(|me| Runtime { engine, shared, components, me: me.clone(), guest_memory: opts.guest_memory.min(MAX_GUEST_MEMORY) }))
     }
 

@@ -17,6 +17,7 @@ wasmtime::component::bindgen!({
         "fermyon:spin/key-value@2.0.0.store": KvStore,
         "fermyon:spin/sqlite@2.0.0.connection": SqliteConnection,
         "fermyon:spin/redis@2.0.0.connection": RedisConnection,
+        "spin:postgres/postgres@3.0.0.connection": crate::postgres::PgConnection,
     },
 });
 
@@ -404,6 +405,7 @@ mod tests {
             kv: Pools::new(dir.join("kv"), KV_SCHEMA),
             log,
             redis_log: vec![("127.0.0.1".into(), 6379)],
+            pg: Default::default(),
         });
         Runtime::without_components(crate::runtime::engine(4).expect("engine"), shared)
     }

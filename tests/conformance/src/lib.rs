@@ -5,6 +5,9 @@
 //!   to the address opens, `403` with the error when the host refuses it;
 //! - `GET /conformance/redis?addr=redis://...`: every outbound Redis call (set, get, incr, del,
 //!   sadd, smembers, srem, execute, publish) on that server, and what each returned, as JSON;
+//! - `GET /conformance/postgres?addr=...`: a round of `spin:postgres/postgres@3.0.0` calls on that
+//!   connection string (typed parameters and columns, a constraint error, transactions, a
+//!   transaction left open when the connection is dropped), and what each returned, as JSON;
 //! - `GET /conformance/chain?url=...`: a GET of that URL through outbound HTTP (service chaining
 //!   when it names `<component>.spin.internal`), answered as `{"status", "body"}`, or `403` with
 //!   the error when the host refuses it.
@@ -45,6 +48,13 @@ fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
     if path == "/conformance/redis" {
         let addr = req.uri().query().and_then(|q| q.strip_prefix("addr=")).unwrap_or_default();
         return match redis_calls(addr) {
+            Ok(seen) => reply(StatusCode::OK, seen.to_string()),
+            Err(e) => reply(StatusCode::BAD_GATEWAY, e),
+        };
+    }
+    if path == "/conformance/postgres" {
+        let addr = req.uri().query().and_then(|q| q.strip_prefix("addr=")).unwrap_or_default();
+        return match postgres_calls(addr) {
             Ok(seen) => reply(StatusCode::OK, seen.to_string()),
             Err(e) => reply(StatusCode::BAD_GATEWAY, e),
         };
@@ -107,5 +117,60 @@ fn redis_calls(addr: &str) -> Result<serde_json::Value, String> {
         "mset": shown(results),
         "mget": shown(listed),
         "sadd_on_a_number": wrong_type,
+    }))
+}
+
+fn postgres_calls(addr: &str) -> Result<serde_json::Value, String> {
+    use spin_sdk::pg3::{Connection, ParameterValue as P};
+    let seen = |r: &dyn std::fmt::Debug| format!("{r:?}");
+    let db = Connection::open(addr).map_err(|e| format!("open: {e:?}"))?;
+    db.execute("DROP TABLE IF EXISTS conformance", &[]).map_err(|e| format!("drop: {e:?}"))?;
+    db.execute(
+        "CREATE TABLE conformance (id BIGINT PRIMARY KEY, name TEXT, price INT, small SMALLINT, ok BOOLEAN, data BYTEA, at TIMESTAMP, day DATE, note VARCHAR(10))",
+        &[],
+    )
+    .map_err(|e| format!("create: {e:?}"))?;
+    let insert = "INSERT INTO conformance (id, name, price, small, ok, data, at, day, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    let row = |id: i64| {
+        vec![
+            P::Int64(id),
+            P::Str("latte".into()),
+            P::Int32(450),
+            P::Int16(-2),
+            P::Boolean(true),
+            P::Binary(vec![0, 1, 255]),
+            P::Datetime((2026, 11, 27, 9, 30, 15, 500_000_000)),
+            P::Date((2026, 2, 28)),
+            P::DbNull,
+        ]
+    };
+    let inserted = db.execute(insert, &row(1));
+    let selected =
+        db.query("SELECT id, name, price, small, ok, data, at, day, note, 2.5::float8 AS f, '{}'::jsonb AS j FROM conformance WHERE id = $1", &[P::Int64(1)]);
+    let columns = selected.as_ref().map(|r| r.columns.iter().map(|c| format!("{}:{:?}", c.name, c.data_type)).collect::<Vec<_>>());
+    let duplicate = db.execute(insert, &row(1));
+    let wrong_type = db.execute("INSERT INTO conformance (id, price) VALUES ($1, $2)", &[P::Int64(9), P::Int64(1)]);
+    let empty = db.query("SELECT id FROM conformance WHERE id = $1", &[P::Int64(404)]);
+    // A transaction rolled back, then one left open when the connection goes away.
+    let _ = db.execute("BEGIN", &[]);
+    let _ = db.execute(insert, &row(2));
+    let _ = db.execute("ROLLBACK", &[]);
+    let _ = db.execute("BEGIN", &[]);
+    let _ = db.execute(insert, &row(3));
+    drop(db);
+    let db = Connection::open(addr).map_err(|e| format!("reopen: {e:?}"))?;
+    // Whatever connection this is, it runs outside any transaction: this insert stays.
+    let _ = db.execute(insert, &row(4));
+    drop(db);
+    let db = Connection::open(addr).map_err(|e| format!("reopen: {e:?}"))?;
+    let ids = db.query("SELECT id FROM conformance ORDER BY id", &[]);
+    Ok(serde_json::json!({
+        "inserted": seen(&inserted),
+        "columns": seen(&columns),
+        "row": seen(&selected.map(|r| r.rows)),
+        "duplicate": seen(&duplicate),
+        "wrong_type": seen(&wrong_type),
+        "empty": seen(&empty),
+        "ids": seen(&ids.map(|r| r.rows)),
     }))
 }
