@@ -39,7 +39,6 @@ pub mod anvil;
 pub mod aws;
 pub mod lambda;
 pub mod payments;
-pub mod postgres;
 pub mod terraform;
 
 pub const ADMIN_EMAIL: &str = "admin@gocoffee.test";

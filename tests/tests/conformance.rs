@@ -114,7 +114,7 @@ fn service_chaining_reaches_private_routes_only_where_allowed() {
 /// left open when the guest drops its connection never reaching the next one.
 #[test]
 fn outbound_postgres_works_against_a_real_server_where_allowed() {
-    let server = gocoffee_tests::postgres::PostgresServer::start();
+    let server = gocoffee_sql::postgres::LocalServer::start().expect("PostgreSQL");
     let port = server.port.to_string();
     let h = host("conformance-postgres", &[("tcp_port", "1"), ("range_start", "1"), ("range_end", "2"), ("pg_port", &port)]);
     let (status, body) = get(&h.base, &format!("/conformance/postgres?addr=postgres://postgres@127.0.0.1:{port}/postgres"), &[]);

@@ -1,4 +1,4 @@
-//! The payment saga on real parts, without the shells, on both stores: the order consumer and the
+//! The payment saga on real parts, without the shells, on every store (SQLite, PostgreSQL, DynamoDB): the order consumer and the
 //! payment service over one SQLite database (what Spin and the host use), and over DynamoDB with
 //! the outboxes relayed to Kinesis (moto; what Lambda uses). The outboxes are relayed by hand
 //! between them (what the triggers do), and anvil is the chain. Each test runs on both.
@@ -43,13 +43,18 @@ impl Publisher for Capture {
     }
 }
 
-/// Runs the test `$name(kind)` on SQLite and on DynamoDB.
+/// Runs the test `$name(kind)` on SQLite, on PostgreSQL and on DynamoDB.
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
             #[tokio::test(flavor = "current_thread")]
             async fn sqlite() {
                 super::$name(super::Kind::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "current_thread")]
+            async fn postgres() {
+                super::$name(super::Kind::Postgres).await
             }
 
             #[tokio::test(flavor = "current_thread")]
@@ -68,16 +73,15 @@ fn keys() -> DepositKeys {
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Sqlite,
+    Postgres,
     Dynamo,
 }
 
 enum Backend {
-    Sqlite(Sqlite),
+    /// A SQL database (SQLite, or PostgreSQL on its own local server, kept for the test).
+    Sql { db: Box<dyn gocoffee_sql::Db>, _server: Option<gocoffee_sql::postgres::LocalServer> },
     /// The template's table and streams on moto, and the stream records already delivered.
-    Dynamo {
-        stack: Stack,
-        delivered: RefCell<HashSet<String>>,
-    },
+    Dynamo { stack: Stack, delivered: RefCell<HashSet<String>> },
 }
 
 /// Every store port the order consumer's services take.
@@ -116,7 +120,13 @@ impl World {
                 std::fs::create_dir_all(&dir).expect("dir");
                 let db = Sqlite::open(&dir.join("db.sqlite"));
                 SqliteStore::open(&db).expect("schema");
-                Backend::Sqlite(db)
+                Backend::Sql { db: Box::new(db), _server: None }
+            }
+            Kind::Postgres => {
+                let server = gocoffee_sql::postgres::LocalServer::start().expect("PostgreSQL");
+                let db = gocoffee_sql::postgres::Postgres::connect(&server.database(name).expect("database")).expect("connect");
+                SqliteStore::open(&db).expect("schema");
+                Backend::Sql { db: Box::new(db), _server: Some(server) }
             }
             Kind::Dynamo => Backend::Dynamo { stack: Stack::create(&format!("pay-{name}")).await, delivered: RefCell::default() },
         };
@@ -163,14 +173,14 @@ impl World {
 
     fn orders(&self) -> Box<dyn AppStores + '_> {
         match &self.backend {
-            Backend::Sqlite(db) => Box::new(SqliteStore::open(db).expect("store")),
+            Backend::Sql { db, .. } => Box::new(SqliteStore::open(db).expect("store")),
             Backend::Dynamo { stack, .. } => Box::new(stack.store()),
         }
     }
 
     fn intents(&self) -> Box<dyn IntentStore + '_> {
         match &self.backend {
-            Backend::Sqlite(db) => Box::new(SqlIntentStore::open(db).expect("store")),
+            Backend::Sql { db, .. } => Box::new(SqlIntentStore::open(db).expect("store")),
             Backend::Dynamo { stack, .. } => Box::new(DynamoIntentStore::new(stack.store())),
         }
     }
@@ -192,7 +202,7 @@ impl World {
     /// Relays the outboxes and returns what went out since the last call, as (channel, payload).
     async fn relay(&self) -> Vec<(String, Vec<u8>)> {
         match &self.backend {
-            Backend::Sqlite(db) => {
+            Backend::Sql { db, .. } => {
                 let capture = Capture::default();
                 SqliteOutboxRelay { db, publisher: capture.clone() }.relay().await.expect("relay");
                 capture.0.borrow_mut().drain(..).collect()

@@ -1,6 +1,6 @@
 //! The intent store on SQLite (Spin components and the local host; rusqlite in tests), in the
 //! same database and schema as the orders ([`gocoffee_sql::schema`], version 3). Each change is
-//! one `BEGIN IMMEDIATE` transaction: the version check, the events, the document, the claims
+//! one write transaction (`gocoffee_sql::transaction`): the version check, the events, the document, the claims
 //! (a primary key, so a transfer is claimed once across every intent) and the outbox entries on
 //! the `payments` channel.
 
@@ -84,7 +84,7 @@ impl<D: Db> IntentStore for SqlIntentStore<D> {
     async fn next_deposit_index(&self) -> StoreResult<u64> {
         let rows = self
             .db
-            .execute("INSERT INTO deposit_index (id, next) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET next = next + 1 RETURNING next", &[])
+            .execute("INSERT INTO deposit_index (id, next) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET next = deposit_index.next + 1 RETURNING next", &[])
             .map_err(store_error)?;
         let next = rows.rows.first().ok_or_else(|| StoreError::Unavailable("the deposit counter returned nothing".into()))?.int(0).map_err(store_error)?;
         Ok((next - 1) as u64)
@@ -99,7 +99,7 @@ impl<D: Db> IntentStore for SqlIntentStore<D> {
             write_intent(db, intent)?;
             write_event(db, created)?;
             if let Some((consumer, event_id)) = processed {
-                db.execute("INSERT OR IGNORE INTO processed_events (consumer, event_id) VALUES (?, ?)", &[consumer.into(), event_id.into()])?;
+                db.execute("INSERT INTO processed_events (consumer, event_id) VALUES (?, ?) ON CONFLICT DO NOTHING", &[consumer.into(), event_id.into()])?;
             }
             Ok(())
         })
@@ -146,7 +146,7 @@ impl<D: Db> IntentStore for SqlIntentStore<D> {
         let rows = self
             .db
             .execute(
-                "SELECT 1 FROM payment_intents WHERE lower(json_extract(doc, '$.terms.deposit_address')) = lower(?) LIMIT 1",
+                &format!("SELECT 1 FROM payment_intents WHERE lower({}) = lower(?) LIMIT 1", gocoffee_sql::dialect::intent_deposit_address(self.db.dialect())),
                 &[address.to_string().into()],
             )
             .map_err(store_error)?;
@@ -184,7 +184,10 @@ impl<D: Db> IntentStore for SqlIntentStore<D> {
     async fn advance_cursor(&self, chain_id: u64, block: u64) -> StoreResult<()> {
         self.db
             .execute(
-                "INSERT INTO chain_cursors (chain_id, block) VALUES (?1, ?2) ON CONFLICT (chain_id) DO UPDATE SET block = MAX(block, excluded.block)",
+                &format!(
+                    "INSERT INTO chain_cursors (chain_id, block) VALUES (?1, ?2) ON CONFLICT (chain_id) DO UPDATE SET block = {}",
+                    gocoffee_sql::dialect::greatest(self.db.dialect(), "chain_cursors.block", "excluded.block")
+                ),
                 &[Value::Integer(chain_id as i64), Value::Integer(block as i64)],
             )
             .map_err(store_error)?;

@@ -23,7 +23,7 @@ impl<D: Db> SqlAnalyticsStore<D> {
     /// The store on `db`, its table created on first use.
     pub fn open(db: D) -> Result<Self, DbError> {
         for statement in SCHEMA {
-            db.execute(statement, &[])?;
+            db.execute(&crate::dialect::ddl(db.dialect(), statement), &[])?;
         }
         Ok(SqlAnalyticsStore { db })
     }

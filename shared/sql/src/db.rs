@@ -1,6 +1,7 @@
-//! The one thing the adapters need from a SQLite connection: run a statement with parameters and
-//! get rows back. Spin's `sqlite` interface has exactly this shape, and so does a thin wrapper
-//! over rusqlite.
+//! The one thing the adapters need from a database connection: run a statement with parameters
+//! and get rows back. Spin's `sqlite` interface has exactly this shape, and so do thin wrappers
+//! over rusqlite, Spin's `postgres` interface and a PostgreSQL driver. Statements are written in
+//! SQLite's dialect; where PostgreSQL's differs, [`crate::dialect`] has both.
 
 /// A parameter or column value, as Spin's sqlite interface defines them.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +56,12 @@ impl DbError {
     pub fn from_message(message: String) -> DbError {
         if message.contains("constraint failed") { DbError::Constraint(message) } else { DbError::Other(message) }
     }
+
+    /// Classifies a PostgreSQL error by its SQLSTATE: class 23, integrity constraint violation
+    /// (unique, check, foreign key, not null), is a constraint failure.
+    pub fn from_sqlstate(code: &str, message: String) -> DbError {
+        if code.starts_with("23") { DbError::Constraint(message) } else { DbError::Other(message) }
+    }
 }
 
 impl std::fmt::Display for DbError {
@@ -65,14 +72,41 @@ impl std::fmt::Display for DbError {
     }
 }
 
+/// The SQL a database speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    /// PostgreSQL: a [`Db`] of this dialect takes SQLite's `?` and `?N` parameters and turns them
+    /// into `$N` itself.
+    Postgres,
+}
+
 pub trait Db {
     /// Runs one statement. Statements that return rows (SELECT, `... RETURNING`) return them.
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError>;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
 }
 
 impl<D: Db + ?Sized> Db for &D {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         (**self).execute(sql, params)
+    }
+
+    fn dialect(&self) -> Dialect {
+        (**self).dialect()
+    }
+}
+
+impl<D: Db + ?Sized> Db for Box<D> {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        (**self).execute(sql, params)
+    }
+
+    fn dialect(&self) -> Dialect {
+        (**self).dialect()
     }
 }
 

@@ -1,9 +1,14 @@
-//! SQLite adapters for the Go Coffee ports: one database holds users, the menu, each order's
-//! event log with its read models, the outbox, idempotency records and the consumers' ledger.
-//! Written against [`Db`], so the same code runs on Spin's `sqlite` interface and on rusqlite.
+//! SQL adapters for the Go Coffee ports: one database holds users, the menu, each order's event
+//! log with its read models, the outbox, idempotency records and the consumers' ledger. Written
+//! against [`Db`], so the same code runs on Spin's `sqlite` interface and on rusqlite, and on
+//! PostgreSQL (the `postgres` driver; Spin's `postgres` interface): the statements are shared, and
+//! where the dialects differ [`dialect`] has both. (`SqliteStore` is the store on either.)
 
 pub mod analytics;
 pub mod db;
+pub mod dialect;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "rusqlite")]
 pub mod rusqlite;
 pub mod schema;
@@ -15,17 +20,18 @@ use gocoffee_core::{KitchenTicket, MenuItem, Order, Role, StoredEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::db::{Db, DbError, RowExt, Rows, Value};
+pub use crate::db::{Db, DbError, Dialect, RowExt, Rows, Value};
 
 /// The channel order events are published on.
 pub const ORDERS_CHANNEL: &str = "orders";
 /// Order events go out on the analytics channel too, after the orders one.
 pub use gocoffee_app::analytics::ANALYTICS_CHANNEL;
 
-/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`, rolling back when it fails. IMMEDIATE takes the
-/// write lock up front, so two writers queue instead of deadlocking on a lock upgrade.
+/// Runs `f` inside a write transaction, rolling back when it fails. The write lock is taken up
+/// front (SQLite's `BEGIN IMMEDIATE`, PostgreSQL's advisory lock: [`dialect::begin`]), so two
+/// writers queue instead of deadlocking on a lock upgrade, and neither sees the other half done.
 pub fn transaction<T>(db: &dyn Db, f: impl FnOnce(&dyn Db) -> Result<T, DbError>) -> Result<T, DbError> {
-    db.execute("BEGIN IMMEDIATE", &[])?;
+    dialect::begin(db)?;
     match f(db) {
         Ok(v) => {
             if let Err(e) = db.execute("COMMIT", &[]) {
@@ -159,7 +165,7 @@ impl<D: Db> MenuStore for SqliteStore<D> {
     async fn replace_menu_item(&self, item: &MenuItem, expected_version: u64) -> StoreResult<bool> {
         // Items written before versions existed have none in their document: they are at 0.
         let rows = self.db.execute(
-            "UPDATE menu_items SET doc = ? WHERE id = ? AND COALESCE(json_extract(doc, '$.version'), 0) = ? RETURNING id",
+            &format!("UPDATE menu_items SET doc = ? WHERE id = ? AND {} = ? RETURNING id", dialect::menu_doc_version(self.db.dialect())),
             &[to_json(item)?.into(), item.id.as_str().into(), Value::Integer(expected_version as i64)],
         )?;
         if !rows.rows.is_empty() {
@@ -332,7 +338,7 @@ impl<D: Db> OrderStore for SqliteStore<D> {
     }
 
     async fn mark_processed(&self, consumer: &str, event_id: &str) -> StoreResult<()> {
-        self.db.execute("INSERT OR IGNORE INTO processed_events (consumer, event_id) VALUES (?, ?)", &[consumer.into(), event_id.into()])?;
+        self.db.execute("INSERT INTO processed_events (consumer, event_id) VALUES (?, ?) ON CONFLICT DO NOTHING", &[consumer.into(), event_id.into()])?;
         Ok(())
     }
 
@@ -437,16 +443,21 @@ impl<D: Db, P: Publisher> EventRelay for SqliteOutboxRelay<'_, D, P> {
 
 /// GCRA in one statement: an upsert that moves the key's arrival time only when the request is
 /// admitted (the `WHERE` of `DO UPDATE`), and says so by returning a row. SQLite runs a statement
-/// under the write lock, so racing requests see each other's updates.
-const ADMIT: &str = "INSERT INTO rate_limits (key, tat) VALUES (?1, ?2 + ?3) \
-     ON CONFLICT (key) DO UPDATE SET tat = max(tat, ?2) + ?3 WHERE max(tat, ?2) - ?2 <= ?4 \
-     RETURNING tat";
+/// under the write lock, and PostgreSQL re-checks the `WHERE` on the row a racing upsert left, so
+/// racing requests see each other's updates.
+fn admit_sql(dialect: Dialect) -> String {
+    let (now, step) = (dialect::integer(dialect, "?2"), dialect::integer(dialect, "?3"));
+    let later = dialect::greatest(dialect, "rate_limits.tat", &now);
+    format!(
+        "INSERT INTO rate_limits (key, tat) VALUES (?1, {now} + {step}) ON CONFLICT (key) DO UPDATE SET tat = {later} + {step} WHERE {later} - {now} <= ?4 RETURNING tat"
+    )
+}
 
 #[async_trait(?Send)]
 impl<D: Db> RateLimiter for SqliteStore<D> {
     async fn admit(&self, key: &str, limit: &RateLimit, now_ms: i64) -> StoreResult<Admission> {
         let params = [key.into(), now_ms.into(), limit.interval_ms().into(), limit.tolerance_ms().into()];
-        if !self.db.execute(ADMIT, &params)?.rows.is_empty() {
+        if !self.db.execute(&admit_sql(self.db.dialect()), &params)?.rows.is_empty() {
             return Ok(Admission::Admitted);
         }
         // Refused: how long until the next request fits (read apart, it only informs Retry-After).

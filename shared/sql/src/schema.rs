@@ -5,6 +5,7 @@
 use gocoffee_core::menu::default_menu;
 
 use crate::db::{Db, DbError, RowExt, Value};
+use crate::dialect::ddl;
 
 pub const VERSION: i64 = 4;
 
@@ -60,7 +61,7 @@ pub fn ensure(db: &dyn Db) -> Result<(), DbError> {
         return Ok(());
     }
     crate::transaction(db, |db| {
-        db.execute("CREATE TABLE IF NOT EXISTS gocoffee_schema (version INTEGER NOT NULL)", &[])?;
+        db.execute(&ddl(db.dialect(), "CREATE TABLE IF NOT EXISTS gocoffee_schema (version INTEGER NOT NULL)"), &[])?;
         // Re-read inside the write lock: another connection may have migrated meanwhile.
         let version = current(db).unwrap_or(0);
         if version >= VERSION {
@@ -68,18 +69,18 @@ pub fn ensure(db: &dyn Db) -> Result<(), DbError> {
         }
         if version < 1 {
             for statement in V1 {
-                db.execute(statement, &[])?;
+                db.execute(&ddl(db.dialect(), statement), &[])?;
             }
             for (position, item) in default_menu().iter().enumerate() {
                 let doc = serde_json::to_string(item).map_err(|e| DbError::Other(e.to_string()))?;
                 db.execute(
-                    "INSERT OR IGNORE INTO menu_items (id, position, doc) VALUES (?, ?, ?)",
+                    "INSERT INTO menu_items (id, position, doc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     &[item.id.as_str().into(), Value::Integer(position as i64), doc.into()],
                 )?;
             }
         }
         for statement in V2.iter().chain(V3).chain(V4) {
-            db.execute(statement, &[])?;
+            db.execute(&ddl(db.dialect(), statement), &[])?;
         }
         db.execute("DELETE FROM gocoffee_schema", &[])?;
         db.execute("INSERT INTO gocoffee_schema (version) VALUES (?)", &[Value::Integer(VERSION)])?;

@@ -1,45 +1,122 @@
-//! The SQLite adapters against real SQLite files (rusqlite), including two connections racing.
+//! The SQL adapters against real databases: SQLite files (rusqlite) and a PostgreSQL server
+//! (Debian's, started for the run), each scenario on both, including connections racing.
 
 use std::sync::Mutex;
 
 use gocoffee_app::memory::fixtures::{next, placed};
 use gocoffee_app::ports::*;
 use gocoffee_core::{OrderEvent, OrderStatus, Role, StoredEvent};
+use gocoffee_sql::postgres::{LocalServer, Postgres};
 use gocoffee_sql::rusqlite::Sqlite;
 use gocoffee_sql::{Db, Publisher, SqliteOutboxRelay, SqliteStore, Value};
 use pollster::block_on;
 
-fn temp_db(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("gocoffee-sql-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    dir.join("db.sqlite")
+/// A connection of either kind.
+type Conn = Box<dyn Db + Send + Sync>;
+
+/// Where a scenario's database lives.
+enum Backend<'a> {
+    Sqlite,
+    Postgres(&'a LocalServer),
 }
 
-fn store(name: &str) -> SqliteStore<Sqlite> {
-    SqliteStore::open(Sqlite::open(&temp_db(name))).expect("schema")
+/// One scenario's database, which any number of connections can open.
+#[derive(Clone)]
+enum Target {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
 }
 
-fn count(s: &SqliteStore<Sqlite>, table: &str) -> i64 {
+impl Target {
+    fn connect(&self) -> Conn {
+        match self {
+            Target::Sqlite(path) => Box::new(Sqlite::open(path)),
+            Target::Postgres(address) => Box::new(Postgres::connect(address).expect("connect")),
+        }
+    }
+}
+
+impl Backend<'_> {
+    /// A fresh, empty database named for the scenario.
+    fn target(&self, name: &str) -> Target {
+        match self {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("gocoffee-sql-{}-{name}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("dir");
+                Target::Sqlite(dir.join("db.sqlite"))
+            }
+            Backend::Postgres(server) => Target::Postgres(server.database(name).expect("database")),
+        }
+    }
+
+    fn store(&self, name: &str) -> SqliteStore<Conn> {
+        SqliteStore::open(self.target(name).connect()).expect("schema")
+    }
+}
+
+fn count<D: Db>(s: &SqliteStore<D>, table: &str) -> i64 {
     match s.db().execute(&format!("SELECT COUNT(*) FROM {table}"), &[]).expect("count").rows[0][0] {
         Value::Integer(n) => n,
         _ => panic!("count"),
     }
 }
 
-#[test]
-fn the_schema_is_created_once_with_the_default_menu() {
-    let path = temp_db("schema");
-    let a = SqliteStore::open(Sqlite::open(&path)).expect("first");
-    let b = SqliteStore::open(Sqlite::open(&path)).expect("second");
+/// Each scenario as a test on SQLite, and all of them on one PostgreSQL server (each on a
+/// database of its own), every failure named.
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&super::Backend::Sqlite)
+                }
+            )*
+        }
+
+        #[test]
+        fn every_scenario_on_postgres() {
+            let server = LocalServer::start().expect("PostgreSQL");
+            let scenarios: Vec<(&str, fn(&Backend))> = vec![$((stringify!($name), $name)),*];
+            let failed: Vec<&str> = scenarios
+                .into_iter()
+                .filter(|(_, scenario)| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&Backend::Postgres(&server)))).is_err())
+                .map(|(name, _)| name)
+                .collect();
+            assert!(failed.is_empty(), "failed on PostgreSQL: {failed:?}");
+        }
+    };
+}
+
+scenarios!(
+    the_schema_is_created_once_with_the_default_menu,
+    emails_are_unique_and_refresh_tokens_work_once,
+    menu_items_insert_once_and_replace_in_place,
+    a_menu_write_from_a_stale_version_is_a_conflict_and_changes_nothing,
+    an_upload_can_be_claimed_once_until_released,
+    an_order_its_event_outbox_entry_and_idempotency_record_are_written_together,
+    an_append_with_a_stale_version_changes_nothing,
+    two_connections_appending_at_the_same_version_have_exactly_one_winner,
+    order_lists_filter_and_page_newest_first,
+    the_kitchen_queue_is_oldest_first_and_drops_ready_orders,
+    the_relay_publishes_in_order_and_resumes_where_it_stopped,
+    concurrent_relays_publish_each_event_once_and_each_order_in_version_order,
+    the_analytics_store_keeps_the_newest_facts_per_order_and_reads_by_placement,
+    racing_connections_admit_no_more_than_the_limit,
+);
+
+fn the_schema_is_created_once_with_the_default_menu(b: &Backend) {
+    let target = b.target("schema");
+    let a = SqliteStore::open(target.connect()).expect("first");
+    let b = SqliteStore::open(target.connect()).expect("second");
     let menu = block_on(b.menu()).expect("menu");
     assert_eq!(menu, gocoffee_core::menu::default_menu());
     assert_eq!(count(&a, "menu_items") as usize, menu.len());
 }
 
-#[test]
-fn emails_are_unique_and_refresh_tokens_work_once() {
-    let s = store("users");
+fn emails_are_unique_and_refresh_tokens_work_once(b: &Backend) {
+    let s = b.store("users");
     let u = UserRecord { id: "u1".into(), email: "a@b.co".into(), name: None, role: Role::Customer, password_hash: "h".into(), created_at_ms: 1 };
     block_on(s.create_user(&u)).expect("created");
     assert_eq!(block_on(s.create_user(&UserRecord { id: "u2".into(), ..u.clone() })), Err(StoreError::Conflict));
@@ -51,9 +128,8 @@ fn emails_are_unique_and_refresh_tokens_work_once() {
     assert_eq!(block_on(s.take_refresh_token("th")).expect("take"), None);
 }
 
-#[test]
-fn menu_items_insert_once_and_replace_in_place() {
-    let s = store("menu");
+fn menu_items_insert_once_and_replace_in_place(b: &Backend) {
+    let s = b.store("menu");
     let mut item = gocoffee_core::menu::default_menu().remove(0);
     assert_eq!(block_on(s.insert_menu_item(&item)), Err(StoreError::Conflict));
     item.id = "new-thing".into();
@@ -68,11 +144,14 @@ fn menu_items_insert_once_and_replace_in_place() {
     assert!(!block_on(s.replace_menu_item(&item, 1)).expect("no such item"));
 }
 
-#[test]
-fn a_menu_write_from_a_stale_version_is_a_conflict_and_changes_nothing() {
-    let s = store("menu-versions");
+fn a_menu_write_from_a_stale_version_is_a_conflict_and_changes_nothing(b: &Backend) {
+    let s = b.store("menu-versions");
     // A default item as stored before versions existed: its document has none, so it is at 0.
-    s.db().execute("UPDATE menu_items SET doc = json_remove(doc, '$.version') WHERE id = 'latte'", &[]).expect("an old document");
+    let without_version = match b {
+        Backend::Sqlite => "UPDATE menu_items SET doc = json_remove(doc, '$.version') WHERE id = 'latte'",
+        Backend::Postgres(_) => "UPDATE menu_items SET doc = (doc::jsonb - 'version')::text WHERE id = 'latte'",
+    };
+    s.db().execute(without_version, &[]).expect("an old document");
     let latte = block_on(s.menu_item("latte")).expect("read").expect("latte");
     assert_eq!(latte.version, 0);
     let sold_out = gocoffee_core::MenuItem { available: false, version: 1, ..latte.clone() };
@@ -83,9 +162,8 @@ fn a_menu_write_from_a_stale_version_is_a_conflict_and_changes_nothing() {
     assert_eq!((stored.available, stored.name.as_str(), stored.version), (false, "Caffè Latte", 1));
 }
 
-#[test]
-fn an_upload_can_be_claimed_once_until_released() {
-    let s = store("uploads");
+fn an_upload_can_be_claimed_once_until_released(b: &Backend) {
+    let s = b.store("uploads");
     block_on(s.claim_upload("menu/latte/a.png", 1)).expect("first");
     assert_eq!(block_on(s.claim_upload("menu/latte/a.png", 2)), Err(StoreError::Conflict));
     block_on(s.claim_upload("menu/latte/b.png", 3)).expect("another key");
@@ -97,25 +175,25 @@ fn an_upload_can_be_claimed_once_until_released() {
 }
 
 #[test]
+/// SQLite only: PostgreSQL databases start at the current version.
 fn a_version_1_database_is_upgraded_in_place() {
-    let path = temp_db("upgrade");
-    let s = SqliteStore::open(Sqlite::open(&path)).expect("current");
+    let target = Backend::Sqlite.target("upgrade");
+    let s = SqliteStore::open(target.connect()).expect("current");
     let (o, e) = placed("kept", "c", 1);
     block_on(s.create_order(&o, &e, None)).expect("created");
     for sql in ["DROP TABLE image_uploads", "DROP TABLE outbox_lease", "UPDATE gocoffee_schema SET version = 1"] {
         s.db().execute(sql, &[]).expect("downgrade");
     }
     drop(s);
-    let s = SqliteStore::open(Sqlite::open(&path)).expect("upgraded");
+    let s = SqliteStore::open(target.connect()).expect("upgraded");
     assert_eq!(s.db().execute("SELECT version FROM gocoffee_schema", &[]).expect("version").rows[0][0], Value::Integer(gocoffee_sql::schema::VERSION));
     block_on(s.claim_upload("menu/latte/a.png", 1)).expect("the new table is there");
     assert!(block_on(s.order("kept")).expect("read").is_some(), "data survives");
     assert_eq!(count(&s, "menu_items") as usize, gocoffee_core::menu::default_menu().len(), "not seeded twice");
 }
 
-#[test]
-fn an_order_its_event_outbox_entry_and_idempotency_record_are_written_together() {
-    let s = store("create");
+fn an_order_its_event_outbox_entry_and_idempotency_record_are_written_together(b: &Backend) {
+    let s = b.store("create");
     let (order, event) = placed("o1", "c1", 100);
     let rec = IdempotencyRecord {
         owner: "c1".into(),
@@ -142,9 +220,8 @@ fn an_order_its_event_outbox_entry_and_idempotency_record_are_written_together()
     assert_eq!(block_on(s.events("o1")).expect("events"), vec![event]);
 }
 
-#[test]
-fn an_append_with_a_stale_version_changes_nothing() {
-    let s = store("stale");
+fn an_append_with_a_stale_version_changes_nothing(b: &Backend) {
+    let s = b.store("stale");
     let (order, event) = placed("o1", "c1", 100);
     block_on(s.create_order(&order, &event, None)).expect("created");
     let (confirmed, e2) = next(&order, OrderEvent::OrderConfirmed, 110);
@@ -163,10 +240,9 @@ fn an_append_with_a_stale_version_changes_nothing() {
     assert!(block_on(s.is_processed("consumer", "o1-1")).expect("ledger"));
 }
 
-#[test]
-fn two_connections_appending_at_the_same_version_have_exactly_one_winner() {
-    let path = temp_db("race");
-    let s = SqliteStore::open(Sqlite::open(&path)).expect("open");
+fn two_connections_appending_at_the_same_version_have_exactly_one_winner(b: &Backend) {
+    let target = b.target("race");
+    let s = SqliteStore::open(target.connect()).expect("open");
     let (order, event) = placed("o1", "c1", 100);
     block_on(s.create_order(&order, &event, None)).expect("created");
     for round in 0..20u64 {
@@ -174,10 +250,10 @@ fn two_connections_appending_at_the_same_version_have_exactly_one_winner() {
         let results: Vec<StoreResult<()>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..2)
                 .map(|i| {
-                    let path = path.clone();
+                    let target = target.clone();
                     let base = base.clone();
                     scope.spawn(move || {
-                        let mine = SqliteStore::open(Sqlite::open(&path)).expect("open");
+                        let mine = SqliteStore::open(target.connect()).expect("open");
                         let reason = Some(format!("writer {i} round {round}"));
                         let (o, mut e) = next(&base, OrderEvent::OrderCancelled { reason }, 200);
                         e.event_id = format!("r{round}w{i}");
@@ -196,9 +272,8 @@ fn two_connections_appending_at_the_same_version_have_exactly_one_winner() {
     assert!(events.iter().enumerate().all(|(i, e)| e.version == i as u64 + 1), "no gaps, no duplicates");
 }
 
-#[test]
-fn order_lists_filter_and_page_newest_first() {
-    let s = store("list");
+fn order_lists_filter_and_page_newest_first(b: &Backend) {
+    let s = b.store("list");
     for i in 0..7 {
         let customer = if i % 2 == 0 { "even" } else { "odd" };
         let (o, e) = placed(&format!("o{i}"), customer, 1_000 + i);
@@ -223,9 +298,8 @@ fn order_lists_filter_and_page_newest_first() {
     assert_eq!(confirmed.items.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["o0"]);
 }
 
-#[test]
-fn the_kitchen_queue_is_oldest_first_and_drops_ready_orders() {
-    let s = store("kitchen");
+fn the_kitchen_queue_is_oldest_first_and_drops_ready_orders(b: &Backend) {
+    let s = b.store("kitchen");
     let mut orders = vec![];
     for i in 0..3 {
         let (o, e) = placed(&format!("k{i}"), "c", 100 + i);
@@ -260,9 +334,8 @@ impl Publisher for Flaky {
     }
 }
 
-#[test]
-fn the_relay_publishes_in_order_and_resumes_where_it_stopped() {
-    let s = store("relay");
+fn the_relay_publishes_in_order_and_resumes_where_it_stopped(b: &Backend) {
+    let s = b.store("relay");
     for i in 0..4 {
         let (o, e) = placed(&format!("o{i}"), "c", 100 + i);
         block_on(s.create_order(&o, &e, None)).expect("created");
@@ -296,10 +369,9 @@ impl Publisher for Stream<'_> {
     }
 }
 
-#[test]
-fn concurrent_relays_publish_each_event_once_and_each_order_in_version_order() {
-    let path = temp_db("relays");
-    let writer = SqliteStore::open(Sqlite::open(&path)).expect("schema");
+fn concurrent_relays_publish_each_event_once_and_each_order_in_version_order(b: &Backend) {
+    let target = b.target("relays");
+    let writer = SqliteStore::open(target.connect()).expect("schema");
     let stream = Mutex::new(Vec::new());
     let orders: Vec<String> = (0..6).map(|i| format!("o{i}")).collect();
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -307,7 +379,7 @@ fn concurrent_relays_publish_each_event_once_and_each_order_in_version_order() {
         // Four "requests" relaying over and over on their own connections, as components do.
         for _ in 0..4 {
             scope.spawn(|| {
-                let db = Sqlite::open(&path);
+                let db = target.connect();
                 let relay = SqliteOutboxRelay { db: &db, publisher: Stream(&stream) };
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     block_on(gocoffee_app::ports::EventRelay::relay(&relay)).expect("relay");
@@ -340,13 +412,12 @@ fn concurrent_relays_publish_each_event_once_and_each_order_in_version_order() {
     assert_eq!(count(&writer, "outbox"), 0);
 }
 
-#[test]
-fn the_analytics_store_keeps_the_newest_facts_per_order_and_reads_by_placement() {
+fn the_analytics_store_keeps_the_newest_facts_per_order_and_reads_by_placement(b: &Backend) {
     use gocoffee_app::analytics::AnalyticsStore;
     use gocoffee_core::analytics::OrderFacts;
     use gocoffee_sql::analytics::SqlAnalyticsStore;
-    let path = temp_db("analytics");
-    let a = SqlAnalyticsStore::open(Sqlite::open(&path)).expect("schema");
+    let target = b.target("analytics");
+    let a = SqlAnalyticsStore::open(target.connect()).expect("schema");
     let (o1, e1) = placed("o1", "c", 1_000);
     let (_, e2) = next(&o1, OrderEvent::OrderConfirmed, 1_500);
     let v1 = OrderFacts::apply(None, &e1).expect("fold").expect("facts");
@@ -365,9 +436,9 @@ fn the_analytics_store_keeps_the_newest_facts_per_order_and_reads_by_placement()
     }
     std::thread::scope(|scope| {
         for chunk in versions.chunks(3) {
-            let path = &path;
+            let target = &target;
             scope.spawn(move || {
-                let conn = SqlAnalyticsStore::open(Sqlite::open(path)).expect("open");
+                let conn = SqlAnalyticsStore::open(target.connect()).expect("open");
                 for f in chunk.iter().rev() {
                     block_on(conn.save(f)).expect("save");
                 }
@@ -386,16 +457,15 @@ fn the_analytics_store_keeps_the_newest_facts_per_order_and_reads_by_placement()
     assert!(ids(0, 10_000, 10).is_empty());
 }
 
-#[test]
-fn racing_connections_admit_no_more_than_the_limit() {
-    let path = temp_db("rate");
-    drop(SqliteStore::open(Sqlite::open(&path)).expect("schema"));
+fn racing_connections_admit_no_more_than_the_limit(b: &Backend) {
+    let target = b.target("rate");
+    drop(SqliteStore::open(target.connect()).expect("schema"));
     let limit = RateLimit { requests: 5, per_ms: 3_600_000, burst: 5 };
     let admitted = std::sync::atomic::AtomicU32::new(0);
     std::thread::scope(|s| {
         for _ in 0..8 {
             s.spawn(|| {
-                let conn = SqliteStore::open(Sqlite::open(&path)).expect("open");
+                let conn = SqliteStore::open(target.connect()).expect("open");
                 for _ in 0..10 {
                     if block_on(conn.admit("credentials:addr:203.0.113.7", &limit, 1_000)).expect("admit") == Admission::Admitted {
                         admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -405,7 +475,7 @@ fn racing_connections_admit_no_more_than_the_limit() {
         }
     });
     assert_eq!(admitted.into_inner(), 5, "80 racing requests, a burst of 5");
-    let s = SqliteStore::open(Sqlite::open(&path)).expect("open");
+    let s = SqliteStore::open(target.connect()).expect("open");
     // The refusal says when the next request fits: one interval (12 minutes) after now.
     assert_eq!(block_on(s.admit("credentials:addr:203.0.113.7", &limit, 1_000)), Ok(Admission::Refused { retry_after_ms: 720_000 }));
     assert_eq!(block_on(s.admit("credentials:addr:203.0.113.7", &limit, 721_000)), Ok(Admission::Admitted));
