@@ -135,6 +135,17 @@ impl Host {
         Host::launch_env(state, "127.0.0.1:0", &["--max-attempts", "3", "--retry-base-ms", "50"], env)
     }
 
+    /// Starts a host on a fresh state folder named after the test whose components keep their
+    /// state in PostgreSQL instead of SQLite: a database of their own on a throwaway local server,
+    /// which the caller keeps for the test.
+    pub fn start_on_postgres(name: &str) -> (Host, gocoffee_sql::postgres::LocalServer) {
+        let server = gocoffee_sql::postgres::LocalServer::start().expect("PostgreSQL");
+        let url = server.database("gocoffee").expect("database");
+        let origin = format!("postgres://127.0.0.1:{}", server.port);
+        let host = Host::start_env(name, &[("SPIN_VARIABLE_DATABASE_URL", &url), ("SPIN_VARIABLE_DATABASE_ORIGIN", &origin)]);
+        (host, server)
+    }
+
     /// Starts a host on `state`, listening on `listen`, with these flags.
     pub fn launch(state: PathBuf, listen: &str, flags: &[&str]) -> Host {
         Host::launch_env(state, listen, flags, &[])

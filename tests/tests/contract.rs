@@ -1,6 +1,7 @@
 //! Contract tests over HTTP. The API's contract runs on both shells: the host serving the real
-//! `.wasm` components (Spin), and the real Lambda binaries on moto behind the template's routes
-//! (AWS). The host's own delivery and shutdown guarantees are tested on the host alone.
+//! `.wasm` components (Spin) with their state in SQLite and again in PostgreSQL (through Spin's
+//! postgres interface), and the real Lambda binaries on moto behind the template's routes (AWS).
+//! The host's own delivery and shutdown guarantees are tested on the host alone.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -8,13 +9,20 @@ use std::time::{Duration, Instant};
 use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Host, b64, inject_delivery, pending_deliveries, signed_token};
 use serde_json::json;
 
-/// Runs each named contract test on both shells.
+/// Runs each named contract test on both shells (the Spin one on SQLite and on PostgreSQL).
 macro_rules! on_both_shells {
     ($($name:ident),* $(,)?) => {
         mod spin {
             $(#[test]
             fn $name() {
                 super::$name(&gocoffee_tests::Host::start(stringify!($name)));
+            })*
+        }
+        mod spin_postgres {
+            $(#[test]
+            fn $name() {
+                let (host, _database) = gocoffee_tests::Host::start_on_postgres(stringify!($name));
+                super::$name(&host);
             })*
         }
         mod lambda {
@@ -133,6 +141,19 @@ fn lambda_without_the_authorizer_the_functions_refuse_the_same_tokens() {
 /// Strict limits for the gateway's test: four credential attempts and three changes an hour.
 const STRICT_RATE_LIMITS: &str =
     r#"{"credentials": {"requests": 4, "per_seconds": 3600, "burst": 4}, "write": {"requests": 3, "per_seconds": 3600, "burst": 3}}"#;
+
+/// The PostgreSQL runs above would pass on SQLite too if the components ignored `database_url`:
+/// here the state is read back from PostgreSQL itself, and no SQLite database was opened.
+#[test]
+fn spin_with_a_database_url_the_components_keep_their_state_in_postgres() {
+    use gocoffee_sql::Db;
+    let (h, server) = Host::start_on_postgres("state_in_postgres");
+    h.register("pg@example.com");
+    let db = gocoffee_sql::postgres::Postgres::connect(&server.address("gocoffee")).expect("connect");
+    let users = db.execute("SELECT email FROM users WHERE email = ?", &["pg@example.com".into()]).expect("users");
+    assert_eq!(users.rows.len(), 1, "the user is in PostgreSQL");
+    assert!(!h.state.join("sqlite").exists(), "no SQLite database was opened");
+}
 
 #[test]
 fn spin_the_gateway_admits_no_more_than_each_clients_limit_however_requests_race() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use alloy_transport::BoxFuture;
 use gocoffee_app::consumer::ConsumerError;
 use gocoffee_app::{ApiError, Request, Response};
-use gocoffee_spin::{SpinSqliteDb, variable, with_services};
+use gocoffee_spin::{variable, with_services};
 use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
 
 use crate::config::PaymentConfig;
@@ -93,7 +93,7 @@ impl HttpPost for SpinHttpPost {
 /// The payment context of one invocation: its own connection to the `default` database.
 fn context() -> Result<PaymentContext, String> {
     let config = PaymentConfig::from_lookup(variable).map_err(|e| format!("payment configuration: {e}"))?;
-    let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
+    let db = gocoffee_spin::open_db("default")?;
     let intents = SqlIntentStore::open(db).map_err(|e| format!("preparing the schema: {e}"))?;
     Ok(PaymentContext::new(config, Box::new(intents), Arc::new(SpinHttpPost)))
 }

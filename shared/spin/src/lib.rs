@@ -1,4 +1,4 @@
-//! The Spin shell: adapters for Spin's SQLite, Redis and variables interfaces, and the two entry
+//! The Spin shell: adapters for Spin's SQLite (or PostgreSQL), Redis and variables interfaces, and the two entry
 //! helpers every component calls ([`serve`] for HTTP, [`consume`] for the Redis trigger).
 //! Resources are opened per request: a Spin component keeps no warm state.
 #![cfg(target_arch = "wasm32")]
@@ -63,6 +63,78 @@ impl Db for SpinSqliteDb {
             })
             .collect();
         Ok(Rows { columns: result.columns, rows })
+    }
+}
+
+/// A PostgreSQL database through Spin's `postgres` interface (`spin:postgres/postgres@3.0.0`, the
+/// one Spin 3.0 and later, Fermyon Cloud and Fermyon Wasm Functions all offer), for platforms
+/// without SQLite. The statements are the SQLite adapters', numbered as PostgreSQL wants.
+pub struct SpinPgDb(spin_sdk::pg3::Connection);
+
+impl SpinPgDb {
+    /// `address`: `postgres://user:password@host:port/database`, which the component's
+    /// `allowed_outbound_hosts` must allow (`postgres://host:port`).
+    pub fn open(address: &str) -> Result<Self, String> {
+        spin_sdk::pg3::Connection::open(address).map(SpinPgDb).map_err(|e| format!("{e:?}"))
+    }
+}
+
+impl Db for SpinPgDb {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        use spin_sdk::pg3::{DbValue, ParameterValue};
+        let params: Vec<ParameterValue> = params
+            .iter()
+            .map(|p| match p {
+                Value::Integer(n) => ParameterValue::Int64(*n),
+                Value::Real(f) => ParameterValue::Floating64(*f),
+                Value::Text(s) => ParameterValue::Str(s.clone()),
+                Value::Blob(b) => ParameterValue::Binary(b.clone()),
+                Value::Null => ParameterValue::DbNull,
+            })
+            .collect();
+        let result = self.0.query(&gocoffee_sql::dialect::numbered_parameters(sql), &params).map_err(|e| {
+            let text = format!("{e:?}");
+            match gocoffee_sql::dialect::sqlstate(&text) {
+                Some(code) => DbError::from_sqlstate(code, text.clone()),
+                None => DbError::Other(text),
+            }
+        })?;
+        let columns = result.columns.into_iter().map(|c| c.name).collect();
+        let rows = result
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|v| match v {
+                        DbValue::Int64(n) => Ok(Value::Integer(n)),
+                        DbValue::Int32(n) => Ok(Value::Integer(n.into())),
+                        DbValue::Int16(n) => Ok(Value::Integer(n.into())),
+                        DbValue::Int8(n) => Ok(Value::Integer(n.into())),
+                        DbValue::Boolean(b) => Ok(Value::Integer(b.into())),
+                        DbValue::Floating64(f) => Ok(Value::Real(f)),
+                        DbValue::Floating32(f) => Ok(Value::Real(f.into())),
+                        DbValue::Str(s) => Ok(Value::Text(s)),
+                        DbValue::Binary(b) => Ok(Value::Blob(b)),
+                        DbValue::DbNull => Ok(Value::Null),
+                        other => Err(DbError::Other(format!("a column the adapters don't read: {other:?}"))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Rows { columns, rows })
+    }
+
+    fn dialect(&self) -> gocoffee_sql::Dialect {
+        gocoffee_sql::Dialect::Postgres
+    }
+}
+
+/// The component's database: PostgreSQL when `database_url` is set, else Spin's SQLite database
+/// `label`.
+pub fn open_db(label: &str) -> Result<Box<dyn Db>, String> {
+    match variable("database_url").filter(|url| !url.is_empty()) {
+        Some(url) => Ok(Box::new(SpinPgDb::open(&url).map_err(|e| format!("opening the PostgreSQL database: {e}"))?)),
+        None => Ok(Box::new(SpinSqliteDb::open(label).map_err(|e| format!("opening the SQLite database {label}: {e}"))?)),
     }
 }
 
@@ -189,7 +261,7 @@ async fn with_services_signing<T>(
     // The public keys are parsed when a token is to be checked, not for every request.
     let config = Config::from_lookup(|name| if name == TOKEN_PUBLIC_KEYS { None } else { variable(name) }).map_err(|e| format!("configuration: {e}"))?;
     let keys = LazyKeys { pems: variable(TOKEN_PUBLIC_KEYS), parsed: OnceCell::new() };
-    let db = SpinSqliteDb::open_default().map_err(|e| format!("opening sqlite: {e}"))?;
+    let db = open_db("default")?;
     let store = SqliteStore::open(&db).map_err(|e| format!("preparing the schema: {e}"))?;
     let publisher = SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
     let relay = SqliteOutboxRelay { db: &db, publisher };
@@ -294,9 +366,10 @@ async fn serve_signing(function: &Function, extension: Option<&dyn std::any::Any
     }
 }
 
-/// The analytics read model, in Spin's `analytics` database: apart from the write side's.
+/// The analytics read model, in Spin's `analytics` database: apart from the write side's. (On
+/// PostgreSQL, its own table in the one database.)
 fn analytics_context() -> Result<AnalyticsContext, String> {
-    let db = SpinSqliteDb::open(ANALYTICS_DATABASE).map_err(|e| format!("opening the {ANALYTICS_DATABASE} database: {e}"))?;
+    let db = open_db(ANALYTICS_DATABASE)?;
     let store = SqlAnalyticsStore::open(db).map_err(|e| format!("preparing the analytics schema: {e}"))?;
     Ok(AnalyticsContext { store: Box::new(store) })
 }

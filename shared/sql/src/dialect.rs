@@ -11,6 +11,7 @@
 //! - JSON paths: `json_extract(doc, '$.a.b')` is `doc::jsonb #>> '{a,b}'` (text, cast as needed).
 //! - Two-argument `max(a, b)` is `GREATEST(a, b)`.
 //! - Arithmetic on parameters alone needs their type spelled out (`CAST(?2 AS BIGINT)`).
+//! - Parameters: a PostgreSQL [`Db`] numbers them with [`numbered_parameters`].
 
 use std::borrow::Cow;
 
@@ -28,6 +29,45 @@ pub fn begin(db: &dyn Db) -> Result<(), DbError> {
             db.execute(&format!("SELECT 1 FROM pg_advisory_xact_lock({WRITE_LOCK})"), &[]).map(drop)
         }
     }
+}
+
+/// SQLite's `?` and `?N` parameters as PostgreSQL's `$N`, outside quoted text (so the adapters
+/// can't use PostgreSQL's own `?` operators on jsonb, and don't).
+pub fn numbered_parameters(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut next = 0;
+    let mut chars = sql.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                if digits.is_empty() {
+                    next += 1;
+                    digits = next.to_string();
+                }
+                out.push('$');
+                out.push_str(&digits);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The SQLSTATE in a PostgreSQL error as tokio-postgres writes it (`... code: SqlState(E23505) ...`),
+/// which is the text Spin's `postgres` interface passes on in `query-failed`.
+pub fn sqlstate(driver_text: &str) -> Option<&str> {
+    let (_, rest) = driver_text.split_once("SqlState(E")?;
+    rest.get(..5).filter(|code| code.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// A table or index definition written for SQLite, in `dialect`.
@@ -80,6 +120,20 @@ pub fn greatest(dialect: Dialect, a: &str, b: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_are_numbered_outside_quotes() {
+        assert_eq!(numbered_parameters("SELECT a FROM t WHERE b = ? AND c = ?"), "SELECT a FROM t WHERE b = $1 AND c = $2");
+        assert_eq!(numbered_parameters("VALUES (?1, ?2 + ?3) WHERE x <= ?4"), "VALUES ($1, $2 + $3) WHERE x <= $4");
+        assert_eq!(numbered_parameters("SELECT '?' || ?, 'it''s ?'"), "SELECT '?' || $1, 'it''s ?'");
+    }
+
+    #[test]
+    fn an_error_names_its_sqlstate_in_the_drivers_text() {
+        let text = r#"Error { kind: Db, cause: Some(DbError { severity: "ERROR", code: SqlState(E23505), message: "duplicate key" }) }"#;
+        assert_eq!(sqlstate(text), Some("23505"));
+        assert_eq!(sqlstate("Error { kind: Closed, cause: None }"), None);
+    }
 
     #[test]
     fn table_definitions_translate_type_by_type() {

@@ -45,38 +45,6 @@ impl Postgres {
     }
 }
 
-/// SQLite's `?` and `?N` parameters as PostgreSQL's `$N`, outside quoted text (so the adapters
-/// can't use PostgreSQL's own `?` operators on jsonb, and don't).
-pub fn numbered_parameters(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut next = 0;
-    let mut chars = sql.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                out.push(c);
-            }
-            '?' if !quoted => {
-                let mut digits = String::new();
-                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-                    digits.push(*d);
-                    chars.next();
-                }
-                if digits.is_empty() {
-                    next += 1;
-                    digits = next.to_string();
-                }
-                out.push('$');
-                out.push_str(&digits);
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 fn error(e: postgres::Error) -> DbError {
     match e.as_db_error() {
         Some(db) => DbError::from_sqlstate(db.code().code(), format!("{}: {}", db.code().code(), db.message())),
@@ -117,7 +85,7 @@ fn run(client: &mut postgres::Client, sql: &str, params: &[Value]) -> Result<Row
         })
         .collect();
     let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
-    let statement = client.prepare(&numbered_parameters(sql)).map_err(error)?;
+    let statement = client.prepare(&crate::dialect::numbered_parameters(sql)).map_err(error)?;
     let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_owned()).collect();
     let rows = client.query(&statement, &refs).map_err(error)?;
     let rows = rows.iter().map(|row| (0..row.len()).map(|i| column(row, i)).collect::<Result<Vec<_>, _>>()).collect::<Result<Vec<_>, _>>()?;
@@ -264,17 +232,5 @@ fn as_postgres(program: &std::path::Path) -> std::process::Command {
         c
     } else {
         std::process::Command::new(program)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::numbered_parameters;
-
-    #[test]
-    fn parameters_are_numbered_outside_quotes() {
-        assert_eq!(numbered_parameters("SELECT a FROM t WHERE b = ? AND c = ?"), "SELECT a FROM t WHERE b = $1 AND c = $2");
-        assert_eq!(numbered_parameters("VALUES (?1, ?2 + ?3) WHERE x <= ?4"), "VALUES ($1, $2 + $3) WHERE x <= $4");
-        assert_eq!(numbered_parameters("SELECT '?' || ?, 'it''s ?'"), "SELECT '?' || $1, 'it''s ?'");
     }
 }
