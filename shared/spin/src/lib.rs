@@ -1,5 +1,6 @@
-//! The Spin shell: adapters for Spin's SQLite (or PostgreSQL), Redis and variables interfaces, and the two entry
-//! helpers every component calls ([`serve`] for HTTP, [`consume`] for the Redis trigger).
+//! The Spin shell: adapters for Spin's SQLite (or PostgreSQL), Redis and variables interfaces, and
+//! the two entry helpers every component calls ([`serve`] for HTTP, [`consume`] for the Redis
+//! trigger).
 //! Resources are opened per request: a Spin component keeps no warm state.
 #![cfg(target_arch = "wasm32")]
 
