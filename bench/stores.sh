@@ -45,11 +45,13 @@ for store in sqlite postgres; do
 done
 
 echo "== $(nproc) cores; load generator and database on the same machine; $DURATION per run, $CONNECTIONS connections"
+# Reads first: the orders placed below keep each host's consumers busy for a while afterwards.
 for round in $(seq 1 "$ROUNDS"); do
-  for store in sqlite postgres; do
-    port=$PORT; [ "$store" = postgres ] && port=$((PORT + 1))
-    run "GET /api/v1/menu, $store ($round)" -c "$CONNECTIONS" "http://127.0.0.1:$port/api/v1/menu"
-    run "POST /api/v1/orders, $store ($round)" -c "$CONNECTIONS" -m POST -T application/json \
-      -H "authorization: Bearer ${TOKEN[$store]}" -d "$ORDER" "http://127.0.0.1:$port/api/v1/orders"
-  done
+  run "GET /api/v1/menu, sqlite ($round)" -c "$CONNECTIONS" "http://127.0.0.1:$PORT/api/v1/menu"
+  run "GET /api/v1/menu, postgres ($round)" -c "$CONNECTIONS" "http://127.0.0.1:$((PORT + 1))/api/v1/menu"
+done
+for store in sqlite postgres; do
+  port=$PORT; [ "$store" = postgres ] && port=$((PORT + 1))
+  run "POST /api/v1/orders, $store" -c "$CONNECTIONS" -m POST -T application/json \
+    -H "authorization: Bearer ${TOKEN[$store]}" -d "$ORDER" "http://127.0.0.1:$port/api/v1/orders"
 done

@@ -2,8 +2,9 @@
 //! (`crates/factor-outbound-pg` in Spin 3.6): `open` takes a connection string whose every host
 //! and port `allowed_outbound_hosts` must allow as `postgres://host:port`; parameters and columns
 //! convert type by type (a type the interface can't carry reads as `unsupported`); errors carry
-//! the driver's text. Connections are pooled per address; one the guest drops inside a transaction
-//! is rolled back before it is reused, and one the guest never drops (a trap) is closed.
+//! the driver's text. Connections are pooled per address, each keeping the statements it prepared;
+//! one the guest drops inside a transaction is rolled back before it is reused, and one the guest
+//! never drops (a trap) is closed.
 //!
 //! Where this departs from Spin: no TLS (the server is local; `sslmode=require` fails to connect),
 //! and a `timestamptz` column reads as its UTC date-time instead of failing the query.
@@ -27,33 +28,57 @@ const MAX_RESULT_BYTES: usize = 32 << 20;
 
 /// Idle connections by connection string.
 #[derive(Default)]
-pub struct PgPools(Mutex<HashMap<String, Vec<tokio_postgres::Client>>>);
+pub struct PgPools(Mutex<HashMap<String, Vec<Session>>>);
+
+/// A server session: its client, and the statements it has prepared, by their text. A statement
+/// is parsed and planned once per session instead of once per call: half the round trips.
+pub struct Session {
+    client: tokio_postgres::Client,
+    prepared: HashMap<String, tokio_postgres::Statement>,
+}
+
+/// Prepared statements a session keeps at most (the adapters use a few dozen).
+const MAX_PREPARED: usize = 256;
+
+impl Session {
+    async fn statement(&mut self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        if self.prepared.len() >= MAX_PREPARED {
+            self.prepared.clear();
+        }
+        self.prepared.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
 
 impl PgPools {
-    fn take(&self, address: &str) -> Option<tokio_postgres::Client> {
+    fn take(&self, address: &str) -> Option<Session> {
         let mut pools = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let idle = pools.get_mut(address)?;
-        while let Some(client) = idle.pop() {
-            if !client.is_closed() {
-                return Some(client);
+        while let Some(session) = idle.pop() {
+            if !session.client.is_closed() {
+                return Some(session);
             }
         }
         None
     }
 
-    fn give_back(&self, address: String, client: tokio_postgres::Client) {
+    fn give_back(&self, address: String, session: Session) {
         let mut pools = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let idle = pools.entry(address).or_default();
-        if idle.len() < MAX_IDLE && !client.is_closed() {
-            idle.push(client);
+        if idle.len() < MAX_IDLE && !session.client.is_closed() {
+            idle.push(session);
         }
     }
 }
 
-/// One guest connection: a client of the pool, and whether the guest left a transaction open.
+/// One guest connection: a session of the pool, and whether the guest left a transaction open.
 pub struct PgConnection {
     address: String,
-    client: tokio_postgres::Client,
+    session: Session,
     in_transaction: bool,
 }
 
@@ -216,14 +241,14 @@ impl pg::HostConnection for HostState {
             tracing::warn!(component = %self.component.id, %url, "postgres address not in allowed_outbound_hosts");
             return Ok(Err(pg::Error::ConnectionFailed(format!("address {url} is not permitted"))));
         }
-        let client = match self.shared.pg.take(&address) {
-            Some(client) => client,
+        let session = match self.shared.pg.take(&address) {
+            Some(session) => session,
             None => match connect(&address).await {
-                Ok(client) => client,
+                Ok(client) => Session { client, prepared: HashMap::new() },
                 Err(e) => return Ok(Err(e)),
             },
         };
-        Ok(Ok(self.table.push(PgConnection { address, client, in_transaction: false })?))
+        Ok(Ok(self.table.push(PgConnection { address, session, in_transaction: false })?))
     }
 
     async fn query(&mut self, conn: Resource<PgConnection>, statement: String, params: Vec<ParameterValue>) -> wasmtime::Result<Result<RowSet, pg::Error>> {
@@ -234,7 +259,11 @@ impl pg::HostConnection for HostState {
         let connection = self.table.get_mut(&conn)?;
         connection.in_transaction = transaction_after(connection.in_transaction, &statement);
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        let rows = match connection.client.query(&statement, &refs).await {
+        let prepared = match connection.session.statement(&statement).await {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(Err(query_failed(e))),
+        };
+        let rows = match connection.session.client.query(&prepared, &refs).await {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(query_failed(e))),
         };
@@ -266,16 +295,20 @@ impl pg::HostConnection for HostState {
         let connection = self.table.get_mut(&conn)?;
         connection.in_transaction = transaction_after(connection.in_transaction, &statement);
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        Ok(connection.client.execute(&statement, &refs).await.map_err(query_failed))
+        let prepared = match connection.session.statement(&statement).await {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(Err(query_failed(e))),
+        };
+        Ok(connection.session.client.execute(&prepared, &refs).await.map_err(query_failed))
     }
 
     async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
         let connection = self.table.delete(conn)?;
         // A transaction the guest left open must not reach the next guest.
-        if connection.in_transaction && connection.client.batch_execute("ROLLBACK").await.is_err() {
+        if connection.in_transaction && connection.session.client.batch_execute("ROLLBACK").await.is_err() {
             return Ok(());
         }
-        self.shared.pg.give_back(connection.address, connection.client);
+        self.shared.pg.give_back(connection.address, connection.session);
         Ok(())
     }
 }
