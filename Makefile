@@ -13,7 +13,7 @@ TEST_COMPONENTS := spin-conformance hello
 LAMBDAS := $(COMPONENTS)
 HOST := target/release/gocoffee-host
 
-.PHONY: up test setup tools components host bootstraps lambdas lambdas-check bench clean
+.PHONY: up test setup tools components profiles host bootstraps lambdas lambdas-check bench clean
 
 ## setup: the wasm target the components build for (idempotent)
 setup:
@@ -24,9 +24,25 @@ setup:
 tools:
 	tests/tools.sh
 
-## components: every function as a Spin component (target/wasm32-wasip2/release/*.wasm)
-components: setup
+## components: every function as a Spin component (target/wasm32-wasip2/release/*.wasm), and the
+## same without SQLite for Fermyon Wasm Functions (target/wasm32-wasip2/wasm-functions/*.wasm, what
+## spin.fermyon-wasm-functions.toml serves). The two builds differ in the leaf crates' features
+## only, but a cdylib's file doesn't carry its features' hash, so each build relinks what the other
+## left: the Wasm Functions build runs only when a source changed, and before the default one.
+WASM_FUNCTIONS_DIR := target/wasm32-wasip2/wasm-functions
+WASM_SOURCES := $(shell find functions shared -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock
+components: setup $(WASM_FUNCTIONS_DIR)/.built
 	$(CARGO) build --release --target wasm32-wasip2 --lib $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS))
+
+$(WASM_FUNCTIONS_DIR)/.built: $(WASM_SOURCES) | setup
+	$(CARGO) build --release --target wasm32-wasip2 --lib --no-default-features $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS))
+	for c in $(subst -,_,$(COMPONENTS)); do install -D -m 644 target/wasm32-wasip2/release/$$c.wasm $(WASM_FUNCTIONS_DIR)/$$c.wasm; done
+	touch $@
+
+## profiles: the hosted platforms' manifests, generated from spin.toml (commit them; a test fails
+## when one is stale)
+profiles: bootstraps
+	target/release/gocoffee-host profile --platform fermyon-wasm-functions -f spin.toml
 
 ## host: the local runtime that serves spin.toml
 host:

@@ -10,6 +10,7 @@ mod otlp;
 mod outbound;
 mod platform;
 mod postgres;
+mod profile;
 mod routes;
 mod runtime;
 mod server;
@@ -46,6 +47,10 @@ USAGE:
     gocoffee-host restore --from <DIR> [OPTIONS]
                                         put a backup's databases back into the state folder
                                         (stop the host first)
+    gocoffee-host profile --platform <P> [-f <FILE>] [--to <OUT>]
+                                        write the platform's manifest, generated from FILE:
+                                        HTTP triggers only, events over service chaining,
+                                        schedules as routes [default OUT: spin.<P>.toml]
     gocoffee-host check [--platform <P>] [-f <FILE>]
                                         say whether the application deploys to the platform:
                                         each component's size and imports, and every trigger,
@@ -97,7 +102,8 @@ struct Args {
     operator_token: Option<String>,
     json_logs: bool,
     id: Option<i64>,
-    backup_dir: Option<PathBuf>,
+    /// `--to` / `--from`: a backup folder, or where `profile` writes.
+    to_or_from: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
     platform: Platform,
 }
@@ -116,7 +122,7 @@ fn parse_args() -> Result<Args> {
         operator_token: std::env::var("GOCOFFEE_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty()),
         json_logs: false,
         id: None,
-        backup_dir: None,
+        to_or_from: None,
         metrics_listen: None,
         platform: Platform::Spin,
     };
@@ -149,7 +155,7 @@ fn parse_args() -> Result<Args> {
             "--platform" => args.platform = value(&flag)?.parse()?,
             "--log-format" => args.json_logs = value(&flag)? == "json",
             "--id" => args.id = Some(value(&flag)?.parse().context("--id must be a number")?),
-            "--to" | "--from" => args.backup_dir = Some(value(&flag)?.into()),
+            "--to" | "--from" => args.to_or_from = Some(value(&flag)?.into()),
             "--metrics-listen" => args.metrics_listen = Some(value(&flag)?.parse().context("--metrics-listen must be an address like 127.0.0.1:9464")?),
             "-h" | "--help" => {
                 print!("{USAGE}");
@@ -201,9 +207,10 @@ fn main() -> Result<()> {
             println!("{moved} message(s) queued for delivery again");
             Ok(())
         }
-        "backup" => backup::backup(&args.state_dir, args.backup_dir.as_deref().context("backup needs --to <DIR>")?),
-        "restore" => backup::restore(args.backup_dir.as_deref().context("restore needs --from <DIR>")?, &args.state_dir),
+        "backup" => backup::backup(&args.state_dir, args.to_or_from.as_deref().context("backup needs --to <DIR>")?),
+        "restore" => backup::restore(args.to_or_from.as_deref().context("restore needs --from <DIR>")?, &args.state_dir),
         "check" => check(&args),
+        "profile" => write_profile(&args),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }
@@ -212,6 +219,22 @@ fn dead_letters(args: &Args) -> Result<()> {
     let log = MessageLog::open(&args.state_dir.join("log.db"), &[])?;
     for d in log.dead_letters()? {
         println!("{}", serde_json::to_string(&d)?);
+    }
+    Ok(())
+}
+
+/// `gocoffee-host profile`: the platform's manifest, generated from `--manifest`, written beside
+/// it (or to `--to`, `-` for stdout).
+fn write_profile(args: &Args) -> Result<()> {
+    let source = std::fs::read_to_string(&args.manifest).with_context(|| format!("reading {}", args.manifest.display()))?;
+    let name = args.manifest.file_name().and_then(|n| n.to_str()).unwrap_or("spin.toml");
+    let text = profile::generate(args.platform, &source, name)?;
+    let out = args.to_or_from.clone().unwrap_or_else(|| args.manifest.with_file_name(profile::profile_file(args.platform)));
+    if out.as_os_str() == "-" {
+        print!("{text}");
+    } else {
+        std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+        println!("{}", out.display());
     }
     Ok(())
 }

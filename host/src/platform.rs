@@ -50,6 +50,7 @@ type Refusal = (&'static str, &'static str);
 
 const NO_SQLITE: &str = "Fermyon Wasm Functions has no SQLite; use PostgreSQL or key-value";
 const NO_ATOMICS: &str = "the platform's key-value store has no wasi:keyvalue/atomics";
+const NO_TRIGGERS: &str = "the platform runs HTTP triggers alone; build the component without its Redis or cron export";
 
 impl Platform {
     pub fn name(self) -> &'static str {
@@ -84,7 +85,39 @@ impl Platform {
                 ("wasi:keyvalue/batch", "Fermyon Cloud offers wasi:keyvalue/store only"),
                 ("wasi:keyvalue/atomics", "Fermyon Cloud offers wasi:keyvalue/store only"),
             ],
-            Platform::FermyonWasmFunctions => &[("fermyon:spin/sqlite", NO_SQLITE), ("spin:sqlite/", NO_SQLITE), ("wasi:keyvalue/atomics", NO_ATOMICS)],
+            Platform::FermyonWasmFunctions => &[
+                ("fermyon:spin/sqlite", NO_SQLITE),
+                ("spin:sqlite/", NO_SQLITE),
+                ("wasi:keyvalue/atomics", NO_ATOMICS),
+                ("fermyon:spin/redis-types", NO_TRIGGERS),
+                ("fermyon:spin-cron/", NO_TRIGGERS),
+                ("fermyon:spin/llm", "Fermyon Wasm Functions offers Serverless AI only to accounts granted it"),
+            ],
+        }
+    }
+
+    /// The interfaces the platform documents (its feature table), by name prefix: anything else a
+    /// component imports is refused, so an interface nobody checked is never waved through.
+    fn offered_imports(self) -> Option<&'static [&'static str]> {
+        const FERMYON: &[&str] = &[
+            "wasi:",
+            "fermyon:spin/key-value@",
+            "fermyon:spin/variables@",
+            "fermyon:spin/redis@",
+            "fermyon:spin/postgres@",
+            "fermyon:spin/mysql@",
+            "fermyon:spin/sqlite@",
+            "fermyon:spin/llm@",
+            "spin:postgres/",
+            "spin:mysql/",
+            "spin:redis/redis@",
+            "spin:key-value/",
+            "spin:variables/",
+            "spin:sqlite/",
+        ];
+        match self {
+            Platform::Spin => None,
+            Platform::FermyonCloud | Platform::FermyonWasmFunctions => Some(FERMYON),
         }
     }
 
@@ -137,6 +170,10 @@ impl Platform {
         for import in imports {
             if let Some((_, why)) = self.refused_imports().iter().find(|(prefix, _)| import.starts_with(prefix)) {
                 problems.push(format!("component `{id}` imports {import}: {why}"));
+            } else if let Some(offered) = self.offered_imports()
+                && !offered.iter().any(|prefix| import.starts_with(prefix))
+            {
+                problems.push(format!("component `{id}` imports {import}, which is not among the interfaces {} documents", self.name()));
             }
         }
         problems
@@ -227,6 +264,13 @@ mod tests {
         let cloud = Platform::FermyonCloud.import_problems("orders", &imports);
         assert_eq!(cloud.len(), 1, "{cloud:?}");
         assert!(Platform::Spin.import_problems("orders", &imports).is_empty());
+        // A trigger export's types, and an interface neither platform documents.
+        let others = vec!["fermyon:spin-cron/cron-types@2.0.0".to_owned(), "fermyon:spin/redis-types".to_owned(), "example:made/up@1.0.0".to_owned()];
+        let wf = Platform::FermyonWasmFunctions.import_problems("reconciler", &others);
+        assert_eq!(wf.len(), 3, "{wf:?}");
+        assert!(wf[0].contains("HTTP triggers alone") && wf[2].contains("not among the interfaces"), "{wf:?}");
+        assert_eq!(Platform::FermyonCloud.import_problems("reconciler", &others).len(), 3);
+        assert!(Platform::Spin.import_problems("reconciler", &others).is_empty());
     }
 
     #[test]

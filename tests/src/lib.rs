@@ -146,6 +146,35 @@ impl Host {
         (host, server)
     }
 
+    /// Starts a host serving the Fermyon Wasm Functions profile (spin.fermyon-wasm-functions.toml,
+    /// generated from spin.toml) under that platform's rules: HTTP triggers alone, events over
+    /// service chaining, state in PostgreSQL on a throwaway local server the caller keeps.
+    pub fn start_on_wasm_functions(name: &str) -> (Host, gocoffee_sql::postgres::LocalServer) {
+        let server = gocoffee_sql::postgres::LocalServer::start().expect("PostgreSQL");
+        server.database("gocoffee").expect("database");
+        let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).expect("state dir");
+        (Host::relaunch_on_wasm_functions(state, 0, &server), server)
+    }
+
+    /// [`Host::start_on_wasm_functions`] on an existing state folder and database (a restart), on
+    /// `port` (0: any free port).
+    pub fn relaunch_on_wasm_functions(state: PathBuf, port: u16, server: &gocoffee_sql::postgres::LocalServer) -> Host {
+        let url = server.address("gocoffee");
+        let origin = format!("postgres://127.0.0.1:{}", server.port);
+        let flags = ["--max-attempts", "3", "--retry-base-ms", "50", "-f", WASM_FUNCTIONS_PROFILE, "--platform", "fermyon-wasm-functions"];
+        let env =
+            [("SPIN_VARIABLE_DATABASE_URL", url.as_str()), ("SPIN_VARIABLE_DATABASE_ORIGIN", origin.as_str()), ("SPIN_VARIABLE_CRON_SECRET", CRON_SECRET)];
+        Host::launch_env(state, &format!("127.0.0.1:{port}"), &flags, &env)
+    }
+
+    /// One scheduled run of a cron component on its route, as the platform's cron job makes it
+    /// (the Fermyon profiles): its status.
+    pub fn scheduled_run(&self, component: &str) -> u16 {
+        self.request("GET", &format!("/cron/{component}?key={CRON_SECRET}"), None, &[], None).status
+    }
+
     /// Starts a host on `state`, listening on `listen`, with these flags.
     pub fn launch(state: PathBuf, listen: &str, flags: &[&str]) -> Host {
         Host::launch_env(state, listen, flags, &[])
@@ -233,6 +262,12 @@ impl Host {
         String::from_utf8(out.stdout).expect("utf8")
     }
 }
+
+/// The Fermyon Wasm Functions profile, generated from spin.toml by `gocoffee-host profile`.
+pub const WASM_FUNCTIONS_PROFILE: &str = "spin.fermyon-wasm-functions.toml";
+
+/// The `cron_secret` the hosts serving a Fermyon profile are given.
+pub const CRON_SECRET: &str = "contract-tests-cron-secret-contract-tests";
 
 /// A running Go Coffee, on either shell: the helpers every contract test talks through.
 /// Which of a deployment's token keys to sign with.

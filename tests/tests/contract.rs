@@ -1,6 +1,7 @@
 //! Contract tests over HTTP. The API's contract runs on both shells: the host serving the real
-//! `.wasm` components (Spin) with their state in SQLite and again in PostgreSQL (through Spin's
-//! postgres interface), and the real Lambda binaries on moto behind the template's routes (AWS).
+//! `.wasm` components (Spin) with their state in SQLite, again in PostgreSQL (through Spin's
+//! postgres interface), and again as the generated Fermyon Wasm Functions profile; and the real
+//! Lambda binaries on moto behind the template's routes (AWS).
 //! The host's own delivery and shutdown guarantees are tested on the host alone.
 
 use std::process::Command;
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Host, b64, inject_delivery, pending_deliveries, signed_token};
 use serde_json::json;
 
-/// Runs each named contract test on both shells (the Spin one on SQLite and on PostgreSQL).
+/// Runs each named contract test on both shells: the Spin one on SQLite, on PostgreSQL, and as
+/// the Fermyon Wasm Functions profile (HTTP triggers alone, events over service chaining, state in
+/// PostgreSQL) under that platform's rules.
 macro_rules! on_both_shells {
     ($($name:ident),* $(,)?) => {
         mod spin {
@@ -22,6 +25,13 @@ macro_rules! on_both_shells {
             $(#[test]
             fn $name() {
                 let (host, _database) = gocoffee_tests::Host::start_on_postgres(stringify!($name));
+                super::$name(&host);
+            })*
+        }
+        mod fermyon_wasm_functions {
+            $(#[test]
+            fn $name() {
+                let (host, _database) = gocoffee_tests::Host::start_on_wasm_functions(stringify!($name));
                 super::$name(&host);
             })*
         }
@@ -1017,4 +1027,136 @@ fn an_upload_url_on_the_host_works_once() {
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
     let url = h.get("/api/v1/menu/items/latte", None).body["image_url"].as_str().expect("url").to_owned();
     assert_eq!(fetch("GET", &url, None, &[]).2, b"\x89PNG\r\n\x1a\n");
+}
+
+/// The Fermyon Wasm Functions profile's own guarantees: its event delivery (service chaining from
+/// the outbox relay to private routes) and its schedules (routes the platform's cron jobs call).
+mod wasm_functions_delivery {
+    use std::time::{Duration, Instant};
+
+    use gocoffee_sql::postgres::Postgres;
+    use gocoffee_sql::{Db, Value};
+    use gocoffee_tests::{Api, CRON_SECRET, Host};
+
+    fn database(server: &gocoffee_sql::postgres::LocalServer) -> Postgres {
+        Postgres::connect(&server.address("gocoffee")).expect("connect to the test database")
+    }
+
+    fn count(db: &Postgres, sql: &str) -> i64 {
+        match db.execute(sql, &[]).expect("count").rows.first().and_then(|r| r.first()) {
+            Some(Value::Integer(n)) => *n,
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    /// Calls the reconciler's route (as the platform's cron job would, every few minutes) until
+    /// the order is confirmed: the first runs may find a dead relay's lease still unexpired.
+    fn reconcile_until_confirmed(h: &Host, id: &str, token: &str) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            assert_eq!(h.scheduled_run("reconciler"), 200, "{}", h.log());
+            if h.get(&format!("/api/v1/orders/{id}"), Some(token)).body["status"] == "confirmed" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "order {id} was never confirmed:\n{}", h.log());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    #[test]
+    fn killed_between_the_commit_and_the_chained_delivery_the_order_is_still_confirmed() {
+        let (h, server) = Host::start_on_wasm_functions("wf_crash");
+        let ada = h.register("ada@example.com");
+        let first = h.place(&ada);
+        h.wait_for_status(&first, &ada, "confirmed");
+        let port = h.port();
+
+        // Every consumer first asks whether it has seen the event; with that table locked, the
+        // chained delivery waits inside the consumer while the order is already committed.
+        let locker = database(&server);
+        locker.execute("BEGIN", &[]).expect("begin");
+        locker.execute("LOCK TABLE processed_events IN ACCESS EXCLUSIVE MODE", &[]).expect("lock");
+        let base = h.base().to_owned();
+        let token = ada.clone();
+        let placing = std::thread::spawn(move || {
+            gocoffee_tests::Remote(base).request(
+                "POST",
+                "/api/v1/orders",
+                Some(&token),
+                &[],
+                Some(("application/json", br#"{"lines":[{"item_id":"latte","size":"small","quantity":1}]}"#.to_vec())),
+            )
+        });
+        let db = database(&server);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while count(&db, "SELECT count(*) FROM orders") < 2 {
+            assert!(Instant::now() < deadline, "the second order was never committed:\n{}", h.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(count(&db, "SELECT count(*) FROM outbox") >= 1, "the committed order's event waits in the outbox");
+        assert!(!placing.is_finished(), "the POST is still waiting on its chained delivery");
+
+        let state = h.kill();
+        drop(locker);
+        // The client never got its answer; the order was committed all the same.
+        let _ = placing.join();
+        let pending: Vec<String> = db
+            .execute("SELECT id FROM orders WHERE status = 'pending'", &[])
+            .expect("pending orders")
+            .rows
+            .iter()
+            .filter_map(|r| match r.first() {
+                Some(Value::Text(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pending.len(), 1, "exactly the second order is unconfirmed");
+
+        let h = Host::relaunch_on_wasm_functions(state, port, &server);
+        reconcile_until_confirmed(&h, &pending[0], &ada);
+        assert_eq!(h.event_types(&pending[0], &ada), ["OrderPlaced", "OrderConfirmed"]);
+        assert_eq!(count(&db, "SELECT count(*) FROM outbox"), 0, "{}", h.log());
+    }
+
+    #[test]
+    fn an_event_delivered_twice_has_one_effect_and_a_poison_one_holds_nothing_back() {
+        let (h, server) = Host::start_on_wasm_functions("wf_duplicates");
+        let ada = h.register("ada@example.com");
+        let id = h.place(&ada);
+        h.wait_for_status(&id, &ada, "confirmed");
+        let events = h.get(&format!("/api/v1/orders/{id}/events"), Some(&ada)).body;
+        let placed = serde_json::to_vec(&events["events"][0]).expect("event");
+
+        // A relay that died after delivering but before deleting sends the event again; a
+        // message no consumer understands is in the way too.
+        let db = database(&server);
+        for payload in [placed.clone(), b"this is not an event".to_vec(), placed] {
+            db.execute("INSERT INTO outbox (channel, payload) VALUES (?, ?)", &["orders".into(), Value::Blob(payload)]).expect("insert");
+        }
+        assert_eq!(h.scheduled_run("reconciler"), 200, "{}", h.log());
+        assert_eq!(count(&db, "SELECT count(*) FROM outbox"), 0, "every entry was delivered or refused as poison:\n{}", h.log());
+        assert_eq!(h.event_types(&id, &ada), ["OrderPlaced", "OrderConfirmed"]);
+        assert!(h.log().contains("poison message"), "{}", h.log());
+        // Later events flow, and the analytics projection counted the twice-delivered order once.
+        let next = h.place(&ada);
+        h.wait_for_status(&next, &ada, "confirmed");
+        let manager = h.staff("manager@example.com", "manager");
+        let rates = h.get("/api/v1/analytics/rates", Some(&manager));
+        assert_eq!((rates.status, rates.body["orders"].as_i64()), (200, Some(2)), "{}", rates.body);
+    }
+
+    #[test]
+    fn consumer_routes_are_private_and_schedules_need_the_cron_secret() {
+        let (h, _server) = Host::start_on_wasm_functions("wf_routes");
+        for path in ["/events/orders", "/api/v1/events/orders"] {
+            let reply = h.request("POST", path, None, &[], Some(("application/json", b"{}".to_vec())));
+            assert_eq!(reply.status, 404, "{path}: {}", reply.body);
+        }
+        assert_eq!(h.request("GET", "/cron/reconciler", None, &[], None).status, 401);
+        assert_eq!(h.request("GET", "/cron/reconciler?key=not-the-secret", None, &[], None).status, 401);
+        let bearer = format!("Bearer {CRON_SECRET}");
+        assert_eq!(h.request("POST", "/cron/payments-watcher", None, &[("authorization", bearer.as_str())], None).status, 200, "{}", h.log());
+        assert_eq!(h.scheduled_run("reconciler"), 200);
+        assert_eq!(h.request("DELETE", &format!("/cron/reconciler?key={CRON_SECRET}"), None, &[], None).status, 405);
+    }
 }

@@ -26,6 +26,34 @@ fn the_default_profile_is_ready_for_spin_with_every_component_read() {
 }
 
 #[test]
+fn the_wasm_functions_profile_is_ready_for_its_platform_with_nothing_it_lacks() {
+    let out = check("fermyon-wasm-functions", gocoffee_tests::WASM_FUNCTIONS_PROFILE);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("\nready: 12 component(s)"), "{text}");
+    // Built without SQLite and without their Redis or cron exports: PostgreSQL and HTTP alone.
+    for component in ["orders", "order-consumer", "reconciler"] {
+        let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{component} ("))).expect("in the report");
+        assert!(line.contains("spin:postgres/postgres@3.0.0"), "{line}");
+        assert!(!line.contains("sqlite") && !line.contains("redis-types") && !line.contains("spin-cron"), "{line}");
+    }
+}
+
+/// The profile is generated, never edited: what's checked in is what `gocoffee-host profile`
+/// makes of spin.toml today (`make profiles` rewrites it).
+#[test]
+fn the_checked_in_wasm_functions_profile_is_what_spin_toml_generates() {
+    let out = Command::new(host_binary())
+        .args(["profile", "--platform", "fermyon-wasm-functions", "--to", "-", "-f"])
+        .arg(workspace().join("spin.toml"))
+        .output()
+        .expect("run gocoffee-host profile");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let checked_in = std::fs::read_to_string(workspace().join(gocoffee_tests::WASM_FUNCTIONS_PROFILE)).expect("the profile");
+    assert!(stdout(&out) == checked_in, "{} is stale: run `make profiles` and commit it", gocoffee_tests::WASM_FUNCTIONS_PROFILE);
+}
+
+#[test]
 fn the_hosted_platforms_refuse_the_default_profile_and_say_why() {
     let cloud = check("fermyon-cloud", "spin.toml");
     let text = stdout(&cloud);

@@ -1,10 +1,17 @@
 //! The payment service's consumer of the orders stream: makes the intent of an order that asks
-//! for payment, closes the intent of a cancelled order.
+//! for payment, closes the intent of a cancelled order. Redis-triggered in spin.toml; in the
+//! Fermyon profiles the outbox relay delivers to its private HTTP route instead.
 #![cfg(target_arch = "wasm32")]
-// The spin-sdk macro generates the component's exported C ABI, which is necessarily unsafe.
+// The spin-sdk macros generate the component's exported C ABI, which is necessarily unsafe.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "redis-and-cron")]
 #[spin_sdk::redis_component]
 async fn on_message(payload: Vec<u8>) -> anyhow::Result<()> {
     gocoffee_payments::spin::consume(&payload).await
+}
+
+#[spin_sdk::http_component]
+async fn on_delivery(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+    gocoffee_spin::delivery::serve_delivery(req, gocoffee_payments::spin::consume).await
 }

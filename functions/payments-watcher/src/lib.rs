@@ -1,8 +1,15 @@
 //! The payment watcher: on each cron tick, scans every configured chain for transfers into
 //! monitored deposit addresses, credits what is final, drops what was reorged out, settles
-//! expired intents, and relays the outbox.
+//! expired intents, and relays the outbox. Where schedules are HTTP requests (the Fermyon
+//! profiles), the same pass runs on its HTTP route.
 #![cfg(target_arch = "wasm32")]
 // The bindings generate the component's exported C ABI, which is necessarily unsafe.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "redis-and-cron")]
 gocoffee_spin::cron_component!(gocoffee_payments::spin::watch);
+
+#[spin_sdk::http_component]
+async fn on_schedule(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+    gocoffee_spin::delivery::serve_scheduled(req, gocoffee_payments::spin::watch).await
+}

@@ -10,77 +10,25 @@ use alloy_transport::BoxFuture;
 use gocoffee_app::consumer::ConsumerError;
 use gocoffee_app::{ApiError, Request, Response};
 use gocoffee_spin::{variable, with_services};
-use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
 
 use crate::config::PaymentConfig;
 use crate::routes::{FUNCTION, PaymentContext, consume_order_event, reconcile_pass, relay_logged, stuck_after_ms, watch_chains};
 use crate::rpc::{HttpPost, MAX_RESPONSE_BYTES, PostError};
 use crate::sql::SqlIntentStore;
 
-/// JSON-RPC over `wasi:http/outgoing-handler` with connect, first-byte and between-bytes
-/// timeouts (spin-sdk's `send` sets none). Blocking: a component serves one invocation.
+/// JSON-RPC through [`gocoffee_spin::outbound::post_json`].
 pub struct SpinHttpPost;
 
 fn post(url: &str, body: &[u8], timeout: Duration) -> Result<Vec<u8>, PostError> {
-    let io = |what: &str| PostError::Io(what.to_owned());
-    let uri: http::Uri = url.parse().map_err(|_| io("bad RPC URL"))?;
-    let scheme = match uri.scheme_str() {
-        Some("https") => Scheme::Https,
-        Some("http") => Scheme::Http,
-        _ => return Err(io("RPC URLs are http or https")),
-    };
-    let headers = Fields::from_list(&[("content-type".to_owned(), b"application/json".to_vec())]).map_err(|_| io("headers"))?;
-    let request = OutgoingRequest::new(headers);
-    request.set_method(&Method::Post).map_err(|_| io("method"))?;
-    request.set_scheme(Some(&scheme)).map_err(|_| io("scheme"))?;
-    request.set_authority(uri.authority().map(|a| a.as_str())).map_err(|_| io("authority"))?;
-    request.set_path_with_query(Some(uri.path_and_query().map_or("/", |p| p.as_str()))).map_err(|_| io("path"))?;
-    let outgoing = request.body().map_err(|_| io("body"))?;
-    let options = RequestOptions::new();
-    let ns = Some(timeout.as_nanos() as u64);
-    // A host that doesn't support an option keeps its own limit; that is not an error.
-    let _ = options.set_connect_timeout(ns);
-    let _ = options.set_first_byte_timeout(ns);
-    let _ = options.set_between_bytes_timeout(ns);
-    let future = wasi::http::outgoing_handler::handle(request, Some(options)).map_err(|e| error(&e))?;
-    {
-        let stream = outgoing.write().map_err(|_| io("body stream"))?;
-        for chunk in body.chunks(4096) {
-            stream.blocking_write_and_flush(chunk).map_err(|e| PostError::Io(format!("sending: {e:?}")))?;
-        }
+    use gocoffee_spin::outbound::{PostFailure, post_json};
+    let posted = post_json(url, body, timeout, MAX_RESPONSE_BYTES).map_err(|e| match e {
+        PostFailure::Timeout => PostError::Timeout,
+        PostFailure::Io(why) => PostError::Io(why),
+    })?;
+    if !(200..300).contains(&posted.status) {
+        return Err(PostError::Status(posted.status));
     }
-    OutgoingBody::finish(outgoing, None).map_err(|e| error(&e))?;
-    future.subscribe().block();
-    let response = match future.get() {
-        Some(Ok(Ok(r))) => r,
-        Some(Ok(Err(e))) => return Err(error(&e)),
-        _ => return Err(io("no response")),
-    };
-    let status = response.status();
-    if !(200..300).contains(&status) {
-        return Err(PostError::Status(status));
-    }
-    let incoming = response.consume().map_err(|_| io("response body"))?;
-    let stream = incoming.stream().map_err(|_| io("response stream"))?;
-    let mut out = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => out.extend_from_slice(&chunk),
-            Err(wasi::io::streams::StreamError::Closed) => break,
-            Err(e) => return Err(PostError::Io(format!("reading: {e:?}"))),
-        }
-        if out.len() > MAX_RESPONSE_BYTES {
-            return Err(io("the response is too large"));
-        }
-    }
-    Ok(out)
-}
-
-fn error(e: &ErrorCode) -> PostError {
-    match e {
-        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::ConnectionWriteTimeout => PostError::Timeout,
-        other => PostError::Io(format!("{other:?}")),
-    }
+    Ok(posted.body)
 }
 
 impl HttpPost for SpinHttpPost {

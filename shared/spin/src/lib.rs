@@ -1,10 +1,12 @@
 //! The Spin shell: adapters for Spin's SQLite (or PostgreSQL), Redis and variables interfaces, and
-//! the two entry helpers every component calls ([`serve`] for HTTP, [`consume`] for the Redis
-//! trigger).
+//! the entry helpers every component calls ([`serve`] for HTTP, [`consume`] for the Redis
+//! trigger, and [`delivery`]'s for profiles with HTTP triggers alone).
 //! Resources are opened per request: a Spin component keeps no warm state.
 #![cfg(target_arch = "wasm32")]
 
+pub mod delivery;
 mod emf;
+pub mod outbound;
 
 use std::cell::OnceCell;
 use std::sync::Arc;
@@ -15,11 +17,14 @@ use gocoffee_app::ports::{ImageBlobs, Images, OsEntropy, StoreError, StoreResult
 use gocoffee_app::{ApiError, Config, Function, Request, Response, Services};
 use gocoffee_sql::analytics::SqlAnalyticsStore;
 use gocoffee_sql::{Db, DbError, Publisher, Rows, SqliteOutboxRelay, SqliteStore, Value};
+#[cfg(feature = "sqlite")]
 use spin_sdk::sqlite;
 
 /// Spin's `default` SQLite database.
+#[cfg(feature = "sqlite")]
 pub struct SpinSqliteDb(sqlite::Connection);
 
+#[cfg(feature = "sqlite")]
 impl SpinSqliteDb {
     pub fn open_default() -> Result<Self, sqlite::Error> {
         Self::open("default")
@@ -31,6 +36,7 @@ impl SpinSqliteDb {
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl Db for SpinSqliteDb {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         let params: Vec<sqlite::Value> = params
@@ -131,11 +137,14 @@ impl Db for SpinPgDb {
 }
 
 /// The component's database: PostgreSQL when `database_url` is set, else Spin's SQLite database
-/// `label`.
+/// `label` (in a build with SQLite).
 pub fn open_db(label: &str) -> Result<Box<dyn Db>, String> {
     match variable("database_url").filter(|url| !url.is_empty()) {
         Some(url) => Ok(Box::new(SpinPgDb::open(&url).map_err(|e| format!("opening the PostgreSQL database: {e}"))?)),
+        #[cfg(feature = "sqlite")]
         None => Ok(Box::new(SpinSqliteDb::open(label).map_err(|e| format!("opening the SQLite database {label}: {e}"))?)),
+        #[cfg(not(feature = "sqlite"))]
+        None => Err(format!("database_url is not set, and this build has no SQLite for `{label}`")),
     }
 }
 
@@ -264,7 +273,7 @@ async fn with_services_signing<T>(
     let keys = LazyKeys { pems: variable(TOKEN_PUBLIC_KEYS), parsed: OnceCell::new() };
     let db = open_db("default")?;
     let store = SqliteStore::open(&db).map_err(|e| format!("preparing the schema: {e}"))?;
-    let publisher = SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
+    let publisher = delivery::SpinPublisher::from_variables()?;
     let relay = SqliteOutboxRelay { db: &db, publisher };
     // Only the menu component is granted key-value (spin.toml); elsewhere pictures are out of reach.
     let blobs = function.is_some_and(|f| f.images).then(SpinKvImageBlobs::default);

@@ -1,0 +1,156 @@
+//! Events and schedules where the platform runs HTTP triggers alone (the Fermyon profiles, made
+//! by `gocoffee-host profile`): the outbox relay delivers each event to the components subscribed
+//! to its channel over Spin's service chaining, at `http://<component>.spin.internal/events/<channel>`,
+//! a private route of the consumer's; and the cron components answer on an HTTP route that the
+//! platform's scheduled jobs call with the `cron_secret`.
+//!
+//! Delivery keeps the Redis profile's guarantees: the relay deletes an outbox entry only when
+//! every subscriber took it, and stops at the first that didn't, so a failed delivery is retried
+//! by the next relay (the next write, or the reconciler's schedule) and nothing overtakes it.
+//! Subscribers that took it before see it again, and are idempotent.
+
+use std::time::Duration;
+
+use gocoffee_app::{ApiError, Request, Response};
+use gocoffee_sql::Publisher;
+use http::StatusCode;
+
+use crate::outbound::{PostFailure, post_json};
+use crate::{SpinRedisPublisher, variable};
+
+/// The variable naming each channel's subscribers: `channel:component,component` entries
+/// separated by spaces, written by `gocoffee-host profile` from the Redis triggers it replaces.
+pub const SUBSCRIBERS_VARIABLE: &str = "event_subscribers";
+
+/// How long one chained delivery may take: the consumer's whole handling of one event.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Where this component's outbox goes: Redis channels, or chained deliveries when the profile
+/// names subscribers.
+pub enum SpinPublisher {
+    Redis(SpinRedisPublisher),
+    Chained(ChainedPublisher),
+}
+
+impl SpinPublisher {
+    /// Chained when `event_subscribers` is set, else Redis at `redis_address`.
+    pub fn from_variables() -> Result<Self, String> {
+        match variable(SUBSCRIBERS_VARIABLE).filter(|s| !s.trim().is_empty()) {
+            Some(spec) => ChainedPublisher::parse(&spec).map(SpinPublisher::Chained),
+            None => Ok(SpinPublisher::Redis(SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into())))),
+        }
+    }
+}
+
+impl Publisher for SpinPublisher {
+    fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
+        match self {
+            SpinPublisher::Redis(p) => p.publish(channel, payload),
+            SpinPublisher::Chained(p) => p.publish(channel, payload),
+        }
+    }
+}
+
+/// Delivers each channel's events to its subscribers by service chaining, in the order given.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChainedPublisher {
+    subscribers: Vec<(String, Vec<String>)>,
+}
+
+impl ChainedPublisher {
+    /// Reads [`SUBSCRIBERS_VARIABLE`]'s format.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut subscribers: Vec<(String, Vec<String>)> = Vec::new();
+        for entry in spec.split_whitespace() {
+            let (channel, components) = entry.split_once(':').ok_or_else(|| format!("{SUBSCRIBERS_VARIABLE}: `{entry}` is not channel:component,..."))?;
+            let components: Vec<String> = components.split(',').map(str::to_owned).collect();
+            let valid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid(channel) || !components.iter().all(|c| valid(c)) {
+                return Err(format!("{SUBSCRIBERS_VARIABLE}: `{entry}` names a channel or component that isn't lowercase letters, digits and dashes"));
+            }
+            match subscribers.iter_mut().find(|(c, _)| c == channel) {
+                Some((_, list)) => list.extend(components),
+                None => subscribers.push((channel.to_owned(), components)),
+            }
+        }
+        Ok(ChainedPublisher { subscribers })
+    }
+
+    fn subscribers(&self, channel: &str) -> &[String] {
+        self.subscribers.iter().find(|(c, _)| c == channel).map_or(&[], |(_, list)| list)
+    }
+}
+
+impl Publisher for ChainedPublisher {
+    /// A channel nobody subscribes to takes the event, as a Redis channel does.
+    fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
+        for component in self.subscribers(channel) {
+            let url = format!("http://{component}.spin.internal/events/{channel}");
+            match post_json(&url, payload, DELIVERY_TIMEOUT, 64 * 1024) {
+                Ok(posted) if (200..300).contains(&posted.status) => {}
+                // The consumer says the message can never succeed: it logged and counted it, and
+                // retrying would hold every later event back forever (Redis would have dropped it).
+                Ok(posted) if posted.status == StatusCode::UNPROCESSABLE_ENTITY.as_u16() => {
+                    tracing::error!(component = %component, channel, body = %String::from_utf8_lossy(&posted.body), "poison message: not delivered again");
+                }
+                Ok(posted) => {
+                    return Err(format!("{component} answered {} to an event on {channel}: {}", posted.status, String::from_utf8_lossy(&posted.body)));
+                }
+                Err(PostFailure::Timeout) => return Err(format!("{component} took over {DELIVERY_TIMEOUT:?} with an event on {channel}")),
+                Err(PostFailure::Io(why)) => return Err(format!("delivering an event on {channel} to {component}: {why}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A consumer's private route, the chained delivery of one event: `POST` with the event as the
+/// body (what the Redis trigger would have passed), answered 204 when handled (or already
+/// handled), 422 when it can never be (poison), 503 when it may be later (the relay retries).
+pub async fn serve_delivery(req: Request, consume: impl AsyncFnOnce(&[u8]) -> anyhow::Result<()>) -> Response {
+    if req.method() != http::Method::POST {
+        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "events are delivered with POST").into_response();
+    }
+    match consume(req.body()).await {
+        Ok(()) => gocoffee_app::http::no_content(),
+        Err(e) => {
+            let why = format!("{e:#}");
+            tracing::error!(error = %why, path = %req.uri().path(), "delivery not handled");
+            if why.starts_with("poison") { ApiError::unprocessable("poison_message", why).into_response() } else { ApiError::unavailable().into_response() }
+        }
+    }
+}
+
+/// The variable holding the key the platform's scheduled jobs present.
+pub const CRON_SECRET_VARIABLE: &str = "cron_secret";
+
+/// A cron component's HTTP route, for platforms whose schedules are HTTP requests to the app
+/// (Fermyon Wasm Functions' `spin aka cron`, or any outside scheduler): `GET` or `POST`, with the
+/// `cron_secret` as `?key=` (a scheduled job can't set headers) or a bearer token. Runs one pass
+/// of `run`: 200 when it finished, 503 when it didn't. With no `cron_secret` set the route is off
+/// (404), so a deployment never exposes it by accident.
+pub async fn serve_scheduled(req: Request, run: impl AsyncFnOnce() -> Result<(), String>) -> Response {
+    let Some(secret) = variable(CRON_SECRET_VARIABLE).filter(|s| !s.is_empty()) else {
+        return ApiError::not_found("route").into_response();
+    };
+    if req.method() != http::Method::GET && req.method() != http::Method::POST {
+        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "a scheduled run is GET or POST").into_response();
+    }
+    if !presented_keys(&req).any(|key| gocoffee_app::auth::constant_time_eq(key.as_bytes(), secret.as_bytes())) {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a scheduled run needs the cron_secret as ?key= or a bearer token").into_response();
+    }
+    match run().await {
+        Ok(()) => gocoffee_app::http::json(StatusCode::OK, &serde_json::json!({ "ran": true })),
+        Err(cause) => {
+            tracing::error!(%cause, "scheduled run failed");
+            ApiError::unavailable().into_response()
+        }
+    }
+}
+
+/// The keys a request presents: its `key` query parameters and its bearer token.
+fn presented_keys(req: &Request) -> impl Iterator<Item = String> + '_ {
+    let from_query = gocoffee_app::http::query_pairs(req).into_iter().filter(|(k, _)| k == "key").map(|(_, v)| v);
+    let bearer = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_owned);
+    from_query.chain(bearer)
+}
