@@ -25,13 +25,18 @@ tools:
 	tests/tools.sh
 
 ## components: every function as a Spin component (target/wasm32-wasip2/release/*.wasm), and the
-## same without SQLite for Fermyon Wasm Functions (target/wasm32-wasip2/wasm-functions/*.wasm, what
-## spin.fermyon-wasm-functions.toml serves). The two builds differ in the leaf crates' features
-## only, but a cdylib's file doesn't carry its features' hash, so each build relinks what the other
-## left: the Wasm Functions build runs only when a source changed, and before the default one.
-WASM_FUNCTIONS_DIR := target/wasm32-wasip2/wasm-functions
+## builds the Fermyon profiles serve (target/wasm32-wasip2/<platform>/*.wasm): for Wasm Functions
+## without SQLite and the Redis and cron exports, for Cloud with SQLite and the events' consumers
+## run in process. The builds differ in the leaf crates' features only, but a cdylib's file
+## doesn't carry its features' hash, so each build relinks what the others left: the platform
+## builds run only when a source changed, and before the default one.
 WASM_SOURCES := $(shell find functions shared -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock
-components: setup $(WASM_FUNCTIONS_DIR)/.built
+WASM_FUNCTIONS_DIR := target/wasm32-wasip2/fermyon-wasm-functions
+FERMYON_CLOUD_DIR := target/wasm32-wasip2/fermyon-cloud
+# Cloud: which components keep SQLite, and which publish events (and so run their consumers).
+CLOUD_SQLITE := identity menu orders kitchen payments payments-watcher reconciler analytics
+CLOUD_PUBLISHERS := identity menu orders kitchen payments payments-watcher reconciler
+components: setup $(WASM_FUNCTIONS_DIR)/.built $(FERMYON_CLOUD_DIR)/.built
 	$(CARGO) build --release --target wasm32-wasip2 --lib $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS))
 
 $(WASM_FUNCTIONS_DIR)/.built: $(WASM_SOURCES) | setup
@@ -39,10 +44,18 @@ $(WASM_FUNCTIONS_DIR)/.built: $(WASM_SOURCES) | setup
 	for c in $(subst -,_,$(COMPONENTS)); do install -D -m 644 target/wasm32-wasip2/release/$$c.wasm $(WASM_FUNCTIONS_DIR)/$$c.wasm; done
 	touch $@
 
+$(FERMYON_CLOUD_DIR)/.built: $(WASM_SOURCES) | setup $(WASM_FUNCTIONS_DIR)/.built
+	$(CARGO) build --release --target wasm32-wasip2 --lib --no-default-features \
+	  --features "$(addsuffix /sqlite,$(CLOUD_SQLITE)) $(addsuffix /in-process-consumers,$(CLOUD_PUBLISHERS))" \
+	  $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS))
+	for c in $(subst -,_,$(COMPONENTS)); do install -D -m 644 target/wasm32-wasip2/release/$$c.wasm $(FERMYON_CLOUD_DIR)/$$c.wasm; done
+	touch $@
+
 ## profiles: the hosted platforms' manifests, generated from spin.toml (commit them; a test fails
 ## when one is stale)
 profiles: bootstraps
 	target/release/gocoffee-host profile --platform fermyon-wasm-functions -f spin.toml
+	target/release/gocoffee-host profile --platform fermyon-cloud -f spin.toml
 
 ## host: the local runtime that serves spin.toml
 host:

@@ -13,6 +13,10 @@
 //! - state (Wasm Functions): no SQLite, so `database_url` is required and every store is in
 //!   PostgreSQL.
 //!
+//! Fermyon Cloud has no service chaining, so its profile drops the consumer components instead and
+//! has each publisher run their handlers in process (`event_delivery = "in-process"`), granted
+//! what they need; it keeps SQLite, and writes out the hosts (no variables there).
+//!
 //! The edit keeps spin.toml's formatting and comments (toml_edit); only what changes is redone.
 
 use anyhow::{Context, Result, bail};
@@ -27,9 +31,11 @@ const CRON_MIN_MINUTES: u32 = 5;
 
 /// `source` (spin.toml's text) rewritten for `platform`.
 pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<String> {
-    if platform != Platform::FermyonWasmFunctions {
-        bail!("profile: only fermyon-wasm-functions has a generated profile so far (asked for {})", platform.name());
-    }
+    let chained = match platform {
+        Platform::FermyonWasmFunctions => true,
+        Platform::FermyonCloud => false,
+        Platform::Spin => bail!("profile: spin.toml itself is the Spin profile; ask for fermyon-wasm-functions or fermyon-cloud"),
+    };
     let mut doc: DocumentMut = source.parse().context("parsing the manifest")?;
 
     let subscriptions = take_redis_triggers(&mut doc)?;
@@ -42,7 +48,8 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
         app.remove("trigger");
     }
 
-    // Variables: no Redis; a database and the schedules' key are required.
+    // Variables: no Redis; the schedules' key is required; a database on Wasm Functions, SQLite
+    // on Cloud.
     let variables = doc.get_mut("variables").and_then(Item::as_table_mut).context("the manifest has no [variables]")?;
     variables.remove("redis_address");
     let required_secret = || {
@@ -51,21 +58,30 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
         t.insert("secret", true.into());
         value(t)
     };
-    variables.insert("database_url", required_secret());
-    if let Some(mut key) = variables.key_mut("database_url") {
-        key.leaf_decor_mut().set_prefix("# PostgreSQL holds every store (the platform has no SQLite): postgres://user:password@host:port/name.\n");
+    if chained {
+        variables.insert("database_url", required_secret());
+        if let Some(mut key) = variables.key_mut("database_url") {
+            key.leaf_decor_mut().set_prefix("# PostgreSQL holds every store (the platform has no SQLite): postgres://user:password@host:port/name.\n");
+        }
+    } else {
+        // Cloud keeps the state in its SQLite, and takes no variables in allowed_outbound_hosts.
+        variables.remove("database_url");
+        variables.remove("database_origin");
+        variables.remove("payment_rpc_origin");
+        variables.remove("payment_rpc_fallback_origin");
     }
     if !crons.is_empty() {
         variables.insert("cron_secret", required_secret());
         if let Some(mut key) = variables.key_mut("cron_secret") {
-            key.leaf_decor_mut().set_prefix("# The key the platform's scheduled jobs present (?key=), 32 random bytes or more.\n");
+            key.leaf_decor_mut().set_prefix("# The key scheduled runs present (?key= or a bearer token), 32 random bytes or more.\n");
         }
     }
 
-    // Triggers: consumers on private routes, cron components on guarded public ones.
+    // Triggers: consumers on private routes (or none: run in process), cron components on
+    // guarded public ones.
     let consumers = distinct(subscriptions.iter().map(|(_, c)| c.as_str()));
     let http = doc.get_mut("trigger").and_then(|t| t.get_mut("http")).and_then(Item::as_array_of_tables_mut).context("the manifest has no [[trigger.http]]")?;
-    for (i, component) in consumers.iter().enumerate() {
+    for (i, component) in consumers.iter().enumerate().filter(|_| chained) {
         let mut t = Table::new();
         let mut private = InlineTable::new();
         private.insert("private", true.into());
@@ -77,37 +93,75 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
         http.push(t);
     }
     for (component, expression) in &crons {
-        let schedule = platform_schedule(expression)?;
         let mut t = Table::new();
         t.insert("route", value(format!("{CRON_ROUTE}{component}")));
         t.insert("component", value(component.as_str()));
-        t.decor_mut().set_prefix(format!(
-            "\n# `{component}` on a schedule ({expression} in {source_name}; every {CRON_MIN_MINUTES} minutes at most here):\n\
-             #   spin aka cron create --name {component} --schedule \"{schedule}\" --path-and-query \"{CRON_ROUTE}{component}?key=$CRON_SECRET\"\n"
-        ));
+        let how = if chained {
+            format!(
+                "\n# `{component}` on a schedule ({expression} in {source_name}; every {CRON_MIN_MINUTES} minutes at most here):\n\
+                 #   spin aka cron create --name {component} --schedule \"{}\" --path-and-query \"{CRON_ROUTE}{component}?key=$CRON_SECRET\"\n",
+                platform_schedule(expression)?
+            )
+        } else {
+            format!(
+                "\n# `{component}` on a schedule ({expression} in {source_name}). Fermyon Cloud has no cron jobs: call it from any\n\
+                 # scheduler, e.g. `curl -fsS -H \"authorization: Bearer $CRON_SECRET\" https://<app>.fermyon.app{CRON_ROUTE}{component}`.\n"
+            )
+        };
+        t.decor_mut().set_prefix(how);
         http.push(t);
     }
 
-    // Components: chaining instead of Redis, PostgreSQL instead of SQLite.
+    // Cloud: the consumers' components go; what their handlers need goes to the components that
+    // now run them.
+    let components = doc.get_mut("component").and_then(Item::as_table_mut).context("the manifest has no components")?;
+    let mut consumer_tables = Vec::new();
+    if !chained {
+        for consumer in &consumers {
+            let Some(Item::Table(t)) = components.remove(consumer) else { bail!("no component `{consumer}`, which a Redis trigger names") };
+            consumer_tables.push(t);
+        }
+    }
+
     let spec = subscriptions_spec(&subscriptions);
     let cron_components: Vec<&str> = crons.iter().map(|(c, _)| c.as_str()).collect();
-    let components = doc.get_mut("component").and_then(Item::as_table_mut).context("the manifest has no components")?;
     for (id, item) in components.iter_mut() {
         let component = item.as_table_mut().with_context(|| format!("component `{id}` is not a table"))?;
-        component.remove("sqlite_databases");
-        without_sqlite(id.get(), component)?;
         let publishes = remove_host(component, "{{ redis_address }}");
-        if publishes {
-            let hosts = component.get_mut("allowed_outbound_hosts").and_then(Item::as_array_mut).context("allowed_outbound_hosts")?;
-            for consumer in &consumers {
-                hosts.push(format!("http://{consumer}.spin.internal"));
+        if chained {
+            component.remove("sqlite_databases");
+        } else {
+            for consumer in consumer_tables.iter().filter(|_| publishes) {
+                take_needs(component, consumer);
+            }
+            // Variables in allowed_outbound_hosts are refused; what's literal stays.
+            if let Some(hosts) = component.get_mut("allowed_outbound_hosts").and_then(Item::as_array_mut) {
+                hosts.retain(|h| !h.as_str().is_some_and(|h| h.contains("{{")));
+            }
+        }
+        let features = match (chained, component.contains_key("sqlite_databases"), publishes) {
+            (true, ..) => Vec::new(),
+            (false, sqlite, publishes) => [(sqlite, "sqlite"), (publishes, "in-process-consumers")].into_iter().filter(|(on, _)| *on).map(|(_, f)| f).collect(),
+        };
+        rebuilt(platform, id.get(), component, &features)?;
+        if let Some(hosts) = component.get_mut("allowed_outbound_hosts").and_then(Item::as_array_mut) {
+            if publishes && chained {
+                for consumer in &consumers {
+                    hosts.push(format!("http://{consumer}.spin.internal"));
+                }
             }
             reformat(hosts);
         }
         if let Some(vars) = component.get_mut("variables").and_then(Item::as_table_mut) {
             vars.remove("redis_address");
+            if !chained {
+                vars.remove("database_url");
+            }
             if publishes {
                 vars.insert("event_subscribers", value(spec.as_str()));
+                if !chained {
+                    vars.insert("event_delivery", value("in-process"));
+                }
             }
             if cron_components.contains(&id.get()) {
                 vars.insert("cron_secret", value("{{ cron_secret }}"));
@@ -115,12 +169,24 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
         }
     }
 
+    let (title, deploy) = if chained {
+        (
+            "Go Coffee on Fermyon Wasm Functions (Akamai Functions): HTTP triggers only, events over service\n\
+             # chaining to private routes, schedules as the platform's cron jobs, state in PostgreSQL.",
+            "spin aka deploy",
+        )
+    } else {
+        (
+            "Go Coffee on Fermyon Cloud: HTTP triggers only, no service chaining (each component runs its events'\n\
+             # consumers itself), schedules called from outside, state in the platform's SQLite.",
+            "spin cloud deploy",
+        )
+    };
     let header = format!(
         "# GENERATED by `gocoffee-host profile --platform {}` from {source_name} (`make profiles`): don't edit it,\n\
          # edit {source_name} and regenerate; a test fails while this file is stale.\n\
-         # Go Coffee on Fermyon Wasm Functions (Akamai Functions): HTTP triggers only, events over service\n\
-         # chaining to private routes, schedules as the platform's cron jobs, state in PostgreSQL.\n\
-         #   spin aka deploy -f {} --variable ...   (README, \"Deploying to Fermyon\")\n",
+         # {title}\n\
+         #   {deploy} -f {} --variable ...   (README, \"Deploying to Fermyon\")\n",
         platform.name(),
         profile_file(platform)
     );
@@ -128,6 +194,35 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
         key.leaf_decor_mut().set_prefix(header);
     }
     Ok(doc.to_string())
+}
+
+/// Gives `component` what `consumer`'s handler needs to run inside it: its SQLite databases, its
+/// literal outbound hosts and its variables.
+fn take_needs(component: &mut Table, consumer: &Table) {
+    let strings = |t: &Table, key: &str| -> Vec<String> {
+        t.get(key).and_then(Item::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    };
+    for key in ["sqlite_databases", "allowed_outbound_hosts"] {
+        let have = strings(component, key);
+        let missing: Vec<String> = strings(consumer, key).into_iter().filter(|v| !have.contains(v) && !v.contains("{{")).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let array = component.entry(key).or_insert_with(|| value(Array::new())).as_array_mut();
+        if let Some(array) = array {
+            for v in missing {
+                array.push(v);
+            }
+            array.fmt();
+        }
+    }
+    if let (Some(theirs), Some(Item::Table(ours))) = (consumer.get("variables").and_then(Item::as_table), component.get_mut("variables")) {
+        for (name, v) in theirs.iter() {
+            if !ours.contains_key(name) && name != "redis_address" && name != "database_url" {
+                ours.insert(name, v.clone());
+            }
+        }
+    }
 }
 
 /// Where the profile of `platform` is checked in, beside spin.toml.
@@ -166,21 +261,22 @@ fn pairs(triggers: &ArrayOfTables, field: &str) -> Result<Vec<(String, String)>>
         .collect()
 }
 
-/// Where `make components` puts the builds without SQLite.
-const WASM_FUNCTIONS_DIR: &str = "target/wasm32-wasip2/wasm-functions/";
 const RELEASE_DIR: &str = "target/wasm32-wasip2/release/";
 
-/// Points the component at its build without SQLite (`--no-default-features`), which doesn't
-/// import the interface the platform lacks, and makes its build command produce it.
-fn without_sqlite(id: &str, component: &mut Table) -> Result<()> {
+/// Points the component at its build for `platform` (`make components` makes each: without SQLite
+/// and the Redis and cron exports for Wasm Functions, with SQLite and the in-process consumers
+/// for Cloud), in `target/wasm32-wasip2/<platform>/`, and makes its build command produce it.
+fn rebuilt(platform: Platform, id: &str, component: &mut Table, features: &[&str]) -> Result<()> {
     let Some(file) = component.get("source").and_then(Item::as_str).and_then(|s| s.strip_prefix(RELEASE_DIR)).map(str::to_owned) else {
         bail!("component `{id}`: a profile needs source = \"{RELEASE_DIR}<name>.wasm\"");
     };
-    component.insert("source", value(format!("{WASM_FUNCTIONS_DIR}{file}")));
+    let dir = format!("target/wasm32-wasip2/{}/", platform.name());
+    component.insert("source", value(format!("{dir}{file}")));
     if let Some(build) = component.get_mut("build").and_then(Item::as_table_mut)
         && let Some(command) = build.get("command").and_then(Item::as_str).map(str::to_owned)
     {
-        let command = format!("{command} --no-default-features && install -D -m 644 {RELEASE_DIR}{file} {WASM_FUNCTIONS_DIR}{file}");
+        let features = if features.is_empty() { String::new() } else { format!(" --features {}", features.join(",")) };
+        let command = format!("{command} --no-default-features{features} && install -D -m 644 {RELEASE_DIR}{file} {dir}{file}");
         build.insert("command", value(command));
     }
     Ok(())

@@ -169,6 +169,22 @@ impl Host {
         Host::launch_env(state, &format!("127.0.0.1:{port}"), &flags, &env)
     }
 
+    /// Starts a host serving the Fermyon Cloud profile (spin.fermyon-cloud.toml, generated from
+    /// spin.toml) under that platform's rules: HTTP triggers alone, no service chaining (each
+    /// component runs its events' consumers itself), state in SQLite.
+    pub fn start_on_cloud(name: &str) -> Host {
+        let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).expect("state dir");
+        Host::relaunch_on_cloud(state, 0)
+    }
+
+    /// [`Host::start_on_cloud`] on an existing state folder (a restart), on `port` (0: any).
+    pub fn relaunch_on_cloud(state: PathBuf, port: u16) -> Host {
+        let flags = ["--max-attempts", "3", "--retry-base-ms", "50", "-f", FERMYON_CLOUD_PROFILE, "--platform", "fermyon-cloud"];
+        Host::launch_env(state, &format!("127.0.0.1:{port}"), &flags, &[("SPIN_VARIABLE_CRON_SECRET", CRON_SECRET)])
+    }
+
     /// One scheduled run of a cron component on its route, as the platform's cron job makes it
     /// (the Fermyon profiles): its status.
     pub fn scheduled_run(&self, component: &str) -> u16 {
@@ -265,6 +281,9 @@ impl Host {
 
 /// The Fermyon Wasm Functions profile, generated from spin.toml by `gocoffee-host profile`.
 pub const WASM_FUNCTIONS_PROFILE: &str = "spin.fermyon-wasm-functions.toml";
+
+/// The Fermyon Cloud profile, generated from spin.toml by `gocoffee-host profile`.
+pub const FERMYON_CLOUD_PROFILE: &str = "spin.fermyon-cloud.toml";
 
 /// The `cron_secret` the hosts serving a Fermyon profile are given.
 pub const CRON_SECRET: &str = "contract-tests-cron-secret-contract-tests";

@@ -1,6 +1,6 @@
 //! Contract tests over HTTP. The API's contract runs on both shells: the host serving the real
 //! `.wasm` components (Spin) with their state in SQLite, again in PostgreSQL (through Spin's
-//! postgres interface), and again as the generated Fermyon Wasm Functions profile; and the real
+//! postgres interface), and again as each generated Fermyon profile; and the real
 //! Lambda binaries on moto behind the template's routes (AWS).
 //! The host's own delivery and shutdown guarantees are tested on the host alone.
 
@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Host, b64, inject_delivery, pending_deliveries, signed_token};
 use serde_json::json;
 
-/// Runs each named contract test on both shells: the Spin one on SQLite, on PostgreSQL, and as
-/// the Fermyon Wasm Functions profile (HTTP triggers alone, events over service chaining, state in
-/// PostgreSQL) under that platform's rules.
+/// Runs each named contract test on both shells: the Spin one on SQLite, on PostgreSQL, as the
+/// Fermyon Wasm Functions profile (HTTP triggers alone, events over service chaining, state in
+/// PostgreSQL) and as the Fermyon Cloud profile (events handled in process, state in SQLite),
+/// each under its platform's rules.
 macro_rules! on_both_shells {
     ($($name:ident),* $(,)?) => {
         mod spin {
@@ -33,6 +34,12 @@ macro_rules! on_both_shells {
             fn $name() {
                 let (host, _database) = gocoffee_tests::Host::start_on_wasm_functions(stringify!($name));
                 super::$name(&host);
+            })*
+        }
+        mod fermyon_cloud {
+            $(#[test]
+            fn $name() {
+                super::$name(&gocoffee_tests::Host::start_on_cloud(stringify!($name)));
             })*
         }
         mod lambda {
@@ -1158,5 +1165,92 @@ mod wasm_functions_delivery {
         assert_eq!(h.request("POST", "/cron/payments-watcher", None, &[("authorization", bearer.as_str())], None).status, 200, "{}", h.log());
         assert_eq!(h.scheduled_run("reconciler"), 200);
         assert_eq!(h.request("DELETE", &format!("/cron/reconciler?key={CRON_SECRET}"), None, &[], None).status, 405);
+    }
+}
+
+/// The Fermyon Cloud profile's own guarantees: with no service chaining, each component runs its
+/// events' consumers itself, and the reconciler's route re-drives what a crash left.
+mod cloud_delivery {
+    use std::time::{Duration, Instant};
+
+    use gocoffee_tests::{Api, Host};
+
+    fn outbox(h: &Host) -> rusqlite::Connection {
+        let db = rusqlite::Connection::open(h.state.join("sqlite/default.db")).expect("the host's default database");
+        db.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        db
+    }
+
+    #[test]
+    fn killed_between_the_commit_and_a_delivery_the_event_still_reaches_every_consumer() {
+        let h = Host::start_on_cloud("cloud_crash");
+        let ada = h.register("ada@example.com");
+        let manager = h.staff("manager@example.com", "manager");
+        let first = h.place(&ada);
+        h.wait_for_status(&first, &ada, "confirmed");
+        let port = h.port();
+
+        // The analytics consumer writes to its own database: with that locked, the order commits
+        // and the order consumer confirms it, but the analytics delivery can't finish.
+        let locker = rusqlite::Connection::open(h.state.join("sqlite/analytics.db")).expect("the analytics database");
+        locker.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+        let placing = {
+            let (base, token) = (h.base().to_owned(), ada.clone());
+            std::thread::spawn(move || {
+                let body = br#"{"lines":[{"item_id":"latte","size":"small","quantity":1}]}"#.to_vec();
+                gocoffee_tests::Remote(base).request("POST", "/api/v1/orders", Some(&token), &[], Some(("application/json", body)))
+            })
+        };
+        let db = outbox(&h);
+        let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).expect(sql) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while count("SELECT count(*) FROM orders") < 2 || count("SELECT count(*) FROM outbox") == 0 {
+            assert!(Instant::now() < deadline, "the second order was never committed:\n{}", h.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let state = h.kill();
+        drop(locker);
+        let _ = placing.join();
+        let second: String = db.query_row("SELECT id FROM orders WHERE id <> ?1", [&first], |r| r.get(0)).expect("the second order");
+
+        let h = Host::relaunch_on_cloud(state, port);
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            // What the outside scheduler does on Cloud.
+            assert_eq!(h.scheduled_run("reconciler"), 200, "{}", h.log());
+            let rates = h.get("/api/v1/analytics/rates", Some(&manager)).body;
+            if rates["orders"] == 2 && count("SELECT count(*) FROM outbox") == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the second order never reached analytics: {rates}\n{}", h.log());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // The order consumer saw OrderPlaced again after the restart, with one effect.
+        h.wait_for_status(&second, &ada, "confirmed");
+        assert_eq!(h.event_types(&second, &ada), ["OrderPlaced", "OrderConfirmed"]);
+    }
+
+    #[test]
+    fn an_event_handled_twice_has_one_effect_and_a_poison_one_holds_nothing_back() {
+        let h = Host::start_on_cloud("cloud_duplicates");
+        let ada = h.register("ada@example.com");
+        let id = h.place(&ada);
+        h.wait_for_status(&id, &ada, "confirmed");
+        let events = h.get(&format!("/api/v1/orders/{id}/events"), Some(&ada)).body;
+        let placed = serde_json::to_vec(&events["events"][0]).expect("event");
+        let db = outbox(&h);
+        for payload in [placed.clone(), b"this is not an event".to_vec(), placed] {
+            db.execute("INSERT INTO outbox (channel, payload) VALUES ('orders', ?1)", [payload]).expect("insert");
+        }
+        assert_eq!(h.scheduled_run("reconciler"), 200, "{}", h.log());
+        let left: i64 = db.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).expect("count");
+        assert_eq!(left, 0, "every entry was handled or refused as poison:\n{}", h.log());
+        assert_eq!(h.event_types(&id, &ada), ["OrderPlaced", "OrderConfirmed"]);
+        assert!(h.log().contains("poison message"), "{}", h.log());
+        let next = h.place(&ada);
+        h.wait_for_status(&next, &ada, "confirmed");
+        let manager = h.staff("manager@example.com", "manager");
+        let rates = h.get("/api/v1/analytics/rates", Some(&manager));
+        assert_eq!((rates.status, rates.body["orders"].as_i64()), (200, Some(2)), "{}", rates.body);
     }
 }

@@ -39,18 +39,33 @@ fn the_wasm_functions_profile_is_ready_for_its_platform_with_nothing_it_lacks() 
     }
 }
 
-/// The profile is generated, never edited: what's checked in is what `gocoffee-host profile`
-/// makes of spin.toml today (`make profiles` rewrites it).
 #[test]
-fn the_checked_in_wasm_functions_profile_is_what_spin_toml_generates() {
-    let out = Command::new(host_binary())
-        .args(["profile", "--platform", "fermyon-wasm-functions", "--to", "-", "-f"])
-        .arg(workspace().join("spin.toml"))
-        .output()
-        .expect("run gocoffee-host profile");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let checked_in = std::fs::read_to_string(workspace().join(gocoffee_tests::WASM_FUNCTIONS_PROFILE)).expect("the profile");
-    assert!(stdout(&out) == checked_in, "{} is stale: run `make profiles` and commit it", gocoffee_tests::WASM_FUNCTIONS_PROFILE);
+fn the_cloud_profile_is_ready_for_its_platform_with_sqlite_and_no_chaining() {
+    let out = check("fermyon-cloud", gocoffee_tests::FERMYON_CLOUD_PROFILE);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    // The consumers are no components of their own there: the publishers run them.
+    assert!(text.contains("\nready: 9 component(s)"), "{text}");
+    let orders = text.lines().find(|l| l.trim_start().starts_with("orders (")).expect("orders in the report");
+    assert!(orders.contains("fermyon:spin/sqlite@2.0.0") && !orders.contains("redis-types"), "{orders}");
+    let manifest = std::fs::read_to_string(workspace().join(gocoffee_tests::FERMYON_CLOUD_PROFILE)).expect("the profile");
+    assert!(!manifest.contains(".spin.internal") && !manifest.contains("{{ database_origin }}"), "no chaining, no variables in hosts");
+}
+
+/// The profiles are generated, never edited: what's checked in is what `gocoffee-host profile`
+/// makes of spin.toml today (`make profiles` rewrites them).
+#[test]
+fn the_checked_in_profiles_are_what_spin_toml_generates() {
+    for (platform, file) in [("fermyon-wasm-functions", gocoffee_tests::WASM_FUNCTIONS_PROFILE), ("fermyon-cloud", gocoffee_tests::FERMYON_CLOUD_PROFILE)] {
+        let out = Command::new(host_binary())
+            .args(["profile", "--platform", platform, "--to", "-", "-f"])
+            .arg(workspace().join("spin.toml"))
+            .output()
+            .expect("run gocoffee-host profile");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let checked_in = std::fs::read_to_string(workspace().join(file)).expect("the profile");
+        assert!(stdout(&out) == checked_in, "{file} is stale: run `make profiles` and commit it");
+    }
 }
 
 #[test]

@@ -5,5 +5,7 @@
 
 #[spin_sdk::http_component]
 async fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+    #[cfg(feature = "in-process-consumers")]
+    gocoffee_spin::delivery::run_in_process(gocoffee_payments::spin::IN_PROCESS_CONSUMERS);
     gocoffee_spin::serve(&gocoffee_app::menu::FUNCTION, req).await
 }

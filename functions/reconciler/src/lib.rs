@@ -11,5 +11,7 @@ gocoffee_spin::cron_component!(gocoffee_payments::spin::reconcile);
 
 #[spin_sdk::http_component]
 async fn on_schedule(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+    #[cfg(feature = "in-process-consumers")]
+    gocoffee_spin::delivery::run_in_process(gocoffee_payments::spin::IN_PROCESS_CONSUMERS);
     gocoffee_spin::delivery::serve_scheduled(req, gocoffee_payments::spin::reconcile).await
 }

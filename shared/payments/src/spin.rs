@@ -70,6 +70,14 @@ pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
     .map_err(anyhow::Error::from)
 }
 
+/// The payment service's consumer, for components that run their events' subscribers in process
+/// (`gocoffee_spin::delivery::run_in_process`, where there is no service chaining).
+pub const IN_PROCESS_CONSUMERS: &[(&str, gocoffee_spin::delivery::LocalConsumer)] = &[("payments-consumer", consume_owned)];
+
+fn consume_owned(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> {
+    Box::pin(async move { consume(&payload).await })
+}
+
 /// One reconciler pass (the cron trigger); see [`reconcile_pass`].
 pub async fn reconcile() -> Result<(), String> {
     let pc = context()?;

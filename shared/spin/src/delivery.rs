@@ -1,7 +1,8 @@
 //! Events and schedules where the platform runs HTTP triggers alone (the Fermyon profiles, made
 //! by `gocoffee-host profile`): the outbox relay delivers each event to the components subscribed
 //! to its channel over Spin's service chaining, at `http://<component>.spin.internal/events/<channel>`,
-//! a private route of the consumer's; and the cron components answer on an HTTP route that the
+//! a private route of the consumer's (Fermyon Wasm Functions), or runs their handlers itself where
+//! there is no chaining (Fermyon Cloud); and the cron components answer on an HTTP route that the
 //! platform's scheduled jobs call with the `cron_secret`.
 //!
 //! Delivery keeps the Redis profile's guarantees: the relay deletes an outbox entry only when
@@ -25,19 +26,35 @@ pub const SUBSCRIBERS_VARIABLE: &str = "event_subscribers";
 /// How long one chained delivery may take: the consumer's whole handling of one event.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// Where this component's outbox goes: Redis channels, or chained deliveries when the profile
-/// names subscribers.
+/// The variable saying how `event_subscribers` are reached: `chained` (the default: service
+/// chaining) or `in-process` (the relaying component runs the consumers' handlers itself, where
+/// the platform has no service chaining: Fermyon Cloud).
+pub const DELIVERY_VARIABLE: &str = "event_delivery";
+
+/// Where this component's outbox goes: Redis channels, or the subscribers the profile names,
+/// chained or in process.
 pub enum SpinPublisher {
     Redis(SpinRedisPublisher),
     Chained(ChainedPublisher),
+    #[cfg(feature = "in-process")]
+    InProcess(InProcessPublisher),
 }
 
 impl SpinPublisher {
-    /// Chained when `event_subscribers` is set, else Redis at `redis_address`.
+    /// By `event_subscribers` and `event_delivery` when the profile sets them, else Redis at
+    /// `redis_address`.
     pub fn from_variables() -> Result<Self, String> {
-        match variable(SUBSCRIBERS_VARIABLE).filter(|s| !s.trim().is_empty()) {
-            Some(spec) => ChainedPublisher::parse(&spec).map(SpinPublisher::Chained),
-            None => Ok(SpinPublisher::Redis(SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into())))),
+        let Some(spec) = variable(SUBSCRIBERS_VARIABLE).filter(|s| !s.trim().is_empty()) else {
+            return Ok(SpinPublisher::Redis(SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()))));
+        };
+        let subscribers = ChainedPublisher::parse(&spec)?;
+        match variable(DELIVERY_VARIABLE).as_deref().unwrap_or("") {
+            "" | "chained" => Ok(SpinPublisher::Chained(subscribers)),
+            #[cfg(feature = "in-process")]
+            "in-process" => InProcessPublisher::new(subscribers).map(SpinPublisher::InProcess),
+            #[cfg(not(feature = "in-process"))]
+            "in-process" => Err(format!("{DELIVERY_VARIABLE} is in-process, and this build has no consumers to run (its in-process-consumers feature)")),
+            other => Err(format!("{DELIVERY_VARIABLE}: `{other}` is neither chained nor in-process")),
         }
     }
 }
@@ -47,7 +64,85 @@ impl Publisher for SpinPublisher {
         match self {
             SpinPublisher::Redis(p) => p.publish(channel, payload),
             SpinPublisher::Chained(p) => p.publish(channel, payload),
+            #[cfg(feature = "in-process")]
+            SpinPublisher::InProcess(p) => p.publish(channel, payload),
         }
+    }
+}
+
+/// A consumer's whole handling of one event, as its own component would run it.
+pub type LocalConsumer = fn(Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>;
+
+/// Consumers a component brings along to run in process, besides the two this crate has
+/// (`order-consumer`, `analytics-consumer`): the payment service's, registered by the components
+/// built for in-process delivery ([`run_in_process`]).
+static EXTRA_CONSUMERS: std::sync::OnceLock<&'static [(&'static str, LocalConsumer)]> = std::sync::OnceLock::new();
+
+/// Makes `consumers` available to this invocation's in-process delivery. Called by a component's
+/// entry point before it serves, in builds for platforms without service chaining.
+pub fn run_in_process(consumers: &'static [(&'static str, LocalConsumer)]) {
+    let _ = EXTRA_CONSUMERS.set(consumers);
+}
+
+#[cfg(feature = "in-process")]
+fn order_consumer(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> {
+    Box::pin(async move { crate::consume(&payload).await })
+}
+
+#[cfg(feature = "in-process")]
+fn analytics_consumer(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> {
+    Box::pin(async move { crate::consume_analytics(&payload).await })
+}
+
+/// Delivers each channel's events by running its subscribers' handlers in this component, one
+/// after another, with the same outcomes as a chained delivery: handled, poison (logged, not
+/// retried), or retryable (the entry stays for the next relay). Each handler opens its own
+/// services, as its component would, and runs on a nested executor: publishing is synchronous,
+/// and spin-sdk's executor runs a future to completion wherever it is called. Only in builds with
+/// the `in-process` feature, so the other builds don't carry the consumers' code.
+#[cfg(feature = "in-process")]
+pub struct InProcessPublisher {
+    subscribers: ChainedPublisher,
+    consumers: Vec<(String, LocalConsumer)>,
+}
+
+#[cfg(feature = "in-process")]
+impl InProcessPublisher {
+    fn new(subscribers: ChainedPublisher) -> Result<Self, String> {
+        let builtin: [(&str, LocalConsumer); 2] = [("order-consumer", order_consumer), ("analytics-consumer", analytics_consumer)];
+        let extra = EXTRA_CONSUMERS.get().copied().unwrap_or(&[]);
+        let mut consumers = Vec::new();
+        for (_, components) in &subscribers.subscribers {
+            for component in components {
+                let found = builtin.iter().chain(extra).find(|(name, _)| name == component).map(|(_, f)| *f);
+                let f = found.ok_or_else(|| format!("{SUBSCRIBERS_VARIABLE} names `{component}`, whose handler this component was not built with"))?;
+                consumers.push((component.clone(), f));
+            }
+        }
+        Ok(InProcessPublisher { subscribers, consumers })
+    }
+}
+
+#[cfg(feature = "in-process")]
+impl Publisher for InProcessPublisher {
+    fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
+        for component in self.subscribers.subscribers(channel) {
+            let Some((_, consume)) = self.consumers.iter().find(|(name, _)| name == component) else {
+                return Err(format!("no handler for `{component}`"));
+            };
+            match spin_sdk::http::run(consume(payload.to_vec())) {
+                Ok(()) => {}
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    if why.starts_with("poison") {
+                        tracing::error!(component = %component, channel, error = %why, "poison message: not delivered again");
+                    } else {
+                        return Err(format!("{component} could not handle an event on {channel}: {why}"));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
