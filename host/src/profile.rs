@@ -64,11 +64,8 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
             key.leaf_decor_mut().set_prefix("# PostgreSQL holds every store (the platform has no SQLite): postgres://user:password@host:port/name.\n");
         }
     } else {
-        // Cloud keeps the state in its SQLite, and takes no variables in allowed_outbound_hosts.
+        // Cloud keeps the state in its SQLite (and can't reach a database named by a variable).
         variables.remove("database_url");
-        variables.remove("database_origin");
-        variables.remove("payment_rpc_origin");
-        variables.remove("payment_rpc_fallback_origin");
     }
     if !crons.is_empty() {
         variables.insert("cron_secret", required_secret());
@@ -138,6 +135,9 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
             if let Some(hosts) = component.get_mut("allowed_outbound_hosts").and_then(Item::as_array_mut) {
                 hosts.retain(|h| !h.as_str().is_some_and(|h| h.contains("{{")));
             }
+            if let Some(vars) = component.get_mut("variables").and_then(Item::as_table_mut) {
+                vars.remove("database_url");
+            }
         }
         let features = match (chained, component.contains_key("sqlite_databases"), publishes) {
             (true, ..) => Vec::new(),
@@ -154,9 +154,6 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
         }
         if let Some(vars) = component.get_mut("variables").and_then(Item::as_table_mut) {
             vars.remove("redis_address");
-            if !chained {
-                vars.remove("database_url");
-            }
             if publishes {
                 vars.insert("event_subscribers", value(spec.as_str()));
                 if !chained {
@@ -168,6 +165,8 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
             }
         }
     }
+
+    drop_unused_variables(&mut doc);
 
     let (title, deploy) = if chained {
         (
@@ -194,6 +193,35 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
         key.leaf_decor_mut().set_prefix(header);
     }
     Ok(doc.to_string())
+}
+
+/// Removes the application variables no component refers to any more (those that only named
+/// hosts, say, once the hosts are written out), so a deploy isn't asked for values nothing reads.
+fn drop_unused_variables(doc: &mut DocumentMut) {
+    let mut used = String::new();
+    if let Some(components) = doc.get("component").and_then(Item::as_table) {
+        for (_, component) in components.iter() {
+            if let Some(c) = component.as_table() {
+                for key in ["allowed_outbound_hosts", "variables"] {
+                    used.push_str(&c.get(key).map(Item::to_string).unwrap_or_default());
+                }
+            }
+        }
+    }
+    if let Some(app) = doc.get("application").and_then(Item::as_table) {
+        used.push_str(&app.to_string());
+    }
+    if let Some(variables) = doc.get_mut("variables").and_then(Item::as_table_mut) {
+        let unused: Vec<String> = variables.iter().map(|(k, _)| k.to_owned()).filter(|k| !refers_to(&used, k)).collect();
+        for name in unused {
+            variables.remove(&name);
+        }
+    }
+}
+
+/// Whether `text` has a `{{ name }}` expression.
+fn refers_to(text: &str, name: &str) -> bool {
+    text.split("{{").skip(1).filter_map(|rest| rest.split_once("}}")).any(|(expr, _)| expr.trim() == name)
 }
 
 /// Gives `component` what `consumer`'s handler needs to run inside it: its SQLite databases, its
@@ -358,6 +386,14 @@ mod tests {
         assert_eq!(platform_schedule("0 */10 * * * *").unwrap(), "*/10 * * * *");
         assert_eq!(platform_schedule("0 30 6 * * 1-5").unwrap(), "30 6 * * 1-5");
         assert!(platform_schedule("* * * * *").is_err());
+    }
+
+    #[test]
+    fn a_variable_is_used_where_an_expression_names_it() {
+        assert!(refers_to(r#"a = "{{ jwt_secret }}""#, "jwt_secret"));
+        assert!(refers_to(r#"["{{payment_rpc_origin}}"]"#, "payment_rpc_origin"));
+        assert!(!refers_to(r#"a = "{{ jwt_secret_2 }}""#, "jwt_secret"));
+        assert!(!refers_to("jwt_secret", "jwt_secret"));
     }
 
     #[test]
