@@ -119,11 +119,13 @@ test: tools components bootstraps lambdas-check
 	target/release/lambda-cold --runs 1
 	tests/fuzz.sh
 
-## bench: throughput and latency of the host on the real components (on SQLite and on PostgreSQL),
+## bench: throughput and latency of the host on the real components (on SQLite and on PostgreSQL, and
+## as each deployment profile),
 ## the sizes and init times of the Lambda bootstraps, and payment verification on anvil (see bench/README.md)
 bench: components bootstraps
 	bench/host.sh
 	bench/stores.sh
+	bench/profiles.sh
 	bench/run.sh
 	bench/metrics.sh
 	bench/lambda.sh
