@@ -14,26 +14,18 @@ PORT=${PORT:-3940}
 STATE=target/bench-stores
 mkdir -p "$STATE"
 
-tests/tools.sh apt   # Debian's postgresql, once
 source tests/host.sh
 source bench/oha.sh
+source bench/pg.sh
 export SPIN_VARIABLE_RATE_LIMITS='{"credentials":{"requests":1000,"per_seconds":1,"burst":100000},"write":{"requests":1000,"per_seconds":1,"burst":100000},"read":{"requests":1000,"per_seconds":1,"burst":100000}}'
 export SPIN_VARIABLE_JWT_SECRET=bench-secret-bench-secret-bench-secret
 
-# The PostgreSQL server lives as long as this script holds its input open (fd 7).
-rm -f "$STATE/pg.in"; mkfifo "$STATE/pg.in"
-target/release/pg-server <"$STATE/pg.in" >"$STATE/pg.url" &
-PG_PID=$!
-exec 7>"$STATE/pg.in"
-for _ in $(seq 1 300); do [ -s "$STATE/pg.url" ] && break; sleep 0.1; done
-DATABASE_URL=$(cat "$STATE/pg.url")
-[ -n "$DATABASE_URL" ] || { echo "pg-server did not start"; exit 1; }
-PG_PORT=$(sed -E 's|.*:([0-9]+)/.*|\1|' <<<"$DATABASE_URL")
+start_pg "$STATE"
 
 start_host "$PORT" "$STATE/sqlite"
 SPIN_VARIABLE_DATABASE_URL="$DATABASE_URL" SPIN_VARIABLE_DATABASE_ORIGIN="postgres://127.0.0.1:$PG_PORT" start_host "$((PORT + 1))" "$STATE/postgres"
 # Stop the hosts, then let the PostgreSQL server go (closing its input).
-trap 'kill "${HOST_PIDS[@]}" 2>/dev/null || true; exec 7>&-; wait "$PG_PID" 2>/dev/null || true' EXIT
+trap 'kill "${HOST_PIDS[@]}" 2>/dev/null || true; stop_pg' EXIT
 
 ORDER='{"lines":[{"item_id":"latte","size":"medium","modifiers":["oat-milk"],"quantity":1}]}'
 declare -A TOKEN

@@ -107,9 +107,7 @@ impl Reply {
 impl Host {
     /// Starts a host on a fresh state folder named after the test.
     pub fn start(name: &str) -> Host {
-        let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state);
-        std::fs::create_dir_all(&state).expect("state dir");
+        let state = fresh_state(name);
         Host::start_in(state, 0)
     }
 
@@ -120,18 +118,14 @@ impl Host {
 
     /// Starts a host on a fresh state folder named after the test, with these flags.
     pub fn start_with(name: &str, listen: &str, flags: &[&str]) -> Host {
-        let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state);
-        std::fs::create_dir_all(&state).expect("state dir");
+        let state = fresh_state(name);
         Host::launch(state, listen, flags)
     }
 
     /// Starts a host on a fresh state folder named after the test, with these variables in its
     /// environment (`SPIN_VARIABLE_...`).
     pub fn start_env(name: &str, env: &[(&str, &str)]) -> Host {
-        let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state);
-        std::fs::create_dir_all(&state).expect("state dir");
+        let state = fresh_state(name);
         Host::launch_env(state, "127.0.0.1:0", &["--max-attempts", "3", "--retry-base-ms", "50"], env)
     }
 
@@ -152,9 +146,7 @@ impl Host {
     pub fn start_on_wasm_functions(name: &str) -> (Host, gocoffee_sql::postgres::LocalServer) {
         let server = gocoffee_sql::postgres::LocalServer::start().expect("PostgreSQL");
         server.database("gocoffee").expect("database");
-        let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state);
-        std::fs::create_dir_all(&state).expect("state dir");
+        let state = fresh_state(name);
         (Host::relaunch_on_wasm_functions(state, 0, &server), server)
     }
 
@@ -173,9 +165,7 @@ impl Host {
     /// spin.toml) under that platform's rules: HTTP triggers alone, no service chaining (each
     /// component runs its events' consumers itself), state in SQLite.
     pub fn start_on_cloud(name: &str) -> Host {
-        let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state);
-        std::fs::create_dir_all(&state).expect("state dir");
+        let state = fresh_state(name);
         Host::relaunch_on_cloud(state, 0)
     }
 
@@ -277,6 +267,15 @@ impl Host {
         assert!(out.status.success(), "gocoffee-host {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("utf8")
     }
+}
+
+/// An empty state folder for a test's host, named after the test (and this process, so parallel
+/// runs of the suite don't meet).
+pub fn fresh_state(name: &str) -> PathBuf {
+    let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    state
 }
 
 /// The Fermyon Wasm Functions profile, generated from spin.toml by `gocoffee-host profile`.

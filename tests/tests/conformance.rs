@@ -18,9 +18,7 @@ fn get(base: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
 
 /// The host on the conformance manifest, with its variables.
 fn host(name: &str, variables: &[(&str, &str)]) -> Host {
-    let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).expect("state dir");
+    let state = gocoffee_tests::fresh_state(name);
     let manifest = workspace().join("tests/conformance/spin.toml");
     let env: Vec<(String, String)> = variables.iter().map(|(k, v)| (format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v.to_string())).collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

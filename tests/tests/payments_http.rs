@@ -67,9 +67,7 @@ fn platform(name: &str, lambda: bool, rpc_url: &str, token: &str, variables: &[(
         vars.push(("PAYMENT_RPC_ORIGIN".into(), "http://127.0.0.1:*".into()));
         let env: Vec<(String, String)> = vars.iter().map(|(k, v)| (format!("SPIN_VARIABLE_{k}"), v.clone())).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let state = gocoffee_tests::workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state);
-        std::fs::create_dir_all(&state).expect("state dir");
+        let state = gocoffee_tests::fresh_state(name);
         Platform::Host(Host::launch_env(state, "127.0.0.1:0", host_flags, &env))
     }
 }
