@@ -401,7 +401,8 @@ impl Runtime {
 impl Runtime {
     /// Runs `component`'s HTTP handler on a fresh instance, on a task of its own so it can go on
     /// streaming the body after the headers, for at most GUEST_TIMEOUT of wall-clock time (the
-    /// epoch deadline only counts time running wasm, not time blocked on a slow reader). `permit`
+    /// epoch deadline is wall-clock too, but checked only while wasm runs, so it never ends a
+    /// guest blocked on a slow reader or a host call). `permit`
     /// is the instance slot the caller took, held as long as the instance lives.
     pub async fn serve_http<B>(
         &self,
