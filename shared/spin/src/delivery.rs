@@ -10,6 +10,7 @@
 //! by the next relay (the next write, or the reconciler's schedule) and nothing overtakes it.
 //! Subscribers that took it before see it again, and are idempotent.
 
+use std::cell::OnceCell;
 use std::time::Duration;
 
 use gocoffee_app::{ApiError, Request, Response};
@@ -32,26 +33,30 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(8);
 pub const DELIVERY_VARIABLE: &str = "event_delivery";
 
 /// Where this component's outbox goes: Redis channels, or the subscribers the profile names,
-/// chained or in process.
-pub enum SpinPublisher {
+/// chained or in process. Read from the variables on the first publish, so the many invocations
+/// that publish nothing (reads, whose relay finds the outbox empty) never look them up.
+#[derive(Default)]
+pub struct SpinPublisher(OnceCell<Result<Route, String>>);
+
+enum Route {
     Redis(SpinRedisPublisher),
     Chained(ChainedPublisher),
     #[cfg(feature = "in-process")]
     InProcess(InProcessPublisher),
 }
 
-impl SpinPublisher {
+impl Route {
     /// By `event_subscribers` and `event_delivery` when the profile sets them, else Redis at
     /// `redis_address`.
-    pub fn from_variables() -> Result<Self, String> {
+    fn from_variables() -> Result<Route, String> {
         let Some(spec) = variable(SUBSCRIBERS_VARIABLE).filter(|s| !s.trim().is_empty()) else {
-            return Ok(SpinPublisher::Redis(SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()))));
+            return Ok(Route::Redis(SpinRedisPublisher::new(variable("redis_address").unwrap_or_else(|| "redis://127.0.0.1:6379".into()))));
         };
-        let subscribers = ChainedPublisher::parse(&spec)?;
+        let subscribers = Subscribers::parse(&spec)?;
         match variable(DELIVERY_VARIABLE).as_deref().unwrap_or("") {
-            "" | "chained" => Ok(SpinPublisher::Chained(subscribers)),
+            "" | "chained" => Ok(Route::Chained(ChainedPublisher(subscribers))),
             #[cfg(feature = "in-process")]
-            "in-process" => InProcessPublisher::new(subscribers).map(SpinPublisher::InProcess),
+            "in-process" => InProcessPublisher::new(&subscribers).map(Route::InProcess),
             #[cfg(not(feature = "in-process"))]
             "in-process" => Err(format!("{DELIVERY_VARIABLE} is in-process, and this build has no consumers to run (its in-process-consumers feature)")),
             other => Err(format!("{DELIVERY_VARIABLE}: `{other}` is neither chained nor in-process")),
@@ -61,13 +66,20 @@ impl SpinPublisher {
 
 impl Publisher for SpinPublisher {
     fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
-        match self {
-            SpinPublisher::Redis(p) => p.publish(channel, payload),
-            SpinPublisher::Chained(p) => p.publish(channel, payload),
+        match self.0.get_or_init(Route::from_variables) {
+            Ok(Route::Redis(p)) => p.publish(channel, payload),
+            Ok(Route::Chained(p)) => p.publish(channel, payload),
             #[cfg(feature = "in-process")]
-            SpinPublisher::InProcess(p) => p.publish(channel, payload),
+            Ok(Route::InProcess(p)) => p.publish(channel, payload),
+            Err(why) => Err(why.clone()),
         }
     }
+}
+
+/// Whether a consumer's error says the message can never succeed: Go Coffee's consumers start
+/// their errors `poison message:` or `retryable:` ([`gocoffee_app::consumer::ConsumerError`]).
+fn is_poison(why: &str) -> bool {
+    why.starts_with("poison")
 }
 
 /// A consumer's whole handling of one event, as its own component would run it.
@@ -102,57 +114,51 @@ fn analytics_consumer(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Fu
 /// the `in-process` feature, so the other builds don't carry the consumers' code.
 #[cfg(feature = "in-process")]
 pub struct InProcessPublisher {
-    subscribers: ChainedPublisher,
-    consumers: Vec<(String, LocalConsumer)>,
+    /// Each channel's subscribers, with their handlers.
+    channels: Vec<(String, Vec<(String, LocalConsumer)>)>,
 }
 
 #[cfg(feature = "in-process")]
 impl InProcessPublisher {
-    fn new(subscribers: ChainedPublisher) -> Result<Self, String> {
+    /// Finds every subscriber's handler, or says which this component wasn't built with.
+    fn new(subscribers: &Subscribers) -> Result<Self, String> {
         let builtin: [(&str, LocalConsumer); 2] = [("order-consumer", order_consumer), ("analytics-consumer", analytics_consumer)];
         let extra = EXTRA_CONSUMERS.get().copied().unwrap_or(&[]);
-        let mut consumers = Vec::new();
-        for (_, components) in &subscribers.subscribers {
-            for component in components {
-                let found = builtin.iter().chain(extra).find(|(name, _)| name == component).map(|(_, f)| *f);
-                let f = found.ok_or_else(|| format!("{SUBSCRIBERS_VARIABLE} names `{component}`, whose handler this component was not built with"))?;
-                consumers.push((component.clone(), f));
-            }
-        }
-        Ok(InProcessPublisher { subscribers, consumers })
+        let handler = |component: &String| {
+            let found = builtin.iter().chain(extra).find(|(name, _)| name == component).map(|(_, f)| (component.clone(), *f));
+            found.ok_or_else(|| format!("{SUBSCRIBERS_VARIABLE} names `{component}`, whose handler this component was not built with"))
+        };
+        let channels = subscribers
+            .0
+            .iter()
+            .map(|(channel, components)| Ok((channel.clone(), components.iter().map(handler).collect::<Result<_, String>>()?)))
+            .collect::<Result<_, String>>()?;
+        Ok(InProcessPublisher { channels })
     }
 }
 
 #[cfg(feature = "in-process")]
 impl Publisher for InProcessPublisher {
     fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
-        for component in self.subscribers.subscribers(channel) {
-            let Some((_, consume)) = self.consumers.iter().find(|(name, _)| name == component) else {
-                return Err(format!("no handler for `{component}`"));
-            };
-            match spin_sdk::http::run(consume(payload.to_vec())) {
-                Ok(()) => {}
-                Err(e) => {
-                    let why = format!("{e:#}");
-                    if why.starts_with("poison") {
-                        tracing::error!(component = %component, channel, error = %why, "poison message: not delivered again");
-                    } else {
-                        return Err(format!("{component} could not handle an event on {channel}: {why}"));
-                    }
+        let consumers = self.channels.iter().find(|(c, _)| c == channel).map_or(&[][..], |(_, list)| list);
+        for (component, consume) in consumers {
+            if let Err(e) = spin_sdk::http::run(consume(payload.to_vec())) {
+                let why = format!("{e:#}");
+                if !is_poison(&why) {
+                    return Err(format!("{component} could not handle an event on {channel}: {why}"));
                 }
+                tracing::error!(component = %component, channel, error = %why, "poison message: not delivered again");
             }
         }
         Ok(())
     }
 }
 
-/// Delivers each channel's events to its subscribers by service chaining, in the order given.
+/// Each channel's subscribers, in [`SUBSCRIBERS_VARIABLE`]'s order.
 #[derive(Debug, PartialEq, Eq)]
-pub struct ChainedPublisher {
-    subscribers: Vec<(String, Vec<String>)>,
-}
+pub struct Subscribers(Vec<(String, Vec<String>)>);
 
-impl ChainedPublisher {
+impl Subscribers {
     /// Reads [`SUBSCRIBERS_VARIABLE`]'s format.
     pub fn parse(spec: &str) -> Result<Self, String> {
         let mut subscribers: Vec<(String, Vec<String>)> = Vec::new();
@@ -168,18 +174,21 @@ impl ChainedPublisher {
                 None => subscribers.push((channel.to_owned(), components)),
             }
         }
-        Ok(ChainedPublisher { subscribers })
+        Ok(Subscribers(subscribers))
     }
 
-    fn subscribers(&self, channel: &str) -> &[String] {
-        self.subscribers.iter().find(|(c, _)| c == channel).map_or(&[], |(_, list)| list)
+    /// The components subscribed to `channel` (none: the channel takes the event, as Redis does).
+    fn of(&self, channel: &str) -> &[String] {
+        self.0.iter().find(|(c, _)| c == channel).map_or(&[], |(_, list)| list)
     }
 }
 
+/// Delivers each channel's events to its subscribers by service chaining, in the order given.
+pub struct ChainedPublisher(Subscribers);
+
 impl Publisher for ChainedPublisher {
-    /// A channel nobody subscribes to takes the event, as a Redis channel does.
     fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
-        for component in self.subscribers(channel) {
+        for component in self.0.of(channel) {
             let url = format!("http://{component}.spin.internal/events/{channel}");
             match post_json(&url, payload, DELIVERY_TIMEOUT, 64 * 1024) {
                 Ok(posted) if (200..300).contains(&posted.status) => {}
@@ -211,7 +220,7 @@ pub async fn serve_delivery(req: Request, consume: impl AsyncFnOnce(&[u8]) -> an
         Err(e) => {
             let why = format!("{e:#}");
             tracing::error!(error = %why, path = %req.uri().path(), "delivery not handled");
-            if why.starts_with("poison") { ApiError::unprocessable("poison_message", why).into_response() } else { ApiError::unavailable().into_response() }
+            if is_poison(&why) { ApiError::unprocessable("poison_message", why).into_response() } else { ApiError::unavailable().into_response() }
         }
     }
 }

@@ -273,7 +273,7 @@ async fn with_services_signing<T>(
     let keys = LazyKeys { pems: variable(TOKEN_PUBLIC_KEYS), parsed: OnceCell::new() };
     let db = open_db("default")?;
     let store = SqliteStore::open(&db).map_err(|e| format!("preparing the schema: {e}"))?;
-    let publisher = delivery::SpinPublisher::from_variables()?;
+    let publisher = delivery::SpinPublisher::default();
     let relay = SqliteOutboxRelay { db: &db, publisher };
     // Only the menu component is granted key-value (spin.toml); elsewhere pictures are out of reach.
     let blobs = function.is_some_and(|f| f.images).then(SpinKvImageBlobs::default);
