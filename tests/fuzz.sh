@@ -17,7 +17,9 @@ source tests/host.sh
 # The fuzzer acts as the bootstrap admin, so every handler is reached past its role check
 # (customer-level rules are covered by the contract tests). Its rate limits are high enough that
 # thousands of requests from one address and one user go through the limiter without a 429.
+# Live event streams end after a second instead of 25, so each fuzzed one doesn't hold the run.
 SPIN_VARIABLE_RATE_LIMITS='{"credentials":{"requests":1000,"per_seconds":1,"burst":100000},"write":{"requests":1000,"per_seconds":1,"burst":100000},"read":{"requests":1000,"per_seconds":1,"burst":100000}}' \
+SPIN_VARIABLE_LIVE_STREAM_SECONDS=1 \
 SPIN_VARIABLE_JWT_SECRET=fuzz-secret-fuzz-secret-fuzz-secret-1 \
 SPIN_VARIABLE_ADMIN_EMAIL=fuzz-admin@example.com SPIN_VARIABLE_ADMIN_PASSWORD=fuzz-admin-password \
   start_host "$PORT" "$STATE"

@@ -39,6 +39,7 @@ pub mod anvil;
 pub mod aws;
 pub mod lambda;
 pub mod payments;
+pub mod sse;
 pub mod terraform;
 
 pub const ADMIN_EMAIL: &str = "admin@gocoffee.test";

@@ -67,6 +67,142 @@ on_both_shells!(
     tokens_verify_from_the_published_keys_and_resist_the_usual_attacks,
 );
 
+/// Runs each named test on the Spin shell's four deployments alone (what isn't the same on
+/// AWS: live status there is the WebSocket API's).
+macro_rules! on_spin_profiles {
+    ($($name:ident),* $(,)?) => {
+        mod live_spin {
+            $(#[test]
+            fn $name() {
+                super::$name(&gocoffee_tests::Host::start(stringify!($name)));
+            })*
+        }
+        mod live_spin_postgres {
+            $(#[test]
+            fn $name() {
+                let (host, _database) = gocoffee_tests::Host::start_on_postgres(stringify!($name));
+                super::$name(&host);
+            })*
+        }
+        mod live_fermyon_wasm_functions {
+            $(#[test]
+            fn $name() {
+                let (host, _database) = gocoffee_tests::Host::start_on_wasm_functions(stringify!($name));
+                super::$name(&host);
+            })*
+        }
+        mod live_fermyon_cloud {
+            $(#[test]
+            fn $name() {
+                super::$name(&gocoffee_tests::Host::start_on_cloud(stringify!($name)));
+            })*
+        }
+    };
+}
+
+on_spin_profiles!(order_changes_reach_open_streams_as_they_happen_and_only_their_followers);
+
+/// The next change to `order` on `stream` (within 10 s) as `(type, status, version)`, dropping
+/// what a client drops: other orders' messages, and any whose version it has (`seen`: the
+/// snapshot's, then the last change's). Delivery is at least once and a retried delivery may come
+/// after a later event's.
+fn live_change(stream: &mut gocoffee_tests::sse::SseStream, order: &str, seen: &mut u64) -> (String, String, u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = stream.message(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|| panic!("no change to {order} within 10 s"));
+        let version = m.data["version"].as_u64().expect("version");
+        if m.data["order_id"] == order && version > *seen {
+            *seen = version;
+            return (m.data["type"].as_str().expect("type").to_owned(), m.data["status"].as_str().expect("status").to_owned(), version);
+        }
+    }
+}
+
+fn order_changes_reach_open_streams_as_they_happen_and_only_their_followers(h: &Host) {
+    use gocoffee_tests::sse::SseStream;
+    let alice = h.register("alice@example.com");
+    let bob = h.register("bob@example.com");
+    let barista = h.staff("barista@example.com", "barista");
+    // The board is open before any order exists.
+    let mut board = SseStream::open(&h.base, "/api/v1/live/events?channel=kitchen", &barista, None);
+    assert_eq!((board.status, board.content_type.as_str()), (200, "text/event-stream"));
+    let order = h.place(&alice);
+    let placed_at = Instant::now();
+    let mut on_board = 0;
+    assert_eq!(live_change(&mut board, &order, &mut on_board), ("OrderConfirmed".into(), "confirmed".into(), 2));
+    eprintln!("the board heard of the order {:?} after it was placed", placed_at.elapsed());
+
+    // Alice follows her order from now on: she opens the stream, then reads the order, as a
+    // client does, and takes the changes after that version.
+    let path = format!("/api/v1/live/events?channel=order:{order}");
+    let mut mine = SseStream::open(&h.base, &path, &alice, None);
+    assert_eq!(mine.status, 200);
+    let mut seen = h.get(&format!("/api/v1/orders/{order}"), Some(&alice)).body["version"].as_u64().expect("version");
+    assert_eq!(seen, 2);
+    let started = h.post(&format!("/api/v1/kitchen/orders/{order}/start"), Some(&barista), json!({}));
+    assert_eq!(started.status, 200, "{}", started.body);
+    let ready = h.post(&format!("/api/v1/kitchen/orders/{order}/ready"), Some(&barista), json!({}));
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(live_change(&mut mine, &order, &mut seen), ("PreparationStarted".into(), "preparing".into(), 3));
+    assert_eq!(live_change(&mut mine, &order, &mut seen), ("OrderReady".into(), "ready".into(), 4));
+    assert_eq!(live_change(&mut board, &order, &mut on_board), ("PreparationStarted".into(), "preparing".into(), 3));
+    assert_eq!(live_change(&mut board, &order, &mut on_board), ("OrderReady".into(), "ready".into(), 4));
+
+    // Bob's order reaches the board and not Alice's stream; Bob can't follow Alice's order, nor
+    // a customer the board.
+    let bobs = h.place(&bob);
+    let mut bobs_seen = 0;
+    assert_eq!(live_change(&mut board, &bobs, &mut bobs_seen).0, "OrderConfirmed");
+    while let Some(m) = mine.message(Duration::from_millis(500)) {
+        assert_eq!(m.data["order_id"], order.as_str(), "Alice's stream carries only her order");
+    }
+    assert_eq!(SseStream::open(&h.base, &path, &bob, None).status, 404);
+    assert_eq!(SseStream::open(&h.base, "/api/v1/live/events?channel=kitchen", &alice, None).status, 403);
+
+    // A reconnect with the last id it saw gets what came since, and the stream's ids rise.
+    let last = mine.last_id.expect("an id");
+    let collected = h.post(&format!("/api/v1/orders/{order}/collect"), Some(&barista), json!({}));
+    assert_eq!(collected.status, 200, "{}", collected.body);
+    let mut resumed = SseStream::open(&h.base, &path, &alice, Some(last));
+    assert_eq!(live_change(&mut resumed, &order, &mut seen), ("OrderCompleted".into(), "completed".into(), 5));
+    assert!(resumed.last_id.expect("an id") > last);
+}
+
+#[test]
+fn spin_a_live_stream_ends_on_time_and_a_reconnect_resumes_after_the_last_id() {
+    use gocoffee_tests::sse::{Next, SseStream};
+    let h = Host::start_env("live_stream_bound", &[("SPIN_VARIABLE_LIVE_STREAM_SECONDS", "2"), ("SPIN_VARIABLE_LIVE_POLL_MS", "50")]);
+    let alice = h.register("alice@example.com");
+    let barista = h.staff("barista@example.com", "barista");
+    let order = h.place(&alice);
+    h.wait_for_status(&order, &alice, "confirmed");
+    let path = format!("/api/v1/live/events?channel=order:{order}");
+    let mut stream = SseStream::open(&h.base, &path, &alice, None);
+    // Before anything else, the stream names its position, so a reconnect resumes there even
+    // when nothing came.
+    let Next::Event(first) = stream.next(Duration::from_secs(5)) else { panic!("no opening event") };
+    assert!(first.data.is_null() && first.id.is_some(), "{first:?}");
+    loop {
+        match stream.next(Duration::from_secs(10)) {
+            // Only a late redelivery of what came before (version 2 at most) may show up.
+            Next::Event(e) => assert!(e.data.is_null() || e.data["version"].as_u64() <= Some(2), "nothing happened to the order: {e:?}"),
+            Next::TimedOut => panic!("the stream is still open after {:?}", stream.opened.elapsed()),
+            Next::Ended => break,
+        }
+    }
+    let lasted = stream.opened.elapsed();
+    assert!(lasted >= Duration::from_millis(1500) && lasted < Duration::from_secs(6), "a 2 s stream lasted {lasted:?}");
+    // What happens between two streams is not lost: the next one starts after the last id.
+    let started = h.post(&format!("/api/v1/kitchen/orders/{order}/start"), Some(&barista), json!({}));
+    assert_eq!(started.status, 200, "{}", started.body);
+    let mut next = SseStream::open(&h.base, &path, &alice, stream.last_id);
+    let mut seen = 2;
+    assert_eq!(live_change(&mut next, &order, &mut seen), ("PreparationStarted".into(), "preparing".into(), 3));
+    // A position that isn't one is refused.
+    let bad = h.request("GET", &path, Some(&alice), &[("last-event-id", "yesterday")], None);
+    assert_eq!((bad.status, bad.code()), (400, "invalid_last_event_id"));
+}
+
 /// The header and claims of a JWT, decoded.
 fn jwt_parts(token: &str) -> (serde_json::Value, serde_json::Value) {
     let part = |i| gocoffee_tests::jwt_part(token, i).expect("a JWT part, base64url JSON");
@@ -718,7 +854,17 @@ fn the_metrics_listener_counts_requests_by_route_and_status_class_and_deliveries
     h.wait_for_status(&id, &ada, "confirmed");
     assert_eq!(h.get("/no/such/path", None).status, 404);
     let scrape = || ureq::get(&format!("http://{metrics}/metrics")).call().expect("scrape").body_mut().read_to_string().expect("text");
-    let text = scrape();
+    // A delivery is counted, and a component's metrics reach the host, when its invocation ends:
+    // that can be just after the order reads confirmed, so scrape until the consumer's are in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape();
+        let settled = [r#"gocoffee_consumer_lag_seconds_count{consumer="order-consumer"}"#, r#"outcome="delivered"}"#].iter().all(|m| text.contains(m));
+        if settled || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let sample = |prefix: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(prefix))
@@ -993,9 +1139,9 @@ fn two_hundred_slow_clients_do_not_starve_reads_orders_or_the_consumer() {
 
 #[test]
 fn a_full_instance_pool_answers_503_with_retry_after_not_500() {
-    // Six instances: one each for the three consumers and the two cron triggers, one for HTTP; a
+    // Seven instances: one each for the four consumers and the two cron triggers, one for HTTP; a
     // request waits 50 ms for it.
-    let h = Host::start_with("busy", "127.0.0.1:0", &["--max-instances", "6", "--queue-timeout-ms", "50"]);
+    let h = Host::start_with("busy", "127.0.0.1:0", &["--max-instances", "7", "--queue-timeout-ms", "50"]);
     let replies: Vec<gocoffee_tests::Reply> = std::thread::scope(|s| {
         let calls: Vec<_> = (0..8)
             .map(|i| {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod consumer;
 pub mod http;
 mod images;
+pub mod live;
 pub mod memory;
 pub mod outbox;
 pub mod ports;
@@ -128,7 +129,8 @@ impl std::fmt::Debug for Function {
 }
 
 /// The functions whose routes live in this crate (others, such as payments, bring their own).
-pub static FUNCTIONS: &[&Function] = &[&HEALTH, &identity::FUNCTION, &menu::FUNCTION, &orders::FUNCTION, &orders::KITCHEN, &analytics::FUNCTION];
+pub static FUNCTIONS: &[&Function] =
+    &[&HEALTH, &identity::FUNCTION, &menu::FUNCTION, &orders::FUNCTION, &orders::KITCHEN, &analytics::FUNCTION, &live::FUNCTION];
 
 /// Liveness: `GET /health`, without touching any store.
 pub static HEALTH: Function = Function { name: "health", routes: &[route!(GET "/health" => routes::health_route, Exempt)], publishes: false, images: false };

@@ -388,3 +388,45 @@ impl crate::analytics::AnalyticsStore for MemoryAnalytics {
         Ok(all.is_empty())
     }
 }
+
+/// One message in [`MemoryLiveFeed`].
+#[derive(Debug, Clone)]
+pub struct FeedRow {
+    pub seq: u64,
+    pub channel: String,
+    pub event_id: String,
+    pub at_ms: i64,
+    pub message: String,
+}
+
+/// The live feed in memory.
+#[derive(Default)]
+pub struct MemoryLiveFeed(pub RefCell<Vec<FeedRow>>);
+
+#[async_trait(?Send)]
+impl crate::live::LiveFeed for MemoryLiveFeed {
+    async fn append(&self, messages: &[gocoffee_core::live::Envelope], now_ms: i64, forget_before_ms: i64) -> StoreResult<()> {
+        let mut feed = self.0.borrow_mut();
+        let mut head = feed.last().map_or(0, |e| e.seq);
+        feed.retain(|e| e.at_ms >= forget_before_ms);
+        for m in messages {
+            if feed.iter().any(|e| e.channel == m.channel && e.event_id == m.event_id) {
+                continue;
+            }
+            head += 1;
+            let message = serde_json::to_string(m).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            feed.push(FeedRow { seq: head, channel: m.channel.clone(), event_id: m.event_id.clone(), at_ms: now_ms, message });
+        }
+        Ok(())
+    }
+
+    async fn read(&self, channels: &[String], after: u64, limit: usize) -> StoreResult<Vec<crate::live::FeedEntry>> {
+        let feed = self.0.borrow();
+        let entries = feed.iter().filter(|e| e.seq > after && channels.contains(&e.channel)).take(limit);
+        Ok(entries.map(|e| crate::live::FeedEntry { seq: e.seq, message: e.message.clone() }).collect())
+    }
+
+    async fn head(&self) -> StoreResult<u64> {
+        Ok(self.0.borrow().last().map_or(0, |e| e.seq))
+    }
+}

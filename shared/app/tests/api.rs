@@ -5,7 +5,8 @@ use std::sync::Arc;
 use gocoffee_app::analytics::AnalyticsContext;
 use gocoffee_app::auth::{KeySet, PemSigner, StaticKeys};
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
-use gocoffee_app::memory::{ManualClock, MemoryAnalytics, MemoryImageBlobs, MemoryKitchenQueue, MemoryStore};
+use gocoffee_app::live::LiveContext;
+use gocoffee_app::memory::{ManualClock, MemoryAnalytics, MemoryImageBlobs, MemoryKitchenQueue, MemoryLiveFeed, MemoryStore};
 use gocoffee_app::ports::{Clock, Entropy, Images, OrderStore};
 use gocoffee_app::ratelimit::RateLimits;
 use gocoffee_app::{ClientAddr, Config, FUNCTIONS, Services, handle};
@@ -33,6 +34,7 @@ struct World {
     signer: PemSigner,
     keys: StaticKeys,
     analytics: AnalyticsContext,
+    live: LiveContext,
     /// Where the next requests come from, as the shell would say.
     addr: std::cell::Cell<Option<ClientAddr>>,
 }
@@ -69,11 +71,17 @@ impl World {
                 KeySet::from_pems(concat!(include_str!("keys/current.pub.pem"), include_str!("keys/retired.pub.pem"))).expect("test keys"),
             )),
             analytics: AnalyticsContext { store: Box::new(MemoryAnalytics::default()) },
+            live: LiveContext { feed: Box::new(MemoryLiveFeed::default()) },
             addr: Default::default(),
         }
     }
 
     fn svc(&self) -> Services<'_> {
+        self.svc_with(&self.analytics)
+    }
+
+    /// The services of a function that brings `extension`.
+    fn svc_with<'a>(&'a self, extension: &'a dyn std::any::Any) -> Services<'a> {
         Services {
             users: &self.store,
             menu: &self.store,
@@ -87,7 +95,7 @@ impl World {
             clock: &self.clock,
             entropy: &self.entropy,
             config: &self.config,
-            extension: Some(&self.analytics),
+            extension: Some(extension),
         }
     }
 
@@ -168,6 +176,25 @@ impl World {
         }
         let resp = pollster::block_on(handle(&self.svc(), FUNCTIONS, b.body(body.to_vec()).expect("request")));
         (resp.status().as_u16(), resp.headers().clone(), resp.into_body())
+    }
+
+    /// `GET /api/v1/live/events` (`query` after the `?`): status, headers and the SSE body.
+    fn sse(&self, query: &str, token: &str, last_event_id: Option<&str>) -> (u16, http::HeaderMap, String) {
+        self.clock.advance(1);
+        let mut b = http::Request::builder().uri(format!("/api/v1/live/events?{query}")).header("authorization", format!("Bearer {token}"));
+        if let Some(id) = last_event_id {
+            b = b.header("last-event-id", id);
+        }
+        let resp = pollster::block_on(handle(&self.svc_with(&self.live), FUNCTIONS, b.body(vec![]).expect("request")));
+        (resp.status().as_u16(), resp.headers().clone(), String::from_utf8(resp.into_body()).expect("UTF-8"))
+    }
+
+    /// Gives the notifier everything published so far (again: it must not repeat itself).
+    fn notify_all(&self) {
+        for e in self.store.published() {
+            let payload = serde_json::to_vec(&e).expect("event");
+            pollster::block_on(gocoffee_app::live::notify(&self.svc_with(&self.live), &payload)).expect("notified");
+        }
     }
 
     /// Delivers everything published so far to the order consumer, like the stream would.
@@ -936,4 +963,82 @@ impl gocoffee_app::ports::RateLimiter for FailingLimiter {
     async fn admit(&self, _: &str, _: &gocoffee_app::ports::RateLimit, _: i64) -> gocoffee_app::ports::StoreResult<gocoffee_app::ports::Admission> {
         Err(gocoffee_app::ports::StoreError::Unavailable("down".into()))
     }
+}
+
+/// The SSE messages in `body`: each event's id and its envelope.
+fn sse_messages(body: &str) -> Vec<(u64, Value)> {
+    body.split("\n\n")
+        .filter_map(|frame| {
+            let id = frame.lines().find_map(|l| l.strip_prefix("id: "))?.parse().expect("numeric id");
+            let data = frame.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((id, serde_json::from_str(data).expect("JSON envelope")))
+        })
+        .collect()
+}
+
+#[test]
+fn live_streams_carry_each_order_change_to_its_customer_and_the_board_once() {
+    let w = World::new();
+    let alice = w.register("alice@example.com");
+    let bob = w.register("bob@example.com");
+    let barista = w.staff("barista@example.com", "barista");
+    let order = w.place(&alice);
+    let channel = format!("channel=order:{order}");
+
+    // Opened before anything happened, each stream starts at the head: no messages, only where to resume.
+    let (status, headers, body) = w.sse(&channel, &alice, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(body, "retry: 1000\nid: 0\n\n");
+
+    w.deliver_all();
+    w.notify_all();
+    w.notify_all();
+    let r = w.call("POST", &format!("/api/v1/kitchen/orders/{order}/start"), Some(&barista), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    w.notify_all();
+
+    let (_, _, body) = w.sse(&channel, &alice, Some("0"));
+    let mine: Vec<(String, String, u64)> = sse_messages(&body)
+        .into_iter()
+        .map(|(_, m)| (m["type"].as_str().expect("type").to_owned(), m["status"].as_str().expect("status").to_owned(), m["version"].as_u64().expect("version")))
+        .collect();
+    assert_eq!(
+        mine,
+        [("OrderPlaced".into(), "pending".into(), 1), ("OrderConfirmed".into(), "confirmed".into(), 2), ("PreparationStarted".into(), "preparing".into(), 3)],
+        "each change once, in order, though the notifier saw each event twice or thrice"
+    );
+    let envelope = &sse_messages(&body)[0].1;
+    assert_eq!(envelope["channel"], format!("order:{order}"));
+    assert_eq!(envelope["order_id"], order.as_str());
+    assert!(envelope["event_id"].is_string() && envelope["time"].as_str().expect("time").ends_with('Z'), "{envelope}");
+
+    // The board hears of the order once it is confirmed.
+    let (status, _, board) = w.sse("channel=kitchen", &barista, Some("0"));
+    assert_eq!(status, 200);
+    let kinds: Vec<String> = sse_messages(&board).iter().map(|(_, m)| m["type"].as_str().expect("type").to_owned()).collect();
+    assert_eq!(kinds, ["OrderConfirmed", "PreparationStarted"]);
+    assert!(sse_messages(&board).iter().all(|(_, m)| m["channel"] == "kitchen"));
+
+    // Resuming after a message gives only what came after it.
+    let (first, _) = sse_messages(&body)[0].clone();
+    let (_, _, rest) = w.sse(&channel, &alice, Some(&first.to_string()));
+    assert_eq!(sse_messages(&rest).len(), 2);
+
+    // Nobody else follows the order, and customers don't follow the board.
+    let (status, _, body) = w.sse(&channel, &bob, Some("0"));
+    assert_eq!(status, 404, "another customer's order is as missing as a missing one: {body}");
+    assert_eq!(w.sse("channel=kitchen", &alice, None).0, 403);
+    assert_eq!(w.sse(&channel, &barista, Some("0")).0, 200, "staff follow any order");
+    for bad in ["", "channel=", "channel=orders:x", "channel=order:not-an-id"] {
+        assert_eq!(w.sse(bad, &alice, None).0, 422, "{bad}");
+    }
+    assert_eq!(w.sse(&channel, &alice, Some("yesterday")).0, 400);
+    let anonymous = pollster::block_on(handle(
+        &w.svc_with(&w.live),
+        FUNCTIONS,
+        http::Request::builder().uri(format!("/api/v1/live/events?{channel}")).body(vec![]).expect("request"),
+    ));
+    assert_eq!(anonymous.status(), 401);
 }

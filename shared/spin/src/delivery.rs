@@ -85,8 +85,8 @@ fn is_poison(why: &str) -> bool {
 /// A consumer's whole handling of one event, as its own component would run it.
 pub type LocalConsumer = fn(Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>;
 
-/// Consumers a component brings along to run in process, besides the two this crate has
-/// (`order-consumer`, `analytics-consumer`): the payment service's, registered by the components
+/// Consumers a component brings along to run in process, besides the three this crate has
+/// (`order-consumer`, `analytics-consumer`, `notifier`): the payment service's, registered by the components
 /// built for in-process delivery ([`run_in_process`]).
 static EXTRA_CONSUMERS: std::sync::OnceLock<&'static [(&'static str, LocalConsumer)]> = std::sync::OnceLock::new();
 
@@ -99,6 +99,11 @@ pub fn run_in_process(consumers: &'static [(&'static str, LocalConsumer)]) {
 #[cfg(feature = "in-process")]
 fn order_consumer(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> {
     Box::pin(async move { crate::consume(&payload).await })
+}
+
+#[cfg(feature = "in-process")]
+fn notifier(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> {
+    Box::pin(async move { crate::live::notify(&payload).await })
 }
 
 #[cfg(feature = "in-process")]
@@ -122,7 +127,7 @@ pub struct InProcessPublisher {
 impl InProcessPublisher {
     /// Finds every subscriber's handler, or says which this component wasn't built with.
     fn new(subscribers: &Subscribers) -> Result<Self, String> {
-        let builtin: [(&str, LocalConsumer); 2] = [("order-consumer", order_consumer), ("analytics-consumer", analytics_consumer)];
+        let builtin: [(&str, LocalConsumer); 3] = [("order-consumer", order_consumer), ("analytics-consumer", analytics_consumer), ("notifier", notifier)];
         let extra = EXTRA_CONSUMERS.get().copied().unwrap_or(&[]);
         let handler = |component: &String| {
             let found = builtin.iter().chain(extra).find(|(name, _)| name == component).map(|(_, f)| (component.clone(), *f));

@@ -6,6 +6,7 @@
 
 pub mod delivery;
 mod emf;
+pub mod live;
 pub mod outbound;
 
 use std::cell::OnceCell;

@@ -7,6 +7,7 @@
 pub mod analytics;
 pub mod db;
 pub mod dialect;
+pub mod live;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "rusqlite")]

@@ -103,6 +103,7 @@ scenarios!(
     the_relay_publishes_in_order_and_resumes_where_it_stopped,
     concurrent_relays_publish_each_event_once_and_each_order_in_version_order,
     the_analytics_store_keeps_the_newest_facts_per_order_and_reads_by_placement,
+    the_live_feed_keeps_each_message_once_in_order_per_channel_and_forgets_old_ones,
     racing_connections_admit_no_more_than_the_limit,
 );
 
@@ -455,6 +456,67 @@ fn the_analytics_store_keeps_the_newest_facts_per_order_and_reads_by_placement(b
     assert_eq!(ids(0, 10_000, 2).len(), 2);
     while !block_on(a.clear_batch()).expect("clear") {}
     assert!(ids(0, 10_000, 10).is_empty());
+}
+
+fn the_live_feed_keeps_each_message_once_in_order_per_channel_and_forgets_old_ones(b: &Backend) {
+    use gocoffee_app::live::LiveFeed;
+    use gocoffee_core::live::envelopes;
+    use gocoffee_sql::live::SqlLiveFeed;
+    let target = b.target("live");
+    let feed = SqlLiveFeed::open(target.connect()).expect("schema");
+    assert_eq!(block_on(feed.head()), Ok(0));
+    let (o1, placed1) = placed("01JABCDEFGHJKMNPQRSTVWXYZ1", "c", 1_000);
+    let (_, confirmed1) = next(&o1, OrderEvent::OrderConfirmed, 1_500);
+    let time = |ms: i64| ms.to_string();
+    for e in [&placed1, &confirmed1, &confirmed1] {
+        block_on(feed.append(&envelopes(e, time), 2_000, 0)).expect("append");
+    }
+    let order = vec!["order:01JABCDEFGHJKMNPQRSTVWXYZ1".to_owned()];
+    let kitchen = vec!["kitchen".to_owned()];
+    let read = |channels: &[String], after| block_on(feed.read(channels, after, 10)).expect("read");
+    let versions = |entries: Vec<gocoffee_app::live::FeedEntry>| {
+        entries.iter().map(|e| serde_json::from_str::<serde_json::Value>(&e.message).expect("json")["version"].as_u64().expect("version")).collect::<Vec<_>>()
+    };
+    assert_eq!(versions(read(&order, 0)), [1, 2], "the redelivered confirmation is there once");
+    assert_eq!(versions(read(&kitchen, 0)), [2]);
+    let head = block_on(feed.head()).expect("head");
+    assert_eq!(read(&[order[0].clone(), kitchen[0].clone()], 0).last().map(|e| e.seq), Some(head));
+    assert!(read(&order, head).is_empty());
+    // Appenders racing on several connections: positions are visible in order, none skipped
+    // by a reader that follows along.
+    let events: Vec<StoredEvent> = (0..24).map(|i| placed(&format!("01JABCDEFGHJKMNPQRSTVWX{i:03}"), "c", 3_000 + i).1).collect();
+    let all: Vec<String> = events.iter().map(|e| format!("order:{}", e.order_id)).collect();
+    let followed = std::thread::scope(|scope| {
+        let follower = scope.spawn(|| {
+            let conn = SqlLiveFeed::open(target.connect()).expect("open");
+            let (mut seen, mut after) = (Vec::new(), head);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while seen.len() < all.len() && std::time::Instant::now() < deadline {
+                for entry in block_on(conn.read(&all, after, 5)).expect("read") {
+                    after = entry.seq;
+                    seen.push(entry.seq);
+                }
+            }
+            seen
+        });
+        for chunk in events.chunks(6) {
+            let target = &target;
+            scope.spawn(move || {
+                let conn = SqlLiveFeed::open(target.connect()).expect("open");
+                for e in chunk {
+                    block_on(conn.append(&envelopes(e, |ms| ms.to_string()), 3_000, 0)).expect("append");
+                }
+            });
+        }
+        follower.join().expect("follower")
+    });
+    assert_eq!(followed.len(), 24, "a reader following the appenders missed none");
+    assert_eq!(read(&all, head).len(), 10, "a read stops at its limit");
+    // Appending at 10 000 forgets what came before 2 500: the first order's messages.
+    let (_, late) = placed("01JABCDEFGHJKMNPQRSTVWXYZ9", "c", 9_000);
+    block_on(feed.append(&envelopes(&late, time), 10_000, 2_500)).expect("append");
+    assert!(read(&order, 0).is_empty());
+    assert!(block_on(feed.head()).expect("head") > head, "positions keep rising after old messages go");
 }
 
 fn racing_connections_admit_no_more_than_the_limit(b: &Backend) {

@@ -1,0 +1,99 @@
+//! A Server-Sent Events client for the tests: reads a live stream on a thread of its own and
+//! hands over each event as it arrives, so a test can say how long one took and whether the
+//! stream ended.
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One event of a stream: its id and its data, parsed as JSON (`Value::Null` for an event with
+/// an id alone).
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<u64>,
+    pub data: Value,
+    pub at: Instant,
+}
+
+/// An open stream, or the error answer that came instead.
+pub struct SseStream {
+    pub status: u16,
+    pub content_type: String,
+    events: Receiver<SseEvent>,
+    /// The last id the stream sent, as a browser keeps it for `Last-Event-ID`.
+    pub last_id: Option<u64>,
+    pub opened: Instant,
+}
+
+/// What waiting on a stream gave.
+#[derive(Debug)]
+pub enum Next {
+    Event(SseEvent),
+    TimedOut,
+    Ended,
+}
+
+impl SseStream {
+    /// Opens `GET base + path` with a bearer token and, when given, `Last-Event-ID`.
+    pub fn open(base: &str, path: &str, token: &str, last_event_id: Option<u64>) -> SseStream {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut req = agent.get(format!("{base}{path}")).header("authorization", format!("Bearer {token}")).header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let opened = Instant::now();
+        let response = req.call().expect("the stream's request");
+        let status = response.status().as_u16();
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let (tx, events) = channel();
+        let reader = BufReader::new(response.into_body().into_reader());
+        std::thread::spawn(move || {
+            let (mut id, mut data) = (None, String::new());
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                if line.is_empty() {
+                    if id.is_some() || !data.is_empty() {
+                        let data = if data.is_empty() { Value::Null } else { serde_json::from_str(&data).unwrap_or(Value::String(data.clone())) };
+                        if tx.send(SseEvent { id: id.take(), data, at: Instant::now() }).is_err() {
+                            return;
+                        }
+                    }
+                    data.clear();
+                } else if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+        });
+        SseStream { status, content_type, events, last_id: last_event_id, opened }
+    }
+
+    /// The next event within `timeout`.
+    pub fn next(&mut self, timeout: Duration) -> Next {
+        match self.events.recv_timeout(timeout) {
+            Ok(event) => {
+                if event.id.is_some() {
+                    self.last_id = event.id;
+                }
+                Next::Event(event)
+            }
+            Err(RecvTimeoutError::Timeout) => Next::TimedOut,
+            Err(RecvTimeoutError::Disconnected) => Next::Ended,
+        }
+    }
+
+    /// The next message (an event with data) within `timeout`, or `None`.
+    pub fn message(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.next(deadline.saturating_duration_since(Instant::now())) {
+                Next::Event(e) if !e.data.is_null() => return Some(e),
+                Next::Event(_) => {}
+                Next::TimedOut | Next::Ended => return None,
+            }
+        }
+    }
+}
