@@ -16,6 +16,20 @@ use serde_json::json;
 /// each under its platform's rules.
 macro_rules! on_both_shells {
     ($($name:ident),* $(,)?) => {
+        on_spin_profiles!($($name),*);
+        mod lambda {
+            $(#[test]
+            fn $name() {
+                super::$name(&gocoffee_tests::lambda::LambdaStack::start(stringify!($name)));
+            })*
+        }
+    };
+}
+
+/// Runs each named test on the Spin shell's four deployments: the host on SQLite, on
+/// PostgreSQL, as the Fermyon Wasm Functions profile and as the Fermyon Cloud profile.
+macro_rules! on_spin_profiles {
+    ($($name:ident),* $(,)?) => {
         mod spin {
             $(#[test]
             fn $name() {
@@ -42,12 +56,6 @@ macro_rules! on_both_shells {
                 super::$name(&gocoffee_tests::Host::start_on_cloud(stringify!($name)));
             })*
         }
-        mod lambda {
-            $(#[test]
-            fn $name() {
-                super::$name(&gocoffee_tests::lambda::LambdaStack::start(stringify!($name)));
-            })*
-        }
     };
 }
 
@@ -67,40 +75,11 @@ on_both_shells!(
     tokens_verify_from_the_published_keys_and_resist_the_usual_attacks,
 );
 
-/// Runs each named test on the Spin shell's four deployments alone (what isn't the same on
-/// AWS: live status there is the WebSocket API's).
-macro_rules! on_spin_profiles {
-    ($($name:ident),* $(,)?) => {
-        mod live_spin {
-            $(#[test]
-            fn $name() {
-                super::$name(&gocoffee_tests::Host::start(stringify!($name)));
-            })*
-        }
-        mod live_spin_postgres {
-            $(#[test]
-            fn $name() {
-                let (host, _database) = gocoffee_tests::Host::start_on_postgres(stringify!($name));
-                super::$name(&host);
-            })*
-        }
-        mod live_fermyon_wasm_functions {
-            $(#[test]
-            fn $name() {
-                let (host, _database) = gocoffee_tests::Host::start_on_wasm_functions(stringify!($name));
-                super::$name(&host);
-            })*
-        }
-        mod live_fermyon_cloud {
-            $(#[test]
-            fn $name() {
-                super::$name(&gocoffee_tests::Host::start_on_cloud(stringify!($name)));
-            })*
-        }
-    };
+/// Live status on the Spin shell alone: on AWS it is the WebSocket API's.
+mod live {
+    use super::order_changes_reach_open_streams_as_they_happen_and_only_their_followers;
+    on_spin_profiles!(order_changes_reach_open_streams_as_they_happen_and_only_their_followers);
 }
-
-on_spin_profiles!(order_changes_reach_open_streams_as_they_happen_and_only_their_followers);
 
 /// The next change to `order` on `stream` (within 10 s) as `(type, status, version)`, dropping
 /// what a client drops: other orders' messages, and any whose version it has (`seen`: the

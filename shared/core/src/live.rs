@@ -86,21 +86,6 @@ pub struct Envelope {
 }
 
 impl OrderEvent {
-    /// The status an order has after this event. Payment requests and payments happen only while
-    /// an order is pending ([`crate::Order::decide_request_payment`], [`crate::Order::decide_paid`]),
-    /// so every event fixes the status on its own.
-    pub fn status_after(&self) -> OrderStatus {
-        match self {
-            OrderEvent::OrderPlaced { .. } | OrderEvent::PaymentRequested { .. } | OrderEvent::OrderPaid { .. } => OrderStatus::Pending,
-            OrderEvent::OrderConfirmed => OrderStatus::Confirmed,
-            OrderEvent::PreparationStarted => OrderStatus::Preparing,
-            OrderEvent::OrderReady => OrderStatus::Ready,
-            OrderEvent::OrderCompleted => OrderStatus::Completed,
-            OrderEvent::OrderCancelled { .. } => OrderStatus::Cancelled,
-            OrderEvent::OrderRefunded => OrderStatus::Refunded,
-        }
-    }
-
     /// Whether the kitchen board hears of it: an order arriving on the board, moving on it, or
     /// leaving it. Payment steps of an order not yet confirmed are not the kitchen's.
     fn for_the_kitchen(&self) -> bool {
@@ -133,8 +118,6 @@ pub fn envelopes(event: &StoredEvent, time: impl Fn(i64) -> String) -> Vec<Envel
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::menu::{Menu, default_menu};
-    use crate::order::{Order, OrderLine, OrderRequest, PaymentMethod};
 
     fn event(version: u64, event: OrderEvent) -> StoredEvent {
         StoredEvent {
@@ -173,34 +156,6 @@ mod tests {
         assert!(!Channel::Kitchen.open_to(Role::Customer));
         assert!(Channel::Kitchen.open_to(Role::Barista));
         assert!(Channel::Order("x".into()).open_to(Role::Customer));
-    }
-
-    #[test]
-    fn the_status_after_each_event_is_the_status_the_fold_reaches() {
-        let order = OrderRequest {
-            lines: vec![OrderLine { item_id: "espresso".into(), size: Some("single".into()), modifiers: vec![], quantity: 1 }],
-            note: None,
-            payment_method: PaymentMethod::PayAtCounter,
-        };
-        let order = order.price(&Menu { items: default_menu() }).expect("valid");
-        let placed = event(1, OrderEvent::OrderPlaced { customer_id: "u1".into(), order });
-        let mut order = Order::from_events(std::slice::from_ref(&placed)).expect("placed");
-        assert_eq!(placed.event.status_after(), order.status);
-        let steps = [
-            OrderEvent::PaymentRequested { intent_id: "pi".into() },
-            OrderEvent::OrderPaid { intent_id: "pi".into() },
-            OrderEvent::OrderConfirmed,
-            OrderEvent::PreparationStarted,
-            OrderEvent::OrderReady,
-            OrderEvent::OrderCompleted,
-            OrderEvent::OrderRefunded,
-            OrderEvent::OrderCancelled { reason: None },
-        ];
-        for (i, step) in steps.into_iter().enumerate() {
-            let e = event(i as u64 + 2, step);
-            order.apply(&e);
-            assert_eq!(e.event.status_after(), order.status, "{}", e.event.name());
-        }
     }
 
     #[test]

@@ -276,6 +276,21 @@ pub enum OrderEvent {
 }
 
 impl OrderEvent {
+    /// The status an order has after this event. Payment requests and payments happen only while
+    /// an order is pending ([`Order::decide_request_payment`], [`Order::decide_paid`]), so every
+    /// event fixes the status on its own (what live status messages carry without a read).
+    pub fn status_after(&self) -> OrderStatus {
+        match self {
+            OrderEvent::OrderPlaced { .. } | OrderEvent::PaymentRequested { .. } | OrderEvent::OrderPaid { .. } => OrderStatus::Pending,
+            OrderEvent::OrderConfirmed => OrderStatus::Confirmed,
+            OrderEvent::PreparationStarted => OrderStatus::Preparing,
+            OrderEvent::OrderReady => OrderStatus::Ready,
+            OrderEvent::OrderCompleted => OrderStatus::Completed,
+            OrderEvent::OrderCancelled { .. } => OrderStatus::Cancelled,
+            OrderEvent::OrderRefunded => OrderStatus::Refunded,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             OrderEvent::OrderPlaced { .. } => "OrderPlaced",
@@ -403,16 +418,7 @@ impl Order {
             OrderEvent::OrderPaid { .. } => self.paid = true,
             _ => {}
         }
-        self.status = match e.event {
-            OrderEvent::PaymentRequested { .. } | OrderEvent::OrderPaid { .. } => self.status,
-            OrderEvent::OrderPlaced { .. } => OrderStatus::Pending,
-            OrderEvent::OrderConfirmed => OrderStatus::Confirmed,
-            OrderEvent::PreparationStarted => OrderStatus::Preparing,
-            OrderEvent::OrderReady => OrderStatus::Ready,
-            OrderEvent::OrderCompleted => OrderStatus::Completed,
-            OrderEvent::OrderCancelled { .. } => OrderStatus::Cancelled,
-            OrderEvent::OrderRefunded => OrderStatus::Refunded,
-        };
+        self.status = e.event.status_after();
         self.version = e.version;
         self.updated_at_ms = e.occurred_at_ms;
     }
