@@ -38,11 +38,22 @@ pub enum Next {
 impl SseStream {
     /// Opens `GET base + path` with a bearer token and, when given, `Last-Event-ID`.
     pub fn open(base: &str, path: &str, token: &str, last_event_id: Option<u64>) -> SseStream {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut req = agent.get(format!("{base}{path}")).header("authorization", format!("Bearer {token}")).header("accept", "text/event-stream");
+        let mut headers = vec![("authorization", format!("Bearer {token}"))];
         if let Some(id) = last_event_id {
-            req = req.header("last-event-id", id.to_string());
+            headers.push(("last-event-id", id.to_string()));
         }
+        SseStream::open_with(base, path, &headers)
+    }
+
+    /// Opens `GET base + path` with these headers alone, as a browser's `EventSource` does
+    /// (which sends none of its own choosing).
+    pub fn open_with(base: &str, path: &str, headers: &[(&str, String)]) -> SseStream {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut req = agent.get(format!("{base}{path}")).header("accept", "text/event-stream");
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let last_event_id = headers.iter().find(|(n, _)| *n == "last-event-id").and_then(|(_, v)| v.parse().ok());
         let opened = Instant::now();
         let response = req.call().expect("the stream's request");
         let status = response.status().as_u16();

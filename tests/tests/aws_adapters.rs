@@ -65,6 +65,46 @@ async fn the_menu_is_the_defaults_overlaid_with_what_was_written() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn the_kitchen_starts_as_the_default_and_a_stale_write_is_a_conflict_that_changes_nothing() {
+    use gocoffee_core::kitchen::{Kitchen, KitchenCommand, KitchenRecord};
+    let s = Stack::create("kitchen").await.store();
+    assert_eq!(s.kitchen().await, Ok(Kitchen::initial()));
+    // Applies a command to the kitchen as read at `from`, and appends it there.
+    let change = |from: &Kitchen, command: KitchenCommand, id: &str| {
+        let mut k = from.clone();
+        let records: Vec<KitchenRecord> = k
+            .decide(&command)
+            .expect("valid")
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| KitchenRecord {
+                event_id: format!("{id}-{i}"),
+                version: from.version + 1 + i as u64,
+                occurred_at_ms: 5,
+                actor: "m".into(),
+                event,
+            })
+            .collect();
+        for r in &records {
+            k.apply(r);
+        }
+        (k, records)
+    };
+    let initial = Kitchen::initial();
+    let (first, records) = change(&initial, KitchenCommand::StartShift { user_id: "ann".into(), station: "food".into() }, "a");
+    s.append_kitchen(&first, &records, 0).await.expect("the first write");
+    let (stale, stale_records) = change(&initial, KitchenCommand::StartShift { user_id: "bob".into(), station: "food".into() }, "b");
+    assert_eq!(s.append_kitchen(&stale, &stale_records, 0).await, Err(StoreError::Conflict), "it read version 0 too");
+    let (second, records) = change(&first, KitchenCommand::EndShift { user_id: "ann".into() }, "c");
+    s.append_kitchen(&second, &records, 1).await.expect("the second write");
+    assert_eq!(s.kitchen().await, Ok(second.clone()));
+    let log = s.kitchen_log(0, 10).await.expect("log");
+    assert_eq!(log.iter().map(|r| (r.version, r.event.name())).collect::<Vec<_>>(), [(1, "ShiftStarted"), (2, "ShiftEnded")]);
+    assert_eq!(s.kitchen_log(1, 10).await.expect("log").len(), 1);
+    assert_eq!(s.kitchen_log(0, 1).await.expect("log").len(), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn a_menu_write_from_a_stale_version_is_a_conflict_and_changes_nothing() {
     let s = Stack::create("menu-versions").await.store();
     // A default item never written is at version 0; so is an added item stored without one.

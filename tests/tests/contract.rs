@@ -180,6 +180,16 @@ fn spin_a_live_stream_ends_on_time_and_a_reconnect_resumes_after_the_last_id() {
     // A position that isn't one is refused.
     let bad = h.request("GET", &path, Some(&alice), &[("last-event-id", "yesterday")], None);
     assert_eq!((bad.status, bad.code()), (400, "invalid_last_event_id"));
+    // A browser's EventSource sends no Authorization header: it comes with a ticket.
+    let ticket = h.post("/api/v1/live/tickets", Some(&alice), json!({}));
+    assert_eq!(ticket.status, 201, "{}", ticket.body);
+    let with_ticket = format!("{path}&ticket={}&last_event_id=0", ticket.body["ticket"].as_str().expect("ticket"));
+    let mut by_ticket = SseStream::open_with(&h.base, &with_ticket, &[]);
+    assert_eq!(by_ticket.status, 200);
+    let mut seen = 0;
+    live_change(&mut by_ticket, &order, &mut seen);
+    assert_eq!(SseStream::open_with(&h.base, &format!("{path}&ticket=forged.ticket"), &[]).status, 401);
+    assert_eq!(SseStream::open_with(&h.base, &path, &[]).status, 401);
 }
 
 /// The header and claims of a JWT, decoded.

@@ -100,10 +100,6 @@ fn needs_token(doc: &serde_yaml::Value, method: &str, path: &str) -> bool {
     security.as_sequence().is_some_and(|s| !s.is_empty())
 }
 
-/// Functions whose HTTP routes API Gateway's HTTP API doesn't carry: live status streams as
-/// Server-Sent Events on Spin and the host, and over the WebSocket API on AWS.
-const SPIN_ONLY: &[&str] = &["live"];
-
 #[test]
 fn the_http_api_in_sam_template_mirrors_spin_toml_and_guards_what_openapi_says_needs_a_token() {
     use gocoffee_tests::lambda::{select_route, template_routes};
@@ -111,7 +107,7 @@ fn the_http_api_in_sam_template_mirrors_spin_toml_and_guards_what_openapi_says_n
     // Each spin.toml route is the same function's route(s) on API Gateway: `/x/...` is `ANY /x`
     // plus `ANY /x/{proxy+}`, an exact route is `ANY` on that path.
     let mut expected: BTreeSet<(String, String)> = BTreeSet::new();
-    for (route, component) in http_triggers().into_iter().filter(|(_, c)| !SPIN_ONLY.contains(&c.as_str())) {
+    for (route, component) in http_triggers().into_iter().filter(|(_, c)| !gocoffee_tests::SPIN_ONLY.contains(&c.as_str())) {
         match route.strip_suffix("/...") {
             Some(prefix) => {
                 expected.insert((format!("ANY {prefix}"), component.clone()));
@@ -135,7 +131,7 @@ fn the_http_api_in_sam_template_mirrors_spin_toml_and_guards_what_openapi_says_n
         assert!(r.authorized, "{} names its method but not the authorizer", r.key);
     }
     let doc = openapi();
-    for (owner, r) in gocoffee_tests::routes().into_iter().filter(|(owner, _)| !SPIN_ONLY.contains(owner)) {
+    for (owner, r) in gocoffee_tests::routes().into_iter().filter(|(owner, _)| !gocoffee_tests::SPIN_ONLY.contains(owner)) {
         let concrete = r.path.replace("{id}", "x").replace("{file}", "x.png");
         let route = select_route(&routes, r.method.as_str(), &concrete).expect("routed");
         assert_eq!(route.function, owner, "{} {} goes to {} by {}", r.method, r.path, route.function, route.key);

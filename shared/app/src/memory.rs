@@ -430,3 +430,103 @@ impl crate::live::LiveFeed for MemoryLiveFeed {
         Ok(self.0.borrow().last().map_or(0, |e| e.seq))
     }
 }
+
+/// Open WebSocket connections in memory: the connections, and `(channel, connection id)` pairs.
+#[derive(Default)]
+pub struct MemoryConnections {
+    pub connections: RefCell<BTreeMap<String, crate::live::sockets::Connection>>,
+    pub subscriptions: RefCell<std::collections::BTreeSet<(String, String)>>,
+}
+
+#[async_trait(?Send)]
+impl crate::live::sockets::ConnectionStore for MemoryConnections {
+    async fn save_connection(&self, connection: &crate::live::sockets::Connection) -> StoreResult<()> {
+        self.connections.borrow_mut().insert(connection.id.clone(), connection.clone());
+        Ok(())
+    }
+
+    async fn connection(&self, id: &str, now_ms: i64) -> StoreResult<Option<crate::live::sockets::Connection>> {
+        Ok(self.connections.borrow().get(id).filter(|c| c.expires_at_ms > now_ms).cloned())
+    }
+
+    async fn subscribe(&self, connection: &crate::live::sockets::Connection, channel: &str, limit: usize) -> StoreResult<bool> {
+        let mut subscriptions = self.subscriptions.borrow_mut();
+        let key = (channel.to_owned(), connection.id.clone());
+        if subscriptions.contains(&key) {
+            return Ok(true);
+        }
+        if subscriptions.iter().filter(|(_, c)| *c == connection.id).count() >= limit {
+            return Ok(false);
+        }
+        subscriptions.insert(key);
+        Ok(true)
+    }
+
+    async fn unsubscribe(&self, connection_id: &str, channel: &str) -> StoreResult<()> {
+        self.subscriptions.borrow_mut().remove(&(channel.to_owned(), connection_id.to_owned()));
+        Ok(())
+    }
+
+    async fn subscribers(&self, channel: &str, now_ms: i64) -> StoreResult<Vec<String>> {
+        let connections = self.connections.borrow();
+        let open = |id: &String| connections.get(id).is_some_and(|c| c.expires_at_ms > now_ms);
+        Ok(self.subscriptions.borrow().iter().filter(|(ch, id)| ch == channel && open(id)).map(|(_, id)| id.clone()).collect())
+    }
+
+    async fn forget(&self, connection_id: &str) -> StoreResult<()> {
+        self.connections.borrow_mut().remove(connection_id);
+        self.subscriptions.borrow_mut().retain(|(_, id)| id != connection_id);
+        Ok(())
+    }
+}
+
+/// A pusher that keeps what it pushed, per connection, and answers `Gone` for the ids in `gone`.
+#[derive(Default)]
+pub struct RecordingPusher {
+    pub pushed: RefCell<Vec<(String, serde_json::Value)>>,
+    pub gone: RefCell<HashSet<String>>,
+}
+
+#[async_trait(?Send)]
+impl crate::live::sockets::Pusher for RecordingPusher {
+    async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), crate::live::sockets::PushError> {
+        if self.gone.borrow().contains(connection_id) {
+            return Err(crate::live::sockets::PushError::Gone);
+        }
+        let message = serde_json::from_slice(message).map_err(|e| crate::live::sockets::PushError::Unavailable(e.to_string()))?;
+        self.pushed.borrow_mut().push((connection_id.to_owned(), message));
+        Ok(())
+    }
+}
+
+/// The kitchen's state and log in memory.
+#[derive(Default)]
+pub struct MemoryKitchen(pub RefCell<Option<(gocoffee_core::kitchen::Kitchen, Vec<gocoffee_core::kitchen::KitchenRecord>)>>);
+
+#[async_trait(?Send)]
+impl KitchenStore for MemoryKitchen {
+    async fn kitchen(&self) -> StoreResult<gocoffee_core::kitchen::Kitchen> {
+        Ok(self.0.borrow().as_ref().map_or_else(gocoffee_core::kitchen::Kitchen::initial, |(k, _)| k.clone()))
+    }
+
+    async fn append_kitchen(
+        &self,
+        state: &gocoffee_core::kitchen::Kitchen,
+        records: &[gocoffee_core::kitchen::KitchenRecord],
+        expected_version: u64,
+    ) -> StoreResult<()> {
+        let mut stored = self.0.borrow_mut();
+        if stored.as_ref().map_or(0, |(k, _)| k.version) != expected_version {
+            return Err(StoreError::Conflict);
+        }
+        let mut log = stored.take().map(|(_, log)| log).unwrap_or_default();
+        log.extend_from_slice(records);
+        *stored = Some((state.clone(), log));
+        Ok(())
+    }
+
+    async fn kitchen_log(&self, after: u64, limit: usize) -> StoreResult<Vec<gocoffee_core::kitchen::KitchenRecord>> {
+        let stored = self.0.borrow();
+        Ok(stored.as_ref().map(|(_, log)| log.iter().filter(|r| r.version > after).take(limit).cloned().collect()).unwrap_or_default())
+    }
+}

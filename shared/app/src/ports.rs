@@ -5,6 +5,7 @@
 //! invocation at a time.
 
 use async_trait::async_trait;
+use gocoffee_core::kitchen::{Kitchen, KitchenRecord};
 use gocoffee_core::{KitchenTicket, MenuItem, Order, OrderStatus, Role, StoredEvent};
 
 pub use crate::ratelimit::{Admission, RateLimit};
@@ -136,6 +137,19 @@ pub trait OrderStore {
     /// Queues a stored event for publishing again (the reconciler's re-drive of a stuck order);
     /// consumers that already handled it ignore it by its id.
     async fn republish(&self, event: &StoredEvent) -> StoreResult<()>;
+}
+
+/// The kitchen's stations, equipment and shifts: its state with its event log, written with an
+/// expected version like an order's.
+#[async_trait(?Send)]
+pub trait KitchenStore {
+    /// The kitchen now; a store never written holds [`Kitchen::initial`].
+    async fn kitchen(&self) -> StoreResult<Kitchen>;
+    /// Appends `records` and stores `state` (the kitchen after them) if the kitchen is still at
+    /// `expected_version`, in one write; [`StoreError::Conflict`] when another writer was first.
+    async fn append_kitchen(&self, state: &Kitchen, records: &[KitchenRecord], expected_version: u64) -> StoreResult<()>;
+    /// Up to `limit` records after version `after`, oldest first.
+    async fn kitchen_log(&self, after: u64, limit: usize) -> StoreResult<Vec<KitchenRecord>>;
 }
 
 /// Where placed orders wait for the kitchen to accept them, when the platform has a queue for

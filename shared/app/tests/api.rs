@@ -1041,4 +1041,98 @@ fn live_streams_carry_each_order_change_to_its_customer_and_the_board_once() {
         http::Request::builder().uri(format!("/api/v1/live/events?{channel}")).body(vec![]).expect("request"),
     ));
     assert_eq!(anonymous.status(), 401);
+
+    // A browser's EventSource sends no headers: it opens the stream with a ticket instead.
+    let r = w.call("POST", "/api/v1/live/tickets", Some(&alice), None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["expires_in"], 60);
+    let ticket = r.body["ticket"].as_str().expect("ticket").to_owned();
+    let by_ticket = |ticket: &str| {
+        let uri = format!("/api/v1/live/events?{channel}&ticket={ticket}&last_event_id=0");
+        pollster::block_on(handle(&w.svc_with(&w.live), FUNCTIONS, http::Request::builder().uri(uri).body(vec![]).expect("request")))
+    };
+    let opened = by_ticket(&ticket);
+    assert_eq!(opened.status(), 200);
+    assert_eq!(sse_messages(std::str::from_utf8(opened.body()).expect("UTF-8")).len(), 3, "last_event_id resumes as the header does");
+    assert_eq!(by_ticket("forged.ticket").status(), 401);
+    w.clock.advance(60_000);
+    let expired = by_ticket(&ticket);
+    assert_eq!(expired.status(), 401);
+    assert!(String::from_utf8_lossy(expired.body()).contains("invalid_ticket"));
+    assert_eq!(w.call("POST", "/api/v1/live/tickets", None, None).status, 401, "a ticket needs a signed-in caller");
+}
+
+#[test]
+fn websocket_connections_follow_what_their_ticket_allows_and_the_notifier_pushes_to_them() {
+    use gocoffee_app::live::sockets::{self, SocketsContext};
+    use gocoffee_app::memory::{MemoryConnections, RecordingPusher};
+    let w = World::new();
+    let alice = w.register("alice@example.com");
+    let bob = w.register("bob@example.com");
+    let barista = w.staff("barista@example.com", "barista");
+    let order = w.place(&alice);
+    let (connections, pusher) = (MemoryConnections::default(), RecordingPusher::default());
+    let ctx = SocketsContext { connections: &connections, pusher: Some(&pusher) };
+    let svc = w.svc();
+    let ticket = |token: &str| w.call("POST", "/api/v1/live/tickets", Some(token), None).body["ticket"].as_str().expect("ticket").to_owned();
+    let open = |id: &str, token: &str| {
+        let caller = sockets::authenticate(&svc, Some(&ticket(token))).expect("a good ticket");
+        pollster::block_on(sockets::connect(&svc, &ctx, id, caller)).expect("connected");
+    };
+    assert_eq!(sockets::authenticate(&svc, None).map_err(|e| e.status.as_u16()), Err(401));
+    assert_eq!(sockets::authenticate(&svc, Some("forged.ticket")).map_err(|e| e.code), Err("invalid_ticket"));
+    open("c-alice", &alice);
+    open("c-bob", &bob);
+    open("c-barista", &barista);
+    let send =
+        |id: &str, body: &str| -> Value { serde_json::from_slice(&pollster::block_on(sockets::message(&svc, &ctx, id, body.as_bytes()))).expect("JSON reply") };
+    let subscribe = |id: &str, channel: &str| send(id, &json!({"action": "subscribe", "channel": channel}).to_string());
+    let channel = format!("order:{order}");
+    assert_eq!(subscribe("c-alice", &channel), json!({"action": "subscribe", "channel": channel, "ok": true}));
+    assert_eq!(subscribe("c-alice", &channel)["ok"], true, "subscribing twice is one subscription");
+    assert_eq!(subscribe("c-bob", &channel)["error"]["code"], "not_found", "another customer's order is as missing as a missing one");
+    assert_eq!(subscribe("c-bob", "kitchen")["error"]["code"], "forbidden");
+    assert_eq!(subscribe("c-barista", "kitchen")["ok"], true);
+    assert_eq!(subscribe("c-unknown", "kitchen")["error"]["code"], "unauthorized", "a connection that isn't open");
+    assert_eq!(send("c-alice", "not json")["error"]["code"], "invalid_message");
+    assert_eq!(send("c-alice", r#"{"action": "dance", "channel": "kitchen"}"#)["error"]["code"], "unknown_action");
+    assert_eq!(subscribe("c-alice", "orders:x")["error"]["code"], "invalid_channel");
+    for i in 0..9 {
+        assert_eq!(subscribe("c-barista", &format!("order:01JABCDEFGHJKMNPQRSTVWX{i:03}"))["ok"], true);
+    }
+    assert_eq!(subscribe("c-barista", "order:01JABCDEFGHJKMNPQRSTVWXZZZ")["error"]["code"], "too_many_channels");
+    assert_eq!(send("c-barista", &json!({"action": "unsubscribe", "channel": "order:01JABCDEFGHJKMNPQRSTVWX000"}).to_string())["ok"], true);
+
+    // The notifier pushes each event's envelopes to the channel's followers, and forgets a
+    // connection the platform says is gone.
+    w.deliver_all();
+    pusher.gone.borrow_mut().insert("c-bob".into());
+    for e in w.store.published() {
+        let payload = serde_json::to_vec(&e).expect("event");
+        pollster::block_on(sockets::fan_out(&svc, &ctx, &payload)).expect("fanned out");
+    }
+    let got = |id: &str| {
+        pusher
+            .pushed
+            .borrow()
+            .iter()
+            .filter(|(c, _)| c == id)
+            .map(|(_, m)| (m["channel"].as_str().expect("channel").to_owned(), m["type"].as_str().expect("type").to_owned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(got("c-alice"), [(channel.clone(), "OrderPlaced".to_owned()), (channel.clone(), "OrderConfirmed".to_owned())]);
+    assert_eq!(got("c-barista"), [("kitchen".to_owned(), "OrderConfirmed".to_owned())]);
+    assert!(got("c-bob").is_empty());
+    // Bob's subscriptions were all refused, so nothing went to him. A follower the platform says
+    // is gone is forgotten with its subscriptions.
+    pusher.gone.borrow_mut().insert("c-alice".into());
+    let r = w.call("POST", &format!("/api/v1/kitchen/orders/{order}/start"), Some(&barista), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let started = w.store.published().last().cloned().expect("an event");
+    pollster::block_on(sockets::fan_out(&svc, &ctx, &serde_json::to_vec(&started).expect("event"))).expect("fanned out");
+    assert!(!connections.connections.borrow().contains_key("c-alice"));
+    assert!(connections.subscriptions.borrow().iter().all(|(_, c)| c != "c-alice"));
+    assert_eq!(got("c-barista").last().map(|m| m.1.as_str()), Some("PreparationStarted"));
+    pollster::block_on(sockets::disconnect(&ctx, "c-barista")).expect("closed");
+    assert!(connections.subscriptions.borrow().iter().all(|(_, c)| c != "c-barista"));
 }

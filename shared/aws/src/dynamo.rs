@@ -10,7 +10,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use gocoffee_app::ports::{
-    Entropy, IdempotencyRecord, MenuStore, OrderQuery, OrderStore, OsEntropy, Page, RefreshTokenRecord, StoreError, StoreResult, UserRecord, UserStore,
+    Entropy, IdempotencyRecord, KitchenStore, MenuStore, OrderQuery, OrderStore, OsEntropy, Page, RefreshTokenRecord, StoreError, StoreResult, UserRecord,
+    UserStore,
 };
 use gocoffee_core::menu::default_menu;
 use gocoffee_core::{KitchenTicket, MenuItem, Order, Role, StoredEvent};
@@ -547,6 +548,49 @@ fn order_start_key(index: (&str, &str), pk: &str, after: &Option<(i64, String)>)
         k.insert(PLACED.into(), s(placed_sk(*t, id)));
         k
     })
+}
+
+/// The kitchen's partition: its state (`STATE`, with the version writes are conditional on) and
+/// its log (`EVENT#<version>`).
+const KITCHEN_PARTITION: &str = "KITCHEN#CONFIG";
+
+#[async_trait(?Send)]
+impl KitchenStore for DynamoStore {
+    async fn kitchen(&self) -> StoreResult<gocoffee_core::kitchen::Kitchen> {
+        match self.get(key(KITCHEN_PARTITION.to_owned(), "STATE")).await? {
+            Some(item) => doc(&item),
+            None => Ok(gocoffee_core::kitchen::Kitchen::initial()),
+        }
+    }
+
+    async fn append_kitchen(
+        &self,
+        state: &gocoffee_core::kitchen::Kitchen,
+        records: &[gocoffee_core::kitchen::KitchenRecord],
+        expected_version: u64,
+    ) -> StoreResult<()> {
+        let mut item = key(KITCHEN_PARTITION.to_owned(), "STATE");
+        item.insert("doc".into(), to_doc(state)?);
+        item.insert("version".into(), n(state.version));
+        let mut items = vec![match expected_version {
+            0 => self.put_if(item, NEW, &[]),
+            v => self.put_if(item, "version = :expected", &[(":expected", n(v))]),
+        }];
+        for r in records {
+            let mut event = key(KITCHEN_PARTITION.to_owned(), &format!("EVENT#{:010}", r.version));
+            event.insert("doc".into(), to_doc(r)?);
+            items.push(self.put_if(event, NEW, &[]));
+        }
+        self.transact(items).await
+    }
+
+    async fn kitchen_log(&self, after: u64, limit: usize) -> StoreResult<Vec<gocoffee_core::kitchen::KitchenRecord>> {
+        // BETWEEN is inclusive, and the state item sorts after the log: from the next version to
+        // the log's end.
+        let from = s(format!("EVENT#{:010}", after + 1));
+        let items = self.query_partition(KITCHEN_PARTITION, "sk BETWEEN :from AND :end", &[(":from", from), (":end", s("EVENT#~"))], Some(limit)).await?;
+        items.iter().map(doc).collect()
+    }
 }
 
 #[async_trait(?Send)]

@@ -28,6 +28,9 @@ pub enum DomainError {
     NotPermitted(&'static str),
     #[error("the amount is too large")]
     AmountOverflow,
+    /// The request conflicts with the current state (a name taken, something still in use).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
 }
 
 impl DomainError {
@@ -44,13 +47,14 @@ impl DomainError {
             DomainError::IllegalTransition { .. } => "illegal_transition",
             DomainError::NotPermitted(_) => "forbidden",
             DomainError::AmountOverflow => "amount_too_large",
+            DomainError::Conflict { code, .. } => code,
         }
     }
 
     pub fn kind(&self) -> ErrorKind {
         match self {
             DomainError::Validation { .. } | DomainError::UnknownItem(_) | DomainError::ItemUnavailable(_) | DomainError::AmountOverflow => ErrorKind::Invalid,
-            DomainError::IllegalTransition { .. } => ErrorKind::Conflict,
+            DomainError::IllegalTransition { .. } | DomainError::Conflict { .. } => ErrorKind::Conflict,
             DomainError::NotPermitted(_) => ErrorKind::Forbidden,
         }
     }

@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod error;
 pub mod identity;
 pub mod ids;
+pub mod kitchen;
 pub mod live;
 pub mod menu;
 pub mod money;

@@ -455,6 +455,52 @@ fn admit_sql(dialect: Dialect) -> String {
 }
 
 #[async_trait(?Send)]
+impl<D: Db> KitchenStore for SqliteStore<D> {
+    async fn kitchen(&self) -> StoreResult<gocoffee_core::kitchen::Kitchen> {
+        let rows = self.db.execute("SELECT doc FROM kitchen_state WHERE id = 1", &[])?;
+        Ok(match rows.rows.first() {
+            Some(row) => from_json(row.text(0)?)?,
+            None => gocoffee_core::kitchen::Kitchen::initial(),
+        })
+    }
+
+    async fn append_kitchen(
+        &self,
+        state: &gocoffee_core::kitchen::Kitchen,
+        records: &[gocoffee_core::kitchen::KitchenRecord],
+        expected_version: u64,
+    ) -> StoreResult<()> {
+        transaction(&self.db, |db| {
+            let rows = db.execute("SELECT version FROM kitchen_state WHERE id = 1", &[])?;
+            let version = rows.rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0);
+            if version != expected_version as i64 {
+                return Err(DbError::Constraint("the kitchen changed".into()));
+            }
+            for r in records {
+                db.execute(
+                    "INSERT INTO kitchen_events (version, event_id, doc) VALUES (?, ?, ?)",
+                    &[Value::Integer(r.version as i64), r.event_id.as_str().into(), to_json(r)?.into()],
+                )?;
+            }
+            db.execute(
+                "INSERT INTO kitchen_state (id, version, doc) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc",
+                &[Value::Integer(state.version as i64), to_json(state)?.into()],
+            )?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn kitchen_log(&self, after: u64, limit: usize) -> StoreResult<Vec<gocoffee_core::kitchen::KitchenRecord>> {
+        let rows = self.db.execute(
+            "SELECT doc FROM kitchen_events WHERE version > ? ORDER BY version LIMIT ?",
+            &[Value::Integer(after as i64), Value::Integer(limit as i64)],
+        )?;
+        Ok(rows.rows.iter().map(|r| from_json(r.text(0)?)).collect::<Result<_, _>>()?)
+    }
+}
+
+#[async_trait(?Send)]
 impl<D: Db> RateLimiter for SqliteStore<D> {
     async fn admit(&self, key: &str, limit: &RateLimit, now_ms: i64) -> StoreResult<Admission> {
         let params = [key.into(), now_ms.into(), limit.interval_ms().into(), limit.tolerance_ms().into()];

@@ -7,7 +7,7 @@ use gocoffee_core::menu::default_menu;
 use crate::db::{Db, DbError, RowExt, Value};
 use crate::dialect::ddl;
 
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS menu_items (id TEXT PRIMARY KEY, position INTEGER NOT NULL, doc TEXT NOT NULL)",
@@ -50,6 +50,12 @@ const V4: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS rate_limits_by_tat ON rate_limits (tat)",
 ];
 
+/// Version 5: the kitchen's stations, equipment and shifts: its event log and its state (one row).
+const V5: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS kitchen_events (version INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS kitchen_state (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, doc TEXT NOT NULL)",
+];
+
 fn current(db: &dyn Db) -> Option<i64> {
     let rows = db.execute("SELECT version FROM gocoffee_schema", &[]).ok()?;
     rows.rows.first().and_then(|r| r.int(0).ok())
@@ -79,7 +85,7 @@ pub fn ensure(db: &dyn Db) -> Result<(), DbError> {
                 )?;
             }
         }
-        for statement in V2.iter().chain(V3).chain(V4) {
+        for statement in V2.iter().chain(V3).chain(V4).chain(V5) {
             db.execute(&ddl(db.dialect(), statement), &[])?;
         }
         db.execute("DELETE FROM gocoffee_schema", &[])?;

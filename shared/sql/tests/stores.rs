@@ -104,6 +104,8 @@ scenarios!(
     concurrent_relays_publish_each_event_once_and_each_order_in_version_order,
     the_analytics_store_keeps_the_newest_facts_per_order_and_reads_by_placement,
     the_live_feed_keeps_each_message_once_in_order_per_channel_and_forgets_old_ones,
+    websocket_connections_keep_their_subscriptions_until_forgotten_or_expired,
+    the_kitchen_starts_as_the_default_and_racing_writers_never_lose_or_double_a_version,
     racing_connections_admit_no_more_than_the_limit,
 );
 
@@ -517,6 +519,94 @@ fn the_live_feed_keeps_each_message_once_in_order_per_channel_and_forgets_old_on
     block_on(feed.append(&envelopes(&late, time), 10_000, 2_500)).expect("append");
     assert!(read(&order, 0).is_empty());
     assert!(block_on(feed.head()).expect("head") > head, "positions keep rising after old messages go");
+}
+
+fn websocket_connections_keep_their_subscriptions_until_forgotten_or_expired(b: &Backend) {
+    use gocoffee_app::Caller;
+    use gocoffee_app::live::sockets::{Connection, ConnectionStore};
+    use gocoffee_sql::live::SqlConnections;
+    let target = b.target("sockets");
+    let store = SqlConnections::open(target.connect()).expect("schema");
+    let connection = |id: &str, role: Role, expires_at_ms| Connection { id: id.into(), caller: Caller { user_id: format!("u-{id}"), role }, expires_at_ms };
+    let (a, k) = (connection("a", Role::Customer, 10_000), connection("k", Role::Barista, 10_000));
+    for c in [&a, &k] {
+        block_on(store.save_connection(c)).expect("save");
+    }
+    assert_eq!(block_on(store.connection("a", 5_000)), Ok(Some(a.clone())));
+    assert_eq!(block_on(store.connection("a", 10_000)), Ok(None), "expired");
+    assert_eq!(block_on(store.connection("x", 0)), Ok(None));
+    assert_eq!(block_on(store.subscribe(&a, "order:1", 2)), Ok(true));
+    assert_eq!(block_on(store.subscribe(&a, "order:1", 2)), Ok(true), "twice is once");
+    assert_eq!(block_on(store.subscribe(&a, "order:2", 2)), Ok(true));
+    assert_eq!(block_on(store.subscribe(&a, "order:3", 2)), Ok(false), "over the limit");
+    assert_eq!(block_on(store.subscribe(&k, "kitchen", 2)), Ok(true));
+    assert_eq!(block_on(store.subscribe(&k, "order:1", 2)), Ok(true));
+    assert_eq!(block_on(store.subscribers("order:1", 5_000)), Ok(vec!["a".to_owned(), "k".to_owned()]));
+    assert_eq!(block_on(store.subscribers("order:1", 10_000)), Ok(vec![]), "expired connections follow nothing");
+    block_on(store.unsubscribe("k", "order:1")).expect("unsubscribe");
+    assert_eq!(block_on(store.subscribers("order:1", 5_000)), Ok(vec!["a".to_owned()]));
+    block_on(store.forget("a")).expect("forget");
+    block_on(store.forget("a")).expect("forgetting twice is fine");
+    assert_eq!(block_on(store.connection("a", 5_000)), Ok(None));
+    assert_eq!(block_on(store.subscribers("order:1", 5_000)), Ok(vec![]));
+    assert_eq!(block_on(store.subscribers("kitchen", 5_000)), Ok(vec!["k".to_owned()]));
+    // A connection saved once the others expired clears them away.
+    block_on(store.save_connection(&connection("n", Role::Customer, 10_000 + gocoffee_app::live::sockets::CONNECTION_TTL_MS))).expect("save");
+    assert_eq!(count_rows(&target, "live_subscriptions"), 0);
+    assert_eq!(count_rows(&target, "live_connections"), 1);
+}
+
+fn count_rows(target: &Target, table: &str) -> i64 {
+    match target.connect().execute(&format!("SELECT COUNT(*) FROM {table}"), &[]).expect("count").rows[0][0] {
+        Value::Integer(n) => n,
+        _ => panic!("count"),
+    }
+}
+
+fn the_kitchen_starts_as_the_default_and_racing_writers_never_lose_or_double_a_version(b: &Backend) {
+    use gocoffee_core::kitchen::{Kitchen, KitchenCommand, KitchenRecord};
+    let target = b.target("kitchen");
+    let store = SqliteStore::open(target.connect()).expect("schema");
+    assert_eq!(block_on(store.kitchen()), Ok(Kitchen::initial()));
+    // Each writer decides on the state it read and appends at that version.
+    let change = |store: &SqliteStore<Conn>, user: &str| -> StoreResult<()> {
+        let mut k = block_on(store.kitchen())?;
+        let expected = k.version;
+        let events = k.decide(&KitchenCommand::StartShift { user_id: user.into(), station: "espresso-bar".into() }).expect("valid");
+        let records: Vec<KitchenRecord> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| KitchenRecord {
+                event_id: format!("{user}-{i}"),
+                version: expected + 1 + i as u64,
+                occurred_at_ms: 1_000,
+                actor: user.into(),
+                event,
+            })
+            .collect();
+        for r in &records {
+            k.apply(r);
+        }
+        block_on(store.append_kitchen(&k, &records, expected))
+    };
+    let outcomes: Vec<StoreResult<()>> = std::thread::scope(|s| {
+        let runs: Vec<_> = ["ann", "bob", "cy", "dee"]
+            .into_iter()
+            .map(|user| {
+                let target = &target;
+                s.spawn(move || change(&SqliteStore::open(target.connect()).expect("open"), user))
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().expect("thread")).collect()
+    });
+    let won = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert!(won >= 1 && outcomes.iter().all(|o| o.is_ok() || *o == Err(StoreError::Conflict)), "{outcomes:?}");
+    let k = block_on(store.kitchen()).expect("read");
+    assert_eq!(k.version, won as u64, "one version per winner, none lost or doubled");
+    assert_eq!(k.staff_at("espresso-bar"), won);
+    let log = block_on(store.kitchen_log(0, 10)).expect("log");
+    assert_eq!(log.iter().map(|r| r.version).collect::<Vec<_>>(), (1..=won as u64).collect::<Vec<_>>());
+    assert_eq!(block_on(store.kitchen_log(1, 10)).expect("log").len(), won - 1);
 }
 
 fn racing_connections_admit_no_more_than_the_limit(b: &Backend) {

@@ -10,13 +10,20 @@
 //! it already has.
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gocoffee_core::Role;
 use gocoffee_core::live::{Channel, Envelope, envelopes, parse_channels};
+use hmac::{Hmac, Mac};
 use http::{HeaderValue, StatusCode, header};
+use sha2::Sha256;
 
 use crate::consumer::{ConsumerError, order_event, traced};
-use crate::http::{ApiError, Response, query_pairs, rfc3339};
+use crate::http::{ApiError, Response, json, query_pairs, rfc3339};
 use crate::ports::StoreResult;
 use crate::{Caller, Ctx, Function, Services, route};
+
+pub mod sockets;
 
 /// The notifier's name in logs, metrics and dead letters.
 pub const NOTIFIER: &str = "notifier";
@@ -27,6 +34,57 @@ pub const RETENTION_MS: i64 = 15 * 60 * 1000;
 pub const BATCH: usize = 100;
 /// How long a client waits before reconnecting once a stream ends (the SSE `retry` field).
 pub const RECONNECT_MS: u32 = 1000;
+
+/// How long a ticket opens streams (and WebSocket connections) for.
+pub const TICKET_TTL_MS: i64 = 60_000;
+
+/// The key tickets are signed with: derived from the token secret, so one secret configures
+/// both, and a ticket's MAC can never pass for a picture URL's, or the reverse.
+fn ticket_mac(secret: &[u8]) -> Hmac<Sha256> {
+    let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    derive.update(b"gocoffee live tickets v1");
+    <Hmac<Sha256> as Mac>::new_from_slice(&derive.finalize().into_bytes()).expect("HMAC takes keys of any length")
+}
+
+/// A ticket for `caller` until `expires_at_ms`: what a browser puts in a URL where it can't set
+/// an `Authorization` header (`EventSource`, `WebSocket`). `<claims>.<mac>`, both base64url; the
+/// claims are `user id:role:expiry` (ids and roles hold no colon).
+pub fn issue_ticket(secret: &[u8], caller: &Caller, expires_at_ms: i64) -> String {
+    let claims = URL_SAFE_NO_PAD.encode(format!("{}:{}:{expires_at_ms}", caller.user_id, caller.role.as_str()));
+    let mut mac = ticket_mac(secret);
+    mac.update(claims.as_bytes());
+    format!("{claims}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+/// Who `ticket` was issued to, if it is genuine and unexpired at `now_ms`.
+pub fn verify_ticket(secret: &[u8], ticket: &str, now_ms: i64) -> Option<Caller> {
+    let (claims, signature) = ticket.split_once('.')?;
+    let mut mac = ticket_mac(secret);
+    mac.update(claims.as_bytes());
+    mac.verify_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
+    let claims = String::from_utf8(URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+    let mut parts = claims.splitn(3, ':');
+    let (user_id, role, expires_at_ms) = (parts.next()?, Role::parse(parts.next()?)?, parts.next()?.parse::<i64>().ok()?);
+    (now_ms < expires_at_ms).then(|| Caller { user_id: user_id.to_owned(), role })
+}
+
+/// `POST /api/v1/live/tickets`: a ticket for the caller, good for [`TICKET_TTL_MS`].
+pub async fn ticket(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let caller = ctx.caller()?;
+    let expires_at_ms = ctx.now_ms + TICKET_TTL_MS;
+    let ticket = issue_ticket(&ctx.svc.config.jwt_secret, &caller, expires_at_ms);
+    Ok(json(StatusCode::CREATED, &serde_json::json!({ "ticket": ticket, "expires_at": rfc3339(expires_at_ms), "expires_in": TICKET_TTL_MS / 1000 })))
+}
+
+/// The caller by their bearer token, or else by the `ticket` parameter.
+fn stream_caller(ctx: &Ctx<'_>) -> Result<Caller, ApiError> {
+    if ctx.req.headers().contains_key(header::AUTHORIZATION) {
+        return ctx.caller();
+    }
+    let ticket = query_pairs(ctx.req).into_iter().find(|(k, _)| k == "ticket").map(|(_, v)| v).ok_or_else(ApiError::unauthorized)?;
+    verify_ticket(&ctx.svc.config.jwt_secret, &ticket, ctx.now_ms)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_ticket", "the ticket is invalid or expired; ask for a new one"))
+}
 
 /// One message in the feed, at its position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,14 +170,14 @@ fn resume_from(ctx: &Ctx<'_>) -> Result<Option<u64>, ApiError> {
 
 /// Whether `caller` may follow `channel`: the board needs staff; an order's channel its
 /// customer or staff, and anyone else gets the 404 a missing order gets.
-async fn authorize(ctx: &Ctx<'_>, caller: &Caller, channel: &Channel) -> Result<(), ApiError> {
+async fn authorize(svc: &Services<'_>, caller: &Caller, channel: &Channel) -> Result<(), ApiError> {
     if !channel.open_to(caller.role) {
         return Err(ApiError::forbidden(format!("`{channel}` needs the barista role or above")));
     }
     if let Channel::Order(id) = channel
         && !caller.role.is_staff()
     {
-        let order = ctx.svc.orders.order(id).await?;
+        let order = svc.orders.order(id).await?;
         if order.is_none_or(|o| o.customer_id != caller.user_id) {
             return Err(ApiError::not_found("order"));
         }
@@ -128,16 +186,17 @@ async fn authorize(ctx: &Ctx<'_>, caller: &Caller, channel: &Channel) -> Result<
 }
 
 /// `GET /api/v1/live/events?channel=order:<id>&channel=kitchen`: the channels' messages as
-/// Server-Sent Events, from the feed's head or after `Last-Event-ID`. The body is what the feed
+/// Server-Sent Events, from the feed's head or after `Last-Event-ID`, for the bearer token's
+/// caller or a ticket's (`?ticket=`: a browser's `EventSource` sends no headers). The body is what the feed
 /// holds now, behind a `retry` and an `id` line (so a reconnect resumes here even when nothing
 /// came); a shell that can stream goes on with [`LiveStream::poll`].
 pub async fn events(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let caller = ctx.caller()?;
+    let caller = stream_caller(ctx)?;
     let live = ctx.extension::<LiveContext>()?;
     let pairs = query_pairs(ctx.req);
     let channels = parse_channels(pairs.iter().filter(|(k, _)| k == "channel").map(|(_, v)| v.as_str()))?;
     for channel in &channels {
-        authorize(ctx, &caller, channel).await?;
+        authorize(ctx.svc, &caller, channel).await?;
     }
     let after = match resume_from(ctx)? {
         Some(after) => after,
@@ -158,5 +217,35 @@ pub async fn events(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-/// The live function: the event stream clients follow orders and the board on.
-pub static FUNCTION: Function = Function { name: "live", routes: &[route!(GET "/api/v1/live/events" => events)], publishes: false, images: false };
+/// The live function: the event stream clients follow orders and the board on, and the tickets
+/// browsers open it with.
+pub static FUNCTION: Function = Function {
+    name: "live",
+    routes: &[route!(GET "/api/v1/live/events" => events), route!(POST "/api/v1/live/tickets" => ticket)],
+    publishes: false,
+    images: false,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"a test secret a test secret a test secret";
+
+    #[test]
+    fn a_ticket_names_its_caller_until_it_expires_and_not_after_a_change() {
+        let caller = Caller { user_id: "01JABCDEFGHJKMNPQRSTVWXYZ0".into(), role: Role::Barista };
+        let ticket = issue_ticket(SECRET, &caller, 2_000);
+        assert_eq!(verify_ticket(SECRET, &ticket, 1_999), Some(caller.clone()));
+        assert_eq!(verify_ticket(SECRET, &ticket, 2_000), None, "expired");
+        assert_eq!(verify_ticket(b"another secret another secret another", &ticket, 0), None);
+        // Raising the role (or moving the expiry) breaks the MAC.
+        let (_, mac) = ticket.split_once('.').expect("two parts");
+        for claims in ["01JABCDEFGHJKMNPQRSTVWXYZ0:admin:2000", "01JABCDEFGHJKMNPQRSTVWXYZ0:barista:9999"] {
+            assert_eq!(verify_ticket(SECRET, &format!("{}.{mac}", URL_SAFE_NO_PAD.encode(claims)), 0), None, "{claims}");
+        }
+        for junk in ["", ".", "x.y", "x", &format!("{ticket}x")] {
+            assert_eq!(verify_ticket(SECRET, junk, 0), None, "{junk:?}");
+        }
+    }
+}
