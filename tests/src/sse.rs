@@ -1,6 +1,7 @@
 //! A Server-Sent Events client for the tests: reads a live stream on a thread of its own and
 //! hands over each event as it arrives, so a test can say how long one took and whether the
-//! stream ended.
+//! stream ended. [`SseStream::message`] reconnects a stream that ended, with the last id it saw,
+//! as a browser's `EventSource` does.
 
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -25,6 +26,12 @@ pub struct SseStream {
     /// The last id the stream sent, as a browser keeps it for `Last-Event-ID`.
     pub last_id: Option<u64>,
     pub opened: Instant,
+    /// How many times [`SseStream::message`] reconnected it.
+    pub reconnects: usize,
+    /// Where it was opened and with what headers (`Last-Event-ID` aside), to reconnect.
+    base: String,
+    path: String,
+    headers: Vec<(String, String)>,
 }
 
 /// What waiting on a stream gave.
@@ -79,7 +86,8 @@ impl SseStream {
                 }
             }
         });
-        SseStream { status, content_type, events, last_id: last_event_id, opened }
+        let headers = headers.iter().filter(|(n, _)| *n != "last-event-id").map(|(n, v)| (n.to_string(), v.clone())).collect();
+        SseStream { status, content_type, events, last_id: last_event_id, opened, reconnects: 0, base: base.to_owned(), path: path.to_owned(), headers }
     }
 
     /// The next event within `timeout`.
@@ -96,14 +104,27 @@ impl SseStream {
         }
     }
 
-    /// The next message (an event with data) within `timeout`, or `None`.
+    /// The next message (an event with data) within `timeout`, or `None`. A stream that ends
+    /// (they are bounded) is opened again after the last id it sent.
     pub fn message(&mut self, timeout: Duration) -> Option<SseEvent> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.next(deadline.saturating_duration_since(Instant::now())) {
                 Next::Event(e) if !e.data.is_null() => return Some(e),
                 Next::Event(_) => {}
-                Next::TimedOut | Next::Ended => return None,
+                Next::TimedOut => return None,
+                Next::Ended => {
+                    let mut headers: Vec<(&str, String)> = self.headers.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+                    if let Some(id) = self.last_id {
+                        headers.push(("last-event-id", id.to_string()));
+                    }
+                    let again = SseStream::open_with(&self.base, &self.path, &headers);
+                    if again.status != 200 {
+                        return None;
+                    }
+                    self.events = again.events;
+                    self.reconnects += 1;
+                }
             }
         }
     }

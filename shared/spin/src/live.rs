@@ -95,9 +95,11 @@ pub async fn serve(incoming: IncomingRequest, out: ResponseOutparam) {
 async fn start(out: ResponseOutparam, response: Response) -> Option<impl futures::Sink<Vec<u8>, Error = wasi::io::streams::StreamError>> {
     let (parts, bytes) = response.into_parts();
     let headers: Vec<(String, Vec<u8>)> = parts.headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec())).collect();
-    let fields = Fields::from_list(&headers).ok()?;
+    // Header names and values from `http` are valid fields, and its status codes valid codes:
+    // neither fallback is expected, and with them the response is always set.
+    let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
     let outgoing = OutgoingResponse::new(fields);
-    outgoing.set_status_code(parts.status.as_u16()).ok()?;
+    let _ = outgoing.set_status_code(parts.status.as_u16());
     let mut body = outgoing.take_body();
     out.set(outgoing);
     body.send(bytes).await.ok()?;

@@ -187,9 +187,9 @@ async fn authorize(svc: &Services<'_>, caller: &Caller, channel: &Channel) -> Re
 
 /// `GET /api/v1/live/events?channel=order:<id>&channel=kitchen`: the channels' messages as
 /// Server-Sent Events, from the feed's head or after `Last-Event-ID`, for the bearer token's
-/// caller or a ticket's (`?ticket=`: a browser's `EventSource` sends no headers). The body is what the feed
-/// holds now, behind a `retry` and an `id` line (so a reconnect resumes here even when nothing
-/// came); a shell that can stream goes on with [`LiveStream::poll`].
+/// caller or a ticket's (`?ticket=`: a browser's `EventSource` sends no headers). The body is
+/// what the feed holds now, behind a `retry` and an `id` line (so a reconnect resumes here even
+/// when nothing came); a shell that can stream goes on with [`LiveStream::poll`].
 pub async fn events(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = stream_caller(ctx)?;
     let live = ctx.extension::<LiveContext>()?;
