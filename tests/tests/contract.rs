@@ -117,15 +117,32 @@ fn order_changes_reach_open_streams_as_they_happen_and_only_their_followers(h: &
     let mut mine = SseStream::open(&h.base, &path, &alice, None);
     assert_eq!(mine.status, 200);
     let mut seen = h.get(&format!("/api/v1/orders/{order}"), Some(&alice)).body["version"].as_u64().expect("version");
-    assert_eq!(seen, 2);
+    assert_eq!(seen, 3, "confirmed and routed to the espresso bar");
     let started = h.post(&format!("/api/v1/kitchen/orders/{order}/start"), Some(&barista), json!({}));
     assert_eq!(started.status, 200, "{}", started.body);
     let ready = h.post(&format!("/api/v1/kitchen/orders/{order}/ready"), Some(&barista), json!({}));
     assert_eq!(ready.status, 200, "{}", ready.body);
-    assert_eq!(live_change(&mut mine, &order, &mut seen), ("PreparationStarted".into(), "preparing".into(), 3));
-    assert_eq!(live_change(&mut mine, &order, &mut seen), ("OrderReady".into(), "ready".into(), 4));
-    assert_eq!(live_change(&mut board, &order, &mut on_board), ("PreparationStarted".into(), "preparing".into(), 3));
-    assert_eq!(live_change(&mut board, &order, &mut on_board), ("OrderReady".into(), "ready".into(), 4));
+    // PreparationStarted 4, PartStarted 5, PartReady 6, OrderReady 7 (and the board, from its
+    // OrderConfirmed on, TicketRouted 3): each stream follows them to the last (a client may see
+    // a later one first and drop the earlier).
+    let until_ready = |stream: &mut gocoffee_tests::sse::SseStream, seen: &mut u64| {
+        let mut changes = vec![];
+        while *seen < 7 {
+            changes.push(live_change(stream, &order, seen));
+        }
+        changes
+    };
+    let expected = [
+        ("TicketRouted", "confirmed", 3),
+        ("PreparationStarted", "preparing", 4),
+        ("PartStarted", "preparing", 5),
+        ("PartReady", "preparing", 6),
+        ("OrderReady", "ready", 7),
+    ];
+    for changes in [until_ready(&mut mine, &mut seen), until_ready(&mut board, &mut on_board)] {
+        assert!(changes.iter().all(|(t, s, v)| expected.contains(&(t.as_str(), s.as_str(), *v))), "{changes:?}");
+        assert_eq!(changes.last().map(|(t, _, _)| t.as_str()), Some("OrderReady"), "{changes:?}");
+    }
 
     // Bob's order reaches the board and not Alice's stream; Bob can't follow Alice's order, nor
     // a customer the board.
@@ -143,7 +160,7 @@ fn order_changes_reach_open_streams_as_they_happen_and_only_their_followers(h: &
     let collected = h.post(&format!("/api/v1/orders/{order}/collect"), Some(&barista), json!({}));
     assert_eq!(collected.status, 200, "{}", collected.body);
     let mut resumed = SseStream::open(&h.base, &path, &alice, Some(last));
-    assert_eq!(live_change(&mut resumed, &order, &mut seen), ("OrderCompleted".into(), "completed".into(), 5));
+    assert_eq!(live_change(&mut resumed, &order, &mut seen), ("OrderCompleted".into(), "completed".into(), 8));
     assert!(resumed.last_id.expect("an id") > last);
 }
 
@@ -163,8 +180,8 @@ fn spin_a_live_stream_ends_on_time_and_a_reconnect_resumes_after_the_last_id() {
     assert!(first.data.is_null() && first.id.is_some(), "{first:?}");
     loop {
         match stream.next(Duration::from_secs(10)) {
-            // Only a late redelivery of what came before (version 2 at most) may show up.
-            Next::Event(e) => assert!(e.data.is_null() || e.data["version"].as_u64() <= Some(2), "nothing happened to the order: {e:?}"),
+            // Only a late redelivery of what came before (version 3 at most) may show up.
+            Next::Event(e) => assert!(e.data.is_null() || e.data["version"].as_u64() <= Some(3), "nothing happened to the order: {e:?}"),
             Next::TimedOut => panic!("the stream is still open after {:?}", stream.opened.elapsed()),
             Next::Ended => break,
         }
@@ -175,8 +192,13 @@ fn spin_a_live_stream_ends_on_time_and_a_reconnect_resumes_after_the_last_id() {
     let started = h.post(&format!("/api/v1/kitchen/orders/{order}/start"), Some(&barista), json!({}));
     assert_eq!(started.status, 200, "{}", started.body);
     let mut next = SseStream::open(&h.base, &path, &alice, stream.last_id);
-    let mut seen = 2;
-    assert_eq!(live_change(&mut next, &order, &mut seen), ("PreparationStarted".into(), "preparing".into(), 3));
+    let mut seen = 3;
+    // The start (version 4, with its part's PartStarted as 5), after the routed confirmation (3).
+    let (kind, status, version) = live_change(&mut next, &order, &mut seen);
+    assert!(
+        matches!((kind.as_str(), status.as_str(), version), ("PreparationStarted", "preparing", 4) | ("PartStarted", "preparing", 5)),
+        "{kind} {status} {version}"
+    );
     // A position that isn't one is refused.
     let bad = h.request("GET", &path, Some(&alice), &[("last-event-id", "yesterday")], None);
     assert_eq!((bad.status, bad.code()), (400, "invalid_last_event_id"));
@@ -497,23 +519,60 @@ fn register_login_refresh_and_me(h: &impl Api) {
 fn an_order_goes_from_placed_to_collected_with_its_history(h: &impl Api) {
     let customer = h.register("ada@example.com");
     let barista = h.staff("barista@example.com", "barista");
+    // Lattes and a croissant: the espresso bar's part and the food counter's.
     let placed = h.post(
         "/api/v1/orders",
         Some(&customer),
-        json!({"lines": [{"item_id": "latte", "size": "large", "modifiers": ["oat-milk"], "quantity": 2}], "note": "extra hot"}),
+        json!({"lines": [{"item_id": "latte", "size": "large", "modifiers": ["oat-milk"], "quantity": 2}, {"item_id": "croissant", "quantity": 1}], "note": "extra hot"}),
     );
     assert_eq!(placed.status, 202, "{}", placed.body);
     let id = placed.body["id"].as_str().expect("id").to_owned();
     assert_eq!(placed.header("location"), Some(format!("/api/v1/orders/{id}").as_str()));
-    assert_eq!(placed.body["total_cents"], 2 * (500 + 70));
+    assert_eq!(placed.body["total_cents"], 2 * (500 + 70) + 325);
 
     h.wait_for_status(&id, &customer, "confirmed");
     let queue = h.get("/api/v1/kitchen/queue", Some(&barista));
     assert_eq!(queue.body["items"][0]["order_id"].as_str(), Some(id.as_str()), "{}", queue.body);
-    assert_eq!(h.post(&format!("/api/v1/kitchen/orders/{id}/start"), Some(&barista), json!({})).body["status"], "preparing");
+    let stations = |r: &gocoffee_tests::Reply| -> Vec<String> {
+        r.body["parts"]
+            .as_array()
+            .unwrap_or(&vec![])
+            .iter()
+            .map(|p| format!("{} {}", p["station"].as_str().unwrap_or("?"), p["status"].as_str().unwrap_or("?")))
+            .collect()
+    };
+    assert_eq!(stations(&h.get(&format!("/api/v1/orders/{id}"), Some(&customer))), ["espresso-bar queued", "food queued"]);
+    let board = h.get("/api/v1/kitchen/board", Some(&barista));
+    assert_eq!(board.status, 200, "{}", board.body);
+    let food = board.body["stations"].as_array().expect("stations").iter().find(|s| s["id"] == "food").cloned().expect("food");
+    assert_eq!((food["tickets"][0]["order_id"].as_str(), food["tickets"][0]["lines"][0]["item_id"].as_str()), (Some(id.as_str()), Some("croissant")), "{food}");
+
+    // The bar starts and finishes its part; the order is ready with the food counter's.
+    let part = |station: &str, step: &str| h.post(&format!("/api/v1/kitchen/orders/{id}/stations/{station}/{step}"), Some(&barista), json!({}));
+    assert_eq!(part("espresso-bar", "start").body["status"], "preparing");
+    let bar_done = part("espresso-bar", "ready");
+    assert_eq!(stations(&bar_done), ["espresso-bar ready", "food queued"], "{}", bar_done.body);
+    assert_eq!(bar_done.body["status"], "preparing");
     assert_eq!(h.post(&format!("/api/v1/kitchen/orders/{id}/ready"), Some(&barista), json!({})).body["status"], "ready");
     assert_eq!(h.post(&format!("/api/v1/orders/{id}/collect"), Some(&customer), json!({})).body["status"], "completed");
-    assert_eq!(h.event_types(&id, &customer), ["OrderPlaced", "OrderConfirmed", "PreparationStarted", "OrderReady", "OrderCompleted"]);
+    assert_eq!(
+        h.event_types(&id, &customer),
+        ["OrderPlaced", "OrderConfirmed", "TicketRouted", "PreparationStarted", "PartStarted", "PartReady", "PartReady", "OrderReady", "OrderCompleted"]
+    );
+
+    // With the bar's machine and grinder out of order, its drinks leave the menu until one works.
+    let manager = h.staff("manager@example.com", "manager");
+    let status = |equipment: &str, s: &str| h.post(&format!("/api/v1/kitchen/equipment/{equipment}/status"), Some(&manager), json!({ "status": s }));
+    assert_eq!(status("espresso-machine", "out_of_order").status, 200);
+    assert_eq!(status("grinder", "out_of_order").body["unavailable_items"].as_array().map(|a| a.contains(&json!("latte"))), Some(true));
+    assert_eq!(h.get("/api/v1/menu/items/latte", None).body["available"], false);
+    let refused = h.post("/api/v1/orders", Some(&customer), json!({"lines": [{"item_id": "latte", "size": "large", "quantity": 1}]}));
+    assert_eq!((refused.status, refused.code()), (422, "item_unavailable"));
+    assert_eq!(status("grinder", "degraded").status, 200);
+    assert_eq!(h.get("/api/v1/menu/items/latte", None).body["available"], true);
+    let kitchen = h.get("/api/v1/kitchen", Some(&barista));
+    let grinder = kitchen.body["equipment"].as_array().expect("equipment").iter().find(|e| e["id"] == "grinder").cloned().expect("grinder");
+    assert_eq!((grinder["status"].as_str(), grinder["log"].as_array().map(Vec::len)), (Some("degraded"), Some(2)), "{grinder}");
 }
 
 /// The read model is fed by the analytics stream (its own channel, function and store), so it is
@@ -606,7 +665,7 @@ fn one_trace_follows_an_order_from_the_request_through_the_stream_to_the_kitchen
             parts[2].to_owned()
         })
         .collect();
-    assert_eq!(events.iter().map(|e| e["type"].as_str().unwrap_or_default()).collect::<Vec<_>>(), ["OrderPlaced", "OrderConfirmed"]);
+    assert_eq!(events.iter().map(|e| e["type"].as_str().unwrap_or_default()).collect::<Vec<_>>(), ["OrderPlaced", "OrderConfirmed", "TicketRouted"]);
     assert!(spans[0] != caller_span && spans[1] != spans[0], "the request and the kitchen's confirmation are spans of their own: {spans:?}");
 
     // The consumer's (and on AWS the kitchen's) log lines name the trace.
@@ -725,7 +784,7 @@ fn the_same_event_delivered_twice_has_one_effect() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(pending_deliveries(&state), 0, "{}", h.log());
-    assert_eq!(h.event_types(&id, &ada), ["OrderPlaced", "OrderConfirmed"]);
+    assert_eq!(h.event_types(&id, &ada), ["OrderPlaced", "OrderConfirmed", "TicketRouted"]);
     assert_eq!(h.get("/.well-known/gocoffee/dead-letters", None).body["items"].as_array().map(Vec::len), Some(0));
 }
 
@@ -1256,7 +1315,7 @@ mod wasm_functions_delivery {
 
         let h = Host::relaunch_on_wasm_functions(state, port, &server);
         reconcile_until_confirmed(&h, &pending[0], &ada);
-        assert_eq!(h.event_types(&pending[0], &ada), ["OrderPlaced", "OrderConfirmed"]);
+        assert_eq!(h.event_types(&pending[0], &ada), ["OrderPlaced", "OrderConfirmed", "TicketRouted"]);
         assert_eq!(count(&db, "SELECT count(*) FROM outbox"), 0, "{}", h.log());
     }
 
@@ -1277,7 +1336,7 @@ mod wasm_functions_delivery {
         }
         assert_eq!(h.scheduled_run("reconciler"), 200, "{}", h.log());
         assert_eq!(count(&db, "SELECT count(*) FROM outbox"), 0, "every entry was delivered or refused as poison:\n{}", h.log());
-        assert_eq!(h.event_types(&id, &ada), ["OrderPlaced", "OrderConfirmed"]);
+        assert_eq!(h.event_types(&id, &ada), ["OrderPlaced", "OrderConfirmed", "TicketRouted"]);
         assert!(h.log().contains("poison message"), "{}", h.log());
         // Later events flow, and the analytics projection counted the twice-delivered order once.
         let next = h.place(&ada);
@@ -1362,7 +1421,7 @@ mod cloud_delivery {
         }
         // The order consumer saw OrderPlaced again after the restart, with one effect.
         h.wait_for_status(&second, &ada, "confirmed");
-        assert_eq!(h.event_types(&second, &ada), ["OrderPlaced", "OrderConfirmed"]);
+        assert_eq!(h.event_types(&second, &ada), ["OrderPlaced", "OrderConfirmed", "TicketRouted"]);
     }
 
     #[test]
@@ -1380,7 +1439,7 @@ mod cloud_delivery {
         assert_eq!(h.scheduled_run("reconciler"), 200, "{}", h.log());
         let left: i64 = db.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).expect("count");
         assert_eq!(left, 0, "every entry was handled or refused as poison:\n{}", h.log());
-        assert_eq!(h.event_types(&id, &ada), ["OrderPlaced", "OrderConfirmed"]);
+        assert_eq!(h.event_types(&id, &ada), ["OrderPlaced", "OrderConfirmed", "TicketRouted"]);
         assert!(h.log().contains("poison message"), "{}", h.log());
         let next = h.place(&ada);
         h.wait_for_status(&next, &ada, "confirmed");

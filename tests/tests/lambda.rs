@@ -212,7 +212,7 @@ fn an_order_flows_from_api_gateway_through_kinesis_and_sqs_to_the_kitchen_board(
 
     // DynamoDB: each order confirmed exactly once, both on the kitchen board.
     for id in [&first, &second] {
-        assert_eq!(h.event_types(id, &customer), ["OrderPlaced", "OrderConfirmed"], "order {id}: one effect per order, duplicates included");
+        assert_eq!(h.event_types(id, &customer), ["OrderPlaced", "OrderConfirmed", "TicketRouted"], "order {id}: one effect per order, duplicates included");
     }
     let board = h.get("/api/v1/kitchen/queue", Some(&barista));
     let on_board: Vec<&str> = board.body["items"].as_array().expect("items").iter().filter_map(|t| t["order_id"].as_str()).collect();
@@ -336,7 +336,7 @@ fn infra_applied_to_moto_matches_the_template_and_carries_an_order_to_the_kitche
         assert!(std::time::Instant::now() < deadline, "order {id} never reached the board: {}\n{}", board.body, h.logs());
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert_eq!(h.event_types(&id, &customer), ["OrderPlaced", "OrderConfirmed"]);
+    assert_eq!(h.event_types(&id, &customer), ["OrderPlaced", "OrderConfirmed", "TicketRouted"]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let on_stream = rt.block_on(h.stack.records_of("OrdersStream"));
     assert!(on_stream.iter().any(|(_, r)| r.partition_key() == Some(id.as_str())), "the order's events are on Terraform's stream");

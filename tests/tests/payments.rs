@@ -11,7 +11,7 @@ use std::sync::Arc;
 use alloy_primitives::U256;
 use gocoffee_app::consumer::{handle_order_event, handle_payment_event};
 use gocoffee_app::memory::ManualClock;
-use gocoffee_app::ports::{Clock, EventRelay, MenuStore, OrderStore, OsEntropy, StoreResult, UserStore};
+use gocoffee_app::ports::{Clock, EventRelay, KitchenStore, MenuStore, OrderStore, OsEntropy, StoreResult, UserStore};
 use gocoffee_app::{Config, Services};
 use gocoffee_aws::dynamo::{ORDERS_OUTBOX, PAYMENTS_OUTBOX};
 use gocoffee_aws::{DynamoOutboxRelay, KinesisPublisher};
@@ -85,8 +85,8 @@ enum Backend {
 }
 
 /// Every store port the order consumer's services take.
-trait AppStores: UserStore + MenuStore + OrderStore {}
-impl<T: UserStore + MenuStore + OrderStore> AppStores for T {}
+trait AppStores: UserStore + MenuStore + OrderStore + KitchenStore {}
+impl<T: UserStore + MenuStore + OrderStore + KitchenStore> AppStores for T {}
 
 /// The consumers relay nothing themselves here: [`World::pump`] does, as the shells do after a
 /// batch.
@@ -255,7 +255,8 @@ impl World {
             menu: &*orders,
             orders: &*orders,
             relay: &ByHand,
-            kitchen: None,
+            kitchen_queue: None,
+            kitchen: &*orders,
             images: None,
             limiter: None,
             tokens: &gocoffee_app::auth::ConfiguredKeys(&self.config),

@@ -167,7 +167,21 @@ fn a_crypto_order_paid_on_chain_is_carried_through_to_collected(lambda: bool) {
     assert_eq!(c.api().post(&format!("/api/v1/kitchen/orders/{order}/ready"), Some(&barista), json!({})).status, 200);
     assert_eq!(c.api().post(&format!("/api/v1/orders/{order}/collect"), Some(&customer), json!({})).status, 200);
     let events = c.api().event_types(&order, &customer);
-    assert_eq!(events, ["OrderPlaced", "PaymentRequested", "OrderPaid", "OrderConfirmed", "PreparationStarted", "OrderReady", "OrderCompleted"]);
+    assert_eq!(
+        events,
+        [
+            "OrderPlaced",
+            "PaymentRequested",
+            "OrderPaid",
+            "OrderConfirmed",
+            "TicketRouted",
+            "PreparationStarted",
+            "PartStarted",
+            "PartReady",
+            "OrderReady",
+            "OrderCompleted"
+        ]
+    );
     // Someone else's intent is not visible, and a bad hash is a 422.
     let other = c.api().register("other@example.com");
     assert_eq!(c.api().get(&format!("/api/v1/payments/{}", intent["id"].as_str().expect("id")), Some(&other)).status, 404);

@@ -7,5 +7,5 @@
 async fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
     #[cfg(feature = "in-process-consumers")]
     gocoffee_spin::delivery::run_in_process(gocoffee_payments::spin::IN_PROCESS_CONSUMERS);
-    gocoffee_spin::serve(&gocoffee_app::orders::KITCHEN, req).await
+    gocoffee_spin::serve(&gocoffee_app::kitchen::FUNCTION, req).await
 }

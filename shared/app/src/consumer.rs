@@ -59,7 +59,7 @@ pub async fn handle_order_event(svc: &Services<'_>, payload: &[u8]) -> Result<()
         OrderEvent::OrderPaid { .. } => true,
         _ => false,
     };
-    traced(svc, ORDER_CONSUMER, &event, async |trace| match (&event.event, svc.kitchen) {
+    traced(svc, ORDER_CONSUMER, &event, async |trace| match (&event.event, svc.kitchen_queue) {
         (OrderEvent::OrderPlaced { .. }, _) if !for_kitchen => request_payment(svc, &event, trace).await,
         (_, Some(queue)) if for_kitchen => {
             // The ticket goes on in this span's trace.
@@ -221,6 +221,18 @@ async fn change_order(
     trace: &TraceContext,
     decide: impl Fn(&Order) -> Result<Option<OrderEvent>, ConsumerError>,
 ) -> Result<(), ConsumerError> {
+    change_order_with(svc, order_id, handled_event_id, correlation_id, trace, |order| Ok(decide(order)?.into_iter().collect())).await
+}
+
+/// [`change_order`] for a decision of several events (none: nothing to do).
+async fn change_order_with(
+    svc: &Services<'_>,
+    order_id: &str,
+    handled_event_id: &str,
+    correlation_id: Option<String>,
+    trace: &TraceContext,
+    decide: impl Fn(&Order) -> Result<Vec<OrderEvent>, ConsumerError>,
+) -> Result<(), ConsumerError> {
     if svc.orders.is_processed(ORDER_CONSUMER, handled_event_id).await? {
         return Ok(());
     }
@@ -228,25 +240,17 @@ async fn change_order(
         let Some(order) = svc.orders.order(order_id).await? else {
             return Err(ConsumerError::Retryable(format!("order {order_id} is not visible yet")));
         };
-        let Some(event) = decide(&order)? else {
+        let events = decide(&order)?;
+        if events.is_empty() {
             svc.orders.mark_processed(ORDER_CONSUMER, handled_event_id).await?;
             return Ok(());
-        };
-        let stored = StoredEvent {
-            event_id: svc.new_id(),
-            order_id: order.id.clone(),
-            version: order.version + 1,
-            occurred_at_ms: svc.clock.now_ms(),
-            actor: Actor::System.id().to_owned(),
-            correlation_id: correlation_id.clone(),
-            traceparent: Some(trace.header()),
-            event,
-        };
-        let mut next = order.clone();
-        next.apply(&stored);
-        match svc.orders.append(&next, std::slice::from_ref(&stored), order.version, Some((ORDER_CONSUMER, handled_event_id))).await {
+        }
+        let (next, stored) = svc.record(&order, events, Actor::System.id(), correlation_id.clone(), trace);
+        match svc.orders.append(&next, &stored, order.version, Some((ORDER_CONSUMER, handled_event_id))).await {
             Ok(()) => {
-                telemetry::order_event(&stored.event);
+                for e in &stored {
+                    telemetry::order_event(&e.event);
+                }
                 return Ok(());
             }
             Err(StoreError::Conflict) => continue,
@@ -260,12 +264,15 @@ async fn change_order(
 /// confirmed and lands on the kitchen board, recorded together with the event id. An order
 /// that moved on meanwhile (cancelled, confirmed by an earlier delivery) is left alone.
 async fn confirm(svc: &Services<'_>, ready: &StoredEvent, trace: TraceContext) -> Result<(), ConsumerError> {
-    change_order(svc, &ready.order_id, &ready.event_id, ready.correlation_id.clone(), &trace, |order| {
+    // Confirming routes the ticket to the kitchen's stations as they are now.
+    let kitchen = svc.kitchen.kitchen().await?;
+    change_order_with(svc, &ready.order_id, &ready.event_id, ready.correlation_id.clone(), &trace, |order| {
         let waiting_for_payment = order.payment_method.crypto().is_some() && !order.paid;
         if order.status != OrderStatus::Pending || waiting_for_payment {
-            return Ok(None);
+            return Ok(vec![]);
         }
-        order.decide(Command::Confirm, &Actor::System, None).map(Some).map_err(|e| ConsumerError::Poison(e.to_string()))
+        let confirmed = order.decide(Command::Confirm, &Actor::System, None).map_err(|e| ConsumerError::Poison(e.to_string()))?;
+        Ok(order.with_parts(confirmed, &kitchen))
     })
     .await
 }

@@ -19,7 +19,7 @@ pub mod telemetry;
 
 pub use gocoffee_core::trace;
 
-pub use crate::routes::{health, identity, menu, orders};
+pub use crate::routes::{health, identity, kitchen, menu, orders};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,7 +30,9 @@ use gocoffee_core::Role;
 pub use crate::auth::Caller;
 pub use crate::config::{Config, ConfigError};
 pub use crate::http::{ApiError, Request, Response};
-use crate::ports::{Clock, Entropy, EventRelay, Images, KitchenQueue, MenuStore, OrderStore, RateLimiter, StoreResult, TokenKeys, TokenSigner, UserStore};
+use crate::ports::{
+    Clock, Entropy, EventRelay, Images, KitchenQueue, KitchenStore, MenuStore, OrderStore, RateLimiter, StoreResult, TokenKeys, TokenSigner, UserStore,
+};
 pub use crate::ratelimit::{ClientAddr, RateClass};
 
 /// Everything a use case may touch, borrowed for one request or one event.
@@ -41,7 +43,9 @@ pub struct Services<'a> {
     pub relay: &'a dyn EventRelay,
     /// The kitchen's queue of placed orders. Without one (Spin, the local host), the order
     /// consumer accepts placed orders for the kitchen itself.
-    pub kitchen: Option<&'a dyn KitchenQueue>,
+    pub kitchen_queue: Option<&'a dyn KitchenQueue>,
+    /// The kitchen's stations, equipment and shifts.
+    pub kitchen: &'a dyn KitchenStore,
     /// Where menu pictures go. Without one, the picture routes answer 404.
     pub images: Option<Images<'a>>,
     /// The gateway's rate-limit state. Without one, nothing is limited.
@@ -68,6 +72,39 @@ impl Services<'_> {
     /// A new span: a child of `parent` (a `traceparent`) when it is valid, else a new trace.
     pub fn span(&self, parent: Option<&str>) -> trace::TraceContext {
         trace::TraceContext::continue_or_start(parent, self.clock.now_ms(), self.entropy.u128())
+    }
+
+    /// `events` recorded against `order` by `actor` now, each at the next version, and the order
+    /// after them: what one append writes.
+    pub fn record(
+        &self,
+        order: &gocoffee_core::Order,
+        events: Vec<gocoffee_core::OrderEvent>,
+        actor: &str,
+        correlation_id: Option<String>,
+        trace: &trace::TraceContext,
+    ) -> (gocoffee_core::Order, Vec<gocoffee_core::StoredEvent>) {
+        let now_ms = self.clock.now_ms();
+        let mut next = order.clone();
+        let stored = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let stored = gocoffee_core::StoredEvent {
+                    event_id: self.new_id(),
+                    order_id: order.id.clone(),
+                    version: order.version + 1 + i as u64,
+                    occurred_at_ms: now_ms,
+                    actor: actor.to_owned(),
+                    correlation_id: correlation_id.clone(),
+                    traceparent: Some(trace.header()),
+                    event,
+                };
+                next.apply(&stored);
+                stored
+            })
+            .collect();
+        (next, stored)
     }
 
     /// What the function brought beyond these (its [`Services::extension`]), when it is a `T`.
@@ -130,7 +167,7 @@ impl std::fmt::Debug for Function {
 
 /// The functions whose routes live in this crate (others, such as payments, bring their own).
 pub static FUNCTIONS: &[&Function] =
-    &[&HEALTH, &identity::FUNCTION, &menu::FUNCTION, &orders::FUNCTION, &orders::KITCHEN, &analytics::FUNCTION, &live::FUNCTION];
+    &[&HEALTH, &identity::FUNCTION, &menu::FUNCTION, &orders::FUNCTION, &kitchen::FUNCTION, &analytics::FUNCTION, &live::FUNCTION];
 
 /// Liveness: `GET /health`, without touching any store.
 pub static HEALTH: Function = Function { name: "health", routes: &[route!(GET "/health" => routes::health_route, Exempt)], publishes: false, images: false };

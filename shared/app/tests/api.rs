@@ -6,7 +6,7 @@ use gocoffee_app::analytics::AnalyticsContext;
 use gocoffee_app::auth::{KeySet, PemSigner, StaticKeys};
 use gocoffee_app::consumer::{ConsumerError, handle_kitchen_ticket, handle_order_event};
 use gocoffee_app::live::LiveContext;
-use gocoffee_app::memory::{ManualClock, MemoryAnalytics, MemoryImageBlobs, MemoryKitchenQueue, MemoryLiveFeed, MemoryStore};
+use gocoffee_app::memory::{ManualClock, MemoryAnalytics, MemoryImageBlobs, MemoryKitchen, MemoryKitchenQueue, MemoryLiveFeed, MemoryStore};
 use gocoffee_app::ports::{Clock, Entropy, Images, OrderStore};
 use gocoffee_app::ratelimit::RateLimits;
 use gocoffee_app::{ClientAddr, Config, FUNCTIONS, Services, handle};
@@ -27,6 +27,7 @@ impl Entropy for Counter {
 
 struct World {
     store: MemoryStore,
+    kitchen: MemoryKitchen,
     images: MemoryImageBlobs,
     clock: ManualClock,
     entropy: Counter,
@@ -51,6 +52,7 @@ impl World {
     fn new() -> World {
         World {
             store: MemoryStore::default(),
+            kitchen: MemoryKitchen::default(),
             images: MemoryImageBlobs::default(),
             clock: ManualClock::new(1_700_000_000_000),
             entropy: Counter(Default::default()),
@@ -87,7 +89,8 @@ impl World {
             menu: &self.store,
             orders: &self.store,
             relay: &self.store,
-            kitchen: None,
+            kitchen_queue: None,
+            kitchen: &self.kitchen,
             images: Some(Images::Served(&self.images)),
             limiter: Some(&self.store),
             tokens: &self.keys,
@@ -486,9 +489,24 @@ fn an_order_goes_from_placed_to_collected_with_its_history() {
 
     let history = w.call("GET", &format!("/api/v1/orders/{id}/events"), Some(&customer), None);
     let names: Vec<&str> = history.body["events"].as_array().expect("events").iter().map(|e| e["type"].as_str().expect("type")).collect();
-    assert_eq!(names, ["OrderPlaced", "OrderConfirmed", "PreparationStarted", "OrderReady", "OrderCompleted"]);
+    // The confirmation routed it to the stations; the whole-order start and ready moved each part.
+    assert_eq!(
+        names,
+        [
+            "OrderPlaced",
+            "OrderConfirmed",
+            "TicketRouted",
+            "PreparationStarted",
+            "PartStarted",
+            "PartStarted",
+            "PartReady",
+            "PartReady",
+            "OrderReady",
+            "OrderCompleted"
+        ]
+    );
     let versions: Vec<u64> = history.body["events"].as_array().expect("events").iter().map(|e| e["version"].as_u64().expect("v")).collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, (1..=10).collect::<Vec<u64>>());
     w.deliver_all();
     let published: Vec<&str> = w.store.published().iter().map(|e| e.event.name()).collect::<Vec<_>>().into_iter().collect();
     assert_eq!(published, names, "every event went out on the stream, in order");
@@ -504,7 +522,7 @@ fn with_a_kitchen_queue_placed_orders_wait_there_until_the_kitchen_accepts_them_
         .expect("id")
         .to_owned();
     let queue = MemoryKitchenQueue::default();
-    let svc = Services { kitchen: Some(&queue), ..w.svc() };
+    let svc = Services { kitchen_queue: Some(&queue), ..w.svc() };
     let placed = serde_json::to_vec(&w.store.published()[0]).expect("event");
     pollster::block_on(handle_order_event(&svc, &placed)).expect("queued");
     assert_eq!(queue.0.borrow().len(), 1, "the placed order went to the kitchen queue");
@@ -514,7 +532,7 @@ fn with_a_kitchen_queue_placed_orders_wait_there_until_the_kitchen_accepts_them_
     pollster::block_on(handle_kitchen_ticket(&svc, &ticket)).expect("accepted");
     pollster::block_on(handle_kitchen_ticket(&svc, &ticket)).expect("a duplicate is a no-op");
     let events = w.call("GET", &format!("/api/v1/orders/{id}/events"), Some(&customer), None);
-    assert_eq!(events.body["events"].as_array().map(Vec::len), Some(2), "one OrderConfirmed for two deliveries: {}", events.body);
+    assert_eq!(events.body["events"].as_array().map(Vec::len), Some(3), "one OrderConfirmed (and its routing) for two deliveries: {}", events.body);
     assert_eq!(w.call("GET", "/api/v1/kitchen/queue", Some(&barista), None).body["items"][0]["order_id"].as_str(), Some(id.as_str()));
 
     let confirmed = serde_json::to_vec(&pollster::block_on(w.store.events(&id)).expect("events")[1]).expect("event");
@@ -632,7 +650,7 @@ fn the_same_event_delivered_twice_has_one_effect() {
         pollster::block_on(handle_order_event(&w.svc(), &placed)).expect("handled");
     }
     let events = pollster::block_on(w.store.events(&id)).expect("events");
-    assert_eq!(events.iter().map(|e| e.event.name()).collect::<Vec<_>>(), ["OrderPlaced", "OrderConfirmed"]);
+    assert_eq!(events.iter().map(|e| e.event.name()).collect::<Vec<_>>(), ["OrderPlaced", "OrderConfirmed", "TicketRouted"]);
 }
 
 #[test]
@@ -1006,7 +1024,13 @@ fn live_streams_carry_each_order_change_to_its_customer_and_the_board_once() {
         .collect();
     assert_eq!(
         mine,
-        [("OrderPlaced".into(), "pending".into(), 1), ("OrderConfirmed".into(), "confirmed".into(), 2), ("PreparationStarted".into(), "preparing".into(), 3)],
+        [
+            ("OrderPlaced".into(), "pending".into(), 1),
+            ("OrderConfirmed".into(), "confirmed".into(), 2),
+            ("TicketRouted".into(), "confirmed".into(), 3),
+            ("PreparationStarted".into(), "preparing".into(), 4),
+            ("PartStarted".into(), "preparing".into(), 5)
+        ],
         "each change once, in order, though the notifier saw each event twice or thrice"
     );
     let envelope = &sse_messages(&body)[0].1;
@@ -1018,13 +1042,14 @@ fn live_streams_carry_each_order_change_to_its_customer_and_the_board_once() {
     let (status, _, board) = w.sse("channel=kitchen", &barista, Some("0"));
     assert_eq!(status, 200);
     let kinds: Vec<String> = sse_messages(&board).iter().map(|(_, m)| m["type"].as_str().expect("type").to_owned()).collect();
-    assert_eq!(kinds, ["OrderConfirmed", "PreparationStarted"]);
+    assert_eq!(kinds, ["OrderConfirmed", "TicketRouted", "PreparationStarted", "PartStarted"]);
+    assert_eq!(sse_messages(&board)[3].1["station"], "espresso-bar");
     assert!(sse_messages(&board).iter().all(|(_, m)| m["channel"] == "kitchen"));
 
     // Resuming after a message gives only what came after it.
     let (first, _) = sse_messages(&body)[0].clone();
     let (_, _, rest) = w.sse(&channel, &alice, Some(&first.to_string()));
-    assert_eq!(sse_messages(&rest).len(), 2);
+    assert_eq!(sse_messages(&rest).len(), 4);
 
     // Nobody else follows the order, and customers don't follow the board.
     let (status, _, body) = w.sse(&channel, &bob, Some("0"));
@@ -1053,7 +1078,7 @@ fn live_streams_carry_each_order_change_to_its_customer_and_the_board_once() {
     };
     let opened = by_ticket(&ticket);
     assert_eq!(opened.status(), 200);
-    assert_eq!(sse_messages(std::str::from_utf8(opened.body()).expect("UTF-8")).len(), 3, "last_event_id resumes as the header does");
+    assert_eq!(sse_messages(std::str::from_utf8(opened.body()).expect("UTF-8")).len(), 5, "last_event_id resumes as the header does");
     assert_eq!(by_ticket("forged.ticket").status(), 401);
     w.clock.advance(60_000);
     let expired = by_ticket(&ticket);
@@ -1120,8 +1145,9 @@ fn websocket_connections_follow_what_their_ticket_allows_and_the_notifier_pushes
             .map(|(_, m)| (m["channel"].as_str().expect("channel").to_owned(), m["type"].as_str().expect("type").to_owned()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(got("c-alice"), [(channel.clone(), "OrderPlaced".to_owned()), (channel.clone(), "OrderConfirmed".to_owned())]);
-    assert_eq!(got("c-barista"), [("kitchen".to_owned(), "OrderConfirmed".to_owned())]);
+    let kinds = |names: &[&str], channel: &str| names.iter().map(|n| (channel.to_owned(), n.to_string())).collect::<Vec<_>>();
+    assert_eq!(got("c-alice"), kinds(&["OrderPlaced", "OrderConfirmed", "TicketRouted"], &channel));
+    assert_eq!(got("c-barista"), kinds(&["OrderConfirmed", "TicketRouted"], "kitchen"));
     assert!(got("c-bob").is_empty());
     // Bob's subscriptions were all refused, so nothing went to him. A follower the platform says
     // is gone is forgotten with its subscriptions.
@@ -1132,7 +1158,141 @@ fn websocket_connections_follow_what_their_ticket_allows_and_the_notifier_pushes
     pollster::block_on(sockets::fan_out(&svc, &ctx, &serde_json::to_vec(&started).expect("event"))).expect("fanned out");
     assert!(!connections.connections.borrow().contains_key("c-alice"));
     assert!(connections.subscriptions.borrow().iter().all(|(_, c)| c != "c-alice"));
-    assert_eq!(got("c-barista").last().map(|m| m.1.as_str()), Some("PreparationStarted"));
+    assert_eq!(got("c-barista").last().map(|m| m.1.as_str()), Some("PartStarted"));
     pollster::block_on(sockets::disconnect(&ctx, "c-barista")).expect("closed");
     assert!(connections.subscriptions.borrow().iter().all(|(_, c)| c != "c-barista"));
+}
+
+#[test]
+fn tickets_split_by_station_carry_estimates_and_the_kitchen_is_run_through_the_api() {
+    let w = World::new();
+    let manager = w.staff("manager@example.com", "manager");
+    let ann = w.staff("ann@example.com", "barista");
+    let bob = w.staff("bob@example.com", "barista");
+    let customer = w.register("ada@example.com");
+    let id_of = |token: &str| w.call("GET", "/api/v1/auth/me", Some(token), None).body["id"].as_str().expect("id").to_owned();
+    let (ann_id, bob_id, customer_id) = (id_of(&ann), id_of(&bob), id_of(&customer));
+
+    let kitchen = w.call("GET", "/api/v1/kitchen", Some(&ann), None);
+    assert_eq!(kitchen.status, 200);
+    let stations: Vec<&str> = kitchen.body["stations"].as_array().expect("stations").iter().map(|s| s["id"].as_str().expect("id")).collect();
+    assert_eq!(stations, ["espresso-bar", "brew-bar", "food"]);
+    assert_eq!(w.call("GET", "/api/v1/kitchen", Some(&customer), None).status, 403);
+
+    // A latte and two croissants: the bar's part and the food counter's.
+    let place = |lines: Value| w.call("POST", "/api/v1/orders", Some(&customer), Some(json!({ "lines": lines })));
+    let placed = place(json!([{"item_id": "latte", "size": "large", "quantity": 1}, {"item_id": "croissant", "quantity": 2}]));
+    assert_eq!(placed.status, 202, "{}", placed.body);
+    let order = placed.body["id"].as_str().expect("id").to_owned();
+    w.deliver_all();
+    let mine = w.call("GET", &format!("/api/v1/orders/{order}"), Some(&customer), None);
+    let parts: Vec<(&str, &str)> = mine.body["parts"]
+        .as_array()
+        .expect("parts")
+        .iter()
+        .map(|p| (p["station"].as_str().expect("station"), p["status"].as_str().expect("status")))
+        .collect();
+    assert_eq!(parts, [("espresso-bar", "queued"), ("food", "queued")]);
+    assert!(mine.body.get("estimated_ready_at").is_none(), "nobody on shift: no estimate to give: {}", mine.body);
+
+    // Shifts: a barista their own, a manager anyone's; customers don't work shifts.
+    let shift =
+        |token: &str, user: &str, station: &str| w.call("PUT", &format!("/api/v1/kitchen/shifts/{user}"), Some(token), Some(json!({ "station": station })));
+    assert_eq!(shift(&ann, &bob_id, "food").status, 403);
+    assert_eq!(shift(&manager, &customer_id, "food").status, 422);
+    assert_eq!(shift(&ann, &ann_id, "nowhere").status, 422);
+    assert_eq!(shift(&ann, &ann_id, "espresso-bar").status, 200);
+    assert_eq!(shift(&manager, &bob_id, "food").status, 200);
+
+    let board = w.call("GET", "/api/v1/kitchen/board", Some(&ann), None);
+    assert_eq!(board.status, 200, "{}", board.body);
+    let station = |b: &Value, id: &str| b["stations"].as_array().expect("stations").iter().find(|s| s["id"] == id).cloned().expect("station");
+    let bar = station(&board.body, "espresso-bar");
+    assert_eq!(bar["staff"], json!([ann_id]));
+    assert_eq!(bar["tickets"][0]["order_id"], order.as_str());
+    assert_eq!(bar["tickets"][0]["lines"].as_array().map(Vec::len), Some(1), "only the bar's line");
+    // A latte takes 90 s and two croissants 2 x 30 s, from now.
+    let now = w.clock.now_ms();
+    let at = |secs: i64| gocoffee_app::http::rfc3339(now + secs * 1000);
+    assert_eq!(bar["tickets"][0]["estimated_ready_at"], at(90).as_str());
+    assert_eq!(station(&board.body, "food")["tickets"][0]["estimated_ready_at"], at(60).as_str());
+    let mine = w.call("GET", &format!("/api/v1/orders/{order}"), Some(&customer), None);
+    assert!(mine.body["estimated_ready_at"].as_str().is_some(), "the later of the two: {}", mine.body);
+
+    // Each station moves its own part; the last one ready readies the order.
+    let part = |station: &str, step: &str| w.call("POST", &format!("/api/v1/kitchen/orders/{order}/stations/{station}/{step}"), Some(&ann), None);
+    assert_eq!(part("food", "ready").status, 409, "not started");
+    assert_eq!(part("brew-bar", "start").status, 404, "nothing of it is made there");
+    assert_eq!(w.call("POST", &format!("/api/v1/kitchen/orders/{order}/stations/food/start"), Some(&customer), None).status, 403);
+    assert_eq!(part("espresso-bar", "start").body["status"], "preparing");
+    assert_eq!(part("espresso-bar", "ready").body["status"], "preparing", "the food is still to come");
+    assert_eq!(part("food", "start").status, 200);
+    let done = part("food", "ready");
+    assert_eq!(done.body["status"], "ready", "{}", done.body);
+    assert!(done.body["parts"].as_array().expect("parts").iter().all(|p| p["status"] == "ready"));
+
+    // Equipment: the bar without a working machine can't make a latte, until it is fixed.
+    let status = |equipment: &str, s: &str| {
+        w.call("POST", &format!("/api/v1/kitchen/equipment/{equipment}/status"), Some(&ann), Some(json!({ "status": s, "note": "reported at the bar" })))
+    };
+    assert_eq!(status("espresso-machine", "out_of_order").status, 200);
+    assert_eq!(status("kettle", "ok").status, 404);
+    assert_eq!(status("grinder", "broken").status, 400, "not a status");
+    let broken = status("grinder", "out_of_order");
+    assert_eq!(broken.body["unavailable_items"].as_array().map(|a| a.contains(&json!("latte"))), Some(true), "{}", broken.body);
+    let latte = |t: &str| w.call("GET", "/api/v1/menu/items/latte", Some(t), None).body["available"].clone();
+    assert_eq!(latte(&customer), false);
+    let menu = w.call("GET", "/api/v1/menu", None, None);
+    let available = |item: &str| menu.body["items"].as_array().expect("items").iter().find(|i| i["id"] == item).expect("item")["available"].clone();
+    assert_eq!((available("latte"), available("croissant")), (json!(false), json!(true)));
+    let refused = place(json!([{"item_id": "latte", "size": "large", "quantity": 1}]));
+    assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (422, Some("item_unavailable")));
+    assert_eq!(place(json!([{"item_id": "croissant", "quantity": 1}])).status, 202, "the food counter still works");
+    assert_eq!(status("grinder", "ok").status, 200);
+    assert_eq!(latte(&customer), true, "back when fixed");
+    let logged = w.call("POST", "/api/v1/kitchen/equipment/grinder/log", Some(&bob), Some(json!({"note": "burrs replaced"})));
+    assert_eq!(logged.status, 201);
+    let grinder = logged.body["equipment"].as_array().expect("equipment").iter().find(|e| e["id"] == "grinder").cloned().expect("grinder");
+    assert_eq!(grinder["log"][0]["note"], "burrs replaced", "newest first");
+    assert_eq!(grinder["log"][1]["status"], "ok");
+
+    // Stations are the managers'.
+    let tea = json!({"id": "tea-bar", "name": "Tea bar", "items": ["chai-latte"]});
+    assert_eq!(w.call("POST", "/api/v1/kitchen/stations", Some(&ann), Some(tea.clone())).status, 403);
+    let taken = w.call("POST", "/api/v1/kitchen/stations", Some(&manager), Some(tea.clone()));
+    assert_eq!((taken.status, taken.body["error"]["code"].as_str()), (409, Some("item_on_another_station")));
+    let moved = w.call("PATCH", "/api/v1/kitchen/stations/brew-bar", Some(&manager), Some(json!({"items": ["cold-brew", "hot-chocolate", "matcha-latte"]})));
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_eq!(w.call("POST", "/api/v1/kitchen/stations", Some(&manager), Some(tea)).status, 201);
+    assert_eq!(w.call("POST", "/api/v1/kitchen/equipment", Some(&manager), Some(json!({"id": "kettle", "station": "tea-bar", "name": "Kettle"}))).status, 201);
+    assert_eq!(w.call("DELETE", "/api/v1/kitchen/stations/tea-bar", Some(&manager), None).status, 409, "its kettle is still there");
+    assert_eq!(w.call("DELETE", "/api/v1/kitchen/equipment/kettle", Some(&manager), None).status, 204);
+    assert_eq!(w.call("DELETE", "/api/v1/kitchen/stations/tea-bar", Some(&manager), None).status, 204);
+    assert_eq!(w.call("DELETE", "/api/v1/kitchen/stations/tea-bar", Some(&manager), None).status, 404);
+    assert_eq!(w.call("PATCH", "/api/v1/kitchen/stations/food", Some(&manager), Some(json!({"colour": "red"}))).status, 400);
+    assert_eq!(w.call("DELETE", &format!("/api/v1/kitchen/shifts/{bob_id}"), Some(&bob), None).status, 204);
+
+    // Every change is in the kitchen's log, in order.
+    assert_eq!(w.call("GET", "/api/v1/kitchen/events", Some(&ann), None).status, 403);
+    let log = w.call("GET", "/api/v1/kitchen/events?limit=100", Some(&manager), None);
+    let kinds: Vec<&str> = log.body["items"].as_array().expect("items").iter().map(|e| e["type"].as_str().expect("type")).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ShiftStarted",
+            "ShiftStarted",
+            "EquipmentStatusChanged",
+            "EquipmentStatusChanged",
+            "EquipmentStatusChanged",
+            "MaintenanceLogged",
+            "StationChanged",
+            "StationOpened",
+            "EquipmentAdded",
+            "EquipmentRemoved",
+            "StationClosed",
+            "ShiftEnded"
+        ]
+    );
+    let page = w.call("GET", "/api/v1/kitchen/events?after=10&limit=1", Some(&manager), None);
+    assert_eq!((page.body["items"][0]["version"].as_u64(), page.body["next_after"].as_u64()), (Some(11), Some(11)));
 }

@@ -186,7 +186,8 @@ impl Shell {
             menu: &self.store,
             orders: &self.store,
             relay: &relays,
-            kitchen: self.kitchen.as_ref().map(|k| k as &dyn KitchenQueue),
+            kitchen_queue: self.kitchen.as_ref().map(|k| k as &dyn KitchenQueue),
+            kitchen: &self.store,
             images: self.images.as_ref().map(|i| Images::Presigned(i)),
             limiter: Some(&self.store),
             tokens: match &self.kms_keys {
@@ -483,7 +484,7 @@ pub async fn http(function: &'static Function) -> Result<(), lambda_runtime::Err
 
 /// `main` of the kitchen: its routes behind API Gateway and the SQS batches of its queue.
 pub async fn kitchen() -> Result<(), lambda_runtime::Error> {
-    let function = &gocoffee_app::orders::KITCHEN;
+    let function = &gocoffee_app::kitchen::FUNCTION;
     let shell = &init(function.name)?;
     lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
         let payload = event.payload;

@@ -98,7 +98,12 @@ impl OrderFacts {
                 next.cancelled_at_ms = Some(at);
                 next.payment_failed = facts.crypto && !facts.paid && event.actor == crate::Actor::System.id();
             }
-            OrderEvent::OrderPlaced { .. } | OrderEvent::OrderConfirmed | OrderEvent::PaymentRequested { .. } => {}
+            OrderEvent::OrderPlaced { .. }
+            | OrderEvent::OrderConfirmed
+            | OrderEvent::PaymentRequested { .. }
+            | OrderEvent::TicketRouted { .. }
+            | OrderEvent::PartStarted { .. }
+            | OrderEvent::PartReady { .. } => {}
         }
         Ok(Some(next))
     }

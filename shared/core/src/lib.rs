@@ -18,5 +18,6 @@ pub use identity::{Email, Password, Role};
 pub use menu::{Category, Menu, MenuItem, MenuItemPatch, ModifierOption, NewMenuItem, SizePrice};
 pub use money::Cents;
 pub use order::{
-    Actor, Command, CryptoMethod, KitchenTicket, Order, OrderEvent, OrderLine, OrderRequest, OrderStatus, PaymentMethod, PricedLine, PricedOrder, StoredEvent,
+    Actor, Command, CryptoMethod, KitchenTicket, Order, OrderEvent, OrderLine, OrderPart, OrderRequest, OrderStatus, PaymentMethod, PricedLine, PricedOrder,
+    StoredEvent,
 };

@@ -83,6 +83,9 @@ pub struct Envelope {
     pub version: u64,
     /// When the event happened (RFC 3339, UTC).
     pub time: String,
+    /// The station, for a station's part starting or ready (`PartStarted`, `PartReady`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<String>,
 }
 
 impl OrderEvent {
@@ -101,6 +104,10 @@ pub fn envelopes(event: &StoredEvent, time: impl Fn(i64) -> String) -> Vec<Envel
         channels.push(Channel::Kitchen);
     }
     let time = time(event.occurred_at_ms);
+    let station = match &event.event {
+        OrderEvent::PartStarted { station } | OrderEvent::PartReady { station } => Some(station.clone()),
+        _ => None,
+    };
     channels
         .into_iter()
         .map(|channel| Envelope {
@@ -111,6 +118,7 @@ pub fn envelopes(event: &StoredEvent, time: impl Fn(i64) -> String) -> Vec<Envel
             status: event.event.status_after(),
             version: event.version,
             time: time.clone(),
+            station: station.clone(),
         })
         .collect()
 }
@@ -164,7 +172,8 @@ mod tests {
         let own = "order:01JABCDEFGHJKMNPQRSTVWXYZ0".to_owned();
         assert_eq!(channels(OrderEvent::PaymentRequested { intent_id: "pi".into() }), std::slice::from_ref(&own));
         assert_eq!(channels(OrderEvent::OrderConfirmed), [own.clone(), "kitchen".into()]);
-        assert_eq!(channels(OrderEvent::OrderCancelled { reason: None }), [own, "kitchen".into()]);
+        assert_eq!(channels(OrderEvent::OrderCancelled { reason: None }), [own.clone(), "kitchen".into()]);
+        assert_eq!(channels(OrderEvent::PartReady { station: "food".into() }), [own, "kitchen".into()]);
     }
 
     #[test]
@@ -176,5 +185,7 @@ mod tests {
             serde_json::json!({"event_id": "E3", "channel": "kitchen", "type": "PreparationStarted", "order_id": "01JABCDEFGHJKMNPQRSTVWXYZ0",
                 "status": "preparing", "version": 3, "time": "at 1000"})
         );
+        let m = &envelopes(&event(4, OrderEvent::PartStarted { station: "brew-bar".into() }), |ms| format!("at {ms}"))[0];
+        assert_eq!(serde_json::to_value(m).expect("json")["station"], "brew-bar");
     }
 }

@@ -44,13 +44,29 @@ pub struct MenuItem {
     /// to upload one. Clients see a download URL in its place, never the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// How long one takes to make, for the kitchen's estimates; unset, the category's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prep_seconds: Option<u32>,
     /// Bumped by every change, so a write can require the version it read (an item stored
     /// before versions existed reads as 0).
     #[serde(default)]
     pub version: u64,
 }
 
+/// The longest preparation time an item may have.
+pub const MAX_PREP_SECONDS: u32 = 3600;
+
 impl MenuItem {
+    /// How long one of it takes to make, in milliseconds: its own time, else 90 s for a drink
+    /// and 30 s for food.
+    pub fn prep_ms(&self) -> i64 {
+        let default = match self.category {
+            Category::Drink => 90,
+            Category::Food => 30,
+        };
+        i64::from(self.prep_seconds.unwrap_or(default)) * 1000
+    }
+
     pub fn size(&self, size: &str) -> Option<&SizePrice> {
         self.sizes.iter().find(|s| s.size == size)
     }
@@ -91,6 +107,8 @@ pub struct NewMenuItem {
     pub modifiers: Vec<ModifierOption>,
     #[serde(default = "yes")]
     pub available: bool,
+    #[serde(default)]
+    pub prep_seconds: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -112,6 +130,7 @@ impl NewMenuItem {
             modifiers: self.modifiers,
             available: self.available,
             image: None,
+            prep_seconds: self.prep_seconds,
             version: 1,
         };
         validate_item(&item)?;
@@ -129,6 +148,7 @@ pub struct MenuItemPatch {
     pub sizes: Option<Vec<SizePrice>>,
     pub modifiers: Option<Vec<ModifierOption>>,
     pub available: Option<bool>,
+    pub prep_seconds: Option<u32>,
 }
 
 impl MenuItemPatch {
@@ -139,6 +159,7 @@ impl MenuItemPatch {
             && self.sizes.is_none()
             && self.modifiers.is_none()
             && self.available.is_none()
+            && self.prep_seconds.is_none()
     }
 
     /// Applies the patch to a copy of `item` and checks the result.
@@ -164,6 +185,9 @@ impl MenuItemPatch {
         }
         if let Some(available) = self.available {
             next.available = available;
+        }
+        if let Some(prep) = self.prep_seconds {
+            next.prep_seconds = Some(prep);
         }
         validate_item(&next)?;
         Ok(next)
@@ -263,6 +287,9 @@ fn validate_item(item: &MenuItem) -> Result<(), DomainError> {
     if item.description.chars().count() > 500 {
         return bad("invalid_description", "description must be at most 500 characters".into());
     }
+    if item.prep_seconds.is_some_and(|s| !(1..=MAX_PREP_SECONDS).contains(&s)) {
+        return bad("invalid_prep_seconds", format!("prep_seconds must be 1 to {MAX_PREP_SECONDS}"));
+    }
     if item.sizes.is_empty() || item.sizes.len() > MAX_SIZES {
         return bad("invalid_sizes", format!("an item needs 1 to {MAX_SIZES} sizes"));
     }
@@ -322,7 +349,18 @@ fn espresso_modifiers(milk: bool) -> Vec<ModifierOption> {
 }
 
 fn item(id: &str, name: &str, description: &str, category: Category, sizes: Vec<SizePrice>, modifiers: Vec<ModifierOption>) -> MenuItem {
-    MenuItem { id: id.into(), name: name.into(), description: description.into(), category, sizes, modifiers, available: true, image: None, version: 0 }
+    MenuItem {
+        id: id.into(),
+        name: name.into(),
+        description: description.into(),
+        category,
+        sizes,
+        modifiers,
+        available: true,
+        image: None,
+        prep_seconds: None,
+        version: 0,
+    }
 }
 
 /// The menu a new shop starts with.

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::kitchen::{Kitchen, Part};
 use crate::menu::Menu;
 use crate::{Cents, DomainError, Role};
 
@@ -273,6 +274,18 @@ pub enum OrderEvent {
     OrderPaid {
         intent_id: String,
     },
+    /// On confirmation, the order's lines split by the station that prepares them.
+    TicketRouted {
+        parts: Vec<Part>,
+    },
+    /// A station began its part (the order's first also brings `PreparationStarted`).
+    PartStarted {
+        station: String,
+    },
+    /// A station finished its part (the order's last also brings `OrderReady`).
+    PartReady {
+        station: String,
+    },
 }
 
 impl OrderEvent {
@@ -282,8 +295,8 @@ impl OrderEvent {
     pub fn status_after(&self) -> OrderStatus {
         match self {
             OrderEvent::OrderPlaced { .. } | OrderEvent::PaymentRequested { .. } | OrderEvent::OrderPaid { .. } => OrderStatus::Pending,
-            OrderEvent::OrderConfirmed => OrderStatus::Confirmed,
-            OrderEvent::PreparationStarted => OrderStatus::Preparing,
+            OrderEvent::OrderConfirmed | OrderEvent::TicketRouted { .. } => OrderStatus::Confirmed,
+            OrderEvent::PreparationStarted | OrderEvent::PartStarted { .. } | OrderEvent::PartReady { .. } => OrderStatus::Preparing,
             OrderEvent::OrderReady => OrderStatus::Ready,
             OrderEvent::OrderCompleted => OrderStatus::Completed,
             OrderEvent::OrderCancelled { .. } => OrderStatus::Cancelled,
@@ -302,6 +315,9 @@ impl OrderEvent {
             OrderEvent::OrderRefunded => "OrderRefunded",
             OrderEvent::PaymentRequested { .. } => "PaymentRequested",
             OrderEvent::OrderPaid { .. } => "OrderPaid",
+            OrderEvent::TicketRouted { .. } => "TicketRouted",
+            OrderEvent::PartStarted { .. } => "PartStarted",
+            OrderEvent::PartReady { .. } => "PartReady",
         }
     }
 }
@@ -342,6 +358,9 @@ pub struct Order {
     /// The crypto payment was confirmed on-chain.
     #[serde(default)]
     pub paid: bool,
+    /// Its share of each station's work, once routed (on confirmation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<OrderPart>,
     pub placed_at_ms: i64,
     pub updated_at_ms: i64,
     pub version: u64,
@@ -384,6 +403,7 @@ impl Order {
             payment_method: placed.payment_method.clone(),
             payment_intent: None,
             paid: false,
+            parts: vec![],
             placed_at_ms: at_ms,
             updated_at_ms: at_ms,
             version: 1,
@@ -416,6 +436,21 @@ impl Order {
         match &e.event {
             OrderEvent::PaymentRequested { intent_id } => self.payment_intent = Some(intent_id.clone()),
             OrderEvent::OrderPaid { .. } => self.paid = true,
+            OrderEvent::TicketRouted { parts } => {
+                self.parts =
+                    parts.iter().map(|p| OrderPart { station: p.station.clone(), lines: p.lines.clone(), started_at_ms: None, ready_at_ms: None }).collect()
+            }
+            OrderEvent::PartStarted { station } => {
+                if let Some(part) = self.parts.iter_mut().find(|p| &p.station == station) {
+                    part.started_at_ms = Some(e.occurred_at_ms);
+                }
+            }
+            OrderEvent::PartReady { station } => {
+                if let Some(part) = self.parts.iter_mut().find(|p| &p.station == station) {
+                    part.started_at_ms.get_or_insert(e.occurred_at_ms);
+                    part.ready_at_ms = Some(e.occurred_at_ms);
+                }
+            }
             _ => {}
         }
         self.status = e.event.status_after();
@@ -498,6 +533,115 @@ impl Order {
     }
 }
 
+/// One station's share of an order, and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPart {
+    pub station: String,
+    /// Indexes into the order's lines.
+    pub lines: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at_ms: Option<i64>,
+}
+
+impl OrderPart {
+    pub fn is_ready(&self) -> bool {
+        self.ready_at_ms.is_some()
+    }
+
+    /// `queued`, `started` or `ready`.
+    pub fn status(&self) -> &'static str {
+        match (self.started_at_ms, self.ready_at_ms) {
+            (_, Some(_)) => "ready",
+            (Some(_), None) => "started",
+            (None, None) => "queued",
+        }
+    }
+}
+
+/// What a station does with its part of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartCommand {
+    Start,
+    Ready,
+}
+
+impl Order {
+    /// The order's parts: as routed, or (an order confirmed before routing existed) as `kitchen`
+    /// would route it now, with the `TicketRouted` that records it.
+    fn routed(&self, kitchen: &Kitchen) -> (Vec<OrderPart>, Option<OrderEvent>) {
+        if !self.parts.is_empty() {
+            return (self.parts.clone(), None);
+        }
+        let parts = kitchen.route(&self.lines);
+        let own = parts.iter().map(|p| OrderPart { station: p.station.clone(), lines: p.lines.clone(), started_at_ms: None, ready_at_ms: None }).collect();
+        (own, Some(OrderEvent::TicketRouted { parts }))
+    }
+
+    /// The events a whole-order change brings with it, `event` included, in the order they are
+    /// written: a confirmation routes the ticket to the stations; starting the order starts each
+    /// part not started; readying it readies each part not ready, before `OrderReady`.
+    pub fn with_parts(&self, event: OrderEvent, kitchen: &Kitchen) -> Vec<OrderEvent> {
+        match event {
+            OrderEvent::OrderConfirmed => vec![OrderEvent::OrderConfirmed, OrderEvent::TicketRouted { parts: kitchen.route(&self.lines) }],
+            OrderEvent::PreparationStarted => {
+                let (parts, routed) = self.routed(kitchen);
+                let started = parts.iter().filter(|p| p.started_at_ms.is_none()).map(|p| OrderEvent::PartStarted { station: p.station.clone() });
+                routed.into_iter().chain([OrderEvent::PreparationStarted]).chain(started).collect()
+            }
+            OrderEvent::OrderReady => {
+                let (parts, routed) = self.routed(kitchen);
+                let ready = parts.iter().filter(|p| !p.is_ready()).map(|p| OrderEvent::PartReady { station: p.station.clone() });
+                routed.into_iter().chain(ready).chain([OrderEvent::OrderReady]).collect()
+            }
+            other => vec![other],
+        }
+    }
+
+    /// The events of `station` starting or readying its part, or why not: only staff, only while
+    /// the order is on the board, a part is started once and readied once after it started. The
+    /// order's first start brings `PreparationStarted`; its last ready brings `OrderReady`.
+    pub fn decide_part(&self, command: PartCommand, station: &str, actor: &Actor, kitchen: &Kitchen) -> Result<Vec<OrderEvent>, DomainError> {
+        if let Actor::User { role, .. } = actor
+            && !role.is_staff()
+        {
+            return Err(DomainError::NotPermitted("only kitchen staff can do this"));
+        }
+        let verb = match command {
+            PartCommand::Start => "start this part",
+            PartCommand::Ready => "mark this part ready",
+        };
+        if !self.status.in_kitchen() {
+            return Err(DomainError::IllegalTransition { from: self.status, action: verb });
+        }
+        let (parts, routed) = self.routed(kitchen);
+        let part = parts
+            .iter()
+            .find(|p| p.station == station)
+            .ok_or_else(|| DomainError::validation("no_part_at_station", format!("nothing in this order is made at `{station}`")))?;
+        let mut events: Vec<OrderEvent> = routed.into_iter().collect();
+        match command {
+            PartCommand::Start if part.started_at_ms.is_none() => {
+                if self.status == OrderStatus::Confirmed {
+                    events.push(OrderEvent::PreparationStarted);
+                }
+                events.push(OrderEvent::PartStarted { station: station.to_owned() });
+            }
+            PartCommand::Ready if part.started_at_ms.is_some() && !part.is_ready() => {
+                events.push(OrderEvent::PartReady { station: station.to_owned() });
+                if parts.iter().all(|p| p.station == station || p.is_ready()) {
+                    events.push(OrderEvent::OrderReady);
+                }
+            }
+            PartCommand::Start => return Err(DomainError::IllegalTransition { from: self.status, action: "start this part (it was started)" }),
+            PartCommand::Ready if part.is_ready() => return Err(DomainError::IllegalTransition { from: self.status, action: "mark this part ready (it is)" }),
+            PartCommand::Ready => return Err(DomainError::IllegalTransition { from: self.status, action: "mark this part ready (it was not started)" }),
+        }
+        Ok(events)
+    }
+}
+
 /// The kitchen's view of an order while it is on the board (confirmed or preparing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KitchenTicket {
@@ -506,6 +650,8 @@ pub struct KitchenTicket {
     pub lines: Vec<PricedLine>,
     pub note: Option<String>,
     pub placed_at_ms: i64,
+    #[serde(default)]
+    pub parts: Vec<OrderPart>,
 }
 
 impl KitchenTicket {
@@ -517,6 +663,7 @@ impl KitchenTicket {
             lines: order.lines.clone(),
             note: order.note.clone(),
             placed_at_ms: order.placed_at_ms,
+            parts: order.parts.clone(),
         })
     }
 }
@@ -607,6 +754,91 @@ mod tests {
 
     fn user(role: Role) -> Actor {
         Actor::User { id: "someone".into(), role }
+    }
+
+    /// An order of a latte and a croissant: two stations' work in the default kitchen.
+    fn two_station_order() -> Order {
+        let order = request(vec![line("latte", Some("large"), &[], 1), line("croissant", None, &[], 2)]).price(&menu()).expect("valid");
+        Order::open("o2", "u1", &order, 10)
+    }
+
+    /// Records `events` on `order` at `at_ms`, as the app does.
+    fn record(order: &mut Order, events: Vec<OrderEvent>, at_ms: i64) {
+        for event in events {
+            let version = order.version + 1;
+            order.apply(&StoredEvent {
+                event_id: format!("e{version}"),
+                order_id: order.id.clone(),
+                version,
+                occurred_at_ms: at_ms,
+                actor: "x".into(),
+                correlation_id: None,
+                traceparent: None,
+                event,
+            });
+        }
+    }
+
+    fn names(events: &[OrderEvent]) -> Vec<&'static str> {
+        events.iter().map(OrderEvent::name).collect()
+    }
+
+    #[test]
+    fn stations_start_and_ready_their_parts_and_the_last_ready_part_readies_the_order() {
+        let kitchen = Kitchen::initial();
+        let barista = user(Role::Barista);
+        let mut order = two_station_order();
+        let confirmed = order.with_parts(order.decide(Command::Confirm, &Actor::System, None).expect("confirm"), &kitchen);
+        assert_eq!(names(&confirmed), ["OrderConfirmed", "TicketRouted"]);
+        record(&mut order, confirmed, 20);
+        assert_eq!(order.parts.iter().map(|p| (p.station.as_str(), p.lines.clone())).collect::<Vec<_>>(), [("espresso-bar", vec![0]), ("food", vec![1])]);
+        let code = |r: Result<Vec<OrderEvent>, DomainError>| r.map_err(|e| e.code());
+        assert_eq!(code(order.decide_part(PartCommand::Ready, "food", &barista, &kitchen)), Err("illegal_transition"), "not started");
+        assert_eq!(code(order.decide_part(PartCommand::Start, "brew-bar", &barista, &kitchen)), Err("no_part_at_station"));
+        assert_eq!(code(order.decide_part(PartCommand::Start, "food", &user(Role::Customer), &kitchen)), Err("forbidden"));
+
+        let started = order.decide_part(PartCommand::Start, "food", &barista, &kitchen).expect("start");
+        assert_eq!(names(&started), ["PreparationStarted", "PartStarted"], "the first part starts the order");
+        record(&mut order, started, 30);
+        assert_eq!(order.status, OrderStatus::Preparing);
+        assert_eq!(code(order.decide_part(PartCommand::Start, "food", &barista, &kitchen)), Err("illegal_transition"), "once");
+        assert_eq!(names(&order.decide_part(PartCommand::Start, "espresso-bar", &barista, &kitchen).expect("start")), ["PartStarted"]);
+
+        let food_ready = order.decide_part(PartCommand::Ready, "food", &barista, &kitchen).expect("ready");
+        assert_eq!(names(&food_ready), ["PartReady"], "the bar's part is still to come");
+        record(&mut order, food_ready, 40);
+        assert_eq!(order.status, OrderStatus::Preparing);
+        record(&mut order, vec![OrderEvent::PartStarted { station: "espresso-bar".into() }], 45);
+        let last = order.decide_part(PartCommand::Ready, "espresso-bar", &barista, &kitchen).expect("ready");
+        assert_eq!(names(&last), ["PartReady", "OrderReady"]);
+        record(&mut order, last, 50);
+        assert_eq!(order.status, OrderStatus::Ready);
+        assert!(order.parts.iter().all(OrderPart::is_ready));
+        assert_eq!(code(order.decide_part(PartCommand::Ready, "food", &barista, &kitchen)), Err("illegal_transition"), "off the board");
+    }
+
+    #[test]
+    fn whole_order_changes_move_every_part_and_an_unrouted_order_is_routed_first() {
+        let kitchen = Kitchen::initial();
+        let barista = user(Role::Barista);
+        // Confirmed before routing existed: no parts in its log.
+        let mut order = two_station_order();
+        record(&mut order, vec![OrderEvent::OrderConfirmed], 20);
+        assert!(order.parts.is_empty());
+        let start = order.with_parts(order.decide(Command::StartPreparation, &barista, None).expect("start"), &kitchen);
+        assert_eq!(names(&start), ["TicketRouted", "PreparationStarted", "PartStarted", "PartStarted"]);
+        record(&mut order, start, 30);
+        let food = order.decide_part(PartCommand::Ready, "food", &barista, &kitchen).expect("ready");
+        record(&mut order, food, 40);
+        let ready = order.with_parts(order.decide(Command::MarkReady, &barista, None).expect("ready"), &kitchen);
+        assert_eq!(names(&ready), ["PartReady", "OrderReady"], "only the part not ready yet");
+        record(&mut order, ready, 50);
+        assert_eq!(order.status, OrderStatus::Ready);
+        assert_eq!(order.parts.iter().map(|p| p.ready_at_ms).collect::<Vec<_>>(), [Some(50), Some(40)]);
+        // Every event alone fixes the status the fold arrives at.
+        let events =
+            [OrderEvent::TicketRouted { parts: vec![] }, OrderEvent::PartStarted { station: "x".into() }, OrderEvent::PartReady { station: "x".into() }];
+        assert_eq!(events.iter().map(OrderEvent::status_after).collect::<Vec<_>>(), [OrderStatus::Confirmed, OrderStatus::Preparing, OrderStatus::Preparing]);
     }
 
     /// The whole transition table: every status x command x actor, against the rules in the docs.

@@ -19,7 +19,7 @@ use http::{HeaderValue, StatusCode, header};
 use sha2::Sha256;
 
 use crate::consumer::{ConsumerError, order_event, traced};
-use crate::http::{ApiError, Response, json, query_pairs, rfc3339};
+use crate::http::{ApiError, Response, json, query_pairs, query_param, rfc3339};
 use crate::ports::StoreResult;
 use crate::{Caller, Ctx, Function, Services, route};
 
@@ -81,7 +81,7 @@ fn stream_caller(ctx: &Ctx<'_>) -> Result<Caller, ApiError> {
     if ctx.req.headers().contains_key(header::AUTHORIZATION) {
         return ctx.caller();
     }
-    let ticket = query_pairs(ctx.req).into_iter().find(|(k, _)| k == "ticket").map(|(_, v)| v).ok_or_else(ApiError::unauthorized)?;
+    let ticket = query_param(ctx.req, "ticket").ok_or_else(ApiError::unauthorized)?;
     verify_ticket(&ctx.svc.config.jwt_secret, &ticket, ctx.now_ms)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_ticket", "the ticket is invalid or expired; ask for a new one"))
 }
@@ -161,7 +161,7 @@ pub const HEARTBEAT: &[u8] = b": heartbeat\n\n";
 /// when it reconnects), else the `last_event_id` query parameter.
 fn resume_from(ctx: &Ctx<'_>) -> Result<Option<u64>, ApiError> {
     let header = ctx.req.headers().get("last-event-id").map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
-    let raw = header.or_else(|| query_pairs(ctx.req).into_iter().find(|(k, _)| k == "last_event_id").map(|(_, v)| v));
+    let raw = header.or_else(|| query_param(ctx.req, "last_event_id"));
     match raw.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => v.parse::<u64>().map(Some).map_err(|_| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an event id from this stream")),

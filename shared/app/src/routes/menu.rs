@@ -91,13 +91,16 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         currency: &'static str,
         items: Vec<images::ItemView<'a>>,
     }
-    let menu = ctx.svc.menu.menu().await?;
+    let menu = crate::kitchen::menu_now(ctx).await?;
     let r = json(StatusCode::OK, &MenuView { currency: "USD", items: menu.iter().map(|item| item_view(ctx, item)).collect() });
     Ok(with_header(r, header::CACHE_CONTROL, MENU_CACHE_CONTROL))
 }
 
 pub async fn get(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let item = ctx.svc.menu.menu_item(ctx.param(0)).await?.ok_or_else(|| ApiError::not_found("menu item"))?;
+    let mut item = ctx.svc.menu.menu_item(ctx.param(0)).await?.ok_or_else(|| ApiError::not_found("menu item"))?;
+    if let Some(kitchen) = crate::kitchen::kitchen_or_none(ctx).await {
+        crate::kitchen::mark_unavailable(&kitchen, std::slice::from_mut(&mut item));
+    }
     Ok(with_header(item_response(ctx, StatusCode::OK, &item), header::CACHE_CONTROL, ITEM_CACHE_CONTROL))
 }
 

@@ -1,6 +1,7 @@
 //! Route handlers, one module per function, each with its `Function` table.
 
 pub mod identity;
+pub mod kitchen;
 pub mod menu;
 pub mod orders;
 

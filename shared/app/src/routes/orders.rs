@@ -1,7 +1,7 @@
 //! Orders and the kitchen: placing (idempotently), reading, and every status change, each an
 //! event appended with an expected version.
 
-use gocoffee_core::{Actor, Command, KitchenTicket, Order, OrderEvent, OrderRequest, OrderStatus, Role, StoredEvent};
+use gocoffee_core::{Actor, Command, DomainError, Order, OrderEvent, OrderPart, OrderRequest, OrderStatus, Role, StoredEvent};
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -16,7 +16,7 @@ const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 const APPEND_ATTEMPTS: usize = 3;
 
 #[derive(Serialize)]
-struct OrderView<'a> {
+pub(crate) struct OrderView<'a> {
     id: &'a str,
     customer_id: &'a str,
     status: OrderStatus,
@@ -28,11 +28,32 @@ struct OrderView<'a> {
     placed_at: String,
     updated_at: String,
     version: u64,
+    /// Each station's share, once the kitchen has the order.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    parts: Vec<PartView<'a>>,
+    /// When the kitchen expects it ready, while it is on the board and can say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated_ready_at: Option<String>,
     links: Links,
 }
 
 #[derive(Serialize)]
-struct Links {
+pub(crate) struct PartView<'a> {
+    station: &'a str,
+    lines: &'a [usize],
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ready_at: Option<String>,
+}
+
+pub(crate) fn part_view(p: &OrderPart) -> PartView<'_> {
+    PartView { station: &p.station, lines: &p.lines, status: p.status(), started_at: p.started_at_ms.map(rfc3339), ready_at: p.ready_at_ms.map(rfc3339) }
+}
+
+#[derive(Serialize)]
+pub(crate) struct Links {
     #[serde(rename = "self")]
     this: String,
     events: String,
@@ -45,7 +66,7 @@ fn order_location(id: &str) -> String {
     format!("/api/v1/orders/{id}")
 }
 
-fn view(o: &Order) -> OrderView<'_> {
+pub(crate) fn view(o: &Order, estimated_ready_at_ms: Option<i64>) -> OrderView<'_> {
     OrderView {
         id: &o.id,
         customer_id: &o.customer_id,
@@ -58,6 +79,8 @@ fn view(o: &Order) -> OrderView<'_> {
         placed_at: rfc3339(o.placed_at_ms),
         updated_at: rfc3339(o.updated_at_ms),
         version: o.version,
+        parts: o.parts.iter().map(part_view).collect(),
+        estimated_ready_at: estimated_ready_at_ms.map(rfc3339),
         links: Links {
             this: order_location(&o.id),
             events: format!("{}/events", order_location(&o.id)),
@@ -66,7 +89,7 @@ fn view(o: &Order) -> OrderView<'_> {
     }
 }
 
-fn actor(caller: &Caller) -> Actor {
+pub(crate) fn actor(caller: &Caller) -> Actor {
     Actor::User { id: caller.user_id.clone(), role: caller.role }
 }
 
@@ -108,7 +131,7 @@ pub async fn place(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     {
         return Err(ApiError::unprocessable("payment_method_not_accepted", format!("{} on {} is not a payment method this café takes", c.asset, c.chain)));
     }
-    let menu = gocoffee_core::Menu { items: svc.menu.menu().await? };
+    let menu = gocoffee_core::Menu { items: crate::kitchen::menu_now(ctx).await? };
     let priced = request.price(&menu)?;
     let order_id = svc.new_id();
     let order = Order::open(&order_id, &caller.user_id, &priced, ctx.now_ms);
@@ -122,7 +145,7 @@ pub async fn place(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         traceparent: Some(ctx.trace.header()),
         event: OrderEvent::OrderPlaced { customer_id: caller.user_id.clone(), order: priced },
     };
-    let body = serde_json::to_string(&view(&order)).map_err(|_| ApiError::unavailable())?;
+    let body = serde_json::to_string(&view(&order, None)).map_err(|_| ApiError::unavailable())?;
     let location = order_location(&order_id);
     let record = key.as_ref().map(|key| IdempotencyRecord {
         owner: caller.user_id.clone(),
@@ -158,7 +181,7 @@ pub async fn place(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 
 /// The order, if the caller may see it: its customer or staff. Anyone else gets the same 404
 /// as for a missing order, so ids can't be probed.
-async fn visible_order(ctx: &Ctx<'_>, caller: &Caller) -> Result<Order, ApiError> {
+pub(crate) async fn visible_order(ctx: &Ctx<'_>, caller: &Caller) -> Result<Order, ApiError> {
     let order = ctx.svc.orders.order(ctx.param(0)).await?;
     order.filter(|o| caller.role.is_staff() || o.customer_id == caller.user_id).ok_or_else(|| ApiError::not_found("order"))
 }
@@ -166,7 +189,8 @@ async fn visible_order(ctx: &Ctx<'_>, caller: &Caller) -> Result<Order, ApiError
 pub async fn get(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.caller()?;
     let order = visible_order(ctx, &caller).await?;
-    Ok(json(StatusCode::OK, &view(&order)))
+    let estimate = if order.status.in_kitchen() { crate::kitchen::estimate_for(ctx, &order.id).await } else { None };
+    Ok(json(StatusCode::OK, &view(&order, estimate)))
 }
 
 pub async fn events(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
@@ -185,7 +209,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let customer_id = if caller.role.is_staff() { query_param(ctx.req, "customer_id") } else { Some(caller.user_id.clone()) };
     let query = OrderQuery { customer_id, status, limit: page_limit(ctx.req)?, after: page_cursor(ctx.req)? };
     let page = ctx.svc.orders.orders(&query).await?;
-    let items: Vec<OrderView<'_>> = page.items.iter().map(view).collect();
+    let items: Vec<OrderView<'_>> = page.items.iter().map(|o| view(o, None)).collect();
     Ok(json(StatusCode::OK, &serde_json::json!({ "items": items, "next_cursor": page.next.as_ref().map(encode_cursor) })))
 }
 
@@ -203,53 +227,33 @@ pub async fn cancel(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     if reason.as_ref().is_some_and(|r| r.chars().count() > 280) {
         return Err(ApiError::unprocessable("reason_too_long", "the reason is at most 280 characters"));
     }
-    change(ctx, &caller, Command::Cancel, reason).await
+    command(ctx, &caller, Command::Cancel, reason).await
 }
 
 pub async fn collect(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.caller()?;
-    change(ctx, &caller, Command::Collect, None).await
+    command(ctx, &caller, Command::Collect, None).await
 }
 
 pub async fn refund(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.require(Role::Manager)?;
-    change(ctx, &caller, Command::Refund, None).await
+    command(ctx, &caller, Command::Refund, None).await
 }
 
-pub async fn kitchen_start(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let caller = ctx.require(Role::Barista)?;
-    change(ctx, &caller, Command::StartPreparation, None).await
-}
-
-pub async fn kitchen_ready(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let caller = ctx.require(Role::Barista)?;
-    change(ctx, &caller, Command::MarkReady, None).await
-}
-
-/// Applies `command` to the order in the path as `caller`: decide, append with the version read,
-/// and on a lost race read again and decide again.
-async fn change(ctx: &Ctx<'_>, caller: &Caller, command: Command, reason: Option<String>) -> Result<Response, ApiError> {
+/// Applies what `decide` makes of the order in the path (one or more events) as `caller`:
+/// decide, append with the version read, and on a lost race read again and decide again.
+pub(crate) async fn change(ctx: &Ctx<'_>, caller: &Caller, decide: impl Fn(&Order) -> Result<Vec<OrderEvent>, DomainError>) -> Result<Order, ApiError> {
     let svc = ctx.svc;
     for _ in 0..APPEND_ATTEMPTS {
         let order = visible_order(ctx, caller).await?;
-        let event = order.decide(command, &actor(caller), reason.clone())?;
-        let stored = StoredEvent {
-            event_id: svc.new_id(),
-            order_id: order.id.clone(),
-            version: order.version + 1,
-            occurred_at_ms: ctx.now_ms,
-            actor: caller.user_id.clone(),
-            correlation_id: Some(ctx.request_id.clone()),
-            traceparent: Some(ctx.trace.header()),
-            event,
-        };
-        let mut next = order.clone();
-        next.apply(&stored);
-        match svc.orders.append(&next, std::slice::from_ref(&stored), order.version, None).await {
+        let (next, stored) = svc.record(&order, decide(&order)?, &caller.user_id, Some(ctx.request_id.clone()), &ctx.trace);
+        match svc.orders.append(&next, &stored, order.version, None).await {
             Ok(()) => {
-                crate::telemetry::order_event(&stored.event);
-                tracing::info!(request_id = %ctx.request_id, order_id = %next.id, event = stored.event.name(), status = %next.status, "order changed");
-                return Ok(json(StatusCode::OK, &view(&next)));
+                for e in &stored {
+                    crate::telemetry::order_event(&e.event);
+                    tracing::info!(request_id = %ctx.request_id, order_id = %next.id, event = e.event.name(), status = %next.status, "order changed");
+                }
+                return Ok(next);
             }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
@@ -258,24 +262,10 @@ async fn change(ctx: &Ctx<'_>, caller: &Caller, command: Command, reason: Option
     Err(StoreError::Conflict.into())
 }
 
-#[derive(Serialize)]
-struct TicketView<'a> {
-    order_id: &'a str,
-    status: OrderStatus,
-    lines: &'a [gocoffee_core::PricedLine],
-    note: Option<&'a str>,
-    placed_at: String,
-}
-
-fn ticket_view(t: &KitchenTicket) -> TicketView<'_> {
-    TicketView { order_id: &t.order_id, status: t.status, lines: &t.lines, note: t.note.as_deref(), placed_at: rfc3339(t.placed_at_ms) }
-}
-
-pub async fn kitchen_queue(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    ctx.require(Role::Barista)?;
-    let page = ctx.svc.orders.kitchen_queue(page_limit(ctx.req)?, page_cursor(ctx.req)?).await?;
-    let items: Vec<TicketView<'_>> = page.items.iter().map(ticket_view).collect();
-    Ok(json(StatusCode::OK, &serde_json::json!({ "items": items, "next_cursor": page.next.as_ref().map(encode_cursor) })))
+/// A customer's or manager's status change: one event, answered with the order after it.
+async fn command(ctx: &Ctx<'_>, caller: &Caller, command: Command, reason: Option<String>) -> Result<Response, ApiError> {
+    let next = change(ctx, caller, |order| Ok(vec![order.decide(command, &actor(caller), reason.clone())?])).await?;
+    Ok(json(StatusCode::OK, &view(&next, None)))
 }
 
 /// The orders function: placing, reading and the customer's and manager's status changes.
@@ -289,18 +279,6 @@ pub static FUNCTION: crate::Function = crate::Function {
         crate::route!(POST "/api/v1/orders/{id}/cancel" => cancel),
         crate::route!(POST "/api/v1/orders/{id}/collect" => collect),
         crate::route!(POST "/api/v1/orders/{id}/refund" => refund),
-    ],
-    publishes: true,
-    images: false,
-};
-
-/// The kitchen function: the board and the baristas' status changes.
-pub static KITCHEN: crate::Function = crate::Function {
-    name: "kitchen",
-    routes: &[
-        crate::route!(GET "/api/v1/kitchen/queue" => kitchen_queue),
-        crate::route!(POST "/api/v1/kitchen/orders/{id}/start" => kitchen_start),
-        crate::route!(POST "/api/v1/kitchen/orders/{id}/ready" => kitchen_ready),
     ],
     publishes: true,
     images: false,
