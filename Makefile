@@ -5,13 +5,13 @@ CARGO ?= cargo
 STATE ?= .gocoffee
 LISTEN ?= 127.0.0.1:3000
 METRICS_LISTEN ?= 127.0.0.1:9464
-COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler analytics analytics-consumer live notifier
+COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler analytics analytics-consumer live notifier web
 # Test components: what a guest sees of its host (tests/tests/conformance.rs), and the smallest
 # wasi:http component, the host benchmark's floor (bench/host.sh).
 TEST_COMPONENTS := spin-conformance hello
 # Every function is also a Lambda, but for the live status pair: on AWS that is the WebSocket
 # API's work, still to come (README, "Live order status").
-LAMBDAS := $(filter-out live notifier,$(COMPONENTS))
+LAMBDAS := $(filter-out live notifier web,$(COMPONENTS))
 HOST := target/release/gocoffee-host
 
 .PHONY: up test setup tools components profiles host bootstraps lambdas lambdas-check bench clean
@@ -99,6 +99,8 @@ up: components host
 	export SPIN_VARIABLE_TOKEN_SIGNING_KEY="$${SPIN_VARIABLE_TOKEN_SIGNING_KEY:-$$(cat $(STATE)/token-key.pem)}"; \
 	export SPIN_VARIABLE_TOKEN_PUBLIC_KEYS="$${SPIN_VARIABLE_TOKEN_PUBLIC_KEYS:-$$(printf "%s\n" "$$SPIN_VARIABLE_TOKEN_SIGNING_KEY" | openssl pkey -pubout)}"; \
 	echo "Go Coffee on http://$(LISTEN) (dev secrets in $(STATE)/dev.env)"; \
+	echo "  customer app:     http://$(LISTEN)/"; \
+	echo "  kitchen display:  http://$(LISTEN)/kitchen (a barista's account: the admin creates one, README)"; \
 	echo "  admin: $$SPIN_VARIABLE_ADMIN_EMAIL / $$SPIN_VARIABLE_ADMIN_PASSWORD"; \
 	echo "  try:   curl -s http://$(LISTEN)/api/v1/menu"; \
 	echo "  token keys (JWKS): http://$(LISTEN)/.well-known/jwks.json"; \

@@ -2,12 +2,13 @@
 # Installs the Python-packaged test tools into venvs under the repository (idempotent: a venv
 # whose stamp matches its pinned requirements is left alone). Separate venvs, because
 # aws-sam-cli and checkov pin conflicting versions of shared libraries. The npm tools (anvil,
-# solc) go to node_modules from package-lock.json.
+# solc, playwright-core) go to node_modules from package-lock.json.
 #   .venv          schemathesis (API fuzzing), moto server (AWS wire protocol), cargo-lambda (+ zig)
 #   .venv-sam      aws-sam-cli (sam validate --lint) with its cfn-lint
 #   .venv-checkov  checkov (static policy checks of the template)
 # and from Debian's packages: redis-server, the real Redis the host's outbound Redis is tested on,
-# and postgresql, the real PostgreSQL its spin:postgres interface is tested on.
+# postgresql, the real PostgreSQL its spin:postgres interface is tested on, and chromium, the
+# headless browser the web clients' end-to-end tests drive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +26,7 @@ ensure_npm() {
   local want
   want=$(sha256sum package-lock.json | cut -d' ' -f1)
   if [ -f node_modules/.stamp ] && [ "$(cat node_modules/.stamp)" = "$want" ]; then return 0; fi
-  echo "installing npm tools: anvil, solc"
+  echo "installing npm tools: anvil, solc, playwright-core"
   npm ci --no-audit --no-fund --silent
   echo "$want" > node_modules/.stamp
 }
@@ -49,6 +50,7 @@ ensure_postgres() {
 case "${1:-all}" in
   apt|all) ensure_apt redis-server redis-server ;;&
   apt|all) ensure_postgres ;;&
+  apt|all) ensure_apt chromium chromium ;;&
   openssl|apt|all) ensure_apt openssl openssl ;;&
   npm|all) ensure_npm ;;&
   main|all) ensure_venv .venv "schemathesis==4.32.5" "moto[server]==5.2.1" "cargo-lambda==1.9.2" ;;&

@@ -16,6 +16,7 @@ pub mod ratelimit;
 pub mod reconcile;
 mod routes;
 pub mod telemetry;
+pub mod web;
 
 pub use gocoffee_core::trace;
 
@@ -167,7 +168,7 @@ impl std::fmt::Debug for Function {
 
 /// The functions whose routes live in this crate (others, such as payments, bring their own).
 pub static FUNCTIONS: &[&Function] =
-    &[&HEALTH, &identity::FUNCTION, &menu::FUNCTION, &orders::FUNCTION, &kitchen::FUNCTION, &analytics::FUNCTION, &live::FUNCTION];
+    &[&HEALTH, &identity::FUNCTION, &menu::FUNCTION, &orders::FUNCTION, &kitchen::FUNCTION, &analytics::FUNCTION, &live::FUNCTION, &web::FUNCTION];
 
 /// Liveness: `GET /health`, without touching any store.
 pub static HEALTH: Function = Function { name: "health", routes: &[route!(GET "/health" => routes::health_route, Exempt)], publishes: false, images: false };

@@ -1,0 +1,184 @@
+// The API client both apps share: the session (tokens kept per app in localStorage, refreshed
+// once on a 401), JSON requests, and following live channels over Server-Sent Events with a
+// ticket (an EventSource can't send headers), reconnecting from the last event id.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export class Api {
+  constructor(app) {
+    this.key = `gocoffee.${app}.session`;
+    try {
+      this.tokens = JSON.parse(localStorage.getItem(this.key) || "null");
+    } catch {
+      this.tokens = null;
+    }
+  }
+
+  get signedIn() {
+    return this.tokens !== null;
+  }
+
+  save(tokens) {
+    this.tokens = tokens && { access_token: tokens.access_token, refresh_token: tokens.refresh_token };
+    if (this.tokens) localStorage.setItem(this.key, JSON.stringify(this.tokens));
+    else localStorage.removeItem(this.key);
+  }
+
+  async signIn(email, password, register = false) {
+    const path = register ? "/api/v1/auth/register" : "/api/v1/auth/login";
+    this.save(await this.send("POST", path, { email, password }, false));
+  }
+
+  signOut() {
+    this.save(null);
+  }
+
+  async send(method, path, body, auth = true, headers = {}) {
+    const init = { method, headers: { accept: "application/json", ...headers } };
+    if (body !== undefined) {
+      init.headers["content-type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    if (auth && this.tokens) init.headers.authorization = `Bearer ${this.tokens.access_token}`;
+    const response = await fetch(path, init);
+    if (response.status === 204) return null;
+    const data = await response.json().catch(() => null);
+    if (!response.ok) {
+      const error = data && data.error;
+      throw new ApiError(response.status, error ? error.code : "http_error", error ? error.message : `HTTP ${response.status}`);
+    }
+    return data;
+  }
+
+  // A request with the session's token; an expired token is refreshed once, and a session that
+  // can't be refreshed ends (the app then asks to sign in).
+  async request(method, path, body, headers = {}) {
+    try {
+      return await this.send(method, path, body, true, headers);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401 || !this.tokens) throw e;
+      try {
+        this.save(await this.send("POST", "/api/v1/auth/refresh", { refresh_token: this.tokens.refresh_token }, false));
+      } catch {
+        this.signOut();
+        throw e;
+      }
+      return this.send(method, path, body, true, headers);
+    }
+  }
+
+  // Follows `channels`: `onOpen` runs each time a stream opens (refetch a snapshot then), and
+  // `onMessage` with each envelope. Returns a function that stops following.
+  follow(channels, { onOpen, onMessage, onState }) {
+    let source = null;
+    let lastId = null;
+    let stopped = false;
+    let retry = null;
+    const connect = async () => {
+      if (stopped) return;
+      try {
+        const { ticket } = await this.request("POST", "/api/v1/live/tickets");
+        const query = new URLSearchParams();
+        channels.forEach((c) => query.append("channel", c));
+        query.set("ticket", ticket);
+        if (lastId !== null) query.set("last_event_id", lastId);
+        source = new EventSource(`/api/v1/live/events?${query}`);
+      } catch (e) {
+        onState?.("offline");
+        retry = setTimeout(connect, 2000);
+        return;
+      }
+      source.onopen = () => {
+        onState?.("live");
+        onOpen?.();
+      };
+      source.onmessage = (event) => {
+        lastId = event.lastEventId || lastId;
+        if (event.data) onMessage(JSON.parse(event.data));
+      };
+      // The stream ends on a bound (and the ticket has expired by then): reopen with a new
+      // ticket from the last id, instead of letting the browser retry the old URL.
+      source.onerror = () => {
+        source.close();
+        onState?.("reconnecting");
+        retry = setTimeout(connect, 500);
+      };
+    };
+    connect();
+    return () => {
+      stopped = true;
+      clearTimeout(retry);
+      source?.close();
+    };
+  }
+}
+
+// The highest version seen per order: delivery is at least once and may come out of order.
+export class Versions {
+  constructor() {
+    this.seen = new Map();
+  }
+  fresh(envelope) {
+    const have = this.seen.get(envelope.order_id) || 0;
+    if (envelope.version <= have) return false;
+    this.seen.set(envelope.order_id, envelope.version);
+    return true;
+  }
+  note(orderId, version) {
+    if ((this.seen.get(orderId) || 0) < version) this.seen.set(orderId, version);
+  }
+}
+
+const dollars = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+
+// Money is integer cents everywhere; only its display divides.
+export const money = (cents) => dollars.format(cents / 100);
+
+export const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) node.append(child);
+  }
+  return node;
+}
+
+// The sign-in form both apps start with.
+export function signInForm(api, { title, allowRegister, onDone }) {
+  const status = el("p", { role: "alert", class: "error" });
+  const email = el("input", { id: "email", type: "email", autocomplete: "username", required: true });
+  const password = el("input", { id: "password", type: "password", autocomplete: "current-password", required: true, minlength: 8 });
+  const submit = async (register) => {
+    status.textContent = "";
+    try {
+      await api.signIn(email.value.trim(), password.value, register);
+      onDone();
+    } catch (e) {
+      status.textContent = e.message;
+    }
+  };
+  return el(
+    "form",
+    { class: "card sign-in", onsubmit: (e) => (e.preventDefault(), submit(false)) },
+    el("h2", { text: title }),
+    el("label", { for: "email", text: "Email" }),
+    email,
+    el("label", { for: "password", text: "Password" }),
+    password,
+    el("div", { class: "actions" }, el("button", { type: "submit", text: "Sign in" }), allowRegister && el("button", { type: "button", class: "secondary", text: "Create an account", onclick: () => submit(true) })),
+    status,
+  );
+}

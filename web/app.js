@@ -1,0 +1,184 @@
+// The customer app: the menu with pictures, a cart, placing an order to pay at the counter, and
+// the order's status live, with its estimated ready time.
+import { Api, ApiError, Versions, el, money, signInForm, time } from "{{api.js}}";
+
+const api = new Api("customer");
+const main = document.querySelector("main");
+const cart = [];
+let stopFollowing = null;
+
+const STEPS = [
+  ["pending", "Placed"],
+  ["confirmed", "Confirmed"],
+  ["preparing", "Preparing"],
+  ["ready", "Ready for pickup"],
+  ["completed", "Collected"],
+];
+
+function show(...nodes) {
+  stopFollowing?.();
+  stopFollowing = null;
+  main.replaceChildren(...nodes);
+  main.querySelector("h2")?.focus();
+}
+
+function signedOut() {
+  show(signInForm(api, { title: "Sign in to order", allowRegister: true, onDone: menu }));
+}
+
+function picture(item) {
+  if (item.image_url) return el("img", { src: item.image_url, alt: "", class: "picture", loading: "lazy" });
+  return el("div", { class: `picture placeholder ${item.category}`, "aria-hidden": "true", text: item.name.slice(0, 1) });
+}
+
+function itemCard(item) {
+  const id = `size-${item.id}`;
+  const size =
+    item.sizes.length > 1
+      ? el("select", { id }, item.sizes.map((s) => el("option", { value: s.size, text: `${s.size} · ${money(s.price_cents)}` })))
+      : null;
+  const add = () => {
+    const chosen = size ? item.sizes.find((s) => s.size === size.value) : item.sizes[0];
+    const line = cart.find((l) => l.item_id === item.id && l.size === chosen.size);
+    if (line) line.quantity += 1;
+    else cart.push({ item_id: item.id, name: item.name, size: chosen.size, price_cents: chosen.price_cents, quantity: 1 });
+    renderCart();
+  };
+  return el(
+    "li",
+    { class: "card item" },
+    picture(item),
+    el("h3", { text: item.name }),
+    el("p", { class: "muted", text: item.description }),
+    size && el("label", { for: id, class: "visually-hidden", text: `Size of ${item.name}` }),
+    size || el("p", { text: money(item.sizes[0].price_cents) }),
+    item.available
+      ? el("button", { type: "button", text: "Add", "aria-label": `Add ${item.name}`, onclick: add })
+      : el("p", { class: "badge", text: "Unavailable right now" }),
+  );
+}
+
+function renderCart() {
+  const section = document.getElementById("cart");
+  if (!section) return;
+  const total = cart.reduce((sum, l) => sum + l.price_cents * l.quantity, 0);
+  const place = async () => {
+    status.textContent = "";
+    try {
+      const order = await api.request(
+        "POST",
+        "/api/v1/orders",
+        { lines: cart.map(({ item_id, size, quantity }) => ({ item_id, size, quantity })), payment_method: "pay_at_counter" },
+        { "idempotency-key": crypto.randomUUID() },
+      );
+      cart.length = 0;
+      follow(order.id);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return signedOut();
+      status.textContent = e.message;
+    }
+  };
+  const status = el("p", { role: "alert", class: "error" });
+  section.replaceChildren(
+    el("h2", { text: "Your order" }),
+    cart.length === 0
+      ? el("p", { class: "muted", text: "Nothing yet: add something from the menu." })
+      : el(
+          "ul",
+          { class: "lines" },
+          cart.map((l) =>
+            el(
+              "li",
+              {},
+              el("span", { text: `${l.quantity} × ${l.name} (${l.size})` }),
+              el("span", { text: money(l.price_cents * l.quantity) }),
+              el("button", {
+                type: "button",
+                class: "secondary",
+                text: "Remove",
+                "aria-label": `Remove ${l.name}`,
+                onclick: () => (cart.splice(cart.indexOf(l), 1), renderCart()),
+              }),
+            ),
+          ),
+        ),
+    el("p", { class: "total" }, el("span", { text: "Total" }), el("strong", { text: money(total) })),
+    el("p", { class: "muted", text: "You pay at the counter when you collect." }),
+    el("button", { type: "button", text: "Place order", disabled: cart.length === 0, onclick: place }),
+    status,
+  );
+}
+
+async function menu() {
+  if (!api.signedIn) return signedOut();
+  const { items } = await api.send("GET", "/api/v1/menu", undefined, false);
+  show(
+    el(
+      "div",
+      { class: "layout" },
+      el("section", { "aria-labelledby": "menu-title" }, el("h2", { id: "menu-title", tabindex: "-1", text: "Menu" }), el("ul", { class: "grid" }, items.map(itemCard))),
+      el("aside", { id: "cart", class: "card", "aria-live": "polite" }),
+    ),
+  );
+  renderCart();
+  const mine = await api.request("GET", "/api/v1/orders?limit=5").catch(() => ({ items: [] }));
+  const open = mine.items.filter((o) => !["completed", "cancelled", "refunded"].includes(o.status));
+  if (open.length) {
+    document.getElementById("cart").prepend(
+      el("nav", { "aria-label": "Open orders" }, open.map((o) => el("button", { type: "button", class: "secondary", text: `Order ${o.id.slice(-6)}: ${o.status}`, onclick: () => follow(o.id) }))),
+    );
+  }
+}
+
+function follow(id) {
+  const versions = new Versions();
+  const view = el("section", { class: "card order", "aria-labelledby": "order-title" });
+  const live = el("p", { class: "muted", id: "connection", text: "Connecting…" });
+  show(view);
+  let current = null;
+  const render = (order) => {
+    current = order;
+    versions.note(order.id, order.version);
+    const reached = STEPS.findIndex(([s]) => s === order.status);
+    const parts = [
+      el("h2", { id: "order-title", tabindex: "-1", text: `Order ${order.id.slice(-6)}` }),
+      el("p", { id: "order-status", class: `status ${order.status}`, role: "status", "aria-live": "polite", text: statusText(order) }),
+      order.estimated_ready_at ? el("p", { id: "eta", text: `Expected ready around ${time(order.estimated_ready_at)}` }) : null,
+      el(
+        "ol",
+        { class: "steps" },
+        STEPS.map(([s, label], i) => el("li", { class: reached >= i ? "done" : "", "aria-current": reached === i ? "step" : null, text: label })),
+      ),
+      el("ul", { class: "lines" }, order.lines.map((l) => el("li", {}, el("span", { text: `${l.quantity} × ${l.name} (${l.size})` }), el("span", { text: money(l.line_total_cents) })))),
+      el("p", { class: "total" }, el("span", { text: "Total" }), el("strong", { text: money(order.total_cents) })),
+      live,
+      el("button", { type: "button", class: "secondary", text: "Back to the menu", onclick: menu }),
+    ];
+    view.replaceChildren(...parts.filter(Boolean));
+  };
+  const refresh = async () => {
+    try {
+      render(await api.request("GET", `/api/v1/orders/${id}`));
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) signedOut();
+    }
+  };
+  refresh();
+  stopFollowing = api.follow([`order:${id}`], {
+    onOpen: refresh,
+    onMessage: (m) => {
+      if (m.order_id !== id || !versions.fresh(m)) return;
+      if (current) render({ ...current, status: m.status, version: m.version });
+      refresh();
+    },
+    onState: (s) => (live.textContent = s === "live" ? "Live: this page updates by itself." : "Reconnecting…"),
+  });
+}
+
+function statusText(order) {
+  const step = STEPS.find(([s]) => s === order.status);
+  return step ? step[1] : order.status[0].toUpperCase() + order.status.slice(1);
+}
+
+document.getElementById("sign-out").addEventListener("click", () => (api.signOut(), signedOut()));
+menu().catch((e) => show(el("p", { role: "alert", class: "error", text: e.message })));
