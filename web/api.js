@@ -80,6 +80,13 @@ export class Api {
     let lastId = null;
     let stopped = false;
     let retry = null;
+    // Reconnecting backs off while streams keep failing (1/2 s doubling to 10 s); an open one
+    // resets it.
+    let delay = 500;
+    const again = () => {
+      retry = setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 10000);
+    };
     const connect = async () => {
       if (stopped) return;
       try {
@@ -91,10 +98,11 @@ export class Api {
         source = new EventSource(`/api/v1/live/events?${query}`);
       } catch (e) {
         onState?.("offline");
-        retry = setTimeout(connect, 2000);
+        again();
         return;
       }
       source.onopen = () => {
+        delay = 500;
         onState?.("live");
         onOpen?.();
       };
@@ -107,7 +115,7 @@ export class Api {
       source.onerror = () => {
         source.close();
         onState?.("reconnecting");
-        retry = setTimeout(connect, 500);
+        again();
       };
     };
     connect();

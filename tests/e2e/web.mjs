@@ -28,6 +28,17 @@ async function page(viewport) {
   return p;
 }
 
+// Opens the customer app and registers `email`, up to the menu.
+async function customerPage(email) {
+  const p = await page(PHONE);
+  await p.goto(`${base}/`);
+  await p.getByLabel("Email").fill(email);
+  await p.getByLabel("Password").fill("password 123");
+  await p.getByRole("button", { name: "Create an account" }).click();
+  await p.getByRole("heading", { name: "Menu" }).waitFor();
+  return p;
+}
+
 async function shot(p, name, viewport) {
   await p.setViewportSize(viewport);
   await p.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
@@ -35,12 +46,7 @@ async function shot(p, name, viewport) {
 
 try {
   // The customer registers and sees the menu.
-  const customer = await page(PHONE);
-  await customer.goto(`${base}/`);
-  await customer.getByLabel("Email").fill("ada@example.com");
-  await customer.getByLabel("Password").fill("password 123");
-  await customer.getByRole("button", { name: "Create an account" }).click();
-  await customer.getByRole("heading", { name: "Menu" }).waitFor();
+  const customer = await customerPage("ada@example.com");
   await shot(customer, "customer-menu-phone", PHONE);
   await shot(customer, "customer-menu-tablet", TABLET);
   await customer.setViewportSize(PHONE);
@@ -111,12 +117,7 @@ try {
   await shot(customer, "customer-order-tablet", TABLET);
 
   // A second customer sees none of it.
-  const other = await page(PHONE);
-  await other.goto(`${base}/`);
-  await other.getByLabel("Email").fill("bob@example.com");
-  await other.getByLabel("Password").fill("password 123");
-  await other.getByRole("button", { name: "Create an account" }).click();
-  await other.getByRole("heading", { name: "Menu" }).waitFor();
+  const other = await customerPage("bob@example.com");
   assert.equal(await other.getByText(short).count(), 0, "the second customer sees the first one's order");
   const probe = await other.evaluate(async (orderId) => {
     const { access_token } = JSON.parse(localStorage.getItem("gocoffee.customer.session"));
