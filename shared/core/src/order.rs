@@ -436,10 +436,7 @@ impl Order {
         match &e.event {
             OrderEvent::PaymentRequested { intent_id } => self.payment_intent = Some(intent_id.clone()),
             OrderEvent::OrderPaid { .. } => self.paid = true,
-            OrderEvent::TicketRouted { parts } => {
-                self.parts =
-                    parts.iter().map(|p| OrderPart { station: p.station.clone(), lines: p.lines.clone(), started_at_ms: None, ready_at_ms: None }).collect()
-            }
+            OrderEvent::TicketRouted { parts } => self.parts = parts.iter().cloned().map(OrderPart::from).collect(),
             OrderEvent::PartStarted { station } => {
                 if let Some(part) = self.parts.iter_mut().find(|p| &p.station == station) {
                     part.started_at_ms = Some(e.occurred_at_ms);
@@ -545,6 +542,13 @@ pub struct OrderPart {
     pub ready_at_ms: Option<i64>,
 }
 
+impl From<Part> for OrderPart {
+    /// A part just routed: neither started nor ready.
+    fn from(p: Part) -> OrderPart {
+        OrderPart { station: p.station, lines: p.lines, started_at_ms: None, ready_at_ms: None }
+    }
+}
+
 impl OrderPart {
     pub fn is_ready(&self) -> bool {
         self.ready_at_ms.is_some()
@@ -575,7 +579,7 @@ impl Order {
             return (self.parts.clone(), None);
         }
         let parts = kitchen.route(&self.lines);
-        let own = parts.iter().map(|p| OrderPart { station: p.station.clone(), lines: p.lines.clone(), started_at_ms: None, ready_at_ms: None }).collect();
+        let own = parts.iter().cloned().map(OrderPart::from).collect();
         (own, Some(OrderEvent::TicketRouted { parts }))
     }
 

@@ -106,11 +106,8 @@ async fn board(ctx: &Ctx<'_>) -> Result<Board, ApiError> {
     let mut parts: Vec<BoardPart> = Vec::new();
     for (i, ticket) in tickets.iter().enumerate() {
         // An order confirmed before routing existed is shown as the kitchen would route it now.
-        let own: Vec<OrderPart> = if ticket.parts.is_empty() {
-            kitchen.route(&ticket.lines).into_iter().map(|p| OrderPart { station: p.station, lines: p.lines, started_at_ms: None, ready_at_ms: None }).collect()
-        } else {
-            ticket.parts.clone()
-        };
+        let own: Vec<OrderPart> =
+            if ticket.parts.is_empty() { kitchen.route(&ticket.lines).into_iter().map(OrderPart::from).collect() } else { ticket.parts.clone() };
         parts.extend(own.into_iter().map(|part| BoardPart { ticket: i, part, estimate_ms: None }));
     }
     let waiting: Vec<usize> = (0..parts.len()).filter(|&i| !parts[i].part.is_ready()).collect();
