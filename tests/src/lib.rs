@@ -274,10 +274,14 @@ impl Host {
     }
 }
 
-/// An empty state folder for a test's host, named after the test (and this process, so parallel
-/// runs of the suite don't meet).
+/// An empty state folder for a test's host, named after the test, this process and a count of
+/// the folders it made: every host gets its own, even when one test name runs on several
+/// deployments at once (the contract tests' four Spin profiles, which once shared a folder and
+/// each other's SQLite files, and a starting host emptied a running one's).
 pub fn fresh_state(name: &str) -> PathBuf {
-    let state = workspace().join("target/test-state").join(format!("{name}-{}", std::process::id()));
+    static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let state = workspace().join("target/test-state").join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state).expect("state dir");
     state
