@@ -31,7 +31,8 @@ tools:
 ## run in process. The builds differ in the leaf crates' features only, but a cdylib's file
 ## doesn't carry its features' hash, so each build relinks what the others left: the platform
 ## builds run only when a source changed, and before the default one.
-WASM_SOURCES := $(shell find functions shared -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock
+# (the web component embeds web/, so its files count too)
+WASM_SOURCES := $(shell find functions shared -name '*.rs' -o -name Cargo.toml) $(wildcard web/*) Cargo.toml Cargo.lock
 WASM_FUNCTIONS_DIR := target/wasm32-wasip2/fermyon-wasm-functions
 FERMYON_CLOUD_DIR := target/wasm32-wasip2/fermyon-cloud
 # Cloud: which components keep SQLite, and which publish events (and so run their consumers).

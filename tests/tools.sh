@@ -2,7 +2,7 @@
 # Installs the Python-packaged test tools into venvs under the repository (idempotent: a venv
 # whose stamp matches its pinned requirements is left alone). Separate venvs, because
 # aws-sam-cli and checkov pin conflicting versions of shared libraries. The npm tools (anvil,
-# solc, playwright-core) go to node_modules from package-lock.json.
+# solc, playwright-core, jsqr) go to node_modules from package-lock.json.
 #   .venv          schemathesis (API fuzzing), moto server (AWS wire protocol), cargo-lambda (+ zig)
 #   .venv-sam      aws-sam-cli (sam validate --lint) with its cfn-lint
 #   .venv-checkov  checkov (static policy checks of the template)
@@ -26,7 +26,7 @@ ensure_npm() {
   local want
   want=$(sha256sum package-lock.json | cut -d' ' -f1)
   if [ -f node_modules/.stamp ] && [ "$(cat node_modules/.stamp)" = "$want" ]; then return 0; fi
-  echo "installing npm tools: anvil, solc, playwright-core"
+  echo "installing npm tools: anvil, solc, playwright-core, jsqr"
   npm ci --no-audit --no-fund --silent
   echo "$want" > node_modules/.stamp
 }

@@ -1,11 +1,16 @@
-// The customer app: the menu with pictures, a cart, placing an order to pay at the counter, and
-// the order's status live, with its estimated ready time.
+// The customer app: the menu with pictures, a cart, placing an order to pay at the counter or in
+// crypto (the payment request shown as a QR code a wallet scans), and the order's status live,
+// with its estimated ready time.
 import { Api, ApiError, Versions, el, money, signInForm, time } from "{{api.js}}";
 
 const api = new Api("customer");
 const main = document.querySelector("main");
 const cart = [];
 let stopFollowing = null;
+// The crypto payment methods the café takes (GET /api/v1/payments/methods), and the one chosen:
+// null is at the counter.
+let methods = [];
+let chosen = null;
 
 const STEPS = [
   ["pending", "Placed"],
@@ -68,7 +73,7 @@ function renderCart() {
       const order = await api.request(
         "POST",
         "/api/v1/orders",
-        { lines: cart.map(({ item_id, size, quantity }) => ({ item_id, size, quantity })), payment_method: "pay_at_counter" },
+        { lines: cart.map(({ item_id, size, quantity }) => ({ item_id, size, quantity })), payment_method: chosen ? chosen.payment_method : "pay_at_counter" },
         { "idempotency-key": crypto.randomUUID() },
       );
       cart.length = 0;
@@ -103,14 +108,38 @@ function renderCart() {
           ),
         ),
     el("p", { class: "total" }, el("span", { text: "Total" }), el("strong", { text: money(total) })),
-    el("p", { class: "muted", text: "You pay at the counter when you collect." }),
+    paymentChoice(),
     el("button", { type: "button", text: "Place order", disabled: cart.length === 0, onclick: place }),
     status,
   );
 }
 
+// How to pay: at the counter, or one of the crypto methods (when the café takes any).
+function paymentChoice() {
+  const counter = "You pay at the counter when you collect.";
+  if (methods.length === 0) return el("p", { class: "muted", text: counter });
+  const option = (method, label) => {
+    const id = method ? `pay-${method.chain}-${method.asset}` : "pay-counter";
+    return el(
+      "div",
+      { class: "choice" },
+      el("input", { type: "radio", name: "payment", id, checked: chosen === method, onchange: () => ((chosen = method), renderCart()) }),
+      el("label", { for: id, text: label }),
+    );
+  };
+  return el(
+    "fieldset",
+    { class: "payment-choice" },
+    el("legend", { text: "How to pay" }),
+    option(null, "At the counter"),
+    methods.map((m) => option(m, `${m.asset} on ${m.chain}`)),
+    el("p", { class: "muted", text: chosen ? `You pay in ${chosen.asset} from your wallet; the kitchen starts once it arrives.` : counter }),
+  );
+}
+
 async function menu() {
   if (!api.signedIn) return signedOut();
+  if (methods.length === 0) methods = (await api.request("GET", "/api/v1/payments/methods").catch(() => ({ methods: [] }))).methods;
   const { items } = await api.send("GET", "/api/v1/menu", undefined, false);
   show(
     el(
@@ -136,6 +165,9 @@ function follow(id) {
   const live = el("p", { class: "muted", id: "connection", text: "Connecting…" });
   show(view);
   let current = null;
+  let active = true;
+  const payment = el("section", { class: "payment", "aria-labelledby": "payment-title" });
+  let paymentShown = null;
   const render = (order) => {
     current = order;
     versions.note(order.id, order.version);
@@ -151,20 +183,38 @@ function follow(id) {
       ),
       el("ul", { class: "lines" }, order.lines.map((l) => el("li", {}, el("span", { text: `${l.quantity} × ${l.name} (${l.size})` }), el("span", { text: money(l.line_total_cents) })))),
       el("p", { class: "total" }, el("span", { text: "Total" }), el("strong", { text: money(order.total_cents) })),
+      order.payment_method.crypto && order.status === "pending" ? payment : null,
       live,
       el("button", { type: "button", class: "secondary", text: "Back to the menu", onclick: menu }),
     ];
     view.replaceChildren(...parts.filter(Boolean));
   };
+  // A crypto order waits for its payment: its request (the intent the payment service makes
+  // shortly after the order) shown once, as a QR code, the amount, the address and a wallet link.
+  const showPayment = async (order) => {
+    if (!order.payment_method.crypto || order.status !== "pending") return;
+    const link = order.links.payment;
+    if (!link) {
+      payment.replaceChildren(el("p", { class: "muted", text: "Preparing your payment request…" }));
+      setTimeout(() => active && refresh(), 1000);
+      return;
+    }
+    const intent = await api.request("GET", link);
+    if (paymentShown === intent.status) return;
+    paymentShown = intent.status;
+    payment.replaceChildren(...(await paymentView(intent)));
+  };
   const refresh = async () => {
     try {
-      render(await api.request("GET", `/api/v1/orders/${id}`));
+      const order = await api.request("GET", `/api/v1/orders/${id}`);
+      render(order);
+      await showPayment(order);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) signedOut();
     }
   };
   refresh();
-  stopFollowing = api.follow([`order:${id}`], {
+  const stop = api.follow([`order:${id}`], {
     onOpen: refresh,
     onMessage: (m) => {
       if (m.order_id !== id || !versions.fresh(m)) return;
@@ -173,9 +223,55 @@ function follow(id) {
     },
     onState: (s) => (live.textContent = s === "live" ? "Live: this page updates by itself." : "Reconnecting…"),
   });
+  stopFollowing = () => ((active = false), stop());
+}
+
+// What paying an intent takes: its QR code (an SVG the payment service draws, fetched with the
+// session's token and put in the page as markup), the amount, where to, until when, a link a
+// wallet on this device opens, and a field for the transaction's hash, checked at once.
+async function paymentView(intent) {
+  const qr = await fetch(`${intent.links.self}/qr`, { headers: { authorization: `Bearer ${api.tokens.access_token}` } })
+    .then((r) => (r.ok ? r.text() : null))
+    .catch(() => null);
+  const figure = el("figure", { class: "qr" });
+  const svg = qr && new DOMParser().parseFromString(qr, "image/svg+xml").documentElement;
+  if (svg && svg.nodeName === "svg") {
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `QR code of the payment request: ${intent.amount_due.display} ${intent.asset} on ${intent.chain}`);
+    figure.append(document.importNode(svg, true));
+  }
+  figure.append(el("figcaption", { text: "Scan with your wallet" }));
+  const hash = el("input", { id: "tx-hash", inputmode: "text", autocomplete: "off", spellcheck: "false", pattern: "0x[0-9a-fA-F]{64}", required: true });
+  const result = el("p", { role: "alert", class: "error" });
+  const report = async (e) => {
+    e.preventDefault();
+    result.textContent = "";
+    try {
+      const updated = await api.request("POST", `${intent.links.self}/transactions`, { tx_hash: hash.value.trim() });
+      result.textContent = updated.status === "paid" ? "" : `Payment seen: ${updated.status.replace("_", " ")}.`;
+    } catch (err) {
+      result.textContent = err.message;
+    }
+  };
+  return [
+    el("h3", { id: "payment-title", text: `Pay ${intent.amount_due.display} ${intent.asset}` }),
+    el("p", { class: "muted", id: "payment-state", text: `On ${intent.chain}, by ${time(intent.expires_at)}. Status: ${intent.status.replace("_", " ")}.` }),
+    figure,
+    el("p", {}, el("span", { text: "To " }), el("code", { id: "deposit-address", class: "address", text: intent.deposit_address })),
+    el("p", {}, el("a", { href: intent.payment_uri, class: "button-link", text: "Open in my wallet" })),
+    el(
+      "form",
+      { onsubmit: report },
+      el("label", { for: "tx-hash", text: "Paid already? The transaction's hash" }),
+      hash,
+      el("button", { type: "submit", class: "secondary", text: "Check my payment" }),
+      result,
+    ),
+  ];
 }
 
 function statusText(order) {
+  if (order.status === "pending" && order.payment_method.crypto) return "Awaiting payment";
   const step = STEPS.find(([s]) => s === order.status);
   return step ? step[1] : order.status[0].toUpperCase() + order.status.slice(1);
 }

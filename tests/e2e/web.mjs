@@ -3,46 +3,11 @@
 // second without a reload; the barista starts and readies it; the customer's page shows each
 // status live; a second customer never sees the first one's order. Writes screenshots of both
 // apps at phone and tablet sizes, and prints what it measured as JSON.
-//   GOCOFFEE_BASE, BARISTA_EMAIL, BARISTA_PASSWORD, SCREENSHOTS
-import { chromium } from "playwright-core";
+//   GOCOFFEE_BASE, BARISTA_EMAIL, BARISTA_PASSWORD, SCREENSHOTS (browser.mjs)
 import assert from "node:assert/strict";
+import { PHONE, TABLET, base, browser, customerPage, page, shot } from "./browser.mjs";
 
-const base = process.env.GOCOFFEE_BASE;
-const shots = process.env.SCREENSHOTS;
-const PHONE = { width: 390, height: 844 };
-const TABLET = { width: 1280, height: 800 }; // a 10-inch tablet, landscape
 const measured = {};
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  // No sandbox as root; no background traffic to Google's hosts on a closed network.
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-
-async function page(viewport) {
-  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
-  const p = await context.newPage();
-  p.on("pageerror", (e) => {
-    throw new Error(`a script error on ${p.url()}: ${e.message}`);
-  });
-  return p;
-}
-
-// Opens the customer app and registers `email`, up to the menu.
-async function customerPage(email) {
-  const p = await page(PHONE);
-  await p.goto(`${base}/`);
-  await p.getByLabel("Email").fill(email);
-  await p.getByLabel("Password").fill("password 123");
-  await p.getByRole("button", { name: "Create an account" }).click();
-  await p.getByRole("heading", { name: "Menu" }).waitFor();
-  return p;
-}
-
-async function shot(p, name, viewport) {
-  await p.setViewportSize(viewport);
-  await p.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
-}
 
 try {
   // The customer registers and sees the menu.

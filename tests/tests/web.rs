@@ -1,8 +1,10 @@
 //! The web clients on the local host: the pages and their fingerprinted assets as a browser
-//! gets them, and the whole of both apps end to end in headless Chromium (`tests/e2e/web.mjs`).
+//! gets them, and the whole of both apps end to end in headless Chromium (`tests/e2e/web.mjs`),
+//! and a crypto payment by QR code with anvil as the chain (`tests/e2e/crypto.mjs`).
 
 use std::process::Command;
 
+use gocoffee_tests::anvil::{Anvil, DEV};
 use gocoffee_tests::{Api, Host, workspace};
 
 /// The URLs a page loads from `/assets/` (its `src` and `href` attributes).
@@ -46,23 +48,68 @@ fn a_customer_orders_and_the_kitchen_display_follows_it_live_in_chromium() {
     let id = h.get("/api/v1/auth/me", Some(&baker)).body["id"].as_str().expect("id").to_owned();
     let shift = h.request("PUT", &format!("/api/v1/kitchen/shifts/{id}"), Some(&baker), &[], Some(("application/json", br#"{"station":"food"}"#.to_vec())));
     assert_eq!(shift.status, 200, "{}", shift.body);
+    run_in_chromium(&h, "web.mjs", &[("BARISTA_EMAIL", "barista@example.com"), ("BARISTA_PASSWORD", "staff password")]);
+    screenshots_written(&[
+        "customer-menu-phone",
+        "customer-menu-tablet",
+        "customer-order-phone",
+        "customer-order-tablet",
+        "kitchen-board-tablet",
+        "kitchen-board-phone",
+    ]);
+}
+
+/// Runs `tests/e2e/<script>` against `h` with these variables, screenshots going to
+/// `target/screenshots/`; fails with what the script and the host said when it fails.
+fn run_in_chromium(h: &Host, script: &str, env: &[(&str, &str)]) {
     let shots = workspace().join("target/screenshots");
     std::fs::create_dir_all(&shots).expect("screenshots folder");
     let out = Command::new("node")
-        .arg(workspace().join("tests/e2e/web.mjs"))
+        .arg(workspace().join("tests/e2e").join(script))
         .current_dir(workspace())
         .env("GOCOFFEE_BASE", &h.base)
-        .env("BARISTA_EMAIL", "barista@example.com")
-        .env("BARISTA_PASSWORD", "staff password")
         .env("SCREENSHOTS", &shots)
+        .envs(env.iter().copied())
         .output()
         .expect("node runs (tests/tools.sh installs playwright-core and chromium)");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the browser test failed:\n{stdout}\n{stderr}\n--- host log ---\n{}", h.log());
-    eprintln!("web end to end: {stdout}");
-    for name in ["customer-menu-phone", "customer-menu-tablet", "customer-order-phone", "customer-order-tablet", "kitchen-board-tablet", "kitchen-board-phone"]
-    {
-        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}\n--- host log ---\n{}", h.log());
+    eprintln!("{script}: {stdout}");
+}
+
+fn screenshots_written(names: &[&str]) {
+    for name in names {
+        let path = workspace().join("target/screenshots").join(format!("{name}.png"));
+        let png = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}.png is not a real screenshot");
     }
+}
+
+#[test]
+fn a_customer_pays_in_crypto_by_the_qr_code_and_follows_the_order_in_chromium() {
+    let anvil = Anvil::start(137);
+    let token = anvil.deploy_token("USDC", 6);
+    anvil.mint(&token, DEV[1], 1_000_000_000);
+    let chains = serde_json::json!({"polygon": {"chain_id": 137, "rpc_urls": [anvil.url], "finality": {"confirmations": 1},
+        "assets": {"USDC": {"erc20": token, "decimals": 6, "usd_pegged": true}}}})
+    .to_string();
+    let xpub = gocoffee_tests::payments::account_xpub(77);
+    let h = Host::start_env(
+        "web_crypto",
+        &[
+            ("SPIN_VARIABLE_PAYMENT_XPUB", &xpub),
+            ("SPIN_VARIABLE_PAYMENT_CHAINS", &chains),
+            ("SPIN_VARIABLE_PAYMENT_RPC_ORIGIN", "http://127.0.0.1:*"),
+            ("SPIN_VARIABLE_LIVE_POLL_MS", "100"),
+        ],
+    );
+    // What the cart offers: the café's methods, from its configuration.
+    let customer = h.register("dan@example.com");
+    let methods = h.get("/api/v1/payments/methods", Some(&customer));
+    assert_eq!(methods.status, 200, "{}", methods.body);
+    assert_eq!(methods.body["methods"][0]["payment_method"], serde_json::json!({"crypto": {"chain": "polygon", "asset": "USDC"}}), "{}", methods.body);
+    assert_eq!(methods.body["methods"].as_array().map(Vec::len), Some(1));
+    assert_eq!(h.get("/api/v1/payments/methods", None).status, 401);
+    run_in_chromium(&h, "crypto.mjs", &[("ANVIL_URL", &anvil.url), ("TOKEN", &token), ("PAYER", DEV[1])]);
+    screenshots_written(&["customer-cart-crypto-phone", "customer-pay-phone", "customer-pay-tablet"]);
 }

@@ -68,6 +68,21 @@ pub fn payment_uri(chain_id: u64, asset: &Asset, deposit: Address, amount: U256)
     }
 }
 
+/// `uri` as a QR code in SVG: medium error correction (a phone's camera reads it off a scuffed
+/// screen), a quiet zone, dark on white whatever the page's colours, and a `viewBox` so it
+/// scales to the space it is given.
+pub fn payment_qr_svg(uri: &str) -> Result<String, qrcode::types::QrError> {
+    let code = qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .dark_color(qrcode::render::svg::Color("#000000"))
+        .light_color(qrcode::render::svg::Color("#ffffff"))
+        .quiet_zone(true)
+        .build();
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use alloy_primitives::address;
@@ -112,5 +127,16 @@ mod tests {
             "ethereum:0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359@137/transfer?address=0x00000000000000000000000000000000000000AA&uint256=4500000"
         );
         assert_eq!(payment_uri(1, &ETH, deposit, U256::from(15u64)), "ethereum:0x00000000000000000000000000000000000000AA@1?value=15");
+    }
+
+    #[test]
+    fn the_largest_payment_uri_fits_a_qr_code_that_scales() {
+        // The longest URI a token payment makes: 18 decimals and the largest amount.
+        let uri = payment_uri(u64::MAX, &usdc(18), address!("0x00000000000000000000000000000000000000aa"), U256::MAX);
+        let svg = payment_qr_svg(&uri).expect("fits");
+        assert!(svg.contains("viewBox=\"0 0 ") && svg.contains(r##"fill="#000000""##) && svg.contains(r##"fill="#ffffff""##), "{svg}");
+        assert_eq!(svg, payment_qr_svg(&uri).expect("fits"), "the same URI, the same code");
+        assert_ne!(svg, payment_qr_svg(&uri.replace("@", "@1")).expect("fits"));
+        // The reading back is the end-to-end test's (tests/e2e/crypto.mjs, with jsQR).
     }
 }

@@ -177,7 +177,9 @@ pub static FUNCTION: Function = Function {
     name: "payments",
     routes: &[
         route!(GET "/api/v1/payments/refunds" => refunds_due),
+        route!(GET "/api/v1/payments/methods" => methods),
         route!(GET "/api/v1/payments/{id}" => get),
+        route!(GET "/api/v1/payments/{id}/qr" => qr),
         route!(GET "/api/v1/payments/{id}/events" => events),
         route!(POST "/api/v1/payments/{id}/transactions" => hint),
         route!(PUT "/api/v1/payments/{id}/refund-address" => refund_address),
@@ -286,6 +288,55 @@ async fn get(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.caller()?;
     let pc = ctx.extension::<PaymentContext>()?;
     Ok(json(StatusCode::OK, &view(&visible(ctx, pc, &caller).await?)))
+}
+
+/// `GET /api/v1/payments/methods`: the chains and assets orders may be paid with here, what a
+/// client offers at checkout. None without an xpub (orders then take `pay_at_counter` alone).
+async fn methods(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    ctx.caller()?;
+    let pc = ctx.extension::<PaymentContext>()?;
+    let methods: Vec<Value> = match pc.keys {
+        None => Vec::new(),
+        Some(_) => pc
+            .chains
+            .iter()
+            .flat_map(|(name, chain)| {
+                chain.assets.iter().map(move |(symbol, asset)| {
+                    json!({
+                        "chain": name,
+                        "chain_id": chain.chain_id,
+                        "asset": symbol,
+                        "token_contract": match asset.kind { AssetKind::Erc20(a) => Some(a.to_checksum(None)), AssetKind::Native => None },
+                        "decimals": asset.decimals,
+                        "payment_method": {"crypto": {"chain": name, "asset": symbol}},
+                    })
+                })
+            })
+            .collect(),
+    };
+    let mut response = json(StatusCode::OK, &json!({ "methods": methods }));
+    // The same for every caller until the configuration changes.
+    response.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("private, max-age=300"));
+    Ok(response)
+}
+
+/// `GET /api/v1/payments/{id}/qr`: the intent's payment URI as a QR code, an SVG a wallet's
+/// camera reads (its customer or staff).
+async fn qr(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let caller = ctx.caller()?;
+    let pc = ctx.extension::<PaymentContext>()?;
+    let intent = visible(ctx, pc, &caller).await?;
+    let svg = crate::amount::payment_qr_svg(&intent.terms.payment_uri).map_err(|e| {
+        tracing::error!(error = %e, intent = %intent.terms.intent_id, "payment URI does not fit a QR code");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the payment's QR code could not be made")
+    })?;
+    let mut response = http::Response::new(svg.into_bytes());
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("image/svg+xml"));
+    // An intent's URI never changes.
+    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("private, max-age=86400, immutable"));
+    headers.insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+    Ok(response)
 }
 
 async fn events(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
