@@ -11,7 +11,7 @@ COMPONENTS := health identity menu orders kitchen order-consumer payments paymen
 TEST_COMPONENTS := spin-conformance hello
 # Every function is also a Lambda, but for the live status pair: on AWS that is the WebSocket
 # API's work, still to come (README, "Live order status").
-LAMBDAS := $(filter-out live notifier web,$(COMPONENTS))
+LAMBDAS := $(filter-out live notifier,$(COMPONENTS))
 HOST := target/release/gocoffee-host
 
 .PHONY: up test setup tools components profiles host bootstraps lambdas lambdas-check bench clean

@@ -14,6 +14,11 @@ locals {
     "ANY /.well-known/{proxy+}" = "identity"
     "ANY /api/v1/menu"          = "menu"
     "ANY /api/v1/menu/{proxy+}" = "menu"
+    # The web clients: pages and assets on the API's origin (no CORS).
+    "ANY /"                = "web"
+    "ANY /kitchen"         = "web"
+    "ANY /assets"          = "web"
+    "ANY /assets/{proxy+}" = "web"
   }
   # Routes whose bearer token the JWT authorizer checks before any function runs: whole
   # prefixes, and the operations openapi.yaml says need a token under a public prefix.

@@ -20,6 +20,9 @@ locals {
     health = {
       description = "Liveness, touching no store"
     }
+    web = {
+      description = "The web clients, the customer app and the kitchen display, their pages and fingerprinted assets, touching no store"
+    }
     identity = {
       description = "Register, log in, refresh and log out; the current user; staff accounts"
       # argon2id hashing is CPU-bound: more memory buys more CPU.
@@ -61,7 +64,7 @@ locals {
     }
   }
 
-  # What every function that records spans reads (all but health).
+  # What every function that records spans reads (all but health and web).
   telemetry_environment = {
     OTEL_EXPORTER_OTLP_ENDPOINT = var.otlp_endpoint
   }
@@ -69,6 +72,7 @@ locals {
   # Each function's environment: the resources and settings it reads.
   function_environment = {
     health = {}
+    web    = {}
     identity = merge(local.telemetry_environment, local.token_environment, {
       TABLE_NAME     = aws_dynamodb_table.table.name
       JWT_SECRET     = var.jwt_secret

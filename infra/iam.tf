@@ -17,6 +17,7 @@ locals {
   # What each function does beyond logging and tracing.
   function_statements = {
     health = []
+    web    = []
     identity = [
       local.rate_limit_statement,
       local.token_keys_statement,

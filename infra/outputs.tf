@@ -1,7 +1,7 @@
 # The same outputs as sam-template.yaml's, snake_case.
 
 output "api_url" {
-  description = "The HTTP API's base URL"
+  description = "The HTTP API's base URL: the customer app at /, the kitchen display at /kitchen"
   value       = "${aws_apigatewayv2_api.http_api.api_endpoint}/"
 }
 

@@ -66,8 +66,8 @@ run "every_function_is_an_arm64_lambda_with_active_tracing_and_json_logs" {
   command = plan
 
   assert {
-    condition     = length(aws_lambda_function.function) == 12
-    error_message = "twelve functions, as in sam-template.yaml"
+    condition     = length(aws_lambda_function.function) == 13
+    error_message = "thirteen functions, as in sam-template.yaml"
   }
   assert {
     condition = alltrue([for f in aws_lambda_function.function :
@@ -140,8 +140,8 @@ run "every_route_reaches_its_function_with_payload_2" {
   command = plan
 
   assert {
-    condition     = length(aws_apigatewayv2_route.route) == 21 && contains(keys(aws_apigatewayv2_route.route), "$default")
-    error_message = "twenty-one routes, the $default one included"
+    condition     = length(aws_apigatewayv2_route.route) == 25 && contains(keys(aws_apigatewayv2_route.route), "$default")
+    error_message = "twenty-five routes, the $default one included"
   }
   assert {
     condition = alltrue([for k, r in aws_apigatewayv2_route.route :
@@ -207,8 +207,8 @@ run "every_function_has_error_and_throttle_alarms_and_every_alarm_notifies_the_t
     error_message = "each function has an errors and a throttles alarm"
   }
   assert {
-    condition     = length(aws_cloudwatch_metric_alarm.alarm) == 36
-    error_message = "30 alarms, as in sam-template.yaml"
+    condition     = length(aws_cloudwatch_metric_alarm.alarm) == 38
+    error_message = "38 alarms, as in sam-template.yaml"
   }
   assert {
     condition     = alltrue([for a in aws_cloudwatch_metric_alarm.alarm : a.alarm_actions == toset([aws_sns_topic.alarm_topic.arn]) && a.ok_actions == toset([aws_sns_topic.alarm_topic.arn])])
@@ -236,7 +236,7 @@ run "backup_selects_the_table_unless_turned_off_where_the_api_lacks_selections" 
   command = plan
 
   assert {
-    condition     = length(aws_backup_selection.backup_selection) == 1 && length(aws_cloudwatch_log_subscription_filter.function) == 12
+    condition     = length(aws_backup_selection.backup_selection) == 1 && length(aws_cloudwatch_log_subscription_filter.function) == 13
     error_message = "AWS Backup selects the table, and every function's log group is archived"
   }
 }

@@ -21,8 +21,9 @@ use serde_json::{Value, json};
 use crate::aws::{Stack, logical_id, template_resources};
 use crate::workspace;
 
-pub const FUNCTIONS: [&str; 12] = [
+pub const FUNCTIONS: [&str; 13] = [
     "health",
+    "web",
     "identity",
     "menu",
     "orders",

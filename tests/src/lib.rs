@@ -70,7 +70,7 @@ pub fn functions() -> Vec<&'static gocoffee_app::Function> {
 
 /// Functions whose HTTP routes API Gateway's HTTP API doesn't carry: live status streams as
 /// Server-Sent Events on Spin and the host, and goes over the WebSocket API on AWS (not built yet).
-pub const SPIN_ONLY: &[&str] = &["live", "web"];
+pub const SPIN_ONLY: &[&str] = &["live"];
 
 /// Every API route with the function that serves it.
 pub fn routes() -> Vec<(&'static str, &'static gocoffee_app::Route)> {

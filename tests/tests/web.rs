@@ -14,7 +14,16 @@ fn asset_urls(html: &str) -> Vec<String> {
 
 #[test]
 fn pages_load_fingerprinted_assets_that_are_cached_for_good() {
-    let h = Host::start("web_assets");
+    pages_and_assets(&Host::start("web_assets"));
+}
+
+/// On AWS the same function serves them as a Lambda behind the HTTP API, on the API's origin.
+#[test]
+fn the_lambda_serves_the_same_pages_and_assets_behind_the_http_api() {
+    pages_and_assets(&gocoffee_tests::lambda::LambdaStack::start_with("web", false));
+}
+
+fn pages_and_assets(h: &dyn Api) {
     for page in ["/", "/kitchen"] {
         let r = h.request("GET", page, None, &[], None);
         assert_eq!(r.status, 200, "{page}");

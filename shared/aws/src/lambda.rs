@@ -430,15 +430,6 @@ pub fn response_to_apigw(response: Response) -> ApiGatewayV2httpResponse {
     out
 }
 
-fn health_response(event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-    let response = match request_from_apigw(event) {
-        Ok(req) if req.uri().path() == "/health" => gocoffee_app::health(&req),
-        Ok(req) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.uri().path())).into_response(),
-        Err(e) => e.into_response(),
-    };
-    response_to_apigw(response)
-}
-
 /// The event source of a Lambda event: an API Gateway request or a batch of queue records.
 pub fn source(event: &Value) -> &str {
     if event.get("requestContext").is_some() {
@@ -462,9 +453,23 @@ pub fn init(function: &'static str) -> Result<Shell, lambda_runtime::Error> {
 
 /// `main` of the health function: no config, no clients.
 pub async fn health() -> Result<(), lambda_runtime::Error> {
+    stateless(|req| match req.uri().path() {
+        "/health" => gocoffee_app::health(req),
+        path => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {path}", req.method())).into_response(),
+    })
+    .await
+}
+
+/// `main` of a function that answers from what it holds, reading no store and no configuration:
+/// `serve` per request behind API Gateway (health; the web clients' pages and assets).
+pub async fn stateless(serve: fn(&Request) -> Response) -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
-        Ok::<_, lambda_runtime::Error>(health_response(event.payload))
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| async move {
+        let response = match request_from_apigw(event.payload) {
+            Ok(req) => serve(&req),
+            Err(e) => e.into_response(),
+        };
+        Ok::<_, lambda_runtime::Error>(response_to_apigw(response))
     }))
     .await
 }
