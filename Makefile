@@ -112,7 +112,14 @@ up: components host
 ## (terraform fmt, validate, test, checkov), unit, adapters on real SQLite and on moto (the AWS wire
 ## protocol), contract tests against both shells (the host on the real components; the Lambda
 ## binaries on moto; infra/ applied to moto and held to the template), then schemathesis fuzzing
-test: tools components bootstraps lambdas-check
+# The tools install (apt, pip, npm: network and disk) in the background while the components and
+# bootstraps compile (CPU), which need none of them; a failed install stops the run once they're built.
+test: setup
+	@mkdir -p target
+	@tests/tools.sh > target/tools.log 2>&1 & tools=$$!; \
+	$(MAKE) --no-print-directory components bootstraps || { kill $$tools 2>/dev/null; exit 1; }; \
+	if wait $$tools; then cat target/tools.log; else cat target/tools.log; echo "tests/tools.sh failed"; exit 1; fi
+	$(MAKE) --no-print-directory lambdas-check
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	$(CARGO) fmt --all -- --check
 	tests/template.sh

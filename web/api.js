@@ -39,8 +39,10 @@ export class Api {
     this.save(null);
   }
 
-  async send(method, path, body, auth = true, headers = {}) {
-    const init = { method, headers: { accept: "application/json", ...headers } };
+  // `as`: "json" (the API's answers) or "text" (a document such as a QR code's SVG); an error
+  // is the API's JSON either way.
+  async send(method, path, body, auth = true, headers = {}, as = "json") {
+    const init = { method, headers: { accept: as === "json" ? "application/json" : "*/*", ...headers } };
     if (body !== undefined) {
       init.headers["content-type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -48,6 +50,7 @@ export class Api {
     if (auth && this.tokens) init.headers.authorization = `Bearer ${this.tokens.access_token}`;
     const response = await fetch(path, init);
     if (response.status === 204) return null;
+    if (response.ok && as === "text") return response.text();
     const data = await response.json().catch(() => null);
     if (!response.ok) {
       const error = data && data.error;
@@ -58,9 +61,9 @@ export class Api {
 
   // A request with the session's token; an expired token is refreshed once, and a session that
   // can't be refreshed ends (the app then asks to sign in).
-  async request(method, path, body, headers = {}) {
+  async request(method, path, body, headers = {}, as = "json") {
     try {
-      return await this.send(method, path, body, true, headers);
+      return await this.send(method, path, body, true, headers, as);
     } catch (e) {
       if (!(e instanceof ApiError) || e.status !== 401 || !this.tokens) throw e;
       try {
@@ -69,7 +72,7 @@ export class Api {
         this.signOut();
         throw e;
       }
-      return this.send(method, path, body, true, headers);
+      return this.send(method, path, body, true, headers, as);
     }
   }
 

@@ -230,9 +230,7 @@ function follow(id) {
 // session's token and put in the page as markup), the amount, where to, until when, a link a
 // wallet on this device opens, and a field for the transaction's hash, checked at once.
 async function paymentView(intent) {
-  const qr = await fetch(`${intent.links.self}/qr`, { headers: { authorization: `Bearer ${api.tokens.access_token}` } })
-    .then((r) => (r.ok ? r.text() : null))
-    .catch(() => null);
+  const qr = await api.request("GET", `${intent.links.self}/qr`, undefined, {}, "text").catch(() => null);
   const figure = el("figure", { class: "qr" });
   const svg = qr && new DOMParser().parseFromString(qr, "image/svg+xml").documentElement;
   if (svg && svg.nodeName === "svg") {

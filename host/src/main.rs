@@ -14,6 +14,7 @@ mod profile;
 mod routes;
 mod runtime;
 mod server;
+mod sockets;
 mod spin;
 mod sqlite;
 
@@ -310,6 +311,7 @@ async fn up(args: Args) -> Result<()> {
         limits: args.limits.clone(),
         gate: Arc::new(tokio::sync::Semaphore::new(http_slots)),
         operator_token: args.operator_token.clone(),
+        websockets: args.platform.websockets(),
     });
     let (stop, shutdown) = watch::channel(false);
 

@@ -23,6 +23,7 @@ const DELIVERIES: &str = "gocoffee_deliveries_total";
 const DELIVERY_LAG_SECONDS: &str = "gocoffee_delivery_lag_seconds";
 const PENDING: &str = "gocoffee_deliveries_pending";
 const DEAD_LETTERS: &str = "gocoffee_dead_letters";
+const WEBSOCKETS: &str = "gocoffee_websocket_connections";
 
 /// Methods as labels: anything else a client sends is `other`, so no client can grow the series.
 fn method_label(method: &str) -> &'static str {
@@ -53,6 +54,11 @@ pub fn request(method: &str, route: Option<&str>, status: u16, elapsed: Duration
     let (method, route) = (method_label(method), route.unwrap_or("none").to_owned());
     metrics::counter!(REQUESTS, "method" => method, "route" => route.clone(), "status" => status_class(status)).increment(1);
     metrics::histogram!(REQUEST_SECONDS, "method" => method, "route" => route).record(elapsed.as_secs_f64());
+}
+
+/// How many WebSocket connections are open now.
+pub fn websockets(open: usize) {
+    metrics::gauge!(WEBSOCKETS).set(open as f64);
 }
 
 /// One delivery attempt: `delivered`, `retried` or `dead_lettered`, `waited_ms` after the

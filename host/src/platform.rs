@@ -29,6 +29,15 @@ pub enum Platform {
     FermyonWasmFunctions,
 }
 
+impl Platform {
+    /// Whether the host keeps WebSocket connections for components (`crate::sockets`). No Spin
+    /// platform does; the host does by default, so clients' WebSocket transport (API Gateway's
+    /// contract) runs locally, and refuses upgrades as a hosted platform would under its rules.
+    pub fn websockets(self) -> bool {
+        self == Platform::Spin
+    }
+}
+
 /// The linear memory one invocation may grow to where a platform sets no lower limit.
 pub const DEFAULT_GUEST_MEMORY: usize = 256 << 20;
 

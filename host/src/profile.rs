@@ -112,6 +112,15 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
     // Cloud: the consumers' components go; what their handlers need goes to the components that
     // now run them.
     let components = doc.get_mut("component").and_then(Item::as_table_mut).context("the manifest has no components")?;
+    // Neither platform keeps WebSocket connections: the notifier feeds the SSE streams only.
+    for (_, item) in components.iter_mut() {
+        if let Some(component) = item.as_table_mut() {
+            remove_host(component, "{{ live_connections_url }}");
+            if let Some(vars) = component.get_mut("variables").and_then(Item::as_table_mut) {
+                vars.remove("live_connections_url");
+            }
+        }
+    }
     let mut consumer_tables = Vec::new();
     if !chained {
         for consumer in &consumers {

@@ -66,6 +66,8 @@ pub struct Shared {
     pub redis_log: Vec<(String, u16)>,
     /// Idle PostgreSQL connections, by connection string.
     pub pg: crate::postgres::PgPools,
+    /// The open WebSocket connections, which components push to through the management API.
+    pub sockets: Arc<crate::sockets::Sockets>,
 }
 
 /// The data of one invocation's store.
@@ -94,9 +96,12 @@ impl WasiHttpView for HostState {
 /// Outbound HTTP, limited to the component's `allowed_outbound_hosts`. An HTTP-triggered
 /// invocation also has `chain`: a request to `http://<component>.spin.internal/...` runs that
 /// component in process (Spin's service chaining, which Spin offers the HTTP trigger alone).
+/// From any trigger, `http://<component>.spin.internal/@connections/...` is the management API
+/// of that component's WebSocket connections ([`crate::sockets`]).
 pub struct OutboundHttp {
     component: Arc<ComponentConfig>,
     chain: Option<Weak<Runtime>>,
+    sockets: Arc<crate::sockets::Sockets>,
 }
 
 /// The component a service-chaining host names: `<id>.spin.internal`, one label before the
@@ -126,6 +131,26 @@ impl WasiHttpHooks for OutboundHttp {
         if !self.component.allowed_hosts.allows_url(&url) {
             tracing::warn!(component = %self.component.id, %url, "outbound request denied: not in allowed_outbound_hosts");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        if let Some(target) = chained_component(request.uri()).map(str::to_owned)
+            && request.uri().path().starts_with(crate::sockets::MANAGEMENT_PREFIX)
+        {
+            let sockets = self.sockets.clone();
+            return Box::new(async move {
+                let (parts, body) = request.into_parts();
+                let limited = http_body_util::Limited::new(body, crate::sockets::MAX_MESSAGE + 1).collect().await;
+                let (status, payload) = match limited {
+                    Ok(collected) => sockets.manage(&target, &parts.method, parts.uri.path(), collected.to_bytes()),
+                    Err(_) => (413, r#"{"__type":"PayloadTooLargeException","message":"the message is over 128 KiB"}"#.to_owned()),
+                };
+                let body = http_body_util::Full::new(bytes::Bytes::from(payload)).map_err(|never: std::convert::Infallible| match never {}).boxed_unsync();
+                let response = http::Response::builder()
+                    .status(status)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))?;
+                Ok((response, Box::new(async { Ok(()) }) as Box<dyn std::future::Future<Output = _> + Send>))
+            });
         }
         if let Some(runtime) = self.chain.as_ref().and_then(Weak::upgrade)
             && let Some(target) = chained_component(request.uri()).map(str::to_owned)
@@ -320,6 +345,7 @@ impl Runtime {
             log,
             redis_log,
             pg: Default::default(),
+            sockets: Default::default(),
         });
         Ok(Arc::new_cyclic(|me| Runtime { engine, shared, components, me: me.clone(), guest_memory: opts.guest_memory.min(MAX_GUEST_MEMORY) }))
     }
@@ -363,7 +389,7 @@ impl Runtime {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: OutboundHttp { component: component.clone(), chain: None },
+            hooks: OutboundHttp { component: component.clone(), chain: None, sockets: self.shared.sockets.clone() },
             component: component.clone(),
             shared: self.shared.clone(),
             limits: StoreLimitsBuilder::new().memory_size(self.guest_memory).instances(16).build(),
@@ -681,7 +707,7 @@ mod tests {
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
         });
-        let mut hooks = OutboundHttp { component: config(&[&format!("http://127.0.0.1:{port}")]), chain: None };
+        let mut hooks = OutboundHttp { component: config(&[&format!("http://127.0.0.1:{port}")]), chain: None, sockets: Default::default() };
         let denied = Box::into_pin(hooks.send_request(request(&format!("http://127.0.0.1:{}/x", port + 1)), None, Box::new(async { Ok(()) }))).await;
         assert!(matches!(denied, Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
         let (response, _io) =
@@ -689,6 +715,35 @@ mod tests {
         assert_eq!(response.status(), 200);
         let body = response.into_body().collect().await.map_err(|_| ()).expect("body").to_bytes();
         assert_eq!(&body[..], b"pong");
+    }
+
+    #[tokio::test]
+    async fn the_management_api_reaches_only_the_named_components_open_connections() {
+        let sockets = Arc::<crate::sockets::Sockets>::default();
+        let (id, mut commands) = sockets.open("live").expect("an id");
+        let mut hooks = OutboundHttp { component: config(&["http://live.spin.internal"]), chain: None, sockets: sockets.clone() };
+        let mut post = async |url: &str, text: &'static str| {
+            let body = Full::new(bytes::Bytes::from_static(text.as_bytes())).map_err(|never| match never {}).boxed_unsync();
+            let request = http::Request::post(url).body(body).expect("request");
+            match Box::into_pin(hooks.send_request(request, None, Box::new(async { Ok(()) }))).await {
+                Ok((response, _)) => response.status().as_u16(),
+                Err(e) => panic!("{url}: {e}"),
+            }
+        };
+        assert_eq!(post(&format!("http://live.spin.internal/@connections/{id}"), "hello").await, 200);
+        assert!(matches!(commands.try_recv(), Ok(crate::sockets::Command::Send(text)) if text.as_str() == "hello"));
+        assert_eq!(post("http://live.spin.internal/@connections/nobody", "hello").await, 410, "an unknown connection is gone");
+        assert_eq!(post("http://live.spin.internal/@connections/", "hello").await, 404);
+        sockets.closed(&id);
+        assert_eq!(post(&format!("http://live.spin.internal/@connections/{id}"), "hello").await, 410, "a closed one too");
+
+        // Another component's connections are out of reach, and so is the API without the address.
+        let (theirs, _commands) = sockets.open("kitchen").expect("an id");
+        assert_eq!(post(&format!("http://live.spin.internal/@connections/{theirs}"), "hello").await, 410);
+        let mut unlisted = OutboundHttp { component: config(&["http://live.spin.internal"]), chain: None, sockets: sockets.clone() };
+        let request = request(&format!("http://kitchen.spin.internal/@connections/{theirs}"));
+        let denied = Box::into_pin(unlisted.send_request(request, None, Box::new(async { Ok(()) }))).await;
+        assert!(matches!(denied, Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
     }
 
     #[test]

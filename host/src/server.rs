@@ -13,13 +13,15 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::routes::{Route, Router};
+use crate::routes::{Match, Route, Router};
 use crate::runtime::{InvokeError, Runtime};
+use crate::sockets;
 
 /// Bodies over this are refused before any component runs.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -53,6 +55,8 @@ pub struct Server {
     pub gate: Arc<Semaphore>,
     /// Lets a non-loopback client use the operator endpoints (`/.well-known/gocoffee/...`).
     pub operator_token: Option<String>,
+    /// Whether WebSocket upgrades reach components ([`sockets`]); else they are refused (501).
+    pub websockets: bool,
 }
 
 /// Why a request body was not read.
@@ -121,6 +125,39 @@ fn json_error(status: u16, code: &str, message: &str) -> hyper::Response<HyperOu
         .header("content-type", "application/json")
         .body(body(payload))
         .unwrap_or_else(|_| hyper::Response::new(body(Bytes::new())))
+}
+
+/// A body the runtime takes.
+fn full(bytes: Bytes) -> impl hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + 'static {
+    Full::new(bytes).map_err(|never: Infallible| -> hyper::Error { match never {} })
+}
+
+/// Makes a client's request the one its component sees, as under Spin: the `spin-*` headers,
+/// the absolute URL, and none of the headers only the host may set.
+fn component_request(parts: &mut http::request::Parts, hit: &Match<'_>, client: SocketAddr) {
+    let host = parts.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
+    let full_url = format!("http://{host}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut spin_headers = vec![
+        ("spin-full-url", full_url.clone()),
+        ("spin-path-info", hit.path_info.clone()),
+        ("spin-matched-route", hit.route.raw.clone()),
+        ("spin-raw-component-route", hit.route.raw.clone()),
+        ("spin-component-route", hit.route.component_route()),
+        ("spin-base-path", "/".to_owned()),
+        ("spin-client-addr", client.to_string()),
+    ];
+    let params: Vec<(String, String)> = hit.param_headers().map(|(k, v)| (k, v.to_owned())).collect();
+    for (name, value) in spin_headers.drain(..).map(|(k, v)| (k.to_owned(), v)).chain(params) {
+        if let (Ok(n), Ok(v)) = (hyper::header::HeaderName::try_from(name), hyper::header::HeaderValue::try_from(value)) {
+            parts.headers.insert(n, v);
+        }
+    }
+    // The component sees the absolute URL, as under Spin.
+    if let Ok(uri) = full_url.parse() {
+        parts.uri = uri;
+    }
+    parts.headers.remove(sockets::EVENT_HEADER);
+    parts.headers.remove(sockets::CONNECTION_HEADER);
 }
 
 impl Server {
@@ -226,7 +263,7 @@ impl Server {
 
     /// The response, and the manifest route that took the request (none for the host's own paths
     /// and unmatched ones).
-    async fn route(&self, req: hyper::Request<Incoming>, client: SocketAddr) -> (hyper::Response<HyperOutgoingBody>, Option<&Route>) {
+    async fn route(self: &Arc<Self>, req: hyper::Request<Incoming>, client: SocketAddr) -> (hyper::Response<HyperOutgoingBody>, Option<&Route>) {
         let path = req.uri().path().to_owned();
         if path == "/.well-known/spin/health" {
             return (hyper::Response::new(body("OK")), None);
@@ -238,6 +275,12 @@ impl Server {
             return (json_error(404, "not_found", "no route matches this path"), None);
         };
         let component = hit.route.component.as_str();
+        if sockets::is_upgrade(&req) {
+            if !self.websockets {
+                return (json_error(501, "websockets_unsupported", "this platform keeps no WebSocket connections"), Some(hit.route));
+            }
+            return (self.upgrade(req, &hit, client).await, Some(hit.route));
+        }
         let (mut parts, mut incoming) = req.into_parts();
         let declared_too_big = parts
             .headers
@@ -259,28 +302,8 @@ impl Server {
             }
             Err(BodyError::Broken) => return (closing(json_error(400, "bad_request", "the request body could not be read")), Some(hit.route)),
         };
-        let host = parts.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
-        let full_url = format!("http://{host}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-        let mut spin_headers = vec![
-            ("spin-full-url", full_url.clone()),
-            ("spin-path-info", hit.path_info.clone()),
-            ("spin-matched-route", hit.route.raw.clone()),
-            ("spin-raw-component-route", hit.route.raw.clone()),
-            ("spin-component-route", hit.route.component_route()),
-            ("spin-base-path", "/".to_owned()),
-            ("spin-client-addr", client.to_string()),
-        ];
-        let params: Vec<(String, String)> = hit.param_headers().map(|(k, v)| (k, v.to_owned())).collect();
-        for (name, value) in spin_headers.drain(..).map(|(k, v)| (k.to_owned(), v)).chain(params) {
-            if let (Ok(n), Ok(v)) = (hyper::header::HeaderName::try_from(name), hyper::header::HeaderValue::try_from(value)) {
-                parts.headers.insert(n, v);
-            }
-        }
-        // The component sees the absolute URL, as under Spin.
-        if let Ok(uri) = full_url.parse() {
-            parts.uri = uri;
-        }
-        let req = hyper::Request::from_parts(parts, Full::new(bytes).map_err(|never: Infallible| -> hyper::Error { match never {} }));
+        component_request(&mut parts, &hit, client);
+        let req = hyper::Request::from_parts(parts, full(bytes));
         match self.invoke(component, req).await {
             Ok(resp) => (resp, Some(hit.route)),
             Err(InvokeError::Busy(why)) => {
@@ -292,6 +315,87 @@ impl Server {
                 (json_error(500, "internal", "the component failed while handling this request"), Some(hit.route))
             }
         }
+    }
+
+    /// A WebSocket upgrade on `hit`'s route: the component's to accept (it answers its `CONNECT`
+    /// with 101); then the connection is served on a task of its own ([`sockets`]).
+    async fn upgrade(self: &Arc<Self>, mut req: hyper::Request<Incoming>, hit: &Match<'_>, client: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
+        let key = req.headers().get(hyper::header::SEC_WEBSOCKET_KEY).cloned();
+        let Some(key) = key.filter(|_| req.method() == hyper::Method::GET) else {
+            return json_error(400, "bad_websocket_request", "a WebSocket opens with a GET that carries Sec-WebSocket-Key");
+        };
+        if req.headers().get(hyper::header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+            let mut r = json_error(426, "unsupported_websocket_version", "the host speaks WebSocket version 13");
+            r.headers_mut().insert(hyper::header::SEC_WEBSOCKET_VERSION, hyper::header::HeaderValue::from_static("13"));
+            return r;
+        }
+        let component = hit.route.component.clone();
+        let registry = self.runtime.shared.sockets.clone();
+        let Some((id, commands)) = registry.open(&component) else {
+            return json_error(503, "unavailable", "the connection could not be given an id");
+        };
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        let (mut parts, _) = req.into_parts();
+        component_request(&mut parts, hit, client);
+        // What every later invocation of this connection carries: where it came in, and the
+        // spin-* headers; not the upgrade's own headers.
+        let mut later = parts.headers.clone();
+        for name in [
+            hyper::header::UPGRADE,
+            hyper::header::CONNECTION,
+            hyper::header::SEC_WEBSOCKET_KEY,
+            hyper::header::SEC_WEBSOCKET_VERSION,
+            hyper::header::SEC_WEBSOCKET_EXTENSIONS,
+        ] {
+            later.remove(name);
+        }
+        let invoker = ComponentInvoker { server: self.clone(), component: component.clone(), uri: parts.uri.clone(), headers: later };
+        let id_header = hyper::header::HeaderValue::try_from(id.as_str()).ok();
+        parts.headers.insert(sockets::EVENT_HEADER, hyper::header::HeaderValue::from_static("CONNECT"));
+        if let Some(v) = id_header {
+            parts.headers.insert(sockets::CONNECTION_HEADER, v);
+        }
+        let answer = self.invoke(&component, hyper::Request::from_parts(parts, full(Bytes::new()))).await;
+        let answer = match answer {
+            Ok(answer) if answer.status() == hyper::StatusCode::SWITCHING_PROTOCOLS => answer,
+            refused => {
+                registry.closed(&id);
+                return match refused {
+                    Ok(answer) => answer,
+                    Err(InvokeError::Busy(why)) => {
+                        tracing::warn!(%component, why, "no instance free for a WebSocket connect: 503");
+                        overloaded()
+                    }
+                    Err(InvokeError::Failed(e)) => {
+                        tracing::error!(%component, error = %format!("{e:#}"), "component failed on a WebSocket connect");
+                        json_error(500, "internal", "the component failed while handling this request")
+                    }
+                };
+            }
+        };
+        drop(answer);
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let stream = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(sockets::config())).await;
+                    tracing::info!(%component, connection_id = %id, "websocket connection opened");
+                    sockets::run(stream, registry, id, commands, invoker).await;
+                }
+                Err(e) => {
+                    // Accepted, but the client went before the handshake finished.
+                    tracing::debug!(error = %e, "websocket upgrade failed");
+                    registry.closed(&id);
+                    sockets::Invoke::invoke(&invoker, "DISCONNECT", &id, Bytes::new()).await;
+                }
+            }
+        });
+        hyper::Response::builder()
+            .status(hyper::StatusCode::SWITCHING_PROTOCOLS)
+            .header(hyper::header::UPGRADE, "websocket")
+            .header(hyper::header::CONNECTION, "Upgrade")
+            .header(hyper::header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
+            .body(body(Bytes::new()))
+            .unwrap_or_else(|_| json_error(500, "internal", "the handshake could not be answered"))
     }
 
     /// Runs `component` on the request once the gate has an instance slot for it.
@@ -311,8 +415,8 @@ impl Server {
     /// Serves until `shutdown` turns true, then stops accepting and lets in-flight requests
     /// finish (up to `drain`).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>, drain: Duration) -> Result<()> {
-        let graceful = GracefulShutdown::new();
-        let connections = Arc::new(Semaphore::new(self.limits.max_connections));
+        let max_connections = self.limits.max_connections;
+        let connections = Arc::new(Semaphore::new(max_connections));
         loop {
             // Past the connection limit, new clients wait in the listen backlog: each connection
             // may buffer a body of up to 1 MiB, so this also bounds that memory.
@@ -340,11 +444,21 @@ impl Server {
                             let server = server.clone();
                             async move { Ok::<_, Infallible>(server.handle(req, client).await) }
                         }),
-                    );
-                    let conn = graceful.watch(conn);
+                    ).with_upgrades();
+                    let mut stopping = shutdown.clone();
                     tokio::spawn(async move {
                         let _slot = slot;
-                        if let Err(e) = conn.await {
+                        let mut conn = std::pin::pin!(conn);
+                        // On shutdown, the request in flight finishes and the connection closes
+                        // (hyper-util's GracefulShutdown doesn't take upgradeable connections).
+                        let ended = tokio::select! {
+                            ended = conn.as_mut() => ended,
+                            _ = stopping.changed() => {
+                                conn.as_mut().graceful_shutdown();
+                                conn.await
+                            }
+                        };
+                        if let Err(e) = ended {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
                     });
@@ -353,11 +467,52 @@ impl Server {
             }
         }
         drop(listener);
+        self.runtime.shared.sockets.close_all();
+        // Every connection's task holds a slot until it ends.
         tokio::select! {
-            _ = graceful.shutdown() => tracing::info!("in-flight requests finished"),
+            _ = connections.acquire_many(max_connections as u32) => tracing::info!("in-flight requests finished"),
             _ = tokio::time::sleep(drain) => tracing::warn!("gave up waiting for in-flight requests"),
         }
         Ok(())
+    }
+}
+
+/// A connection's later events, as invocations of its component.
+struct ComponentInvoker {
+    server: Arc<Server>,
+    component: String,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+impl sockets::Invoke for ComponentInvoker {
+    async fn invoke(&self, event: &'static str, connection_id: &str, message: Bytes) -> Option<Bytes> {
+        let mut req = hyper::Request::new(full(message));
+        *req.method_mut() = hyper::Method::POST;
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req.headers_mut().insert(sockets::EVENT_HEADER, hyper::header::HeaderValue::from_static(event));
+        req.headers_mut().insert(sockets::CONNECTION_HEADER, hyper::header::HeaderValue::try_from(connection_id).ok()?);
+        req.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+        let started = Instant::now();
+        let outcome = self.server.invoke(&self.component, req).await;
+        let status = outcome.as_ref().map_or(503, |r| r.status().as_u16());
+        crate::metrics::request("POST", Some(&format!("websocket {event}")), status, started.elapsed());
+        match outcome {
+            Ok(answer) if answer.status().is_success() => answer.into_body().collect().await.ok().map(|c| c.to_bytes()),
+            Ok(answer) => {
+                tracing::warn!(component = %self.component, connection_id, event, status = answer.status().as_u16(), "websocket event refused");
+                None
+            }
+            Err(InvokeError::Busy(why)) => {
+                tracing::warn!(component = %self.component, connection_id, event, why, "no instance free for a websocket event");
+                None
+            }
+            Err(InvokeError::Failed(e)) => {
+                tracing::error!(component = %self.component, connection_id, event, error = %format!("{e:#}"), "component failed on a websocket event");
+                None
+            }
+        }
     }
 }
 

@@ -406,6 +406,7 @@ mod tests {
             log,
             redis_log: vec![("127.0.0.1".into(), 6379)],
             pg: Default::default(),
+            sockets: Default::default(),
         });
         Runtime::without_components(crate::runtime::engine(4).expect("engine"), shared)
     }

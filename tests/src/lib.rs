@@ -41,6 +41,7 @@ pub mod lambda;
 pub mod payments;
 pub mod sse;
 pub mod terraform;
+pub mod ws;
 
 pub const ADMIN_EMAIL: &str = "admin@gocoffee.test";
 pub const ADMIN_PASSWORD: &str = "admin password 1";

@@ -23,6 +23,15 @@ pub fn account_xpub(seed: u8) -> String {
     XPrv::derive_from_path([seed; 64], &path).expect("account").public_key().to_string(Prefix::XPUB)
 }
 
+/// A café taking USDC (the ERC-20 at `token`, 6 decimals) on Polygon through `rpc_url`, its
+/// deposit addresses from [`account_xpub`]`(77)`: the `PAYMENT_XPUB` and `PAYMENT_CHAINS`
+/// variables, named as on Lambda (the host's are `SPIN_VARIABLE_` and these).
+pub fn polygon_usdc_cafe(rpc_url: &str, token: &str) -> Vec<(String, String)> {
+    let chains = serde_json::json!({"polygon": {"chain_id": 137, "rpc_urls": [rpc_url], "finality": {"confirmations": 1},
+        "assets": {"USDC": {"erc20": token, "decimals": 6, "usd_pegged": true}}}});
+    vec![("PAYMENT_XPUB".into(), account_xpub(77)), ("PAYMENT_CHAINS".into(), chains.to_string())]
+}
+
 /// The deposit keys of [`account_xpub`]`(seed)`.
 pub fn deposit_keys(seed: u8) -> DepositKeys {
     DepositKeys::parse(&account_xpub(seed)).expect("xpub")

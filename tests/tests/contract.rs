@@ -81,6 +81,125 @@ mod live {
     on_spin_profiles!(order_changes_reach_open_streams_as_they_happen_and_only_their_followers);
 }
 
+/// The host's WebSocket endpoint, API Gateway's contract: on SQLite and on PostgreSQL.
+mod live_sockets {
+    use super::websocket_connections_get_what_they_follow_and_only_that;
+    mod spin {
+        #[test]
+        fn websocket_connections_get_what_they_follow_and_only_that() {
+            super::websocket_connections_get_what_they_follow_and_only_that(&gocoffee_tests::Host::start(stringify!(
+                websocket_connections_get_what_they_follow_and_only_that
+            )));
+        }
+    }
+    mod spin_postgres {
+        #[test]
+        fn websocket_connections_get_what_they_follow_and_only_that() {
+            let (host, _database) = gocoffee_tests::Host::start_on_postgres(stringify!(websocket_connections_get_what_they_follow_and_only_that));
+            super::websocket_connections_get_what_they_follow_and_only_that(&host);
+        }
+    }
+}
+
+/// The next change to `order` on a WebSocket connection (within 10 s), as [`live_change`] reads
+/// a stream's.
+fn socket_change(socket: &mut gocoffee_tests::ws::WsClient, order: &str, seen: &mut u64) -> (String, String, u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = socket.message(deadline.saturating_duration_since(Instant::now()));
+        let version = m["version"].as_u64().unwrap_or_else(|| panic!("an envelope, not {m}"));
+        if m["order_id"] == order && version > *seen {
+            *seen = version;
+            return (m["type"].as_str().expect("type").to_owned(), m["status"].as_str().expect("status").to_owned(), version);
+        }
+    }
+}
+
+fn websocket_connections_get_what_they_follow_and_only_that(h: &Host) {
+    use gocoffee_tests::ws::{Read, WsClient};
+    let alice = h.register("alice@example.com");
+    let bob = h.register("bob@example.com");
+    let barista = h.staff("barista@example.com", "barista");
+    let ticket = |token: &str| h.post("/api/v1/live/tickets", Some(token), json!({})).body["ticket"].as_str().expect("a ticket").to_owned();
+    let open = |token: &str| WsClient::connect(&h.base, &format!("/api/v1/live/socket?ticket={}", ticket(token))).expect("connected");
+
+    // $connect is authorized by the ticket in the URL, and a refusal is an HTTP answer.
+    let refused = WsClient::connect(&h.base, "/api/v1/live/socket").err().expect("refused without a ticket");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let forged = WsClient::connect(&h.base, "/api/v1/live/socket?ticket=forged.ticket").err().expect("refused with a forged ticket");
+    // (The handshake's reader keeps only the body bytes that came with the head, so the body,
+    // `invalid_ticket`, is the app tests' to check.)
+    assert_eq!(forged.status, 401, "{}", forged.body);
+    // Only the host may say a request is a connection's: a client's own event headers are dropped.
+    let posed = h.request(
+        "POST",
+        &format!("/api/v1/live/socket?ticket={}", ticket(&alice)),
+        None,
+        &[("websocket-event-type", "CONNECT"), ("websocket-connection-id", "mine")],
+        None,
+    );
+    assert_eq!(posed.status, 404, "an ordinary request, to no route: {}", posed.body);
+
+    let order = h.place(&alice);
+    h.wait_for_status(&order, &alice, "confirmed");
+    let channel = format!("order:{order}");
+    let mut mine = open(&alice);
+    let mut board = open(&barista);
+    let mut bobs = open(&bob);
+    assert_eq!(mine.act("subscribe", &channel), json!({"action": "subscribe", "channel": channel, "ok": true}));
+    assert_eq!(board.act("subscribe", "kitchen")["ok"], true);
+    assert_eq!(bobs.act("subscribe", &channel)["error"]["code"], "not_found", "another customer's order");
+    assert_eq!(bobs.act("subscribe", "kitchen")["error"]["code"], "forbidden", "the board is the staff's");
+    assert_eq!(bobs.act("dance", "kitchen")["error"]["code"], "unknown_action");
+    bobs.send(&json!("not an action"));
+    assert_eq!(bobs.message(Duration::from_secs(5))["error"]["code"], "invalid_message");
+
+    // What the barista does reaches both followers, as it happens; Bob hears nothing.
+    let mut seen = h.get(&format!("/api/v1/orders/{order}"), Some(&alice)).body["version"].as_u64().expect("version");
+    let mut on_board = seen;
+    let started_at = Instant::now();
+    let started = h.post(&format!("/api/v1/kitchen/orders/{order}/start"), Some(&barista), json!({}));
+    assert_eq!(started.status, 200, "{}", started.body);
+    let (kind, status, _) = socket_change(&mut mine, &order, &mut seen);
+    eprintln!("the customer's socket heard {kind} {:?} after the start was posted", started_at.elapsed());
+    assert!(matches!((kind.as_str(), status.as_str()), ("PreparationStarted" | "PartStarted", "preparing")), "{kind} {status}");
+    assert!(matches!(socket_change(&mut board, &order, &mut on_board).1.as_str(), "preparing"));
+    let ready = h.post(&format!("/api/v1/kitchen/orders/{order}/ready"), Some(&barista), json!({}));
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    while seen < 7 {
+        socket_change(&mut mine, &order, &mut seen);
+    }
+    assert!(matches!(bobs.read(Duration::from_millis(500)), Read::TimedOut), "Bob follows nothing");
+
+    // Unsubscribed, the customer hears no more; a closed connection is forgotten, so the
+    // notifier's next push to it finds it gone and the order path goes on.
+    assert_eq!(mine.act("unsubscribe", &channel)["ok"], true);
+    bobs.close();
+    let collected = h.post(&format!("/api/v1/orders/{order}/collect"), Some(&barista), json!({}));
+    assert_eq!(collected.status, 200, "{}", collected.body);
+    while on_board < 8 {
+        socket_change(&mut board, &order, &mut on_board);
+    }
+    assert!(matches!(mine.read(Duration::from_millis(500)), Read::TimedOut), "unsubscribed");
+
+    // A binary frame is not the API's: the server closes with 1003, as API Gateway's JSON
+    // routes refuse it.
+    mine.send_binary(&[0, 1]);
+    match mine.read(Duration::from_secs(5)) {
+        Read::Closed(Some(frame)) => assert_eq!(u16::from(frame.code), 1003),
+        other => panic!("expected a close, got {other:?}"),
+    }
+}
+
+#[test]
+fn fermyon_cloud_refuses_websockets_as_the_platform_would() {
+    let h = Host::start_on_cloud("websockets_refused");
+    let alice = h.register("alice@example.com");
+    let ticket = h.post("/api/v1/live/tickets", Some(&alice), json!({})).body["ticket"].as_str().expect("a ticket").to_owned();
+    let refused = gocoffee_tests::ws::WsClient::connect(&h.base, &format!("/api/v1/live/socket?ticket={ticket}")).err().expect("refused");
+    assert_eq!(refused.status, 501, "{}", refused.body);
+}
+
 /// The next change to `order` on `stream` (within 10 s) as `(type, status, version)`, dropping
 /// what a client drops: other orders' messages, and any whose version it has (`seen`: the
 /// snapshot's, then the last change's). Delivery is at least once and a retried delivery may come

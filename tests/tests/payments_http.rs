@@ -54,11 +54,7 @@ fn cafe(name: &str, expiry_seconds: &str, lambda: bool) -> Cafe {
 /// Either shell, taking USDC at `token` on Polygon through `rpc_url`, with more `variables`
 /// (upper case names, as on Lambda) and, on the host, these `host_flags`.
 fn platform(name: &str, lambda: bool, rpc_url: &str, token: &str, variables: &[(&str, &str)], host_flags: &[&str]) -> Platform {
-    let chains = json!({"polygon": {"chain_id": 137, "rpc_urls": [rpc_url], "finality": {"confirmations": 1},
-        "assets": {"USDC": {"erc20": token, "decimals": 6, "usd_pegged": true}}}})
-    .to_string();
-    let xpub = gocoffee_tests::payments::account_xpub(77);
-    let mut vars: Vec<(String, String)> = vec![("PAYMENT_XPUB".into(), xpub), ("PAYMENT_CHAINS".into(), chains)];
+    let mut vars = gocoffee_tests::payments::polygon_usdc_cafe(rpc_url, token);
     vars.extend(variables.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     if lambda {
         let params: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

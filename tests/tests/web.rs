@@ -99,26 +99,26 @@ fn a_customer_pays_in_crypto_by_the_qr_code_and_follows_the_order_in_chromium() 
     let anvil = Anvil::start(137);
     let token = anvil.deploy_token("USDC", 6);
     anvil.mint(&token, DEV[1], 1_000_000_000);
-    let chains = serde_json::json!({"polygon": {"chain_id": 137, "rpc_urls": [anvil.url], "finality": {"confirmations": 1},
-        "assets": {"USDC": {"erc20": token, "decimals": 6, "usd_pegged": true}}}})
-    .to_string();
-    let xpub = gocoffee_tests::payments::account_xpub(77);
-    let h = Host::start_env(
-        "web_crypto",
-        &[
-            ("SPIN_VARIABLE_PAYMENT_XPUB", &xpub),
-            ("SPIN_VARIABLE_PAYMENT_CHAINS", &chains),
-            ("SPIN_VARIABLE_PAYMENT_RPC_ORIGIN", "http://127.0.0.1:*"),
-            ("SPIN_VARIABLE_LIVE_POLL_MS", "100"),
-        ],
-    );
-    // What the cart offers: the café's methods, from its configuration.
+    let mut env: Vec<(String, String)> =
+        gocoffee_tests::payments::polygon_usdc_cafe(&anvil.url, &token).into_iter().map(|(k, v)| (format!("SPIN_VARIABLE_{k}"), v)).collect();
+    env.push(("SPIN_VARIABLE_PAYMENT_RPC_ORIGIN".into(), "http://127.0.0.1:*".into()));
+    env.push(("SPIN_VARIABLE_LIVE_POLL_MS".into(), "100".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let h = Host::start_env("web_crypto", &env);
+    // What the cart offers: the café's methods, from its configuration, each of which an order
+    // takes as it is listed (the orders and payments functions read the configuration apart).
     let customer = h.register("dan@example.com");
     let methods = h.get("/api/v1/payments/methods", Some(&customer));
     assert_eq!(methods.status, 200, "{}", methods.body);
     assert_eq!(methods.body["methods"][0]["payment_method"], serde_json::json!({"crypto": {"chain": "polygon", "asset": "USDC"}}), "{}", methods.body);
     assert_eq!(methods.body["methods"].as_array().map(Vec::len), Some(1));
     assert_eq!(h.get("/api/v1/payments/methods", None).status, 401);
+    let tester = h.register("methods@example.com");
+    for method in methods.body["methods"].as_array().expect("methods") {
+        let order = serde_json::json!({"lines": [{"item_id": "cappuccino", "size": "medium", "quantity": 1}], "payment_method": method["payment_method"]});
+        let placed = h.post("/api/v1/orders", Some(&tester), order);
+        assert_eq!(placed.status, 202, "{method}: {}", placed.body);
+    }
     run_in_chromium(&h, "crypto.mjs", &[("ANVIL_URL", &anvil.url), ("TOKEN", &token), ("PAYER", DEV[1])]);
     screenshots_written(&["customer-cart-crypto-phone", "customer-pay-phone", "customer-pay-tablet"]);
 }

@@ -336,6 +336,8 @@ async fn qr(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     // An intent's URI never changes.
     headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("private, max-age=86400, immutable"));
     headers.insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+    // Opened on its own, the document may run and load nothing (it has only shapes).
+    headers.insert(http::header::CONTENT_SECURITY_POLICY, http::HeaderValue::from_static("default-src 'none'; sandbox"));
     Ok(response)
 }
 

@@ -1,5 +1,6 @@
-//! The live function's shell: Server-Sent Events streamed from the feed, and the notifier that
-//! fills it. A stream answers the route's first response (authorized, with what the feed holds
+//! The live function's shell: Server-Sent Events streamed from the feed, WebSocket connections'
+//! events where the platform keeps sockets (the local host: `gocoffee_app::live::sockets`), and
+//! the notifier that fills the feed and pushes to the connections. A stream answers the route's first response (authorized, with what the feed holds
 //! after the client's position), then polls the feed and writes each new message as it comes,
 //! with a heartbeat while idle, for a bounded time: Fermyon Cloud ends a request after 30 s, and
 //! an open stream holds an instance. The client reconnects with `Last-Event-ID`.
@@ -7,9 +8,10 @@
 use std::time::{Duration, Instant};
 
 use futures::SinkExt;
+use gocoffee_app::live::sockets::{self, PushError, Pusher, SocketsContext};
 use gocoffee_app::live::{HEARTBEAT, LiveContext, LiveStream};
 use gocoffee_app::{ApiError, Request, Response};
-use gocoffee_sql::live::SqlLiveFeed;
+use gocoffee_sql::live::{SqlConnections, SqlLiveFeed};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
 use crate::{open_db, variable, with_services};
@@ -43,6 +45,9 @@ pub async fn serve(incoming: IncomingRequest, out: ResponseOutparam) {
     };
     if let Some(addr) = req.headers().get("spin-client-addr").and_then(|v| v.to_str().ok()).and_then(gocoffee_app::ClientAddr::parse) {
         req.extensions_mut().insert(addr);
+    }
+    if sockets::is_event(&req) {
+        return send(out, socket_event(&req).await).await;
     }
     let live = match live_context() {
         Ok(live) => live,
@@ -90,6 +95,49 @@ pub async fn serve(incoming: IncomingRequest, out: ResponseOutparam) {
     }
 }
 
+/// The open connections, in the same database as the feed.
+fn connections() -> Result<SqlConnections<Box<dyn gocoffee_sql::Db>>, String> {
+    SqlConnections::open(open_db("default")?).map_err(|e| format!("preparing the connections table: {e}"))
+}
+
+/// One of a WebSocket connection's events (`CONNECT`, `MESSAGE`, `DISCONNECT`).
+async fn socket_event(req: &Request) -> Response {
+    let served = with_services(Some(&gocoffee_app::live::FUNCTION), None, async |svc| {
+        let connections = connections()?;
+        Ok::<_, String>(sockets::event(svc, &SocketsContext { connections: &connections, pusher: None }, req).await)
+    })
+    .await
+    .and_then(|r| r);
+    served.unwrap_or_else(|cause| {
+        tracing::error!(%cause, "service unavailable");
+        ApiError::unavailable().into_response()
+    })
+}
+
+/// Pushes over the platform's management API (`POST {base}/@connections/{id}`, API Gateway's
+/// `PostToConnection`; the local host serves it at `http://live.spin.internal`).
+struct ManagementApi {
+    base: String,
+}
+
+/// How long one push may take.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[async_trait::async_trait(?Send)]
+impl Pusher for ManagementApi {
+    async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), PushError> {
+        let url = format!("{}/@connections/{connection_id}", self.base.trim_end_matches('/'));
+        match crate::outbound::post_json(&url, message, PUSH_TIMEOUT, 4096) {
+            Ok(posted) if (200..300).contains(&posted.status) => Ok(()),
+            // 410 is API Gateway's GoneException; a 404 means nothing there keeps connections,
+            // so no connection it names can be open either.
+            Ok(posted) if posted.status == 410 || posted.status == 404 => Err(PushError::Gone),
+            Ok(posted) => Err(PushError::Unavailable(format!("the management API answered {}: {}", posted.status, String::from_utf8_lossy(&posted.body)))),
+            Err(e) => Err(PushError::Unavailable(format!("the management API is out of reach: {e:?}"))),
+        }
+    }
+}
+
 /// Sends `response`'s head and its body so far, and returns the body to go on writing, or
 /// `None` when the client is gone.
 async fn start(out: ResponseOutparam, response: Response) -> Option<impl futures::Sink<Vec<u8>, Error = wasi::io::streams::StreamError>> {
@@ -117,11 +165,19 @@ fn sleep(d: Duration) {
 }
 
 /// The whole body of the notifier on the orders channel (Redis-triggered, or a chained or
-/// in-process delivery). Errors read as [`crate::consume`]'s do.
+/// in-process delivery): the feed the streams read, then, where the platform keeps WebSocket
+/// connections (`live_connections_url`, its management API), a push to each follower. Errors
+/// read as [`crate::consume`]'s do.
 pub async fn notify(payload: &[u8]) -> anyhow::Result<()> {
     let live = live_context().map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?;
-    with_services(None, Some(&live), async |svc| gocoffee_app::live::notify(svc, payload).await)
-        .await
-        .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
-        .map_err(anyhow::Error::from)
+    let pusher = variable("live_connections_url").filter(|url| !url.trim().is_empty()).map(|base| ManagementApi { base });
+    with_services(None, Some(&live), async |svc| {
+        gocoffee_app::live::notify(svc, payload).await?;
+        let Some(pusher) = &pusher else { return Ok(()) };
+        let connections = connections().map_err(gocoffee_app::consumer::ConsumerError::Retryable)?;
+        sockets::fan_out(svc, &SocketsContext { connections: &connections, pusher: Some(pusher) }, payload).await
+    })
+    .await
+    .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
+    .map_err(anyhow::Error::from)
 }

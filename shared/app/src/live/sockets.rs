@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{authorize, verify_ticket};
 use crate::consumer::{ConsumerError, order_event, traced};
-use crate::http::{ApiError, rfc3339};
+use crate::http::{ApiError, Request, Response, query_param, rfc3339};
 use crate::ports::StoreResult;
 use crate::{Caller, Services};
 
@@ -57,6 +57,13 @@ pub enum PushError {
     Unavailable(String),
 }
 
+/// The header that says which of a connection's events a request is, where a platform hands
+/// them over as HTTP requests (the local host: `CONNECT`, `MESSAGE`, `DISCONNECT`, API
+/// Gateway's `eventType`), and the one that names the connection. The platform sets both and
+/// drops them from what clients send.
+pub const EVENT_HEADER: &str = "websocket-event-type";
+pub const CONNECTION_HEADER: &str = "websocket-connection-id";
+
 /// Sends a message down an open connection (API Gateway's `PostToConnection`).
 #[async_trait(?Send)]
 pub trait Pusher {
@@ -67,6 +74,40 @@ pub trait Pusher {
 pub struct SocketsContext<'a> {
     pub connections: &'a dyn ConnectionStore,
     pub pusher: Option<&'a dyn Pusher>,
+}
+
+/// Whether `req` is one of a connection's events rather than an ordinary request.
+pub fn is_event(req: &Request) -> bool {
+    req.headers().contains_key(EVENT_HEADER)
+}
+
+/// One of a connection's events, handed over as a request: `CONNECT` (the upgrade request, its
+/// `ticket` in the query) is accepted with `101 Switching Protocols` or refused with the error;
+/// `MESSAGE` (the message as the body) is answered with the reply to send down the connection;
+/// `DISCONNECT` with 204.
+pub async fn event(svc: &Services<'_>, sockets: &SocketsContext<'_>, req: &Request) -> Response {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let Some(connection_id) = header(CONNECTION_HEADER) else {
+        return ApiError::bad_request("no_connection", format!("a connection's event names it in `{CONNECTION_HEADER}`")).into_response();
+    };
+    let answer = |status: http::StatusCode, body: Vec<u8>| {
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        if !response.body().is_empty() {
+            response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        }
+        response
+    };
+    let outcome = match header(EVENT_HEADER) {
+        Some("CONNECT") => match authenticate(svc, query_param(req, "ticket").as_deref()) {
+            Ok(caller) => connect(svc, sockets, connection_id, caller).await.map(|()| answer(http::StatusCode::SWITCHING_PROTOCOLS, Vec::new())),
+            Err(e) => Err(e),
+        },
+        Some("MESSAGE") => Ok(answer(http::StatusCode::OK, message(svc, sockets, connection_id, req.body()).await)),
+        Some("DISCONNECT") => disconnect(sockets, connection_id).await.map(|()| answer(http::StatusCode::NO_CONTENT, Vec::new())),
+        _ => Err(ApiError::bad_request("unknown_event", "a connection's events are CONNECT, MESSAGE and DISCONNECT")),
+    };
+    outcome.unwrap_or_else(ApiError::into_response)
 }
 
 /// `$connect`: who a ticket names, or 401 (the authorizer's answer). The ticket comes in the
@@ -94,7 +135,7 @@ pub async fn disconnect(sockets: &SocketsContext<'_>, connection_id: &str) -> Re
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Request {
+struct Action {
     action: String,
     #[serde(default)]
     channel: Option<String>,
@@ -103,7 +144,7 @@ struct Request {
 /// One message from a connection, and the answer to send back on it:
 /// `{"action", "channel", "ok": true}`, or `"ok": false` with the `error` a REST call would get.
 pub async fn message(svc: &Services<'_>, sockets: &SocketsContext<'_>, connection_id: &str, body: &[u8]) -> Vec<u8> {
-    let request = serde_json::from_slice::<Request>(body);
+    let request = serde_json::from_slice::<Action>(body);
     let outcome = match &request {
         Err(_) => Err(ApiError::bad_request("invalid_message", "send {\"action\": \"subscribe\" or \"unsubscribe\", \"channel\": \"...\"}")),
         Ok(r) => act(svc, sockets, connection_id, &r.action, r.channel.as_deref()).await,
