@@ -1,9 +1,10 @@
 //! The live function's shell: Server-Sent Events streamed from the feed, WebSocket connections'
 //! events where the platform keeps sockets (the local host: `gocoffee_app::live::sockets`), and
-//! the notifier that fills the feed and pushes to the connections. A stream answers the route's first response (authorized, with what the feed holds
-//! after the client's position), then polls the feed and writes each new message as it comes,
-//! with a heartbeat while idle, for a bounded time: Fermyon Cloud ends a request after 30 s, and
-//! an open stream holds an instance. The client reconnects with `Last-Event-ID`.
+//! the notifier that fills the feed and pushes to the connections. A stream answers the route's
+//! first response (authorized, with what the feed holds after the client's position), then polls
+//! the feed and writes each new message as it comes, with a heartbeat while idle, for a bounded
+//! time: Fermyon Cloud ends a request after 30 s, and an open stream holds an instance. The client
+//! reconnects with `Last-Event-ID`.
 
 use std::time::{Duration, Instant};
 
