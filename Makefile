@@ -9,9 +9,8 @@ COMPONENTS := health identity menu orders kitchen order-consumer payments paymen
 # Test components: what a guest sees of its host (tests/tests/conformance.rs), and the smallest
 # wasi:http component, the host benchmark's floor (bench/host.sh).
 TEST_COMPONENTS := spin-conformance hello
-# Every function is also a Lambda, but for the live status pair: on AWS that is the WebSocket
-# API's work, still to come (README, "Live order status").
-LAMBDAS := $(filter-out live notifier,$(COMPONENTS))
+# Every function is also a Lambda.
+LAMBDAS := $(COMPONENTS)
 HOST := target/release/gocoffee-host
 
 .PHONY: up test setup tools components profiles host bootstraps lambdas lambdas-check bench clean

@@ -19,7 +19,7 @@ locals {
     }
   }]...)
 
-  consumer_alarms = { for f in ["order-consumer", "payments-consumer", "analytics-consumer"] : "${f}-iterator-age" => {
+  consumer_alarms = { for f in ["order-consumer", "payments-consumer", "analytics-consumer", "notifier"] : "${f}-iterator-age" => {
     description = "${f} is more than a minute behind its streams"
     namespace   = "AWS/Lambda"
     metric      = "IteratorAge"

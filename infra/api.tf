@@ -36,6 +36,9 @@ locals {
     "ANY /api/v1/payments/{proxy+}"     = "payments"
     "ANY /api/v1/analytics"             = "analytics"
     "ANY /api/v1/analytics/{proxy+}"    = "analytics"
+    # The tickets a browser opens live status's WebSocket with (live.tf); the event stream is
+    # Spin's and the host's (API Gateway buffers responses).
+    "POST /api/v1/live/tickets" = "live"
   }
   routes        = merge(local.public_routes, local.authorized_routes)
   api_functions = toset(values(local.routes))

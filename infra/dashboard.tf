@@ -23,7 +23,7 @@ locals {
         for f in aws_lambda_function.function : ["AWS/Lambda", "Duration", "FunctionName", f.function_name]
       ] },
       { x = 12, y = 12, title = "Stream consumer lag: iterator age (ms)", stat = "Maximum", period = 60, metrics = [
-        for f in ["order-consumer", "payments-consumer", "analytics-consumer"] : ["AWS/Lambda", "IteratorAge", "FunctionName", aws_lambda_function.function[f].function_name]
+        for f in ["order-consumer", "payments-consumer", "analytics-consumer", "notifier"] : ["AWS/Lambda", "IteratorAge", "FunctionName", aws_lambda_function.function[f].function_name]
       ] },
       { x = 0, y = 18, title = "Queues: tickets waiting, oldest ticket (s), dead letters", stat = "Maximum", period = 300, metrics = concat(
         [for m in ["ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"] : ["AWS/SQS", m, "QueueName", aws_sqs_queue.kitchen_queue.name]],

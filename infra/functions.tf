@@ -58,6 +58,12 @@ locals {
     analytics-consumer = {
       description = "Folds the analytics stream (every order event) into the analytics read model"
     }
+    live = {
+      description = "Live order status on the WebSocket API (its $connect authorizer, connections and subscriptions) and the tickets that open it"
+    }
+    notifier = {
+      description = "Pushes each order event to the WebSocket connections following the order or the kitchen board"
+    }
     reconciler = {
       description = "Every minute, relays what no request relayed and re-drives orders and payments stuck past reconcile_after_seconds (records a Kinesis mapping gave up on included)"
       timeout     = 25
@@ -141,6 +147,18 @@ locals {
       ANALYTICS_TABLE       = aws_dynamodb_table.analytics_table.name
       JWT_SECRET            = var.jwt_secret
       DEAD_LETTER_QUEUE_URL = aws_sqs_queue.analytics_dead_letter_queue.url
+    })
+    live = merge(local.telemetry_environment, local.token_environment, {
+      TABLE_NAME        = aws_dynamodb_table.table.name
+      CONNECTIONS_TABLE = aws_dynamodb_table.connections_table.name
+      JWT_SECRET        = var.jwt_secret
+      RATE_LIMITS       = var.rate_limits
+    })
+    notifier = merge(local.telemetry_environment, {
+      TABLE_NAME           = aws_dynamodb_table.table.name
+      CONNECTIONS_TABLE    = aws_dynamodb_table.connections_table.name
+      JWT_SECRET           = var.jwt_secret
+      LIVE_CONNECTIONS_URL = local.live_connections_url
     })
     reconciler = merge(local.telemetry_environment, {
       TABLE_NAME              = aws_dynamodb_table.table.name

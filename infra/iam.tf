@@ -89,6 +89,20 @@ locals {
       { actions = ["kinesis:ListStreams"], resources = ["*"] },
       { actions = ["sqs:SendMessage"], resources = [aws_sqs_queue.analytics_dead_letter_queue.arn] },
     ]
+    live = [
+      local.rate_limit_statement,
+      local.token_keys_statement,
+      # An order's customer, before they may follow it.
+      { actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [aws_dynamodb_table.table.arn] },
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem"], resources = [aws_dynamodb_table.connections_table.arn] },
+    ]
+    notifier = [
+      { actions = ["dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem"], resources = [aws_dynamodb_table.connections_table.arn, "${aws_dynamodb_table.connections_table.arn}/index/*"] },
+      { actions = local.stream_read, resources = [aws_kinesis_stream.orders_stream.arn] },
+      { actions = ["kinesis:ListStreams"], resources = ["*"] },
+      # Pushes to the stage's connections, and nothing else on the API.
+      { actions = ["execute-api:ManageConnections"], resources = ["${aws_apigatewayv2_stage.live_socket_stage.execution_arn}/POST/@connections/*"] },
+    ]
     reconciler = [
       # Query on the by-status index: the pending orders.
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },

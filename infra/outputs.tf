@@ -5,6 +5,16 @@ output "api_url" {
   value       = "${aws_apigatewayv2_api.http_api.api_endpoint}/"
 }
 
+output "live_socket_url" {
+  description = "The WebSocket API live status connects to, with ?ticket= from POST /api/v1/live/tickets (README, Live order status)"
+  value       = aws_apigatewayv2_stage.live_socket_stage.invoke_url
+}
+
+output "connections_table_name" {
+  description = "Live status's open WebSocket connections and their subscriptions"
+  value       = aws_dynamodb_table.connections_table.name
+}
+
 output "table_name" {
   description = "The DynamoDB table"
   value       = aws_dynamodb_table.table.name

@@ -40,6 +40,11 @@ mock_provider "aws" {
       arn = "arn:aws:logs:us-east-1:123456789012:log-group:mock"
     }
   }
+  mock_resource "aws_apigatewayv2_stage" {
+    defaults = {
+      execution_arn = "arn:aws:execute-api:us-east-1:123456789012:mock/live"
+    }
+  }
   # Policy documents are rendered by the provider; a mocked one must still be a JSON policy.
   mock_data "aws_iam_policy_document" {
     defaults = {
@@ -66,8 +71,8 @@ run "every_function_is_an_arm64_lambda_with_active_tracing_and_json_logs" {
   command = plan
 
   assert {
-    condition     = length(aws_lambda_function.function) == 13
-    error_message = "thirteen functions, as in sam-template.yaml"
+    condition     = length(aws_lambda_function.function) == 15
+    error_message = "fifteen functions, as in sam-template.yaml"
   }
   assert {
     condition = alltrue([for f in aws_lambda_function.function :
@@ -140,8 +145,8 @@ run "every_route_reaches_its_function_with_payload_2" {
   command = plan
 
   assert {
-    condition     = length(aws_apigatewayv2_route.route) == 25 && contains(keys(aws_apigatewayv2_route.route), "$default")
-    error_message = "twenty-five routes, the $default one included"
+    condition     = length(aws_apigatewayv2_route.route) == 26 && contains(keys(aws_apigatewayv2_route.route), "$default")
+    error_message = "twenty-six routes, the $default one included"
   }
   assert {
     condition = alltrue([for k, r in aws_apigatewayv2_route.route :
@@ -207,8 +212,8 @@ run "every_function_has_error_and_throttle_alarms_and_every_alarm_notifies_the_t
     error_message = "each function has an errors and a throttles alarm"
   }
   assert {
-    condition     = length(aws_cloudwatch_metric_alarm.alarm) == 38
-    error_message = "38 alarms, as in sam-template.yaml"
+    condition     = length(aws_cloudwatch_metric_alarm.alarm) == 43
+    error_message = "43 alarms, as in sam-template.yaml"
   }
   assert {
     condition     = alltrue([for a in aws_cloudwatch_metric_alarm.alarm : a.alarm_actions == toset([aws_sns_topic.alarm_topic.arn]) && a.ok_actions == toset([aws_sns_topic.alarm_topic.arn])])
@@ -217,6 +222,32 @@ run "every_function_has_error_and_throttle_alarms_and_every_alarm_notifies_the_t
   assert {
     condition     = length(aws_sns_topic_subscription.alarm_email) == 0
     error_message = "no email subscription without an alarm_email"
+  }
+}
+
+run "live_status_is_a_websocket_api_authorized_on_connect_and_pushed_to_by_the_notifier" {
+  command = plan
+
+  assert {
+    condition     = aws_apigatewayv2_api.live_socket_api.protocol_type == "WEBSOCKET" && aws_apigatewayv2_api.live_socket_api.route_selection_expression == "$request.body.action"
+    error_message = "a WebSocket API routing on the message's action"
+  }
+  assert {
+    condition = (aws_apigatewayv2_route.live_connect.authorization_type == "CUSTOM" && aws_apigatewayv2_authorizer.live_socket_authorizer.authorizer_type == "REQUEST" &&
+    aws_apigatewayv2_authorizer.live_socket_authorizer.identity_sources == toset(["route.request.querystring.ticket"]))
+    error_message = "$connect is authorized by the ticket in the query string"
+  }
+  assert {
+    condition     = aws_apigatewayv2_route.live_message.route_key == "$default" && aws_apigatewayv2_route_response.live_message.route_response_key == "$default"
+    error_message = "every message is the function's, and its answer goes back on the connection"
+  }
+  assert {
+    condition     = aws_lambda_event_source_mapping.notifier.starting_position == "LATEST" && aws_lambda_event_source_mapping.notifier.maximum_record_age_in_seconds == 300
+    error_message = "the notifier follows the orders stream from its tip and gives up on a push after five minutes"
+  }
+  assert {
+    condition     = aws_dynamodb_table.connections_table.ttl[0].attribute_name == "expires_at" && aws_dynamodb_table.connections_table.ttl[0].enabled
+    error_message = "connections expire by TTL"
   }
 }
 
@@ -236,7 +267,7 @@ run "backup_selects_the_table_unless_turned_off_where_the_api_lacks_selections" 
   command = plan
 
   assert {
-    condition     = length(aws_backup_selection.backup_selection) == 1 && length(aws_cloudwatch_log_subscription_filter.function) == 13
+    condition     = length(aws_backup_selection.backup_selection) == 1 && length(aws_cloudwatch_log_subscription_filter.function) == 15
     error_message = "AWS Backup selects the table, and every function's log group is archived"
   }
 }

@@ -93,6 +93,9 @@ class Sam:
                 return "amazonaws.com"
             if ref in self.params:
                 return str(self.param(ref))
+            # A stage's `Ref` is its name (Terraform's reads as the literal).
+            if self.t["Resources"].get(ref, {}).get("Type") == "AWS::ApiGatewayV2::Stage":
+                return self.t["Resources"][ref]["Properties"]["StageName"]
             return "${" + ref + "}"
         return re.sub(r"\$\{([^}]+)\}", one, text)
 
@@ -202,29 +205,33 @@ class Sam:
         for r in self.of_type("AWS::ApiGatewayV2::Route").values():
             p = r["Properties"]
             target = re.fullmatch(r"integrations/\$\{(\w+)\}", self.resolve(p["Target"])).group(1)
-            m["routes"][p["RouteKey"]] = {
-                "function": re.fullmatch(r"\$\{(\w+)\.Arn\}", integrations[target]).group(1),
+            m["routes"][route_name(self.resolve(p["ApiId"]), p["RouteKey"])] = {
+                # An HTTP API's integration names the function; a WebSocket API's its invocation URI.
+                "function": re.search(r"\$\{(\w+)\.Arn\}", integrations[target]).group(1),
                 "authorization": p.get("AuthorizationType", "NONE"),
                 "authorizer": self.resolve(p["AuthorizerId"]) if "AuthorizerId" in p else None,
+                "response_selection": p.get("RouteResponseSelectionExpression"),
             }
         for aid, r in self.of_type("AWS::ApiGatewayV2::Authorizer").items():
             p = self.resolve(r["Properties"])
+            jwt = p.get("JwtConfiguration")
             m["authorizers"][aid] = {
                 "type": p["AuthorizerType"],
                 "identity": sorted(p["IdentitySource"]),
-                "issuer": p["JwtConfiguration"]["Issuer"],
-                "audience": sorted(p["JwtConfiguration"]["Audience"]),
+                "issuer": jwt and jwt["Issuer"],
+                "audience": jwt and sorted(jwt["Audience"]),
+                "function": re.search(r"\$\{(\w+)\.Arn\}", p["AuthorizerUri"]).group(1) if "AuthorizerUri" in p else None,
             }
         for pid, r in self.of_type("AWS::Lambda::Permission").items():
             p = self.resolve(r["Properties"])
-            m["permissions"][re.fullmatch(r"\$\{(\w+)\}", p["FunctionName"]).group(1)] = {
-                "action": p["Action"], "principal": p["Principal"], "source": p["SourceArn"]}
+            function = re.fullmatch(r"\$\{(\w+)\}", p["FunctionName"]).group(1)
+            m["permissions"][f"{function} <- {p['SourceArn']}"] = {"action": p["Action"], "principal": p["Principal"]}
         for aid, r in self.of_type("AWS::ApiGatewayV2::Api").items():
             p = r["Properties"]
-            stage = next(s["Properties"] for s in self.of_type("AWS::ApiGatewayV2::Stage").values())
-            cors = p["CorsConfiguration"]
+            stage = next(s["Properties"] for s in self.of_type("AWS::ApiGatewayV2::Stage").values() if self.resolve(s["Properties"]["ApiId"]) == "${" + aid + "}")
+            cors = p.get("CorsConfiguration")
             m["apis"][aid] = {
-                "cors": {
+                "cors": cors and {
                     "origins": sorted(self.resolve(cors["AllowOrigins"])),
                     "methods": sorted(cors["AllowMethods"]),
                     "headers": sorted(cors["AllowHeaders"]),
@@ -232,6 +239,7 @@ class Sam:
                     "max_age": cors["MaxAge"],
                 },
                 "protocol": p["ProtocolType"],
+                "route_selection": p.get("RouteSelectionExpression"),
                 "name": self.resolve(p["Name"]),
                 "stage": {"name": stage["StageName"], "auto_deploy": stage["AutoDeploy"]},
                 "throttling": {"burst": stage["DefaultRouteSettings"]["ThrottlingBurstLimit"], "rate": stage["DefaultRouteSettings"]["ThrottlingRateLimit"]},
@@ -474,27 +482,30 @@ class Terraform:
             v = r["values"]
             uri = integrations[v["target"].removeprefix("integrations/")]
             # ...:lambda:path/2015-03-31/functions/${Fn.Arn}/invocations
-            m["routes"][v["route_key"]] = {
+            m["routes"][route_name(self.canon(v["api_id"]), v["route_key"])] = {
                 "function": re.search(r"\$\{(\w+)\.Arn\}", uri).group(1),
                 "authorization": v["authorization_type"],
                 "authorizer": authorizers.get(v.get("authorizer_id")) if v["authorization_type"] != "NONE" else None,
+                "response_selection": v.get("route_response_selection_expression") or None,
             }
         for r in self.of_type("aws_apigatewayv2_authorizer"):
             v = r["values"]
-            jwt = v["jwt_configuration"][0]
+            jwt = (v.get("jwt_configuration") or [None])[0]
             m["authorizers"][logical_id(r)] = {
                 "type": v["authorizer_type"],
                 "identity": sorted(v["identity_sources"]),
-                "issuer": self.canon(jwt["issuer"]),
-                "audience": sorted(jwt["audience"]),
+                "issuer": jwt and self.canon(jwt["issuer"]),
+                "audience": jwt and sorted(jwt["audience"]),
+                "function": re.search(r"\$\{(\w+)\.Arn\}", self.canon(v["authorizer_uri"])).group(1) if v.get("authorizer_uri") else None,
             }
         # SAM makes the schedules' permissions itself (compared as schedules); these are the API's.
         for r in self.of_type("aws_lambda_permission"):
             v = r["values"]
             if v["principal"] != "apigateway.amazonaws.com":
                 continue
-            m["permissions"][re.fullmatch(r"\$\{(\w+)\}", self.canon(v["function_name"])).group(1)] = {
-                "action": v["action"], "principal": v["principal"], "source": re.sub(r":\d{12}:", ":${AWS::AccountId}:", self.canon(v["source_arn"]))}
+            function = re.fullmatch(r"\$\{(\w+)\}", self.canon(v["function_name"])).group(1)
+            source = re.sub(r":\d{12}:", ":${AWS::AccountId}:", self.canon(v["source_arn"]))
+            m["permissions"][f"{function} <- {source}"] = {"action": v["action"], "principal": v["principal"]}
         for r in self.of_type("aws_lambda_event_source_mapping"):
             v = r["values"]
             fid = re.fullmatch(r"\$\{(\w+)\.Arn\}", self.canon(v["function_arn"])).group(1)
@@ -554,7 +565,9 @@ class Terraform:
             m["log_groups"][logical_id(r)] = {"name": name, "retention": v["retention_in_days"]}
         policies = {}
         for r in self.of_type("aws_iam_role_policy"):
-            policies.setdefault(r["values"]["role"], set()).update(statements(self.canon(json.loads(r["values"]["policy"])["Statement"]), conditions=True))
+            # ARNs SAM spells with ${AWS::AccountId} (execute-api's).
+            statement_list = json.loads(re.sub(r"(arn:aws:execute-api:[a-z0-9-]+:)\d{12}:", r"\1${AWS::AccountId}:", r["values"]["policy"]))["Statement"]
+            policies.setdefault(r["values"]["role"], set()).update(statements(self.canon(statement_list), conditions=True))
         managed = {}
         for r in self.of_type("aws_iam_role_policy_attachment"):
             managed.setdefault(r["values"]["role"], []).append(r["values"]["policy_arn"])
@@ -567,10 +580,10 @@ class Terraform:
             }
         for r in self.of_type("aws_apigatewayv2_api"):
             v = r["values"]
-            cors = v["cors_configuration"][0]
-            stage = self.one("aws_apigatewayv2_stage")
+            cors = (v.get("cors_configuration") or [None])[0]
+            stage = next(s["values"] for s in self.of_type("aws_apigatewayv2_stage") if s["values"]["api_id"] == v["id"])
             m["apis"][logical_id(r)] = {
-                "cors": {
+                "cors": cors and {
                     "origins": sorted(cors["allow_origins"]),
                     "methods": sorted(cors["allow_methods"]),
                     "headers": sorted(cors["allow_headers"]),
@@ -578,6 +591,7 @@ class Terraform:
                     "max_age": cors["max_age"],
                 },
                 "protocol": v["protocol_type"],
+                "route_selection": v.get("route_selection_expression") if v["protocol_type"] == "WEBSOCKET" else None,
                 "name": self.canon(v["name"]).replace(self.vars["name"], "${name}"),
                 "stage": {"name": stage["name"], "auto_deploy": stage["auto_deploy"]},
                 "throttling": {"burst": stage["default_route_settings"][0]["throttling_burst_limit"], "rate": stage["default_route_settings"][0]["throttling_rate_limit"]},
@@ -676,6 +690,12 @@ class Terraform:
                 continue
             m["parameters"][name] = {"default": v.get("default"), "sensitive": bool(v.get("sensitive", False))}
         return m
+
+
+def route_name(api, key):
+    """A route by its key on the HTTP API, and by its API and key on another (a WebSocket API
+    has a `$default` route too)."""
+    return key if api == "${HttpApi}" else f"{api} {key}"
 
 
 # Settings only Terraform has: SAM takes the stack name from `sam deploy` and builds the code itself.

@@ -309,6 +309,9 @@ impl Stack {
                 let parts: Option<Vec<String>> = args[1].as_sequence().expect("values").iter().map(|x| self.resolve(x)).collect();
                 parts?.join(&text(&args[0]))
             }
+            // An address made of the stack's own (the WebSocket API's management URL): the
+            // template's text, for the launch to replace with where it plays that part.
+            Value::Tagged(t) if t.tag == "!Sub" => text(&t.value),
             Value::Tagged(t) if t.tag == "!If" => return self.resolve(&t.value.as_sequence().expect("!If [condition, then, else]")[2]),
             other => text(other),
         })

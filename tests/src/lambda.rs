@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::aws::{Stack, logical_id, template_resources};
 use crate::workspace;
 
-pub const FUNCTIONS: [&str; 13] = [
+pub const FUNCTIONS: [&str; 15] = [
     "health",
     "web",
     "identity",
@@ -35,6 +35,8 @@ pub const FUNCTIONS: [&str; 13] = [
     "reconciler",
     "analytics",
     "analytics-consumer",
+    "live",
+    "notifier",
 ];
 
 /// Where the native bootstrap binaries are (`make test` builds them).
@@ -437,12 +439,12 @@ fn tagged<'a>(v: &'a serde_yaml::Value, tag: &str) -> Option<&'a serde_yaml::Val
     }
 }
 
-/// Every `AWS::ApiGatewayV2::Route` in the template.
+/// Every `AWS::ApiGatewayV2::Route` of the HTTP API in the template.
 pub fn template_routes() -> Vec<Route> {
     let resources = template_resources();
     let mut routes: Vec<Route> = resources
         .values()
-        .filter(|r| r["Type"] == "AWS::ApiGatewayV2::Route")
+        .filter(|r| r["Type"] == "AWS::ApiGatewayV2::Route" && tagged(&r["Properties"]["ApiId"], "!Ref").and_then(|v| v.as_str()) == Some("HttpApi"))
         .map(|r| {
             let p = &r["Properties"];
             let target = tagged(&p["Target"], "!Sub").and_then(|v| v.as_str()).expect("a route's Target is !Sub integrations/${...}");
@@ -565,6 +567,34 @@ pub struct Wiring {
     pub authorizer: Option<JwtAuthorizer>,
     pub kinesis: Vec<KinesisMapping>,
     pub kitchen_batch_size: i32,
+    /// The WebSocket API: its id, its stage's name and the function behind it.
+    pub socket: Option<SocketWiring>,
+}
+
+/// A WebSocket API's stage and its function (behind the authorizer and every route).
+#[derive(Clone, Debug)]
+pub struct SocketWiring {
+    pub api_id: String,
+    pub stage: String,
+    pub function: String,
+}
+
+/// The template's WebSocket API: the stage of the API whose protocol is WEBSOCKET, and the
+/// function its integration invokes.
+pub fn template_socket_api() -> Option<SocketWiring> {
+    let resources = template_resources();
+    let api =
+        resources.iter().find(|(_, r)| r["Type"] == "AWS::ApiGatewayV2::Api" && r["Properties"]["ProtocolType"] == "WEBSOCKET").map(|(id, _)| text(id))?;
+    let of_api = |r: &&serde_yaml::Value| tagged(&r["Properties"]["ApiId"], "!Ref").and_then(|v| v.as_str()) == Some(api.as_str());
+    let stage = resources.values().filter(of_api).find(|r| r["Type"] == "AWS::ApiGatewayV2::Stage")?["Properties"]["StageName"].as_str()?.to_owned();
+    let uri = resources.values().filter(of_api).find(|r| r["Type"] == "AWS::ApiGatewayV2::Integration")?;
+    let uri = tagged(&uri["Properties"]["IntegrationUri"], "!Sub").and_then(|v| v.as_str())?;
+    let function = uri.split("${").find_map(|part| part.strip_suffix("}/invocations")?.strip_suffix(".Arn"))?;
+    Some(SocketWiring { api_id: format!("{}-ws", API_ID), stage, function: function_of_logical_id(function) })
+}
+
+fn text(v: &serde_yaml::Value) -> String {
+    v.as_str().map(str::to_owned).unwrap_or_default()
 }
 
 impl Wiring {
@@ -576,6 +606,7 @@ impl Wiring {
             authorizer: template_authorizer(API_ID, parameters),
             kinesis: kinesis_mappings(),
             kitchen_batch_size: mapping_setting("kitchen", "SQS", "BatchSize").unwrap_or(10) as i32,
+            socket: template_socket_api(),
         }
     }
 }
@@ -592,6 +623,8 @@ pub struct LambdaStack {
     pub functions: Arc<HashMap<String, LambdaFunction>>,
     pub base: String,
     pub wiring: Wiring,
+    /// The WebSocket API's base URL (clients connect at `/{stage}`) and its gateway.
+    pub sockets: Option<(String, Arc<crate::apigw_ws::SocketGateway>)>,
     stop: Arc<AtomicBool>,
     pub dir: PathBuf,
 }
@@ -650,8 +683,22 @@ impl LambdaStack {
 
     /// Every function of `environments` (function -> its whole environment) on `stack`, wired
     /// by `wiring`, with its state and logs in `dir`.
-    pub fn launch(stack: Stack, environments: Vec<(String, Vec<(String, String)>)>, wiring: Wiring, pollers: bool, dir: PathBuf) -> LambdaStack {
+    pub fn launch(stack: Stack, mut environments: Vec<(String, Vec<(String, String)>)>, wiring: Wiring, pollers: bool, dir: PathBuf) -> LambdaStack {
         let stack = Arc::new(stack);
+        // The WebSocket API's address is known before the functions start: the notifier's
+        // LIVE_CONNECTIONS_URL (the stage's management API) names it.
+        let socket_listener = wiring.socket.as_ref().map(|s| {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("socket front port");
+            let url = format!("http://{}/{}", listener.local_addr().expect("address"), s.stage);
+            for (_, env) in &mut environments {
+                for (k, v) in env.iter_mut() {
+                    if k == "LIVE_CONNECTIONS_URL" {
+                        v.clone_from(&url);
+                    }
+                }
+            }
+            listener
+        });
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("state dir");
         let functions: HashMap<String, LambdaFunction> =
@@ -663,13 +710,17 @@ impl LambdaStack {
         let stop = Arc::new(AtomicBool::new(false));
         let base =
             serve_front(functions.clone(), stop.clone(), Arc::new(Gateway::new(wiring.api_id.clone(), wiring.routes.clone(), wiring.authorizer.clone())));
+        let sockets = wiring.socket.as_ref().zip(socket_listener).map(|(s, listener)| {
+            let gateway = Arc::new(crate::apigw_ws::SocketGateway::new(&s.api_id, &s.stage, &s.function));
+            (gateway.clone().serve_on(listener, functions.clone(), stop.clone()), gateway)
+        });
         if pollers {
             for mapping in wiring.kinesis.clone() {
                 spawn_kinesis_poller(stack.clone(), functions.clone(), stop.clone(), mapping);
             }
             spawn_sqs_poller(stack.clone(), functions.clone(), stop.clone(), wiring.kitchen_batch_size);
         }
-        LambdaStack { stack, functions, base, wiring, stop, dir }
+        LambdaStack { stack, functions, base, wiring, sockets, stop, dir }
     }
 
     pub fn function(&self, name: &str) -> &LambdaFunction {
@@ -697,6 +748,11 @@ impl crate::Api for LambdaStack {
 
     fn gateway_checks_tokens(&self) -> bool {
         self.wiring.authorizer.is_some()
+    }
+
+    fn live_socket(&self) -> Option<(String, String)> {
+        let (base, gateway) = self.sockets.as_ref()?;
+        Some((base.clone(), format!("/{}", gateway.stage)))
     }
 
     fn log(&self) -> String {

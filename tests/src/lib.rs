@@ -36,6 +36,7 @@ pub fn signed_token(signer: &dyn gocoffee_app::ports::TokenSigner, header: Value
 }
 
 pub mod anvil;
+pub mod apigw_ws;
 pub mod aws;
 pub mod lambda;
 pub mod payments;
@@ -69,9 +70,18 @@ pub fn functions() -> Vec<&'static gocoffee_app::Function> {
     all
 }
 
-/// Functions whose HTTP routes API Gateway's HTTP API doesn't carry: live status streams as
-/// Server-Sent Events on Spin and the host, and goes over the WebSocket API on AWS (not built yet).
+/// Functions whose spin.toml prefix API Gateway's HTTP API doesn't mirror: live status streams as
+/// Server-Sent Events on Spin and the host and goes over the WebSocket API on AWS, so the HTTP API
+/// carries only live's tickets route, by its method.
 pub const SPIN_ONLY: &[&str] = &["live"];
+
+/// The routes API Gateway's HTTP API doesn't carry (see [`SPIN_ONLY`]): `(method, path)`.
+pub const SPIN_ONLY_ROUTES: &[(&str, &str)] = &[("GET", "/api/v1/live/events")];
+
+/// Whether API Gateway's HTTP API carries `route`.
+pub fn on_aws(route: &gocoffee_app::Route) -> bool {
+    !SPIN_ONLY_ROUTES.contains(&(route.method.as_str(), route.path))
+}
 
 /// Every API route with the function that serves it.
 pub fn routes() -> Vec<(&'static str, &'static gocoffee_app::Route)> {
@@ -323,6 +333,12 @@ pub trait Api: Sync {
         false
     }
 
+    /// Where live status's WebSocket connects: a base URL and the path (before `?ticket=`).
+    /// `None` where the platform keeps no sockets.
+    fn live_socket(&self) -> Option<(String, String)> {
+        None
+    }
+
     /// Whether `reply` is the refusal of a bad bearer token: the app's `401 invalid_token`, or,
     /// behind a gateway that checks tokens, the gateway's own 401.
     fn refused_token(&self, reply: &Reply) -> bool {
@@ -412,6 +428,11 @@ pub trait Api: Sync {
 impl Api for Host {
     fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Any route's upgrade is its component's; the live component's prefix is the one it takes.
+    fn live_socket(&self) -> Option<(String, String)> {
+        Some((self.base.clone(), "/api/v1/live/socket".into()))
     }
 
     fn token_signer(&self, key: DeploymentKey) -> Option<Box<dyn gocoffee_app::ports::TokenSigner>> {

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::aws::{Stack, clients, moto, moto_env};
-use crate::lambda::{JwtAuthorizer, KinesisMapping, LambdaStack, Route, Wiring};
+use crate::lambda::{JwtAuthorizer, KinesisMapping, LambdaStack, Route, SocketWiring, Wiring};
 use crate::workspace;
 
 const TERRAFORM: &str = "/usr/local/bin/terraform";
@@ -198,9 +198,13 @@ impl Applied {
             .iter()
             .map(|r| (text(&r["values"]["id"]), self.function_of(r["values"]["integration_uri"].as_str().unwrap_or_default())))
             .collect();
+        let apis = self.resources("aws_apigatewayv2_api");
+        let api_of = |protocol: &str| apis.iter().find(|r| r["values"]["protocol_type"] == protocol).map(|r| text(&r["values"]["id"]));
+        let api_id = api_of("HTTP").expect("the HTTP API");
         let mut routes: Vec<Route> = self
             .resources("aws_apigatewayv2_route")
             .iter()
+            .filter(|r| text(&r["values"]["api_id"]) == api_id)
             .map(|r| Route {
                 key: text(&r["values"]["route_key"]),
                 function: integrations[text(&r["values"]["target"]).trim_start_matches("integrations/")].clone(),
@@ -208,13 +212,20 @@ impl Applied {
             })
             .collect();
         routes.sort();
-        let authorizers = self.resources("aws_apigatewayv2_authorizer");
+        let authorizers: Vec<_> = self.resources("aws_apigatewayv2_authorizer").into_iter().filter(|r| r["values"]["authorizer_type"] == "JWT").collect();
         assert!(authorizers.len() <= 1, "one JWT authorizer");
         let authorizer = authorizers.first().map(|r| {
             let jwt = &r["values"]["jwt_configuration"][0];
             JwtAuthorizer { issuer: text(&jwt["issuer"]), audience: jwt["audience"].as_array().expect("audience").iter().map(text).collect() }
         });
-        let api_id = text(&self.resources("aws_apigatewayv2_api")[0]["values"]["id"]);
+        let socket = api_of("WEBSOCKET").map(|id| {
+            let of_api = |kind: &str| {
+                self.resources(kind).into_iter().find(|r| text(&r["values"]["api_id"]) == id).unwrap_or_else(|| panic!("the WebSocket API's {kind}"))
+            };
+            let stage = text(&of_api("aws_apigatewayv2_stage")["values"]["name"]);
+            let function = self.function_of(&text(&of_api("aws_apigatewayv2_integration")["values"]["integration_uri"]));
+            SocketWiring { api_id: id.clone(), stage, function }
+        });
         let by_arn = |arn: &str, of: &HashMap<String, String>| of.iter().find(|(_, a)| a.as_str() == arn).map(|(id, _)| id.clone());
         let stream_arns: HashMap<String, String> = stack.streams.iter().map(|(id, (_, arn))| (id.clone(), arn.clone())).collect();
         let queue_arns: HashMap<String, String> =
@@ -234,7 +245,7 @@ impl Applied {
                 kitchen_batch_size = Some(batch_size);
             }
         }
-        Wiring { api_id, routes, authorizer, kinesis, kitchen_batch_size: kitchen_batch_size.expect("the kitchen queue's mapping") }
+        Wiring { api_id, routes, authorizer, kinesis, kitchen_batch_size: kitchen_batch_size.expect("the kitchen queue's mapping"), socket }
     }
 
     /// Every function on what Terraform created, as [`LambdaStack::start`] does on the template.

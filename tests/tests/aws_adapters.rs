@@ -731,3 +731,52 @@ async fn racing_admissions_on_the_table_admit_no_more_than_the_limit() {
     // Idle past its arrival time, the key starts afresh with its whole burst.
     assert_eq!(race(now + 10 * 3_600_000).await, 5);
 }
+
+/// Live status's connections on their own table, with the SQL store's semantics, and a push to a
+/// connection API Gateway no longer has: `GoneException`, which the notifier forgets it for.
+#[tokio::test(flavor = "current_thread")]
+async fn connections_follow_channels_until_forgotten_and_a_closed_one_is_gone() {
+    use gocoffee_app::Caller;
+    use gocoffee_app::live::sockets::{Connection, ConnectionStore, PushError, Pusher};
+    use gocoffee_aws::live::{DynamoConnections, ManagementApi};
+    let stack = Stack::create("connections").await;
+    let store = DynamoConnections::new(stack.clients.dynamodb.clone(), stack.tables["ConnectionsTable"].clone());
+    let connection = |id: &str, role: Role, expires_at_ms| Connection { id: id.into(), caller: Caller { user_id: format!("u-{id}"), role }, expires_at_ms };
+    // API Gateway's ids are base64: `=`, `+` and `/` among them.
+    let (a, k) = (connection("a+/=", Role::Customer, 10_000), connection("k", Role::Barista, 10_000));
+    for c in [&a, &k] {
+        store.save_connection(c).await.expect("save");
+    }
+    assert_eq!(store.connection("a+/=", 5_000).await, Ok(Some(a.clone())));
+    assert_eq!(store.connection("a+/=", 10_000).await, Ok(None), "expired");
+    assert_eq!(store.connection("x", 0).await, Ok(None));
+    assert_eq!(store.subscribe(&a, "order:1", 2).await, Ok(true));
+    assert_eq!(store.subscribe(&a, "order:1", 2).await, Ok(true), "twice is once");
+    assert_eq!(store.subscribe(&a, "order:2", 2).await, Ok(true));
+    assert_eq!(store.subscribe(&a, "order:3", 2).await, Ok(false), "over the limit");
+    assert_eq!(store.subscribe(&k, "kitchen", 2).await, Ok(true));
+    assert_eq!(store.subscribe(&k, "order:1", 2).await, Ok(true));
+    let mut followers = store.subscribers("order:1", 5_000).await.expect("followers");
+    followers.sort();
+    assert_eq!(followers, ["a+/=", "k"]);
+    assert_eq!(store.subscribers("order:1", 10_000).await, Ok(vec![]), "expired connections follow nothing");
+    store.unsubscribe("k", "order:1").await.expect("unsubscribe");
+    assert_eq!(store.subscribers("order:1", 5_000).await, Ok(vec!["a+/=".to_owned()]));
+    store.forget("a+/=").await.expect("forget");
+    store.forget("a+/=").await.expect("forgetting twice is fine");
+    assert_eq!(store.connection("a+/=", 5_000).await, Ok(None));
+    assert_eq!(store.subscribers("order:1", 5_000).await, Ok(vec![]));
+    assert_eq!(store.subscribers("kitchen", 5_000).await, Ok(vec!["k".to_owned()]));
+
+    // The management API of a stage with no connection open.
+    let gateway = std::sync::Arc::new(gocoffee_tests::apigw_ws::SocketGateway::new("api", "live", "live"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let base = gateway.clone().serve(std::sync::Arc::new(HashMap::new()), stop);
+    let sdk = gocoffee_aws::AwsEnvironment::from_lookup(|name| gocoffee_tests::aws::moto_env().into_iter().find(|(k, _)| k == name).map(|(_, v)| v))
+        .expect("environment")
+        .sdk_config();
+    let pusher = ManagementApi::new(&sdk, &format!("{base}/live"));
+    assert_eq!(pusher.push("a+/=", b"{}").await, Err(PushError::Gone));
+    let unreachable = ManagementApi::new(&sdk, "http://127.0.0.1:9/live");
+    assert!(matches!(unreachable.push("k", b"{}").await, Err(PushError::Unavailable(_))));
+}

@@ -81,7 +81,8 @@ mod live {
     on_spin_profiles!(order_changes_reach_open_streams_as_they_happen_and_only_their_followers);
 }
 
-/// The host's WebSocket endpoint, API Gateway's contract: on SQLite and on PostgreSQL.
+/// Live status over WebSocket, API Gateway's contract: the host's endpoint on SQLite and on
+/// PostgreSQL, and the WebSocket API in front of the Lambda functions.
 mod live_sockets {
     use super::websocket_connections_get_what_they_follow_and_only_that;
     mod spin {
@@ -97,6 +98,14 @@ mod live_sockets {
         fn websocket_connections_get_what_they_follow_and_only_that() {
             let (host, _database) = gocoffee_tests::Host::start_on_postgres(stringify!(websocket_connections_get_what_they_follow_and_only_that));
             super::websocket_connections_get_what_they_follow_and_only_that(&host);
+        }
+    }
+    mod lambda {
+        #[test]
+        fn websocket_connections_get_what_they_follow_and_only_that() {
+            super::websocket_connections_get_what_they_follow_and_only_that(&gocoffee_tests::lambda::LambdaStack::start(stringify!(
+                websocket_connections_get_what_they_follow_and_only_that
+            )));
         }
     }
 }
@@ -115,18 +124,19 @@ fn socket_change(socket: &mut gocoffee_tests::ws::WsClient, order: &str, seen: &
     }
 }
 
-fn websocket_connections_get_what_they_follow_and_only_that(h: &Host) {
+fn websocket_connections_get_what_they_follow_and_only_that(h: &impl Api) {
     use gocoffee_tests::ws::{Read, WsClient};
+    let (socket_base, socket_path) = h.live_socket().expect("a platform that keeps sockets");
     let alice = h.register("alice@example.com");
     let bob = h.register("bob@example.com");
     let barista = h.staff("barista@example.com", "barista");
     let ticket = |token: &str| h.post("/api/v1/live/tickets", Some(token), json!({})).body["ticket"].as_str().expect("a ticket").to_owned();
-    let open = |token: &str| WsClient::connect(&h.base, &format!("/api/v1/live/socket?ticket={}", ticket(token))).expect("connected");
+    let open = |token: &str| WsClient::connect(&socket_base, &format!("{socket_path}?ticket={}", ticket(token))).expect("connected");
 
     // $connect is authorized by the ticket in the URL, and a refusal is an HTTP answer.
-    let refused = WsClient::connect(&h.base, "/api/v1/live/socket").err().expect("refused without a ticket");
+    let refused = WsClient::connect(&socket_base, &socket_path).err().expect("refused without a ticket");
     assert_eq!(refused.status, 401, "{}", refused.body);
-    let forged = WsClient::connect(&h.base, "/api/v1/live/socket?ticket=forged.ticket").err().expect("refused with a forged ticket");
+    let forged = WsClient::connect(&socket_base, &format!("{socket_path}?ticket=forged.ticket")).err().expect("refused with a forged ticket");
     // (The handshake's reader keeps only the body bytes that came with the head, so the body,
     // `invalid_ticket`, is the app tests' to check.)
     assert_eq!(forged.status, 401, "{}", forged.body);

@@ -6,12 +6,12 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use gocoffee_app::analytics::{AnalyticsContext, AnalyticsStore, FUNCTION, consume};
-use gocoffee_app::ports::{StoreError, StoreResult};
+use gocoffee_app::ports::StoreResult;
 use gocoffee_core::analytics::OrderFacts;
 
-use crate::dynamo::{Item, doc, n, s, sdk, to_doc};
+use crate::dynamo::{DELETE_BATCH, Item, delete_keys, doc, n, s, sdk, to_doc};
 use crate::lambda::{Shell, http_with_extension, init, kinesis_with_extension};
 
 /// The table's key and index, as the templates declare them.
@@ -24,11 +24,8 @@ pub mod keys {
 }
 
 const DAY_MS: i64 = 86_400_000;
-/// BatchWriteItem takes at most 25 requests.
-const DELETE_BATCH: usize = 25;
 /// Keys one clearing step reads.
 const CLEAR_PAGE: i32 = 500;
-const ATTEMPTS: u32 = 5;
 
 /// The UTC day of `ms`, `YYYY-MM-DD`.
 fn day(ms: i64) -> String {
@@ -55,25 +52,6 @@ impl DynamoAnalyticsStore {
             ("version".into(), n(facts.version)),
             ("doc".into(), to_doc(facts)?),
         ]))
-    }
-
-    /// Deletes `keys`, retrying what DynamoDB left unprocessed.
-    async fn delete_batch(&self, keys: Vec<Item>) -> StoreResult<()> {
-        let mut requests: Vec<WriteRequest> = keys
-            .into_iter()
-            .map(|key| WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key is set")).build())
-            .collect();
-        for attempt in 0..ATTEMPTS {
-            if requests.is_empty() {
-                return Ok(());
-            }
-            if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-            }
-            let out = self.client.batch_write_item().request_items(&self.table, requests).send().await.map_err(sdk)?;
-            requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
-        }
-        if requests.is_empty() { Ok(()) } else { Err(StoreError::Unavailable(format!("{} deletes left unprocessed", requests.len()))) }
     }
 }
 
@@ -152,7 +130,7 @@ impl AnalyticsStore for DynamoAnalyticsStore {
         let ids: Vec<Item> =
             out.items().iter().filter_map(|i| i.get(keys::ORDER_ID).cloned()).map(|id: AttributeValue| Item::from([(keys::ORDER_ID.to_owned(), id)])).collect();
         for chunk in ids.chunks(DELETE_BATCH) {
-            self.delete_batch(chunk.to_vec()).await?;
+            delete_keys(&self.client, &self.table, chunk.to_vec()).await?;
         }
         Ok(ids.is_empty() && out.last_evaluated_key.is_none_or(|k| k.is_empty()))
     }

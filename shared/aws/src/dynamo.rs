@@ -127,6 +127,31 @@ pub fn sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>
     StoreError::Unavailable(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))
 }
 
+/// BatchWriteItem takes at most 25 requests.
+pub const DELETE_BATCH: usize = 25;
+
+/// Deletes the items with `keys` (at most [`DELETE_BATCH`]) from `table`, retrying what
+/// DynamoDB left unprocessed with a backoff.
+pub async fn delete_keys(client: &Client, table: &str, keys: Vec<Item>) -> StoreResult<()> {
+    use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+    const ATTEMPTS: u32 = 5;
+    let mut requests: Vec<WriteRequest> = keys
+        .into_iter()
+        .map(|key| WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key is set")).build())
+        .collect();
+    for attempt in 0..ATTEMPTS {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+        }
+        let out = client.batch_write_item().request_items(table, requests).send().await.map_err(sdk)?;
+        requests = out.unprocessed_items.and_then(|mut u| u.remove(table)).unwrap_or_default();
+    }
+    if requests.is_empty() { Ok(()) } else { Err(StoreError::Unavailable(format!("{} deletes left unprocessed", requests.len()))) }
+}
+
 /// Maps a failed conditional write: a failed condition is a [`StoreError::Conflict`], anything
 /// else is the service being unavailable.
 pub fn conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {

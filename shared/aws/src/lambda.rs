@@ -112,6 +112,8 @@ pub struct Shell {
     /// `TOKEN_SIGNING_KEY` where there is no KMS, as under `sam local`).
     signer: Option<Box<dyn TokenSigner + Send + Sync>>,
     region: String,
+    /// The SDK settings every client of this function is made from.
+    sdk: aws_types::SdkConfig,
 }
 
 impl Shell {
@@ -157,6 +159,7 @@ impl Shell {
             kms_keys,
             signer,
             region: aws.region.clone(),
+            sdk: sdk.clone(),
             function,
             config,
             store: DynamoStore::new(clients.dynamodb.clone(), table),
@@ -169,6 +172,11 @@ impl Shell {
 
     pub fn from_env(function: &'static str) -> Result<Shell, String> {
         Shell::from_lookup(function, |name| std::env::var(name).ok())
+    }
+
+    /// The SDK settings, for a client the function makes itself.
+    pub fn sdk_config(&self) -> &aws_types::SdkConfig {
+        &self.sdk
     }
 
     /// The table every port of this function is on.

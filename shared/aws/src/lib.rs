@@ -1,10 +1,12 @@
-//! The AWS shell: adapters for the ports on DynamoDB, Kinesis and SQS, and the Lambda entry
-//! helpers every function's `main` calls. Clients and config are created once per container.
+//! The AWS shell: adapters for the ports on DynamoDB, Kinesis, SQS and API Gateway's management
+//! API, and the Lambda entry helpers every function's `main` calls. Clients and config are
+//! created once per container.
 
 pub mod analytics;
 pub mod dynamo;
 pub mod kinesis;
 pub mod lambda;
+pub mod live;
 pub mod otlp;
 pub mod ratelimit;
 pub mod s3;
