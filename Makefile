@@ -117,7 +117,8 @@ test: setup
 	@mkdir -p target
 	@tests/tools.sh > target/tools.log 2>&1 & tools=$$!; \
 	$(MAKE) --no-print-directory components bootstraps || { kill $$tools 2>/dev/null; exit 1; }; \
-	if wait $$tools; then cat target/tools.log; else cat target/tools.log; echo "tests/tools.sh failed"; exit 1; fi
+	status=0; wait $$tools || status=$$?; cat target/tools.log; \
+	if [ $$status -ne 0 ]; then echo "tests/tools.sh failed"; exit 1; fi
 	$(MAKE) --no-print-directory lambdas-check
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	$(CARGO) fmt --all -- --check

@@ -151,6 +151,7 @@ locals {
     live = merge(local.telemetry_environment, local.token_environment, {
       TABLE_NAME        = aws_dynamodb_table.table.name
       CONNECTIONS_TABLE = aws_dynamodb_table.connections_table.name
+      LIVE_SOCKET_URL   = local.live_socket_url
       JWT_SECRET        = var.jwt_secret
       RATE_LIMITS       = var.rate_limits
     })

@@ -17,7 +17,9 @@ locals {
     integrationError = "$context.integrationErrorMessage"
     authorizerError  = "$context.authorizer.error"
   })
-  # The stage's management endpoint, what the notifier pushes through.
+  # Where clients connect (handed out with tickets) and the stage's management endpoint, what the
+  # notifier pushes through.
+  live_socket_url      = "wss://${aws_apigatewayv2_api.live_socket_api.id}.execute-api.${data.aws_region.current.name}.${data.aws_partition.current.dns_suffix}/${aws_apigatewayv2_stage.live_socket_stage.name}"
   live_connections_url = "https://${aws_apigatewayv2_api.live_socket_api.id}.execute-api.${data.aws_region.current.name}.${data.aws_partition.current.dns_suffix}/${aws_apigatewayv2_stage.live_socket_stage.name}"
 }
 

@@ -7,7 +7,7 @@ output "api_url" {
 
 output "live_socket_url" {
   description = "The WebSocket API live status connects to, with ?ticket= from POST /api/v1/live/tickets (README, Live order status)"
-  value       = aws_apigatewayv2_stage.live_socket_stage.invoke_url
+  value       = local.live_socket_url
 }
 
 output "connections_table_name" {

@@ -1,6 +1,7 @@
 // The API client both apps share: the session (tokens kept per app in localStorage, refreshed
-// once on a 401), JSON requests, and following live channels over Server-Sent Events with a
-// ticket (an EventSource can't send headers), reconnecting from the last event id.
+// once on a 401), JSON requests, and following live channels with a ticket (an EventSource or a
+// WebSocket can't send headers): over Server-Sent Events, reconnecting from the last event id,
+// or over the WebSocket where there is no stream.
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -77,7 +78,10 @@ export class Api {
   }
 
   // Follows `channels`: `onOpen` runs each time a stream opens (refetch a snapshot then), and
-  // `onMessage` with each envelope. Returns a function that stops following.
+  // `onMessage` with each envelope. Returns a function that stops following. The transport is
+  // what the ticket says the platform offers: the event stream where there is one (Spin, the
+  // local host), else the WebSocket (AWS's API Gateway can't stream). `?live=websocket` on the
+  // page's URL prefers the WebSocket where both are offered.
   follow(channels, { onOpen, onMessage, onState }) {
     let source = null;
     let lastId = null;
@@ -90,36 +94,65 @@ export class Api {
       retry = setTimeout(connect, delay);
       delay = Math.min(delay * 2, 10000);
     };
-    const connect = async () => {
-      if (stopped) return;
-      try {
-        const { ticket } = await this.request("POST", "/api/v1/live/tickets");
-        const query = new URLSearchParams();
-        channels.forEach((c) => query.append("channel", c));
-        query.set("ticket", ticket);
-        if (lastId !== null) query.set("last_event_id", lastId);
-        source = new EventSource(`/api/v1/live/events?${query}`);
-      } catch (e) {
-        onState?.("offline");
-        again();
-        return;
-      }
-      source.onopen = () => {
-        delay = 500;
-        onState?.("live");
-        onOpen?.();
-      };
-      source.onmessage = (event) => {
+    const opened = () => {
+      delay = 500;
+      onState?.("live");
+      onOpen?.();
+    };
+    const preferSocket = new URLSearchParams(location.search).get("live") === "websocket";
+    const stream = (eventsUrl, ticket) => {
+      const query = new URLSearchParams();
+      channels.forEach((c) => query.append("channel", c));
+      query.set("ticket", ticket);
+      if (lastId !== null) query.set("last_event_id", lastId);
+      const events = new EventSource(`${eventsUrl}?${query}`);
+      events.onopen = opened;
+      events.onmessage = (event) => {
         lastId = event.lastEventId || lastId;
         if (event.data) onMessage(JSON.parse(event.data));
       };
       // The stream ends on a bound (and the ticket has expired by then): reopen with a new
       // ticket from the last id, instead of letting the browser retry the old URL.
-      source.onerror = () => {
-        source.close();
+      events.onerror = () => {
+        events.close();
         onState?.("reconnecting");
         again();
       };
+      return events;
+    };
+    // API Gateway's contract: subscribe to each channel once connected; the connection is open
+    // (and the snapshot worth refetching) once every subscription is answered.
+    const socket = (socketUrl, ticket) => {
+      const url = new URL(socketUrl, location.href);
+      url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
+      url.searchParams.set("ticket", ticket);
+      const ws = new WebSocket(url);
+      let unanswered = channels.length;
+      ws.onopen = () => channels.forEach((channel) => ws.send(JSON.stringify({ action: "subscribe", channel })));
+      ws.onmessage = (event) => {
+        const data = JSON.parse(event.data);
+        if (!("action" in data)) return onMessage(data);
+        if (!data.ok) console.warn(`live: ${data.channel}: ${data.error?.message}`);
+        if (--unanswered === 0) opened();
+      };
+      ws.onclose = () => {
+        if (stopped) return;
+        onState?.("reconnecting");
+        again();
+      };
+      return ws;
+    };
+    const connect = async () => {
+      if (stopped) return;
+      try {
+        const offer = await this.request("POST", "/api/v1/live/tickets");
+        const useSocket = offer.socket_url && (preferSocket || !offer.events_url);
+        if (!useSocket && !offer.events_url) throw new Error("no live transport offered");
+        source = useSocket ? socket(offer.socket_url, offer.ticket) : stream(offer.events_url, offer.ticket);
+      } catch (e) {
+        onState?.("offline");
+        again();
+      }
     };
     connect();
     return () => {

@@ -118,6 +118,7 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
             remove_host(component, "{{ live_connections_url }}");
             if let Some(vars) = component.get_mut("variables").and_then(Item::as_table_mut) {
                 vars.remove("live_connections_url");
+                vars.remove("live_socket_url");
             }
         }
     }

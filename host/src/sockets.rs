@@ -21,12 +21,12 @@
 //! the requests clients send, so only it can say a request is a connection's.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -57,6 +57,32 @@ pub enum Command {
 struct Open {
     component: String,
     commands: mpsc::Sender<Command>,
+    /// A close asked for through the management API: apart from the queue, so it takes effect
+    /// even when the queue is full of messages the client isn't reading.
+    closing: Arc<Notify>,
+}
+
+/// What a connection's task carries out: queued messages, and a close that overtakes them.
+pub struct Commands {
+    queue: mpsc::Receiver<Command>,
+    closing: Arc<Notify>,
+}
+
+impl Commands {
+    /// The next command; `None` once the registry has dropped the connection's sender.
+    pub async fn next(&mut self) -> Option<Command> {
+        tokio::select! {
+            biased;
+            () = self.closing.notified() => Some(Command::Close(CloseCode::Normal, "closed by the server")),
+            command = self.queue.recv() => command,
+        }
+    }
+
+    /// The next queued message, if one is waiting (for tests).
+    #[cfg(test)]
+    pub fn try_recv(&mut self) -> Result<Command, mpsc::error::TryRecvError> {
+        self.queue.try_recv()
+    }
 }
 
 /// Why a push didn't go.
@@ -77,13 +103,14 @@ pub struct Sockets {
 impl Sockets {
     /// Records a new connection of `component`'s, and returns its id and the commands it is to
     /// carry out; `None` if the OS had no randomness for an id.
-    pub fn open(&self, component: &str) -> Option<(String, mpsc::Receiver<Command>)> {
-        let (commands, receiver) = mpsc::channel(QUEUE);
+    pub fn open(&self, component: &str) -> Option<(String, Commands)> {
+        let (commands, queue) = mpsc::channel(QUEUE);
+        let closing = Arc::new(Notify::new());
         let id = connection_id()?;
         let mut open = self.lock();
-        open.insert(id.clone(), Open { component: component.to_owned(), commands });
+        open.insert(id.clone(), Open { component: component.to_owned(), commands, closing: closing.clone() });
         crate::metrics::websockets(open.len());
-        Some((id, receiver))
+        Some((id, Commands { queue, closing }))
     }
 
     /// Forgets a connection once its task has ended.
@@ -119,7 +146,8 @@ impl Sockets {
 
     /// Asks connection `id` of `component`'s to close; false if it isn't open.
     pub fn close(&self, component: &str, id: &str) -> bool {
-        self.sender(component, id).is_some_and(|s| s.try_send(Command::Close(CloseCode::Normal, "closed by the server")).is_ok())
+        // `notify_one` keeps the close for the task if it isn't waiting right now.
+        self.lock().get(id).filter(|o| o.component == component).map(|o| o.closing.notify_one()).is_some()
     }
 
     /// Asks every connection to close, when the host stops.
@@ -190,13 +218,8 @@ pub trait Invoke: Send + Sync + 'static {
 
 /// Serves one accepted connection until either side closes it, then forgets it and tells the
 /// component.
-pub async fn run<S, I>(
-    stream: tokio_tungstenite::WebSocketStream<S>,
-    sockets: std::sync::Arc<Sockets>,
-    id: String,
-    mut commands: mpsc::Receiver<Command>,
-    invoker: I,
-) where
+pub async fn run<S, I>(stream: tokio_tungstenite::WebSocketStream<S>, sockets: std::sync::Arc<Sockets>, id: String, mut commands: Commands, invoker: I)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     I: Invoke,
 {
@@ -228,7 +251,7 @@ pub async fn run<S, I>(
                 // Pings are answered by the protocol layer; pongs and raw frames need nothing.
                 Ok(Some(Ok(_))) => {}
             },
-            command = commands.recv() => {
+            command = commands.next() => {
                 let (code, reason) = match command {
                     Some(Command::Send(text)) => {
                         if sink.send(Message::Text(text)).await.is_err() {
@@ -298,6 +321,10 @@ mod tests {
             assert_eq!(post(&format!("/@connections/{id}"), b"{}").0, 200);
         }
         assert_eq!(post(&format!("/@connections/{id}"), b"{}").0, 503);
+        // Its close overtakes what it hasn't read.
+        assert_eq!(sockets.manage("live", &http::Method::DELETE, &format!("/@connections/{id}"), Bytes::new()).0, 204);
+        let next = tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(commands.next());
+        assert!(matches!(next, Some(Command::Close(CloseCode::Normal, _))), "{next:?}");
 
         assert_eq!(sockets.manage("live", &http::Method::DELETE, &format!("/@connections/{other}"), Bytes::new()).0, 204);
         sockets.closed(&id);

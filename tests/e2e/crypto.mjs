@@ -2,7 +2,8 @@
 // orders, and gets the payment request as a QR code; the code, read back as a wallet's camera
 // would (jsQR), is exactly the intent's EIP-681 URI; the wallet pays on the chain (anvil); the
 // customer reports the transaction's hash, and the page turns to Confirmed by itself.
-// Screenshots of the cart and the payment step; prints what it measured as JSON.
+// Screenshots of the cart and the payment step; prints what it measured as JSON. With
+// LIVE=websocket the page follows the order over the WebSocket, and the run checks it did.
 //   GOCOFFEE_BASE, SCREENSHOTS (browser.mjs), ANVIL_URL, TOKEN (the USDC contract), PAYER (a funded
 //   unlocked account)
 import assert from "node:assert/strict";
@@ -54,6 +55,8 @@ async function readQr(svgMarkup) {
 
 try {
   const customer = await customerPage("carol@example.com");
+  const sockets = [];
+  customer.on("websocket", (ws) => sockets.push(ws));
   // The café takes USDC on Polygon: the cart offers it beside the counter.
   await customer.getByRole("button", { name: "Add Caffè Latte" }).click();
   await customer.getByLabel("USDC on polygon").check();
@@ -100,6 +103,10 @@ try {
   measured.confirmed_after_report_ms = Date.now() - reported;
   assert.equal(await customer.evaluate(() => window.notReloaded), true, "the page reloaded");
   assert.equal(await customer.locator("figure.qr").count(), 0, "a paid order still asks for payment");
+  measured.live = sockets.map((ws) => new URL(ws.url()).pathname);
+  if (process.env.LIVE === "websocket") {
+    assert.ok(measured.live.includes("/api/v1/live/socket"), `the page followed the order over the WebSocket: ${measured.live}`);
+  }
   console.log(JSON.stringify(measured));
 } finally {
   await browser.close();

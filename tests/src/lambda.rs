@@ -689,11 +689,13 @@ impl LambdaStack {
         // LIVE_CONNECTIONS_URL (the stage's management API) names it.
         let socket_listener = wiring.socket.as_ref().map(|s| {
             let listener = TcpListener::bind("127.0.0.1:0").expect("socket front port");
-            let url = format!("http://{}/{}", listener.local_addr().expect("address"), s.stage);
+            let address = listener.local_addr().expect("address");
             for (_, env) in &mut environments {
                 for (k, v) in env.iter_mut() {
-                    if k == "LIVE_CONNECTIONS_URL" {
-                        v.clone_from(&url);
+                    match k.as_str() {
+                        "LIVE_CONNECTIONS_URL" => *v = format!("http://{address}/{}", s.stage),
+                        "LIVE_SOCKET_URL" => *v = format!("ws://{address}/{}", s.stage),
+                        _ => {}
                     }
                 }
             }
@@ -748,11 +750,6 @@ impl crate::Api for LambdaStack {
 
     fn gateway_checks_tokens(&self) -> bool {
         self.wiring.authorizer.is_some()
-    }
-
-    fn live_socket(&self) -> Option<(String, String)> {
-        let (base, gateway) = self.sockets.as_ref()?;
-        Some((base.clone(), format!("/{}", gateway.stage)))
     }
 
     fn log(&self) -> String {

@@ -333,12 +333,6 @@ pub trait Api: Sync {
         false
     }
 
-    /// Where live status's WebSocket connects: a base URL and the path (before `?ticket=`).
-    /// `None` where the platform keeps no sockets.
-    fn live_socket(&self) -> Option<(String, String)> {
-        None
-    }
-
     /// Whether `reply` is the refusal of a bad bearer token: the app's `401 invalid_token`, or,
     /// behind a gateway that checks tokens, the gateway's own 401.
     fn refused_token(&self, reply: &Reply) -> bool {
@@ -428,11 +422,6 @@ pub trait Api: Sync {
 impl Api for Host {
     fn base(&self) -> &str {
         &self.base
-    }
-
-    /// Any route's upgrade is its component's; the live component's prefix is the one it takes.
-    fn live_socket(&self) -> Option<(String, String)> {
-        Some((self.base.clone(), "/api/v1/live/socket".into()))
     }
 
     fn token_signer(&self, key: DeploymentKey) -> Option<Box<dyn gocoffee_app::ports::TokenSigner>> {

@@ -126,11 +126,21 @@ fn socket_change(socket: &mut gocoffee_tests::ws::WsClient, order: &str, seen: &
 
 fn websocket_connections_get_what_they_follow_and_only_that(h: &impl Api) {
     use gocoffee_tests::ws::{Read, WsClient};
-    let (socket_base, socket_path) = h.live_socket().expect("a platform that keeps sockets");
     let alice = h.register("alice@example.com");
     let bob = h.register("bob@example.com");
     let barista = h.staff("barista@example.com", "barista");
     let ticket = |token: &str| h.post("/api/v1/live/tickets", Some(token), json!({})).body["ticket"].as_str().expect("a ticket").to_owned();
+    // Where to connect is what a ticket's answer says, as a client reads it: a path on the API's
+    // origin (the host) or a URL of its own (API Gateway's WebSocket API).
+    let offer = h.post("/api/v1/live/tickets", Some(&alice), json!({})).body;
+    let socket_url = offer["socket_url"].as_str().unwrap_or_else(|| panic!("a platform that keeps sockets says where: {offer}"));
+    let (socket_base, socket_path) = match socket_url.strip_prefix("ws://") {
+        Some(rest) => {
+            let (authority, path) = rest.split_once('/').expect("a URL with a path");
+            (format!("http://{authority}"), format!("/{path}"))
+        }
+        None => (h.base().to_owned(), socket_url.to_owned()),
+    };
     let open = |token: &str| WsClient::connect(&socket_base, &format!("{socket_path}?ticket={}", ticket(token))).expect("connected");
 
     // $connect is authorized by the ticket in the URL, and a refusal is an HTTP answer.
@@ -205,7 +215,9 @@ fn websocket_connections_get_what_they_follow_and_only_that(h: &impl Api) {
 fn fermyon_cloud_refuses_websockets_as_the_platform_would() {
     let h = Host::start_on_cloud("websockets_refused");
     let alice = h.register("alice@example.com");
-    let ticket = h.post("/api/v1/live/tickets", Some(&alice), json!({})).body["ticket"].as_str().expect("a ticket").to_owned();
+    let offer = h.post("/api/v1/live/tickets", Some(&alice), json!({})).body;
+    assert_eq!((offer["events_url"].as_str(), offer.get("socket_url")), (Some("/api/v1/live/events"), None), "the stream, and no socket: {offer}");
+    let ticket = offer["ticket"].as_str().expect("a ticket");
     let refused = gocoffee_tests::ws::WsClient::connect(&h.base, &format!("/api/v1/live/socket?ticket={ticket}")).err().expect("refused");
     assert_eq!(refused.status, 501, "{}", refused.body);
 }
@@ -334,6 +346,7 @@ fn spin_a_live_stream_ends_on_time_and_a_reconnect_resumes_after_the_last_id() {
     // A browser's EventSource sends no Authorization header: it comes with a ticket.
     let ticket = h.post("/api/v1/live/tickets", Some(&alice), json!({}));
     assert_eq!(ticket.status, 201, "{}", ticket.body);
+    assert_eq!(ticket.body["events_url"], "/api/v1/live/events", "the ticket says where the stream is");
     let with_ticket = format!("{path}&ticket={}&last_event_id=0", ticket.body["ticket"].as_str().expect("ticket"));
     let mut by_ticket = SseStream::open_with(&h.base, &with_ticket, &[]);
     assert_eq!(by_ticket.status, 200);
@@ -1063,6 +1076,22 @@ fn the_metrics_listener_counts_requests_by_route_and_status_class_and_deliveries
     assert_eq!(sample(r#"gocoffee_order_events_total{event="OrderConfirmed"}"#), 1.0);
     assert!(sample(r#"gocoffee_consumer_lag_seconds_count{consumer="order-consumer"}"#) >= 1.0);
     assert!(text.contains(r#"gocoffee_consumer_lag_seconds_bucket{consumer="order-consumer",le="900"}"#), "{text}");
+
+    // Open WebSocket connections are a gauge, and their events count as requests by event.
+    let connections =
+        |text: &str| text.lines().find(|l| l.starts_with("gocoffee_websocket_connections ")).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    let ticket = h.post("/api/v1/live/tickets", Some(&ada), json!({})).body["ticket"].as_str().expect("a ticket").to_owned();
+    let mut socket = gocoffee_tests::ws::WsClient::connect(&h.base, &format!("/api/v1/live/socket?ticket={ticket}")).expect("connected");
+    assert_eq!(socket.act("subscribe", &format!("order:{id}"))["ok"], true);
+    let text = scrape();
+    assert_eq!(connections(&text), Some(1.0), "{text}");
+    assert!(text.contains(r#"route="websocket MESSAGE""#), "{text}");
+    socket.close();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while connections(&scrape()) != Some(0.0) {
+        assert!(Instant::now() < deadline, "the closed connection is still counted:\n{}", scrape());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -152,7 +152,12 @@ fn the_sample_stream_and_queue_batches_are_answered_with_batch_responses() {
 fn the_sample_websocket_events_are_answered_as_api_gateway_expects() {
     let h = LambdaStack::start_with("websocket-samples", false);
     let customer = h.register("ws-samples@example.com");
-    let ticket = h.post("/api/v1/live/tickets", Some(&customer), json!({})).body["ticket"].as_str().expect("a ticket").to_owned();
+    let offer = h.post("/api/v1/live/tickets", Some(&customer), json!({})).body;
+    let ticket = offer["ticket"].as_str().expect("a ticket").to_owned();
+    // On AWS the ticket opens the WebSocket API; there is no event stream.
+    let (base, gateway) = h.sockets.as_ref().expect("the WebSocket API");
+    assert_eq!(offer["socket_url"].as_str(), Some(format!("{}/{}", base.replace("http://", "ws://"), gateway.stage).as_str()), "{offer}");
+    assert_eq!(offer.get("events_url"), None, "{offer}");
     let live = h.function("live");
     let with_ticket =
         |name: &str, ticket: &str| -> Value { serde_json::from_str(&sample(name).to_string().replace("REPLACE_WITH_TICKET", ticket)).expect("json") };

@@ -119,6 +119,8 @@ fn a_customer_pays_in_crypto_by_the_qr_code_and_follows_the_order_in_chromium() 
         let placed = h.post("/api/v1/orders", Some(&tester), order);
         assert_eq!(placed.status, 202, "{method}: {}", placed.body);
     }
-    run_in_chromium(&h, "crypto.mjs", &[("ANVIL_URL", &anvil.url), ("TOKEN", &token), ("PAYER", DEV[1])]);
+    // This page follows its order over the WebSocket (web.mjs's over the event stream), so the
+    // browser's side of both transports is tested.
+    run_in_chromium(&h, "crypto.mjs", &[("ANVIL_URL", &anvil.url), ("TOKEN", &token), ("PAYER", DEV[1]), ("LIVE", "websocket")]);
     screenshots_written(&["customer-cart-crypto-phone", "customer-pay-phone", "customer-pay-tablet"]);
 }

@@ -40,6 +40,10 @@ pub struct Config {
     pub crypto_methods: Vec<(String, String)>,
     /// The gateway's per-client limits (`rate_limits`: unset keeps the defaults).
     pub rate_limits: RateLimits,
+    /// Where clients open live status's WebSocket (`live_socket_url`: the host's
+    /// `/api/v1/live/socket`, the WebSocket API's `wss://` URL on AWS), handed out with tickets.
+    /// Unset where the platform keeps no sockets (Fermyon).
+    pub live_socket_url: Option<String>,
 }
 
 /// The `(chain, asset)` pairs of the default chains (`gocoffee_payments::chains::Chains::defaults`,
@@ -76,7 +80,7 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     /// Names of the variables [`Config::from_lookup`] reads.
-    pub const VARIABLES: [&'static str; 12] = [
+    pub const VARIABLES: [&'static str; 13] = [
         "jwt_secret",
         "token_issuer",
         "token_audience",
@@ -89,6 +93,7 @@ impl Config {
         "payment_xpub",
         "payment_chains",
         "rate_limits",
+        "live_socket_url",
     ];
 
     /// Builds the config from a lookup of variable names (lower snake case). Empty values count
@@ -131,6 +136,7 @@ impl Config {
             .map(std::sync::Arc::new);
         let rate_limits = get("rate_limits").map_or(Ok(RateLimits::default()), |text| RateLimits::parse(&text))?;
         Ok(Config {
+            live_socket_url: get("live_socket_url").map(|url| url.trim().to_owned()),
             rate_limits,
             jwt_secret: jwt_secret.into_bytes(),
             token_issuer: get("token_issuer").map(|v| v.trim().to_owned()),

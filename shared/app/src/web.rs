@@ -22,9 +22,10 @@ pub struct Asset {
 #[derive(Debug)]
 pub struct Assets(pub &'static [Asset]);
 
-/// What pages may load: their own origin's scripts, styles, API and streams, and pictures from
-/// anywhere HTTPS (presigned S3 URLs) or inline.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+/// What pages may load: their own origin's scripts, styles, API and streams, live status's
+/// WebSocket API on AWS (API Gateway's own domain, another origin), and pictures from anywhere
+/// HTTPS (presigned S3 URLs) or inline.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; connect-src 'self' wss://*.amazonaws.com; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// Answers a GET or HEAD for one of `assets`: 404 for any other path, 405 for other methods.
 pub fn serve(assets: &Assets, req: &crate::Request) -> Response {

@@ -67,6 +67,7 @@ impl World {
                 token_issuer: None,
                 token_audience: "gocoffee-api".into(),
                 token_public_keys: None,
+                live_socket_url: Some("/api/v1/live/socket".into()),
             },
             signer: PemSigner::from_pem(include_str!("keys/current.pem")).expect("the test key"),
             keys: StaticKeys(Arc::new(

@@ -118,9 +118,9 @@ impl ConnectionStore for DynamoConnections {
         Ok(Some(Connection { id: id.to_owned(), caller: Caller { user_id: get_s(&item, "user_id")?.to_owned(), role }, expires_at_ms }))
     }
 
-    /// The limit is checked against what the connection followed when this read it: API Gateway
-    /// hands one connection's messages over one at a time per route, so two subscriptions of
-    /// one connection racing past it is not a case that comes up.
+    /// The limit is checked against what the connection followed when this read it, without a
+    /// transaction: subscriptions one connection sends at once can pass it by as many as are in
+    /// flight. It bounds what one connection costs the fan-out, which that doesn't change.
     async fn subscribe(&self, connection: &Connection, channel: &str, limit: usize) -> StoreResult<bool> {
         let sk = format!("{}{channel}", keys::CHANNEL_PREFIX);
         let followed = self.sort_keys(&connection.id, Some(keys::CHANNEL_PREFIX)).await?;
@@ -368,7 +368,7 @@ mod tests {
     fn events_are_told_apart_by_their_shape() {
         let authorizer = json!({"type": "REQUEST", "methodArn": "arn", "queryStringParameters": {"ticket": "t"}, "requestContext": {"connectionId": "c", "eventType": "CONNECT"}});
         assert!(matches!(live_event(authorizer), Ok(LiveEvent::Authorizer(r)) if r.query_string_parameters.first("ticket") == Some("t")));
-        let message = json!({"requestContext": {"connectionId": "c=", "eventType": "MESSAGE", "connectedAt": 1, "routeKey": "$default"}, "body": "{}"});
+        let message = json!({"requestContext": {"connectionId": "c=", "eventType": "MESSAGE", "connectedAt": 1, "requestTimeEpoch": 2, "routeKey": "$default"}, "body": "{}"});
         assert!(matches!(live_event(message), Ok(LiveEvent::Socket(r)) if r.request_context.connection_id.as_deref() == Some("c=")));
         let http = json!({"version": "2.0", "rawPath": "/api/v1/live/tickets", "requestContext": {"http": {"method": "POST", "path": "/api/v1/live/tickets"}}});
         assert!(matches!(live_event(http), Ok(LiveEvent::Http(_))));

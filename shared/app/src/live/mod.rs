@@ -68,12 +68,22 @@ pub fn verify_ticket(secret: &[u8], ticket: &str, now_ms: i64) -> Option<Caller>
     (now_ms < expires_at_ms).then(|| Caller { user_id: user_id.to_owned(), role })
 }
 
-/// `POST /api/v1/live/tickets`: a ticket for the caller, good for [`TICKET_TTL_MS`].
+/// `POST /api/v1/live/tickets`: a ticket for the caller, good for [`TICKET_TTL_MS`], with the
+/// transports this platform offers to open with it: `events_url` where the function serves the
+/// event stream (it has the feed: Spin and the host), `socket_url` where the platform keeps
+/// WebSocket connections (the host; API Gateway on AWS).
 pub async fn ticket(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let caller = ctx.caller()?;
     let expires_at_ms = ctx.now_ms + TICKET_TTL_MS;
     let ticket = issue_ticket(&ctx.svc.config.jwt_secret, &caller, expires_at_ms);
-    Ok(json(StatusCode::CREATED, &serde_json::json!({ "ticket": ticket, "expires_at": rfc3339(expires_at_ms), "expires_in": TICKET_TTL_MS / 1000 })))
+    let mut body = serde_json::json!({ "ticket": ticket, "expires_at": rfc3339(expires_at_ms), "expires_in": TICKET_TTL_MS / 1000 });
+    if ctx.svc.extension::<LiveContext>().is_some() {
+        body["events_url"] = "/api/v1/live/events".into();
+    }
+    if let Some(url) = &ctx.svc.config.live_socket_url {
+        body["socket_url"] = url.as_str().into();
+    }
+    Ok(json(StatusCode::CREATED, &body))
 }
 
 /// The caller by their bearer token, or else by the `ticket` parameter.
