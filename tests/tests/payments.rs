@@ -154,6 +154,7 @@ impl World {
             token_issuer: None,
             token_audience: gocoffee_app::auth::DEFAULT_AUDIENCE.into(),
             token_public_keys: None,
+            live_socket_url: None,
         };
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64;
         let chains = Chains([("polygon".to_owned(), chain)].into());
