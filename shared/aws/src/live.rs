@@ -15,22 +15,20 @@ use gocoffee_app::{ApiError, Caller, Response};
 use gocoffee_core::Role;
 use serde_json::{Value, json};
 
-use crate::dynamo::{DELETE_BATCH, Item, delete_keys, get_n, get_s, n, s, sdk};
+use crate::dynamo::{DELETE_BATCH, Item, delete_keys, get_n, get_s, key, n, s, sdk};
 use crate::lambda::{Shell, finish_invocation, init, response_to_apigw, with_xray};
 
 /// The table's keys and index, as the templates declare them. A connection is one item
 /// (`sk` [`keys::CONNECTION`]) and each channel it follows another (`sk` `channel#<channel>`),
 /// all under the connection's id, so forgetting it is one query and one batch.
 pub mod keys {
-    pub const PK: &str = "pk";
-    pub const SK: &str = "sk";
+    /// The single table's key and TTL attribute names, the same here.
+    pub use crate::dynamo::keys::{PK, SK, TTL};
     pub const CONNECTION: &str = "connection";
     pub const CHANNEL_PREFIX: &str = "channel#";
     /// `by-channel`: partition `channel`, sort `pk`: who follows a channel.
     pub const BY_CHANNEL: &str = "by-channel";
     pub const CHANNEL: &str = "channel";
-    /// The table's TTL attribute (seconds): DynamoDB deletes the item some time after.
-    pub const TTL: &str = "expires_at";
     /// The exact expiry (ms), what reads go by.
     pub const EXPIRES_AT_MS: &str = "expires_at_ms";
 }
@@ -47,17 +45,13 @@ impl DynamoConnections {
         DynamoConnections { client, table: table.into() }
     }
 
-    fn item(connection_id: &str, sk: String, expires_at_ms: i64) -> Item {
-        Item::from([
-            (keys::PK.into(), s(connection_id)),
-            (keys::SK.into(), s(sk)),
-            (keys::TTL.into(), n(expires_at_ms.div_euclid(1000) + 1)),
-            (keys::EXPIRES_AT_MS.into(), n(expires_at_ms)),
-        ])
-    }
-
-    fn key(connection_id: &str, sk: String) -> Item {
-        Item::from([(keys::PK.into(), s(connection_id)), (keys::SK.into(), s(sk))])
+    /// An item of the connection's: its key, and its expiry both for TTL (seconds: DynamoDB
+    /// deletes the item some time after) and exact (ms, what reads go by).
+    fn item(connection_id: &str, sk: &str, expires_at_ms: i64) -> Item {
+        let mut item = key(connection_id, sk);
+        item.insert(keys::TTL.into(), n(expires_at_ms.div_euclid(1000) + 1));
+        item.insert(keys::EXPIRES_AT_MS.into(), n(expires_at_ms));
+        item
     }
 
     /// Every item of a connection with a sort key starting `prefix`: its sort keys.
@@ -92,7 +86,7 @@ impl DynamoConnections {
 #[async_trait(?Send)]
 impl ConnectionStore for DynamoConnections {
     async fn save_connection(&self, connection: &Connection) -> StoreResult<()> {
-        let mut item = Self::item(&connection.id, keys::CONNECTION.into(), connection.expires_at_ms);
+        let mut item = Self::item(&connection.id, keys::CONNECTION, connection.expires_at_ms);
         item.insert("user_id".into(), s(&connection.caller.user_id));
         item.insert("role".into(), s(connection.caller.role.as_str()));
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk)?;
@@ -100,15 +94,7 @@ impl ConnectionStore for DynamoConnections {
     }
 
     async fn connection(&self, id: &str, now_ms: i64) -> StoreResult<Option<Connection>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(id, keys::CONNECTION.into())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk)?;
+        let out = self.client.get_item().table_name(&self.table).set_key(Some(key(id, keys::CONNECTION))).consistent_read(true).send().await.map_err(sdk)?;
         let Some(item) = out.item else { return Ok(None) };
         let expires_at_ms = get_n(&item, keys::EXPIRES_AT_MS)?;
         if expires_at_ms <= now_ms {
@@ -130,15 +116,15 @@ impl ConnectionStore for DynamoConnections {
         if followed.len() >= limit {
             return Ok(false);
         }
-        let mut item = Self::item(&connection.id, sk, connection.expires_at_ms);
+        let mut item = Self::item(&connection.id, &sk, connection.expires_at_ms);
         item.insert(keys::CHANNEL.into(), s(channel));
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk)?;
         Ok(true)
     }
 
     async fn unsubscribe(&self, connection_id: &str, channel: &str) -> StoreResult<()> {
-        let key = Self::key(connection_id, format!("{}{channel}", keys::CHANNEL_PREFIX));
-        self.client.delete_item().table_name(&self.table).set_key(Some(key)).send().await.map_err(sdk)?;
+        let subscription = key(connection_id, &format!("{}{channel}", keys::CHANNEL_PREFIX));
+        self.client.delete_item().table_name(&self.table).set_key(Some(subscription)).send().await.map_err(sdk)?;
         Ok(())
     }
 
@@ -171,7 +157,7 @@ impl ConnectionStore for DynamoConnections {
     }
 
     async fn forget(&self, connection_id: &str) -> StoreResult<()> {
-        let keys: Vec<Item> = self.sort_keys(connection_id, None).await?.into_iter().map(|sk| Self::key(connection_id, sk)).collect();
+        let keys: Vec<Item> = self.sort_keys(connection_id, None).await?.into_iter().map(|sk| key(connection_id, &sk)).collect();
         for chunk in keys.chunks(DELETE_BATCH) {
             delete_keys(&self.client, &self.table, chunk.to_vec()).await?;
         }
