@@ -169,6 +169,8 @@ function follow(id) {
   const payment = el("section", { class: "payment", "aria-labelledby": "payment-title" });
   let paymentShown = null;
   const render = (order) => {
+    // A refresh that started before a newer one (or before a message) may answer after it.
+    if (current && order.version < current.version) return;
     current = order;
     versions.note(order.id, order.version);
     const reached = STEPS.findIndex(([s]) => s === order.status);
@@ -208,7 +210,7 @@ function follow(id) {
     try {
       const order = await api.request("GET", `/api/v1/orders/${id}`);
       render(order);
-      await showPayment(order);
+      await showPayment(current);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) signedOut();
     }

@@ -8,6 +8,10 @@ const connection = document.getElementById("connection");
 let stop = null;
 let pending = null;
 let me = null;
+// Looks at the board overlap (a tap's reload, a message's, the periodic one): an answer to an
+// older look that comes back after a newer one is dropped, so a stale board never wins.
+let looked = 0;
+let shown = 0;
 
 function signedOut(message) {
   stop?.();
@@ -92,8 +96,12 @@ function render(board) {
 }
 
 async function load() {
+  const look = ++looked;
   try {
-    render(await api.request("GET", "/api/v1/kitchen/board"));
+    const board = await api.request("GET", "/api/v1/kitchen/board");
+    if (look < shown) return;
+    shown = look;
+    render(board);
   } catch (e) {
     if (e instanceof ApiError && (e.status === 401 || e.status === 403)) return signedOut(e.status === 403 ? "The kitchen display needs a barista's account." : null);
     alertText(e.message);
