@@ -2,7 +2,6 @@
 #![cfg_attr(target_arch = "wasm32", no_main)]
 
 #[cfg(not(target_arch = "wasm32"))]
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    gocoffee_aws::analytics::http().await
+fn main() -> Result<(), lambda_runtime::Error> {
+    gocoffee_aws::analytics::http()
 }

@@ -9,7 +9,6 @@ use gocoffee_app::web::{Asset, Assets};
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
 #[cfg(not(target_arch = "wasm32"))]
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    gocoffee_aws::lambda::stateless(|req| gocoffee_app::web::serve(&Assets(FILES), req)).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    gocoffee_aws::lambda::stateless(|req| gocoffee_app::web::serve(&Assets(FILES), req))
 }

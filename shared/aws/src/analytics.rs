@@ -12,7 +12,7 @@ use gocoffee_app::ports::StoreResult;
 use gocoffee_core::analytics::OrderFacts;
 
 use crate::dynamo::{DELETE_BATCH, Item, delete_keys, doc, n, s, sdk, to_doc};
-use crate::lambda::{Shell, http_with_extension, init, kinesis_with_extension};
+use crate::lambda::{Shell, block_on, http_with_extension, init, kinesis_with_extension};
 
 /// The table's key and index, as the templates declare them.
 pub mod keys {
@@ -146,16 +146,20 @@ fn start(function: &'static str) -> Result<(Shell, AnalyticsContext), lambda_run
 }
 
 /// `main` of the analytics function: the reports behind API Gateway.
-pub async fn http() -> Result<(), lambda_runtime::Error> {
-    let (shell, ac) = &start(FUNCTION.name)?;
-    http_with_extension(shell, &FUNCTION, ac).await
+pub fn http() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let (shell, ac) = &start(FUNCTION.name)?;
+        http_with_extension(shell, &FUNCTION, ac).await
+    })
 }
 
 /// `main` of the analytics projector: Kinesis batches from the analytics stream, with the order
 /// consumer's ordering, retry and dead-letter rules.
-pub async fn consumer() -> Result<(), lambda_runtime::Error> {
-    let (shell, ac) = &start(gocoffee_app::analytics::ANALYTICS_CONSUMER)?;
-    kinesis_with_extension(shell, ac, consume).await
+pub fn consumer() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let (shell, ac) = &start(gocoffee_app::analytics::ANALYTICS_CONSUMER)?;
+        kinesis_with_extension(shell, ac, consume).await
+    })
 }
 
 #[cfg(test)]

@@ -459,60 +459,73 @@ pub fn init(function: &'static str) -> Result<Shell, lambda_runtime::Error> {
 // (the health binary has no AWS SDK in it). Handler futures are boxed: SDK calls inside app
 // calls make them too deep to lay out inline.
 
+/// Runs a function's `main` on the current-thread runtime (what `#[tokio::main(flavor =
+/// "current_thread")]` builds). The entries call it themselves and are plain, non-generic
+/// functions, so the runtime, the service and every future under them are compiled once, in
+/// this crate, not again in each binary that calls them.
+pub fn block_on(main: impl Future<Output = Result<(), lambda_runtime::Error>>) -> Result<(), lambda_runtime::Error> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(main)
+}
+
 /// `main` of the health function: no config, no clients.
-pub async fn health() -> Result<(), lambda_runtime::Error> {
+pub fn health() -> Result<(), lambda_runtime::Error> {
     stateless(|req| match req.uri().path() {
         "/health" => gocoffee_app::health(req),
         path => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {path}", req.method())).into_response(),
     })
-    .await
 }
 
 /// `main` of a function that answers from what it holds, reading no store and no configuration:
 /// `serve` per request behind API Gateway (health; the web clients' pages and assets).
-pub async fn stateless(serve: fn(&Request) -> Response) -> Result<(), lambda_runtime::Error> {
-    init_tracing();
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| async move {
-        let response = match request_from_apigw(event.payload) {
-            Ok(req) => serve(&req),
-            Err(e) => e.into_response(),
-        };
-        Ok::<_, lambda_runtime::Error>(response_to_apigw(response))
-    }))
-    .await
+pub fn stateless(serve: fn(&Request) -> Response) -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        init_tracing();
+        lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            let response = match request_from_apigw(event.payload) {
+                Ok(req) => serve(&req),
+                Err(e) => e.into_response(),
+            };
+            Ok::<_, lambda_runtime::Error>(response_to_apigw(response))
+        }))
+        .await
+    })
 }
 
 /// `main` of an HTTP function serving `function`'s routes behind API Gateway. Config and
 /// clients are created once, before the first invocation; a function that can't configure itself
 /// fails its init, which Lambda reports.
-pub async fn http(function: &'static Function) -> Result<(), lambda_runtime::Error> {
-    let shell = &init(function.name)?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
-        let response = Box::pin(shell.http(function, with_xray(event.payload, &event.context))).await;
-        finish_invocation(&event.context).await;
-        Ok::<_, lambda_runtime::Error>(response)
-    }))
-    .await
+pub fn http(function: &'static Function) -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let shell = &init(function.name)?;
+        lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>| {
+            let response = Box::pin(shell.http(function, with_xray(event.payload, &event.context))).await;
+            finish_invocation(&event.context).await;
+            Ok::<_, lambda_runtime::Error>(response)
+        }))
+        .await
+    })
 }
 
 /// `main` of the kitchen: its routes behind API Gateway and the SQS batches of its queue.
-pub async fn kitchen() -> Result<(), lambda_runtime::Error> {
-    let function = &gocoffee_app::kitchen::FUNCTION;
-    let shell = &init(function.name)?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
-        let payload = event.payload;
-        let result = match source(&payload) {
-            "apigateway" => {
-                let request = with_xray(serde_json::from_value(payload)?, &event.context);
-                serde_json::to_value(Box::pin(shell.http(function, request)).await).map_err(lambda_runtime::Error::from)
-            }
-            "aws:sqs" => serde_json::to_value(Box::pin(shell.sqs(serde_json::from_value(payload)?)).await).map_err(lambda_runtime::Error::from),
-            other => Err(lambda_runtime::Error::from(format!("the {} function does not take {other} events", function.name))),
-        };
-        finish_invocation(&event.context).await;
-        result
-    }))
-    .await
+pub fn kitchen() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let function = &gocoffee_app::kitchen::FUNCTION;
+        let shell = &init(function.name)?;
+        lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
+            let payload = event.payload;
+            let result = match source(&payload) {
+                "apigateway" => {
+                    let request = with_xray(serde_json::from_value(payload)?, &event.context);
+                    serde_json::to_value(Box::pin(shell.http(function, request)).await).map_err(lambda_runtime::Error::from)
+                }
+                "aws:sqs" => serde_json::to_value(Box::pin(shell.sqs(serde_json::from_value(payload)?)).await).map_err(lambda_runtime::Error::from),
+                other => Err(lambda_runtime::Error::from(format!("the {} function does not take {other} events", function.name))),
+            };
+            finish_invocation(&event.context).await;
+            result
+        }))
+        .await
+    })
 }
 
 /// `main` of an HTTP function whose routes need what it brings itself (`extension`: its own
@@ -543,12 +556,14 @@ pub async fn kinesis_with_extension(
 }
 
 /// `main` of the order consumer: Kinesis batches from the orders stream.
-pub async fn order_consumer() -> Result<(), lambda_runtime::Error> {
-    let shell = &init("order-consumer")?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<KinesisEvent>| {
-        let response = Box::pin(shell.kinesis(event.payload)).await;
-        finish_invocation(&event.context).await;
-        Ok::<_, lambda_runtime::Error>(response)
-    }))
-    .await
+pub fn order_consumer() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let shell = &init("order-consumer")?;
+        lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<KinesisEvent>| {
+            let response = Box::pin(shell.kinesis(event.payload)).await;
+            finish_invocation(&event.context).await;
+            Ok::<_, lambda_runtime::Error>(response)
+        }))
+        .await
+    })
 }

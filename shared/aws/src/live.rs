@@ -16,7 +16,7 @@ use gocoffee_core::Role;
 use serde_json::{Value, json};
 
 use crate::dynamo::{DELETE_BATCH, Item, delete_keys, get_n, get_s, key, n, s, sdk};
-use crate::lambda::{Shell, finish_invocation, init, response_to_apigw, with_xray};
+use crate::lambda::{Shell, block_on, finish_invocation, init, response_to_apigw, with_xray};
 
 /// The table's keys and index, as the templates declare them. A connection is one item
 /// (`sk` [`keys::CONNECTION`]) and each channel it follows another (`sk` `channel#<channel>`),
@@ -297,42 +297,47 @@ async fn socket_event(shell: &Shell, sockets: &LiveSockets, event: &ApiGatewayWe
 /// `main` of the live function: the WebSocket API's authorizer and connection events, and the
 /// tickets route behind the HTTP API (the event stream is Spin's and the host's: API Gateway
 /// buffers responses, so on AWS the WebSocket API is the live transport).
-pub async fn live() -> Result<(), lambda_runtime::Error> {
-    let function = &gocoffee_app::live::FUNCTION;
-    let (shell, sockets) = &start(function.name, false)?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
-        let result = match live_event(event.payload) {
-            Ok(LiveEvent::Authorizer(request)) => {
-                let caller = shell.with_services(None, async |svc| sockets::authenticate(svc, request.query_string_parameters.first("ticket"))).await;
-                authorizer_answer(caller, request.method_arn.as_deref().unwrap_or_default())
-            }
-            Ok(LiveEvent::Socket(request)) => {
-                serde_json::to_value(response_to_apigw(Box::pin(socket_event(shell, sockets, &request)).await)).map_err(Into::into)
-            }
-            Ok(LiveEvent::Http(request)) => {
-                let response = Box::pin(shell.http(function, with_xray(*request, &event.context))).await;
-                serde_json::to_value(response).map_err(Into::into)
-            }
-            Err(e) => Err(e),
-        };
-        finish_invocation(&event.context).await;
-        result
-    }))
-    .await
+pub fn live() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let function = &gocoffee_app::live::FUNCTION;
+        let (shell, sockets) = &start(function.name, false)?;
+        lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
+            let result = match live_event(event.payload) {
+                Ok(LiveEvent::Authorizer(request)) => {
+                    let caller = shell.with_services(None, async |svc| sockets::authenticate(svc, request.query_string_parameters.first("ticket"))).await;
+                    authorizer_answer(caller, request.method_arn.as_deref().unwrap_or_default())
+                }
+                Ok(LiveEvent::Socket(request)) => {
+                    serde_json::to_value(response_to_apigw(Box::pin(socket_event(shell, sockets, &request)).await)).map_err(Into::into)
+                }
+                Ok(LiveEvent::Http(request)) => {
+                    let response = Box::pin(shell.http(function, with_xray(*request, &event.context))).await;
+                    serde_json::to_value(response).map_err(Into::into)
+                }
+                Err(e) => Err(e),
+            };
+            finish_invocation(&event.context).await;
+            result
+        }))
+        .await
+    })
 }
 
 /// `main` of the notifier: Kinesis batches from the orders stream, each event pushed to the
 /// connections following its channels, with the order consumer's ordering and retry rules. A
 /// gone connection is forgotten; a push that fails otherwise retries the record (clients drop
 /// what they already have).
-pub async fn notifier() -> Result<(), lambda_runtime::Error> {
-    let (shell, sockets) = &start(gocoffee_app::live::NOTIFIER, true)?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<aws_lambda_events::kinesis::KinesisEvent>| {
-        let response = Box::pin(shell.kinesis_with(event.payload, None, async |svc, payload| sockets::fan_out(svc, &sockets.context(), payload).await)).await;
-        finish_invocation(&event.context).await;
-        Ok::<_, lambda_runtime::Error>(response)
-    }))
-    .await
+pub fn notifier() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let (shell, sockets) = &start(gocoffee_app::live::NOTIFIER, true)?;
+        lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<aws_lambda_events::kinesis::KinesisEvent>| {
+            let response =
+                Box::pin(shell.kinesis_with(event.payload, None, async |svc, payload| sockets::fan_out(svc, &sockets.context(), payload).await)).await;
+            finish_invocation(&event.context).await;
+            Ok::<_, lambda_runtime::Error>(response)
+        }))
+        .await
+    })
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use gocoffee_app::ports::{StoreError, StoreResult};
 use gocoffee_aws::DynamoStore;
 use gocoffee_aws::dynamo::keys::TTL;
 use gocoffee_aws::dynamo::{Item, NEW, PAYMENTS_OUTBOX, conditional, doc, get_n, get_s, key, n, outbox_entry, processed_item, s, sdk, to_doc};
-use gocoffee_aws::lambda::{Shell, finish_invocation, http_with_extension, init, kinesis_with_extension};
+use gocoffee_aws::lambda::{Shell, block_on, finish_invocation, http_with_extension, init, kinesis_with_extension};
 use serde_json::{Value, json};
 
 use crate::config::PaymentConfig;
@@ -274,48 +274,56 @@ fn start(function: &'static str) -> Result<(Shell, PaymentContext), lambda_runti
 }
 
 /// `main` of the payments function: its routes behind API Gateway.
-pub async fn http() -> Result<(), lambda_runtime::Error> {
-    let (shell, pc) = &start(FUNCTION.name)?;
-    http_with_extension(shell, &FUNCTION, pc).await
+pub fn http() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let (shell, pc) = &start(FUNCTION.name)?;
+        http_with_extension(shell, &FUNCTION, pc).await
+    })
 }
 
 /// `main` of the payments consumer: Kinesis batches from the orders stream, with the order
 /// consumer's ordering, retry and dead-letter rules.
-pub async fn consumer() -> Result<(), lambda_runtime::Error> {
-    let (shell, pc) = &start("payments-consumer")?;
-    kinesis_with_extension(shell, pc, async |svc: &gocoffee_app::Services<'_>, payload: &[u8]| consume_order_event(pc, svc, payload).await).await
+pub fn consumer() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let (shell, pc) = &start("payments-consumer")?;
+        kinesis_with_extension(shell, pc, async |svc: &gocoffee_app::Services<'_>, payload: &[u8]| consume_order_event(pc, svc, payload).await).await
+    })
 }
 
 /// `main` of the payment watcher: one pass per scheduled event (EventBridge), or per direct
 /// invocation by an operator. A pass in which a chain could not be read fails, so it counts in
 /// the function's `Errors` metric; the next tick goes on from each chain's cursor.
-pub async fn watcher() -> Result<(), lambda_runtime::Error> {
-    let (shell, pc) = &start("payments-watcher")?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
-        let reports = Box::pin(shell.with_services(Some(pc), async |svc| watch_chains(pc, svc).await)).await;
-        finish_invocation(&event.context).await;
-        let reports = reports.map_err(lambda_runtime::Error::from)?;
-        let chains: Vec<Value> = reports
-            .iter()
-            .map(|r| json!({"chain_id": r.chain_id, "from": r.from_block, "to": r.to_block, "intents": r.intents, "credited": r.credited, "seen": r.seen, "expired": r.expired, "dropped": r.dropped}))
-            .collect();
-        Ok::<_, lambda_runtime::Error>(json!({ "chains": chains }))
-    }))
-    .await
+pub fn watcher() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let (shell, pc) = &start("payments-watcher")?;
+        lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
+            let reports = Box::pin(shell.with_services(Some(pc), async |svc| watch_chains(pc, svc).await)).await;
+            finish_invocation(&event.context).await;
+            let reports = reports.map_err(lambda_runtime::Error::from)?;
+            let chains: Vec<Value> = reports
+                .iter()
+                .map(|r| json!({"chain_id": r.chain_id, "from": r.from_block, "to": r.to_block, "intents": r.intents, "credited": r.credited, "seen": r.seen, "expired": r.expired, "dropped": r.dropped}))
+                .collect();
+            Ok::<_, lambda_runtime::Error>(json!({ "chains": chains }))
+        }))
+        .await
+    })
 }
 
 /// `main` of the reconciler: one pass per scheduled event (or direct invocation), see
 /// [`reconcile_pass`]. It relays both outboxes, so on AWS it also publishes what a function
 /// that died before relaying left behind, and it re-drives what a Kinesis batch that exhausted
 /// its retries never did (the on-failure destination only gets the batch's metadata).
-pub async fn reconciler() -> Result<(), lambda_runtime::Error> {
-    let (shell, pc) = &start("reconciler")?;
-    let after = stuck_after_ms(|name| std::env::var(name.to_ascii_uppercase()).ok()).map_err(lambda_runtime::Error::from)?;
-    lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
-        let report = Box::pin(shell.with_services(Some(pc), async |svc| reconcile_pass(pc, svc, after).await)).await;
-        finish_invocation(&event.context).await;
-        let report = report.map_err(lambda_runtime::Error::from)?;
-        Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
-    }))
-    .await
+pub fn reconciler() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let (shell, pc) = &start("reconciler")?;
+        let after = stuck_after_ms(|name| std::env::var(name.to_ascii_uppercase()).ok()).map_err(lambda_runtime::Error::from)?;
+        lambda_runtime::run(lambda_runtime::service_fn(async |event: lambda_runtime::LambdaEvent<Value>| {
+            let report = Box::pin(shell.with_services(Some(pc), async |svc| reconcile_pass(pc, svc, after).await)).await;
+            finish_invocation(&event.context).await;
+            let report = report.map_err(lambda_runtime::Error::from)?;
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
+        }))
+        .await
+    })
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use alloy_transport::BoxFuture;
 use gocoffee_app::consumer::ConsumerError;
 use gocoffee_app::{ApiError, Request, Response};
-use gocoffee_spin::{variable, with_services};
+use gocoffee_spin::{Entry, variable, with_services};
 
 use crate::config::PaymentConfig;
 use crate::routes::{FUNCTION, PaymentContext, consume_order_event, reconcile_pass, relay_logged, stuck_after_ms, watch_chains};
@@ -47,46 +47,50 @@ fn context() -> Result<PaymentContext, String> {
 }
 
 /// The whole body of the payments HTTP component.
-pub async fn serve(req: Request) -> Response {
-    match context() {
-        Ok(pc) => gocoffee_spin::serve_with(&FUNCTION, Some(&pc), req).await,
-        Err(cause) => {
-            tracing::error!(%cause, "payments unavailable");
-            ApiError::unavailable().into_response()
+pub fn serve(req: Request) -> Entry<'static, Response> {
+    Box::pin(async move {
+        match context() {
+            Ok(pc) => gocoffee_spin::serve_with(&FUNCTION, Some(&pc), req).await,
+            Err(cause) => {
+                tracing::error!(%cause, "payments unavailable");
+                ApiError::unavailable().into_response()
+            }
         }
-    }
+    })
 }
 
 /// The whole body of the payments consumer (the orders channel).
-pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
-    let pc = context().map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?;
-    with_services(None, Some(&pc), async |svc| {
-        consume_order_event(&pc, svc, payload).await?;
-        relay_logged(svc).await;
-        Ok::<_, ConsumerError>(())
+pub fn consume(payload: &[u8]) -> Entry<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let pc = context().map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?;
+        with_services(None, Some(&pc), async |svc| {
+            consume_order_event(&pc, svc, payload).await?;
+            relay_logged(svc).await;
+            Ok::<_, ConsumerError>(())
+        })
+        .await
+        .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
+        .map_err(anyhow::Error::from)
     })
-    .await
-    .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
-    .map_err(anyhow::Error::from)
 }
 
 /// The payment service's consumer, for components that run their events' subscribers in process
 /// (`gocoffee_spin::delivery::run_in_process`, where there is no service chaining).
-pub const IN_PROCESS_CONSUMERS: &[(&str, gocoffee_spin::delivery::LocalConsumer)] = &[("payments-consumer", consume_owned)];
-
-fn consume_owned(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> {
-    Box::pin(async move { consume(&payload).await })
-}
+pub const IN_PROCESS_CONSUMERS: &[(&str, gocoffee_spin::delivery::Consumer)] = &[("payments-consumer", consume)];
 
 /// One reconciler pass (the cron trigger); see [`reconcile_pass`].
-pub async fn reconcile() -> Result<(), String> {
-    let pc = context()?;
-    let after = stuck_after_ms(variable)?;
-    with_services(None, Some(&pc), async |svc| reconcile_pass(&pc, svc, after).await.map(|_| ())).await?
+pub fn reconcile() -> Entry<'static, Result<(), String>> {
+    Box::pin(async move {
+        let pc = context()?;
+        let after = stuck_after_ms(variable)?;
+        with_services(None, Some(&pc), async |svc| reconcile_pass(&pc, svc, after).await.map(|_| ())).await?
+    })
 }
 
 /// One watcher pass (the cron trigger); see [`watch_chains`].
-pub async fn watch() -> Result<(), String> {
-    let pc = context()?;
-    with_services(None, Some(&pc), async |svc| watch_chains(&pc, svc).await.map(|_| ())).await?
+pub fn watch() -> Entry<'static, Result<(), String>> {
+    Box::pin(async move {
+        let pc = context()?;
+        with_services(None, Some(&pc), async |svc| watch_chains(&pc, svc).await.map(|_| ())).await?
+    })
 }

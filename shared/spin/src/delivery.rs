@@ -18,7 +18,7 @@ use gocoffee_sql::Publisher;
 use http::StatusCode;
 
 use crate::outbound::{PostFailure, post_json};
-use crate::{SpinRedisPublisher, variable};
+use crate::{Entry, SpinRedisPublisher, variable};
 
 /// The variable naming each channel's subscribers: `channel:component,component` entries
 /// separated by spaces, written by `gocoffee-host profile` from the Redis triggers it replaces.
@@ -82,33 +82,19 @@ fn is_poison(why: &str) -> bool {
     why.starts_with("poison")
 }
 
-/// A consumer's whole handling of one event, as its own component would run it.
-pub type LocalConsumer = fn(Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>;
+/// A consumer's whole handling of one event, as its own component runs it: its Redis trigger, its
+/// private delivery route ([`serve_delivery`]), or a publisher running it in process.
+pub type Consumer = for<'a> fn(&'a [u8]) -> Entry<'a, anyhow::Result<()>>;
 
 /// Consumers a component brings along to run in process, besides the three this crate has
 /// (`order-consumer`, `analytics-consumer`, `notifier`): the payment service's, registered by the components
 /// built for in-process delivery ([`run_in_process`]).
-static EXTRA_CONSUMERS: std::sync::OnceLock<&'static [(&'static str, LocalConsumer)]> = std::sync::OnceLock::new();
+static EXTRA_CONSUMERS: std::sync::OnceLock<&'static [(&'static str, Consumer)]> = std::sync::OnceLock::new();
 
 /// Makes `consumers` available to this invocation's in-process delivery. Called by a component's
 /// entry point before it serves, in builds for platforms without service chaining.
-pub fn run_in_process(consumers: &'static [(&'static str, LocalConsumer)]) {
+pub fn run_in_process(consumers: &'static [(&'static str, Consumer)]) {
     let _ = EXTRA_CONSUMERS.set(consumers);
-}
-
-#[cfg(feature = "in-process")]
-fn order_consumer(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> {
-    Box::pin(async move { crate::consume(&payload).await })
-}
-
-#[cfg(feature = "in-process")]
-fn notifier(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> {
-    Box::pin(async move { crate::live::notify(&payload).await })
-}
-
-#[cfg(feature = "in-process")]
-fn analytics_consumer(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> {
-    Box::pin(async move { crate::consume_analytics(&payload).await })
 }
 
 /// Delivers each channel's events by running its subscribers' handlers in this component, one
@@ -120,14 +106,15 @@ fn analytics_consumer(payload: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Fu
 #[cfg(feature = "in-process")]
 pub struct InProcessPublisher {
     /// Each channel's subscribers, with their handlers.
-    channels: Vec<(String, Vec<(String, LocalConsumer)>)>,
+    channels: Vec<(String, Vec<(String, Consumer)>)>,
 }
 
 #[cfg(feature = "in-process")]
 impl InProcessPublisher {
     /// Finds every subscriber's handler, or says which this component wasn't built with.
     fn new(subscribers: &Subscribers) -> Result<Self, String> {
-        let builtin: [(&str, LocalConsumer); 3] = [("order-consumer", order_consumer), ("analytics-consumer", analytics_consumer), ("notifier", notifier)];
+        let builtin: [(&str, Consumer); 3] =
+            [("order-consumer", crate::consume), ("analytics-consumer", crate::consume_analytics), ("notifier", crate::live::notify)];
         let extra = EXTRA_CONSUMERS.get().copied().unwrap_or(&[]);
         let handler = |component: &String| {
             let found = builtin.iter().chain(extra).find(|(name, _)| name == component).map(|(_, f)| (component.clone(), *f));
@@ -147,7 +134,7 @@ impl Publisher for InProcessPublisher {
     fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), String> {
         let consumers = self.channels.iter().find(|(c, _)| c == channel).map_or(&[][..], |(_, list)| list);
         for (component, consume) in consumers {
-            if let Err(e) = spin_sdk::http::run(consume(payload.to_vec())) {
+            if let Err(e) = spin_sdk::http::run(consume(payload)) {
                 let why = format!("{e:#}");
                 if !is_poison(&why) {
                     return Err(format!("{component} could not handle an event on {channel}: {why}"));
@@ -216,18 +203,20 @@ impl Publisher for ChainedPublisher {
 /// A consumer's private route, the chained delivery of one event: `POST` with the event as the
 /// body (what the Redis trigger would have passed), answered 204 when handled (or already
 /// handled), 422 when it can never be (poison), 503 when it may be later (the relay retries).
-pub async fn serve_delivery(req: Request, consume: impl AsyncFnOnce(&[u8]) -> anyhow::Result<()>) -> Response {
-    if req.method() != http::Method::POST {
-        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "events are delivered with POST").into_response();
-    }
-    match consume(req.body()).await {
-        Ok(()) => gocoffee_app::http::no_content(),
-        Err(e) => {
-            let why = format!("{e:#}");
-            tracing::error!(error = %why, path = %req.uri().path(), "delivery not handled");
-            if is_poison(&why) { ApiError::unprocessable("poison_message", why).into_response() } else { ApiError::unavailable().into_response() }
+pub fn serve_delivery(req: Request, consume: Consumer) -> Entry<'static, Response> {
+    Box::pin(async move {
+        if req.method() != http::Method::POST {
+            return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "events are delivered with POST").into_response();
         }
-    }
+        match consume(req.body()).await {
+            Ok(()) => gocoffee_app::http::no_content(),
+            Err(e) => {
+                let why = format!("{e:#}");
+                tracing::error!(error = %why, path = %req.uri().path(), "delivery not handled");
+                if is_poison(&why) { ApiError::unprocessable("poison_message", why).into_response() } else { ApiError::unavailable().into_response() }
+            }
+        }
+    })
 }
 
 /// The variable holding the key the platform's scheduled jobs present.
@@ -238,23 +227,25 @@ pub const CRON_SECRET_VARIABLE: &str = "cron_secret";
 /// `cron_secret` as `?key=` (a scheduled job can't set headers) or a bearer token. Runs one pass
 /// of `run`: 200 when it finished, 503 when it didn't. With no `cron_secret` set the route is off
 /// (404), so a deployment never exposes it by accident.
-pub async fn serve_scheduled(req: Request, run: impl AsyncFnOnce() -> Result<(), String>) -> Response {
-    let Some(secret) = variable(CRON_SECRET_VARIABLE).filter(|s| !s.is_empty()) else {
-        return ApiError::not_found("route").into_response();
-    };
-    if req.method() != http::Method::GET && req.method() != http::Method::POST {
-        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "a scheduled run is GET or POST").into_response();
-    }
-    if !presented_keys(&req).any(|key| gocoffee_app::auth::constant_time_eq(key.as_bytes(), secret.as_bytes())) {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a scheduled run needs the cron_secret as ?key= or a bearer token").into_response();
-    }
-    match run().await {
-        Ok(()) => gocoffee_app::http::json(StatusCode::OK, &serde_json::json!({ "ran": true })),
-        Err(cause) => {
-            tracing::error!(%cause, "scheduled run failed");
-            ApiError::unavailable().into_response()
+pub fn serve_scheduled(req: Request, run: fn() -> Entry<'static, Result<(), String>>) -> Entry<'static, Response> {
+    Box::pin(async move {
+        let Some(secret) = variable(CRON_SECRET_VARIABLE).filter(|s| !s.is_empty()) else {
+            return ApiError::not_found("route").into_response();
+        };
+        if req.method() != http::Method::GET && req.method() != http::Method::POST {
+            return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "a scheduled run is GET or POST").into_response();
         }
-    }
+        if !presented_keys(&req).any(|key| gocoffee_app::auth::constant_time_eq(key.as_bytes(), secret.as_bytes())) {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a scheduled run needs the cron_secret as ?key= or a bearer token").into_response();
+        }
+        match run().await {
+            Ok(()) => gocoffee_app::http::json(StatusCode::OK, &serde_json::json!({ "ran": true })),
+            Err(cause) => {
+                tracing::error!(%cause, "scheduled run failed");
+                ApiError::unavailable().into_response()
+            }
+        }
+    })
 }
 
 /// The keys a request presents: its `key` query parameters and its bearer token.

@@ -319,17 +319,25 @@ impl TokenKeys for LazyKeys {
     }
 }
 
+/// What a component's entry point returns: its whole body as a boxed future. The entry points
+/// are plain functions that box their future here, so its code (every route, store and client
+/// under it) is compiled once, in this crate, rather than again in each component crate that
+/// awaits it: a component crate is left with its exports.
+pub type Entry<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + 'a>>;
+
 /// The whole body of an HTTP component serving `function`.
-pub async fn serve(function: &Function, req: Request) -> Response {
-    serve_with(function, None, req).await
+pub fn serve(function: &Function, req: Request) -> Entry<'_, Response> {
+    Box::pin(serve_with(function, None, req))
 }
 
 /// The identity component: [`serve`], holding the key tokens are signed with
 /// (`token_signing_key`), which no other component is given. It is parsed only when a token is
 /// signed.
-pub async fn serve_identity(req: Request) -> Response {
-    let signer = LazyPemSigner { pem: variable("token_signing_key"), parsed: OnceCell::new() };
-    serve_signing(&gocoffee_app::identity::FUNCTION, None, Some(&signer), req).await
+pub fn serve_identity(req: Request) -> Entry<'static, Response> {
+    Box::pin(async move {
+        let signer = LazyPemSigner { pem: variable("token_signing_key"), parsed: OnceCell::new() };
+        serve_signing(&gocoffee_app::identity::FUNCTION, None, Some(&signer), req).await
+    })
 }
 
 /// A PEM signing key, parsed on first use.
@@ -390,24 +398,28 @@ fn analytics_context() -> Result<AnalyticsContext, String> {
 pub const ANALYTICS_DATABASE: &str = "analytics";
 
 /// The whole body of the analytics HTTP component.
-pub async fn serve_analytics(req: Request) -> Response {
-    match analytics_context() {
-        Ok(ac) => serve_with(&gocoffee_app::analytics::FUNCTION, Some(&ac), req).await,
-        Err(cause) => {
-            tracing::error!(%cause, "service unavailable");
-            ApiError::unavailable().into_response()
+pub fn serve_analytics(req: Request) -> Entry<'static, Response> {
+    Box::pin(async move {
+        match analytics_context() {
+            Ok(ac) => serve_with(&gocoffee_app::analytics::FUNCTION, Some(&ac), req).await,
+            Err(cause) => {
+                tracing::error!(%cause, "service unavailable");
+                ApiError::unavailable().into_response()
+            }
         }
-    }
+    })
 }
 
 /// The whole body of the Redis-triggered analytics projector (the `analytics` channel). Errors
 /// read as [`consume`]'s do.
-pub async fn consume_analytics(payload: &[u8]) -> anyhow::Result<()> {
-    let ac = analytics_context().map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?;
-    with_services(None, Some(&ac), async |svc| gocoffee_app::analytics::consume(svc, payload).await)
-        .await
-        .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
-        .map_err(anyhow::Error::from)
+pub fn consume_analytics(payload: &[u8]) -> Entry<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let ac = analytics_context().map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?;
+        with_services(None, Some(&ac), async |svc| gocoffee_app::analytics::consume(svc, payload).await)
+            .await
+            .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
+            .map_err(anyhow::Error::from)
+    })
 }
 
 /// The whole body of the Redis-triggered order consumer, on the orders and payments channels
@@ -416,18 +428,20 @@ pub async fn consume_analytics(payload: &[u8]) -> anyhow::Result<()> {
 /// line the component writes to stderr (spin-sdk prints it), and it starts `poison message:` or
 /// `retryable:` ([`ConsumerError`](gocoffee_app::consumer::ConsumerError)'s display), which is how
 /// the host tells a message that can never succeed from a dependency that is down.
-pub async fn consume(payload: &[u8]) -> anyhow::Result<()> {
-    with_services(None, None, async |svc| {
-        gocoffee_app::consumer::handle_stream_message(svc, payload).await?;
-        // Publish what handling queued (OrderConfirmed); if that fails the next relay sends it.
-        if let Err(e) = gocoffee_app::ports::EventRelay::relay(svc.relay).await {
-            tracing::warn!(error = %e, "outbox relay failed; a later request relays it");
-        }
-        Ok::<_, gocoffee_app::consumer::ConsumerError>(())
+pub fn consume(payload: &[u8]) -> Entry<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        with_services(None, None, async |svc| {
+            gocoffee_app::consumer::handle_stream_message(svc, payload).await?;
+            // Publish what handling queued (OrderConfirmed); if that fails the next relay sends it.
+            if let Err(e) = gocoffee_app::ports::EventRelay::relay(svc.relay).await {
+                tracing::warn!(error = %e, "outbox relay failed; a later request relays it");
+            }
+            Ok::<_, gocoffee_app::consumer::ConsumerError>(())
+        })
+        .await
+        .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
+        .map_err(anyhow::Error::from)
     })
-    .await
-    .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
-    .map_err(anyhow::Error::from)
 }
 
 /// The whole body of a cron component (Fermyon's spin-trigger-cron world, whose WIT the host

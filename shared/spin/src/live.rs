@@ -15,7 +15,7 @@ use gocoffee_app::{ApiError, Request, Response};
 use gocoffee_sql::live::{SqlConnections, SqlLiveFeed};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
-use crate::{open_db, variable, with_services};
+use crate::{Entry, open_db, variable, with_services};
 
 /// How long a stream stays open by default (`live_stream_seconds`): under Fermyon Cloud's 30 s.
 const STREAM_SECONDS: u64 = 25;
@@ -36,64 +36,66 @@ fn setting(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> u6
 }
 
 /// The whole body of the live HTTP component.
-pub async fn serve(incoming: IncomingRequest, out: ResponseOutparam) {
-    let mut req: Request = match <Request as spin_sdk::http::conversions::TryFromIncomingRequest>::try_from_incoming_request(incoming).await {
-        Ok(req) => req,
-        Err(e) => {
-            tracing::warn!(error = %e, "unreadable request");
-            return send(out, ApiError::bad_request("bad_request", "the request could not be read").into_response()).await;
-        }
-    };
-    if let Some(addr) = req.headers().get("spin-client-addr").and_then(|v| v.to_str().ok()).and_then(gocoffee_app::ClientAddr::parse) {
-        req.extensions_mut().insert(addr);
-    }
-    if sockets::is_event(&req) {
-        return send(out, socket_event(&req).await).await;
-    }
-    let live = match live_context() {
-        Ok(live) => live,
-        Err(cause) => {
-            tracing::error!(%cause, "service unavailable");
-            return send(out, ApiError::unavailable().into_response()).await;
-        }
-    };
-    let limit = Duration::from_secs(setting("live_stream_seconds", STREAM_SECONDS, 1..=3600));
-    let poll = Duration::from_millis(setting("live_poll_ms", POLL_MS, 10..=60_000));
-    let served = with_services(Some(&gocoffee_app::live::FUNCTION), Some(&live), async |svc| {
-        let started = Instant::now();
-        let mut response = gocoffee_app::handle(svc, &[&gocoffee_app::live::FUNCTION], req).await;
-        let Some(mut stream) = response.extensions_mut().remove::<LiveStream>() else { return send(out, response).await };
-        let Some(mut body) = start(out, response).await else { return };
-        let mut last_write = Instant::now();
-        while started.elapsed() + poll < limit {
-            sleep(poll);
-            let frames = match stream.poll(&*live.feed).await {
-                Ok(frames) => frames,
-                Err(e) => {
-                    // The client reconnects and resumes where it was.
-                    tracing::warn!(error = %e, "the live feed is out of reach; ending the stream");
-                    break;
-                }
-            };
-            let chunk = if !frames.is_empty() {
-                frames
-            } else if last_write.elapsed() >= HEARTBEAT_AFTER {
-                HEARTBEAT.to_vec()
-            } else {
-                continue;
-            };
-            if body.send(chunk).await.is_err() {
-                // The client went away.
-                return;
+pub fn serve(incoming: IncomingRequest, out: ResponseOutparam) -> Entry<'static, ()> {
+    Box::pin(async move {
+        let mut req: Request = match <Request as spin_sdk::http::conversions::TryFromIncomingRequest>::try_from_incoming_request(incoming).await {
+            Ok(req) => req,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable request");
+                return send(out, ApiError::bad_request("bad_request", "the request could not be read").into_response()).await;
             }
-            last_write = Instant::now();
+        };
+        if let Some(addr) = req.headers().get("spin-client-addr").and_then(|v| v.to_str().ok()).and_then(gocoffee_app::ClientAddr::parse) {
+            req.extensions_mut().insert(addr);
         }
-        tracing::debug!(after = stream.after, "live stream ended; the client resumes from there");
+        if sockets::is_event(&req) {
+            return send(out, socket_event(&req).await).await;
+        }
+        let live = match live_context() {
+            Ok(live) => live,
+            Err(cause) => {
+                tracing::error!(%cause, "service unavailable");
+                return send(out, ApiError::unavailable().into_response()).await;
+            }
+        };
+        let limit = Duration::from_secs(setting("live_stream_seconds", STREAM_SECONDS, 1..=3600));
+        let poll = Duration::from_millis(setting("live_poll_ms", POLL_MS, 10..=60_000));
+        let served = with_services(Some(&gocoffee_app::live::FUNCTION), Some(&live), async |svc| {
+            let started = Instant::now();
+            let mut response = gocoffee_app::handle(svc, &[&gocoffee_app::live::FUNCTION], req).await;
+            let Some(mut stream) = response.extensions_mut().remove::<LiveStream>() else { return send(out, response).await };
+            let Some(mut body) = start(out, response).await else { return };
+            let mut last_write = Instant::now();
+            while started.elapsed() + poll < limit {
+                sleep(poll);
+                let frames = match stream.poll(&*live.feed).await {
+                    Ok(frames) => frames,
+                    Err(e) => {
+                        // The client reconnects and resumes where it was.
+                        tracing::warn!(error = %e, "the live feed is out of reach; ending the stream");
+                        break;
+                    }
+                };
+                let chunk = if !frames.is_empty() {
+                    frames
+                } else if last_write.elapsed() >= HEARTBEAT_AFTER {
+                    HEARTBEAT.to_vec()
+                } else {
+                    continue;
+                };
+                if body.send(chunk).await.is_err() {
+                    // The client went away.
+                    return;
+                }
+                last_write = Instant::now();
+            }
+            tracing::debug!(after = stream.after, "live stream ended; the client resumes from there");
+        })
+        .await;
+        if let Err(cause) = served {
+            tracing::error!(%cause, "service unavailable");
+        }
     })
-    .await;
-    if let Err(cause) = served {
-        tracing::error!(%cause, "service unavailable");
-    }
 }
 
 /// The open connections, in the same database as the feed.
@@ -169,16 +171,18 @@ fn sleep(d: Duration) {
 /// in-process delivery): the feed the streams read, then, where the platform keeps WebSocket
 /// connections (`live_connections_url`, its management API), a push to each follower. Errors
 /// read as [`crate::consume`]'s do.
-pub async fn notify(payload: &[u8]) -> anyhow::Result<()> {
-    let live = live_context().map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?;
-    let pusher = variable("live_connections_url").filter(|url| !url.trim().is_empty()).map(|base| ManagementApi { base });
-    with_services(None, Some(&live), async |svc| {
-        gocoffee_app::live::notify(svc, payload).await?;
-        let Some(pusher) = &pusher else { return Ok(()) };
-        let connections = connections().map_err(gocoffee_app::consumer::ConsumerError::Retryable)?;
-        sockets::fan_out(svc, &SocketsContext { connections: &connections, pusher: Some(pusher) }, payload).await
+pub fn notify(payload: &[u8]) -> Entry<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let live = live_context().map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?;
+        let pusher = variable("live_connections_url").filter(|url| !url.trim().is_empty()).map(|base| ManagementApi { base });
+        with_services(None, Some(&live), async |svc| {
+            gocoffee_app::live::notify(svc, payload).await?;
+            let Some(pusher) = &pusher else { return Ok(()) };
+            let connections = connections().map_err(gocoffee_app::consumer::ConsumerError::Retryable)?;
+            sockets::fan_out(svc, &SocketsContext { connections: &connections, pusher: Some(pusher) }, payload).await
+        })
+        .await
+        .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
+        .map_err(anyhow::Error::from)
     })
-    .await
-    .map_err(|cause| anyhow::anyhow!("retryable: {cause}"))?
-    .map_err(anyhow::Error::from)
 }
