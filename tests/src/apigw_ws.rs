@@ -55,26 +55,6 @@ fn answer(stream: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &
     let _ = write_response(stream, status, &all, body.as_bytes(), true);
 }
 
-/// `%XX` sequences decoded, as API Gateway reads a path segment.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl SocketGateway {
     pub fn new(api_id: &str, stage: &str, function: &str) -> SocketGateway {
         SocketGateway {
@@ -117,7 +97,7 @@ impl SocketGateway {
         let path = req.target.split('?').next().unwrap_or_default().to_owned();
         let management = format!("/{}/@connections/", self.stage);
         if let Some(id) = path.strip_prefix(&management) {
-            return self.manage(&mut writer, &req, &percent_decode(id));
+            return self.manage(&mut writer, &req, &percent_encoding::percent_decode_str(id).decode_utf8_lossy());
         }
         let upgrade = req.headers.iter().any(|(k, v)| k == "upgrade" && v.eq_ignore_ascii_case("websocket"));
         if path != format!("/{}", self.stage) || !upgrade {
@@ -175,17 +155,8 @@ impl SocketGateway {
     }
 
     fn open_connection(&self, mut stream: TcpStream, req: &HttpRequest, function: &LambdaFunction) {
-        let query: Vec<(String, String)> = req
-            .target
-            .split_once('?')
-            .map(|(_, q)| {
-                q.split('&')
-                    .filter(|p| !p.is_empty())
-                    .map(|p| p.split_once('=').unwrap_or((p, "")))
-                    .map(|(k, v)| (percent_decode(k), percent_decode(v)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query: Vec<(String, String)> =
+            req.target.split_once('?').map(|(_, q)| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
         if !query.iter().any(|(k, v)| k == "ticket" && !v.is_empty()) {
             // The identity source is missing: refused before anything runs.
             return answer(&mut stream, 401, &[], r#"{"message":"Unauthorized"}"#);

@@ -15,8 +15,9 @@ use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, TEST_RATE_LIMITS, workspa
 
 /// Each function's first invocation: a sample its callers send most (a scheduled tick, a stream
 /// batch, the API's read on its prefix).
-const FIRST_EVENTS: [(&str, &str); 12] = [
+const FIRST_EVENTS: [(&str, &str); 15] = [
     ("health", "http/health.json"),
+    ("web", "http/web-customer-app.json"),
     ("identity", "http/identity-jwks.json"),
     ("menu", "http/menu-list.json"),
     ("orders", "http/orders-list.json"),
@@ -28,6 +29,8 @@ const FIRST_EVENTS: [(&str, &str); 12] = [
     ("reconciler", "schedule/tick.json"),
     ("analytics", "http/analytics-sales.json"),
     ("analytics-consumer", "kinesis/order-events.json"),
+    ("live", "http/live-ticket.json"),
+    ("notifier", "kinesis/order-events.json"),
 ];
 
 fn main() {
