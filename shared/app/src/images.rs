@@ -50,12 +50,14 @@ pub struct ItemView<'a> {
     image_url: Option<String>,
     /// How long one takes to make, in seconds (its own time or its category's).
     prep_seconds: i64,
+    /// Dietary and allergen labels.
+    tags: &'a [String],
     version: u64,
 }
 
 pub fn item_view<'a>(ctx: &Ctx<'_>, item: &'a MenuItem) -> ItemView<'a> {
     // Every field named: one added to MenuItem must be decided on here.
-    let MenuItem { id, name, description, category, sizes, modifiers, available, image, prep_seconds: _, version } = item;
+    let MenuItem { id, name, description, category, sizes, modifiers, available, image, prep_seconds: _, tags, version } = item;
     let prep_seconds = item.prep_ms() / 1000;
     let image_url = image.as_deref().and_then(|key| match download_url(ctx, key) {
         Ok(url) => Some(url),
@@ -65,7 +67,7 @@ pub fn item_view<'a>(ctx: &Ctx<'_>, item: &'a MenuItem) -> ItemView<'a> {
             None
         }
     });
-    ItemView { id, name, description, category, sizes, modifiers, available: *available, image_url, prep_seconds, version: *version }
+    ItemView { id, name, description, category, sizes, modifiers, available: *available, image_url, prep_seconds, tags, version: *version }
 }
 
 fn download_url(ctx: &Ctx<'_>, key: &str) -> Result<String, StoreError> {

@@ -47,11 +47,18 @@ pub struct MenuItem {
     /// How long one takes to make, for the kitchen's estimates; unset, the category's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prep_seconds: Option<u32>,
+    /// Dietary and allergen labels (`vegan`, `gluten-free`, `contains-milk`, ...): what search
+    /// filters on and the customer-service agent answers allergen questions from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// Bumped by every change, so a write can require the version it read (an item stored
     /// before versions existed reads as 0).
     #[serde(default)]
     pub version: u64,
 }
+
+/// The most dietary and allergen tags an item may have.
+pub const MAX_TAGS: usize = 16;
 
 /// The longest preparation time an item may have.
 pub const MAX_PREP_SECONDS: u32 = 3600;
@@ -109,6 +116,8 @@ pub struct NewMenuItem {
     pub available: bool,
     #[serde(default)]
     pub prep_seconds: Option<u32>,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -131,6 +140,7 @@ impl NewMenuItem {
             available: self.available,
             image: None,
             prep_seconds: self.prep_seconds,
+            tags: self.tags,
             version: 1,
         };
         validate_item(&item)?;
@@ -149,6 +159,7 @@ pub struct MenuItemPatch {
     pub modifiers: Option<Vec<ModifierOption>>,
     pub available: Option<bool>,
     pub prep_seconds: Option<u32>,
+    pub tags: Option<Vec<String>>,
 }
 
 impl MenuItemPatch {
@@ -160,6 +171,7 @@ impl MenuItemPatch {
             && self.modifiers.is_none()
             && self.available.is_none()
             && self.prep_seconds.is_none()
+            && self.tags.is_none()
     }
 
     /// Applies the patch to a copy of `item` and checks the result.
@@ -188,6 +200,9 @@ impl MenuItemPatch {
         }
         if let Some(prep) = self.prep_seconds {
             next.prep_seconds = Some(prep);
+        }
+        if let Some(tags) = self.tags {
+            next.tags = tags;
         }
         validate_item(&next)?;
         Ok(next)
@@ -304,6 +319,17 @@ fn validate_item(item: &MenuItem) -> Result<(), DomainError> {
             return bad("invalid_price", format!("price must be at most {MAX_PRICE}"));
         }
     }
+    if item.tags.len() > MAX_TAGS {
+        return bad("invalid_tags", format!("an item takes at most {MAX_TAGS} tags"));
+    }
+    for (i, t) in item.tags.iter().enumerate() {
+        if !is_slug(t) || t.len() > 32 {
+            return bad("invalid_tags", format!("tag `{t}` must be a lowercase word of at most 32 letters, digits or dashes"));
+        }
+        if item.tags[..i].contains(t) {
+            return bad("invalid_tags", format!("tag `{t}` is listed twice"));
+        }
+    }
     if item.modifiers.len() > MAX_MODIFIERS {
         return bad("invalid_modifiers", format!("an item takes at most {MAX_MODIFIERS} modifiers"));
     }
@@ -348,6 +374,12 @@ fn espresso_modifiers(milk: bool) -> Vec<ModifierOption> {
     m
 }
 
+/// `item` with its dietary and allergen tags.
+fn tagged(mut item: MenuItem, tags: &str) -> MenuItem {
+    item.tags = tags.split_whitespace().map(str::to_owned).collect();
+    item
+}
+
 fn item(id: &str, name: &str, description: &str, category: Category, sizes: Vec<SizePrice>, modifiers: Vec<ModifierOption>) -> MenuItem {
     MenuItem {
         id: id.into(),
@@ -359,6 +391,7 @@ fn item(id: &str, name: &str, description: &str, category: Category, sizes: Vec<
         available: true,
         image: None,
         prep_seconds: None,
+        tags: Vec::new(),
         version: 0,
     }
 }
@@ -367,7 +400,7 @@ fn item(id: &str, name: &str, description: &str, category: Category, sizes: Vec<
 pub fn default_menu() -> Vec<MenuItem> {
     use Category::{Drink, Food};
     let cup = |s, m, l| sizes(&[("small", s), ("medium", m), ("large", l)]);
-    vec![
+    let items = vec![
         item("espresso", "Espresso", "A double shot of our house blend.", Drink, sizes(&[("single", 250), ("double", 320)]), espresso_modifiers(false)),
         item("americano", "Americano", "Espresso lengthened with hot water.", Drink, cup(320, 370, 420), espresso_modifiers(true)),
         item("cappuccino", "Cappuccino", "Espresso, steamed milk and a thick cap of foam.", Drink, cup(380, 430, 480), espresso_modifiers(true)),
@@ -421,12 +454,42 @@ pub fn default_menu() -> Vec<MenuItem> {
         item(
             "banana-bread",
             "Banana Bread",
-            "A thick slice, lightly toasted.",
+            "A thick slice with walnuts, lightly toasted.",
             Food,
             sizes(&[("regular", 375)]),
             vec![modifier("butter", "Salted butter", 50, None)],
         ),
-    ]
+    ];
+    items
+        .into_iter()
+        .map(|i| {
+            let tags = default_tags(&i.id);
+            tagged(i, tags)
+        })
+        .collect()
+}
+
+/// The dietary and allergen tags of the default menu's items.
+fn default_tags(id: &str) -> &'static str {
+    match id {
+        "espresso" => "vegan dairy-free gluten-free hot",
+        "americano" => "vegan dairy-free gluten-free hot",
+        "cold-brew" => "vegan dairy-free gluten-free iced",
+        "macchiato" => "vegetarian gluten-free contains-milk hot",
+        "mocha" => "vegetarian gluten-free contains-milk hot",
+        "hot-chocolate" => "vegetarian gluten-free contains-milk caffeine-free hot",
+        "croissant" => "vegetarian contains-gluten contains-milk contains-egg",
+        "blueberry-muffin" => "vegetarian contains-gluten contains-milk contains-egg",
+        "avocado-toast" => "vegan dairy-free contains-gluten",
+        "banana-bread" => "vegetarian contains-gluten contains-egg contains-nuts",
+        "cappuccino" => "vegetarian gluten-free contains-milk vegan-option hot",
+        "latte" => "vegetarian gluten-free contains-milk vegan-option hot",
+        "flat-white" => "vegetarian gluten-free contains-milk vegan-option hot",
+        "cortado" => "vegetarian gluten-free contains-milk vegan-option hot",
+        "chai-latte" => "vegetarian gluten-free contains-milk vegan-option hot",
+        "matcha-latte" => "vegetarian gluten-free contains-milk vegan-option hot",
+        _ => "",
+    }
 }
 
 #[cfg(test)]

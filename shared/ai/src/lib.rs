@@ -1,0 +1,11 @@
+//! Go Coffee's AI layer, platform-neutral: the model ports and the [`guard`] every call goes
+//! through, retrieval (BM25 fused with embeddings), and the agents behind the orchestrator.
+
+pub mod agents;
+pub mod eval;
+pub mod guard;
+pub mod model;
+pub mod retrieve;
+pub mod router;
+pub mod search;
+pub mod text;
