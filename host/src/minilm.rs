@@ -9,6 +9,8 @@
 //! `<ai-models>/all-minilm-l6-v2/`.
 
 use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Module, Tensor};
@@ -159,5 +161,66 @@ impl MiniLm {
             x = l.output_norm.forward(&(l.output.forward(&h)? + &x)?)?;
         }
         Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where `make test` (tests/tools.sh) installs the model and the reference's venv.
+    fn repo(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    }
+
+    fn model() -> MiniLm {
+        let dir = repo("target/ai-models").join(MODEL);
+        MiniLm::load(&dir).unwrap_or_else(|e| panic!("{e:#}: install the model with `make models`"))
+    }
+
+    fn texts() -> Vec<String> {
+        let long = "a very long order of coffee and cake ".repeat(40);
+        ["A man is eating food.", "Caffè Latte: espresso with silky steamed milk.", "is the banana bread nut free?", "", "capucino", long.as_str()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn vectors_match_the_independent_reference_within_float_tolerance() {
+        let texts = texts();
+        let ours = model().embed(&texts).expect("embeds").vectors;
+        let mut child = std::process::Command::new(repo(".venv-reference/bin/python"))
+            .arg(repo("tests/minilm_reference.py"))
+            .arg(repo("target/ai-models").join(MODEL))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the reference runs (tests/tools.sh reference)");
+        serde_json::to_writer(child.stdin.take().expect("stdin"), &texts).expect("texts");
+        let out = child.wait_with_output().expect("reference");
+        assert!(out.status.success());
+        let reference: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).expect("vectors");
+        assert_eq!(ours.len(), reference.len());
+        for ((ours, theirs), text) in ours.iter().zip(&reference).zip(&texts) {
+            assert_eq!(ours.len(), 384);
+            let worst = ours.iter().zip(theirs).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+            eprintln!("{:>40.40}: max abs difference {worst:.2e}", format!("{text:?}"));
+            assert!(worst < 1e-5, "{text:?}: off by {worst}");
+        }
+    }
+
+    #[test]
+    fn a_texts_vector_is_the_same_alone_and_in_any_batch() {
+        let m = model();
+        let texts = texts();
+        let batch = m.embed(&texts).expect("batch").vectors;
+        for (text, in_batch) in texts.iter().zip(&batch) {
+            let alone = m.embed(std::slice::from_ref(text)).expect("alone").vectors;
+            let worst = alone[0].iter().zip(in_batch).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{text:?}: off by {worst}");
+        }
+        let norm: f32 = batch[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
     }
 }

@@ -52,6 +52,8 @@ pub struct ComponentConfig {
     pub allowed_hosts: AllowedHosts,
     pub key_value_stores: Vec<String>,
     pub sqlite_databases: Vec<String>,
+    /// The models it may use through the llm interface.
+    pub ai_models: Vec<String>,
     pub variables: HashMap<String, String>,
     pub environment: Vec<(String, String)>,
 }
@@ -68,6 +70,8 @@ pub struct Shared {
     pub pg: crate::postgres::PgPools,
     /// The open WebSocket connections, which components push to through the management API.
     pub sockets: Arc<crate::sockets::Sockets>,
+    /// The models behind the llm interface.
+    pub llm: Arc<crate::llm::Llm>,
 }
 
 /// The data of one invocation's store.
@@ -269,6 +273,10 @@ pub struct Options {
     pub cache_dir: PathBuf,
     /// Linear memory one invocation may grow to (the platform's limit).
     pub guest_memory: usize,
+    /// The llm interface's models, in Spin's layout.
+    pub ai_models: PathBuf,
+    /// Where inference goes, if anywhere.
+    pub llm_remote: Option<crate::llm::Remote>,
 }
 
 impl Runtime {
@@ -297,6 +305,7 @@ impl Runtime {
                 allowed_hosts: AllowedHosts::parse(&hosts).with_context(|| format!("component {id}"))?,
                 key_value_stores: decl.key_value_stores.clone(),
                 sqlite_databases: decl.sqlite_databases.clone(),
+                ai_models: decl.ai_models.clone(),
                 variables: vars,
                 environment: decl.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             });
@@ -346,6 +355,7 @@ impl Runtime {
             redis_log,
             pg: Default::default(),
             sockets: Default::default(),
+            llm: Arc::new(crate::llm::Llm::new(opts.ai_models.clone(), opts.llm_remote.clone())?),
         });
         Ok(Arc::new_cyclic(|me| Runtime { engine, shared, components, me: me.clone(), guest_memory: opts.guest_memory.min(MAX_GUEST_MEMORY) }))
     }
@@ -684,6 +694,7 @@ mod tests {
             allowed_hosts: AllowedHosts::parse(&hosts.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("parses"),
             key_value_stores: vec![],
             sqlite_databases: vec![],
+            ai_models: vec![],
             variables: HashMap::new(),
             environment: vec![],
         })

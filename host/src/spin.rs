@@ -407,6 +407,7 @@ mod tests {
             redis_log: vec![("127.0.0.1".into(), 6379)],
             pg: Default::default(),
             sockets: Default::default(),
+            llm: Arc::new(crate::llm::Llm::new(dir.join("ai-models"), None).expect("llm")),
         });
         Runtime::without_components(crate::runtime::engine(4).expect("engine"), shared)
     }
@@ -417,6 +418,7 @@ mod tests {
             allowed_hosts: AllowedHosts::parse(&["redis://127.0.0.1:6379".to_owned()]).expect("hosts"),
             key_value_stores: vec!["default".into()],
             sqlite_databases: vec!["default".into()],
+            ai_models: vec![],
             variables: HashMap::from([("greeting".to_owned(), "hello".to_owned())]),
             environment: vec![],
         })

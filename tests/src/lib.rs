@@ -213,6 +213,8 @@ impl Host {
             .arg(&state)
             .args(["--cache-dir"])
             .arg(workspace().join("target/test-cache"))
+            .args(["--ai-models"])
+            .arg(workspace().join("target/ai-models"))
             .args(flags)
             .env("SPIN_VARIABLE_JWT_SECRET", "contract-tests-secret-contract-tests")
             .env("SPIN_VARIABLE_TOKEN_SIGNING_KEY", TOKEN_SIGNING_KEY)

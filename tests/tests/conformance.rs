@@ -212,3 +212,88 @@ fn outbound_redis_works_against_a_real_server_at_any_address_but_the_triggers() 
     let (status, body) = get(&h.base, "/conformance/redis?addr=redis://127.0.0.1:3", &[]);
     assert_eq!((status, body.as_str()), (502, "open: Error::InvalidAddress"));
 }
+
+fn post(base: &str, path: &str, body: &str) -> serde_json::Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut resp = agent.post(format!("{base}{path}")).send(body).expect("request");
+    assert_eq!(resp.status().as_u16(), 200);
+    serde_json::from_str(&resp.body_mut().read_to_string().expect("body")).expect("json")
+}
+
+/// A one-answer-per-connection server speaking OpenAI's chat completions, recording what it was
+/// sent (request line, headers and body, as text).
+fn openai_server(answer: &'static str) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(&stream);
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = tx.send(format!("{head}\n{}", String::from_utf8_lossy(&body)));
+            let mut stream = &stream;
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}", answer.len());
+        }
+    });
+    (url, rx)
+}
+
+/// The llm interface as Spin's `factor-llm` has it: only the models in `ai_models` (any other
+/// is invalid-input, in Spin's words), all-MiniLM-L6-v2 embeddings computed by the host, and
+/// inference forwarded to the configured service or refused as model-not-supported.
+#[test]
+fn the_llm_interface_serves_granted_models_only_embeds_natively_and_forwards_inference() {
+    let vars = [("tcp_port", "1"), ("range_start", "1"), ("range_end", "2")];
+    let h = host("conformance-llm", &vars);
+    let seen = post(&h.base, "/conformance/llm?op=embed&model=all-minilm-l6-v2", r#"["a flat white", "an oat latte, please", "a flat white"]"#);
+    let vectors = seen["embeddings"].as_array().expect("embeddings");
+    assert_eq!(vectors.len(), 3, "{seen}");
+    let v: Vec<f64> = vectors[0].as_array().expect("vector").iter().map(|x| x.as_f64().expect("number")).collect();
+    assert_eq!(v.len(), 384);
+    assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-4, "unit length");
+    assert_eq!(vectors[0], vectors[2], "the same text, the same vector");
+    assert_ne!(vectors[0], vectors[1]);
+
+    let refused = post(&h.base, "/conformance/llm?op=embed&model=other-model", r#"["x"]"#);
+    assert_eq!(refused["error"], "invalid-input", "{refused}");
+    assert!(refused["message"].as_str().expect("message").contains("add 'other-model' to the 'ai_models' key"), "{refused}");
+    let refused = post(&h.base, "/conformance/llm?op=infer&model=other-model", "hi");
+    assert_eq!(refused["error"], "invalid-input", "{refused}");
+    let unsupported = post(&h.base, "/conformance/llm?op=infer&model=test-chat", "hi");
+    assert_eq!(unsupported["error"], "model-not-supported", "no inference service configured: {unsupported}");
+    drop(h);
+
+    let (url, sent) =
+        openai_server(r#"{"choices":[{"message":{"role":"assistant","content":"Hello from the model"}}],"usage":{"prompt_tokens":7,"completion_tokens":4}}"#);
+    let state = gocoffee_tests::fresh_state("conformance-llm-remote");
+    let manifest = workspace().join("tests/conformance/spin.toml");
+    let env: Vec<(String, String)> = vars.iter().map(|(k, v)| (format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v.to_string())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("GOCOFFEE_LLM_AUTH_TOKEN", "sekrit"));
+    let h = gocoffee_tests::Host::launch_env(state, "127.0.0.1:0", &["-f", manifest.to_str().expect("path"), "--llm-url", &url], &env);
+    let answer = post(&h.base, "/conformance/llm?op=infer&model=test-chat", "Say hello");
+    assert_eq!(answer["text"], "Hello from the model", "{answer}");
+    assert_eq!((answer["prompt_token_count"].as_u64(), answer["generated_token_count"].as_u64()), (Some(7), Some(4)));
+    let request = sent.recv_timeout(std::time::Duration::from_secs(5)).expect("the service was called");
+    assert!(request.starts_with("POST /v1/chat/completions "), "{request}");
+    assert!(request.to_ascii_lowercase().contains("authorization: bearer sekrit"), "{request}");
+    let body: serde_json::Value = serde_json::from_str(request.split_once("\n\n").expect("body").1.trim()).expect("json body");
+    assert_eq!(body["model"], "test-chat");
+    assert_eq!(body["messages"][0]["content"], "Say hello");
+    assert_eq!(body["max_completion_tokens"], 42);
+}

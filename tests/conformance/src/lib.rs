@@ -10,7 +10,9 @@
 //!   transaction left open when the connection is dropped), and what each returned, as JSON;
 //! - `GET /conformance/chain?url=...`: a GET of that URL through outbound HTTP (service chaining
 //!   when it names `<component>.spin.internal`), answered as `{"status", "body"}`, or `403` with
-//!   the error when the host refuses it.
+//!   the error when the host refuses it;
+//! - `POST /conformance/llm?op=embed|infer&model=M` with a JSON array of texts (embed) or a
+//!   prompt (infer): the `fermyon:spin/llm@2.0.0` call's result or error, as JSON.
 #![cfg(target_arch = "wasm32")]
 // The spin-sdk macro generates the component's exported C ABI, which is necessarily unsafe.
 #![allow(unsafe_code)]
@@ -70,7 +72,41 @@ fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
             Err(e) => reply(StatusCode::FORBIDDEN, format!("{e:?}")),
         };
     }
+    if path == "/conformance/llm" {
+        return reply(StatusCode::OK, llm_call(req.uri().query().unwrap_or_default(), req.body()).to_string());
+    }
     reply(StatusCode::NOT_FOUND, "")
+}
+
+/// One llm call, as the query names it, and what it returned.
+fn llm_call(query: &str, body: &[u8]) -> serde_json::Value {
+    use serde_json::json;
+    use spin_sdk::llm;
+    let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')).unwrap_or_default().to_owned();
+    let model = param("model");
+    let error = |e: llm::Error| match e {
+        llm::Error::ModelNotSupported => json!({"error": "model-not-supported"}),
+        llm::Error::RuntimeError(m) => json!({"error": "runtime-error", "message": m}),
+        llm::Error::InvalidInput(m) => json!({"error": "invalid-input", "message": m}),
+    };
+    match param("op").as_str() {
+        "embed" => {
+            let texts: Vec<String> = serde_json::from_slice(body).unwrap_or_default();
+            match llm::generate_embeddings(llm::EmbeddingModel::Other(&model), &texts) {
+                Ok(r) => json!({"embeddings": r.embeddings, "prompt_token_count": r.usage.prompt_token_count}),
+                Err(e) => error(e),
+            }
+        }
+        "infer" => {
+            let prompt = String::from_utf8_lossy(body);
+            let params = llm::InferencingParams { max_tokens: 42, ..Default::default() };
+            match llm::infer_with_options(llm::InferencingModel::Other(&model), &prompt, params) {
+                Ok(r) => json!({"text": r.text, "prompt_token_count": r.usage.prompt_token_count, "generated_token_count": r.usage.generated_token_count}),
+                Err(e) => error(e),
+            }
+        }
+        other => json!({"error": format!("unknown op {other}")}),
+    }
 }
 
 fn redis_calls(addr: &str) -> Result<serde_json::Value, String> {
