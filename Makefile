@@ -5,12 +5,12 @@ CARGO ?= cargo
 STATE ?= .gocoffee
 LISTEN ?= 127.0.0.1:3000
 METRICS_LISTEN ?= 127.0.0.1:9464
-COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler analytics analytics-consumer live notifier web
+COMPONENTS := health identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler analytics analytics-consumer live notifier web ai
 # Test components: what a guest sees of its host (tests/tests/conformance.rs), and the smallest
 # wasi:http component, the host benchmark's floor (bench/host.sh).
 TEST_COMPONENTS := spin-conformance hello
-# Every function is also a Lambda.
-LAMBDAS := $(COMPONENTS)
+# Every function is also a Lambda (ai's Lambda, on Bedrock, is still to come: issue 14).
+LAMBDAS := $(filter-out ai,$(COMPONENTS))
 HOST := target/release/gocoffee-host
 
 .PHONY: up test setup tools models components profiles host bootstraps lambdas lambdas-check bench eval clean
@@ -31,12 +31,13 @@ tools:
 ## doesn't carry its features' hash, so each build relinks what the others left: the platform
 ## builds run only when a source changed, and before the default one.
 # (the web component embeds web/, so its files count too)
-WASM_SOURCES := $(shell find functions shared -name '*.rs' -o -name Cargo.toml) $(wildcard web/*) Cargo.toml Cargo.lock
+WASM_SOURCES := $(shell find functions shared -name '*.rs' -o -name Cargo.toml -o -name '*.md') $(wildcard web/*) Cargo.toml Cargo.lock
 WASM_FUNCTIONS_DIR := target/wasm32-wasip2/fermyon-wasm-functions
 FERMYON_CLOUD_DIR := target/wasm32-wasip2/fermyon-cloud
 # Cloud: which components keep SQLite, and which publish events (and so run their consumers).
-CLOUD_SQLITE := identity menu orders kitchen payments payments-watcher reconciler analytics live
+CLOUD_SQLITE := identity menu orders kitchen payments payments-watcher reconciler analytics live ai
 CLOUD_PUBLISHERS := identity menu orders kitchen payments payments-watcher reconciler
+CLOUD_LLM := ai
 components: setup $(WASM_FUNCTIONS_DIR)/.built $(FERMYON_CLOUD_DIR)/.built
 	$(CARGO) build --release --target wasm32-wasip2 --lib $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS))
 
@@ -47,7 +48,7 @@ $(WASM_FUNCTIONS_DIR)/.built: $(WASM_SOURCES) | setup
 
 $(FERMYON_CLOUD_DIR)/.built: $(WASM_SOURCES) | setup $(WASM_FUNCTIONS_DIR)/.built
 	$(CARGO) build --release --target wasm32-wasip2 --lib --no-default-features \
-	  --features "$(addsuffix /sqlite,$(CLOUD_SQLITE)) $(addsuffix /in-process-consumers,$(CLOUD_PUBLISHERS))" \
+	  --features "$(addsuffix /sqlite,$(CLOUD_SQLITE)) $(addsuffix /in-process-consumers,$(CLOUD_PUBLISHERS)) $(addsuffix /llm,$(CLOUD_LLM))" \
 	  $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS))
 	for c in $(subst -,_,$(COMPONENTS)); do install -D -m 644 target/wasm32-wasip2/release/$$c.wasm $(FERMYON_CLOUD_DIR)/$$c.wasm; done
 	touch $@

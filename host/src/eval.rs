@@ -1,5 +1,7 @@
 //! `gocoffee-host eval`: the AI layer measured on its frozen evaluation set (`bench/ai-eval`),
-//! each method beside its baselines, on one split. Embeddings come from the host's own
+//! each method beside its baselines, on one split: routing (accuracy, macro-F1), search
+//! (nDCG@5, MRR), customer service (hit rate, citations, fallback rate) and analytics (exact
+//! answers on frozen synthetic sales). Embeddings come from the host's own
 //! all-MiniLM-L6-v2 when its files are there; without them the hybrid rows are left out and
 //! the command says so.
 
@@ -8,9 +10,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use gocoffee_ai::agents::AGENTS;
-use gocoffee_ai::eval::{RoutingCase, SearchCase, accuracy_and_macro_f1, in_split, ndcg_at, reciprocal_rank};
+use gocoffee_ai::eval::{AnalyticsCase, Expect, RoutingCase, SearchCase, ServiceCase, accuracy_and_macro_f1, in_split, ndcg_at, reciprocal_rank};
 use gocoffee_ai::router::Router;
 use gocoffee_ai::search::{Catalogue, Method};
+use gocoffee_ai::service::{Intent, Knowledge, cafe_passages, intent};
+use gocoffee_ai::text::terms;
 
 /// Turns texts into vectors (the host's native model), or `None` without one.
 pub type Embed<'a> = Option<&'a dyn Fn(&[String]) -> Result<Vec<Vec<f32>>>>;
@@ -31,6 +35,8 @@ pub fn run(dir: &Path, split: &str, embed: Embed<'_>) -> Result<()> {
     }
     routing(dir, split, embed)?;
     search(dir, split, embed)?;
+    service(dir, split, embed)?;
+    analytics(dir, split)?;
     Ok(())
 }
 
@@ -109,4 +115,149 @@ fn search(dir: &Path, split: &str, embed: Embed<'_>) -> Result<()> {
 
 fn per(started: Instant, n: usize) -> f64 {
     started.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64
+}
+
+/// What the agent (or a baseline) made of a customer-service question.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    /// Answered from these passages, best first (the café's and the menu's).
+    Passages(Vec<String>),
+    Tool(&'static str),
+    Handoff,
+}
+
+fn expected(e: &Expect) -> &str {
+    match e {
+        Expect::Passage(_) => "passage",
+        Expect::Tool(t) => t,
+        Expect::Handoff(_) => "handoff",
+    }
+}
+
+fn service(dir: &Path, split: &str, embed: Embed<'_>) -> Result<()> {
+    let all: Vec<ServiceCase> = load(dir, "service.json")?;
+    let passages = cafe_passages();
+    for c in &all {
+        if let Expect::Passage(id) = &c.expect
+            && !passages.iter().any(|p| &p.id == id)
+        {
+            bail!("service.json answers {:?} with {id:?}, which is no passage of shared/ai/data/cafe.md", c.question);
+        }
+    }
+    let cases: Vec<&ServiceCase> = in_split(&all, split, |c| c.split.as_str()).collect();
+    let menu = gocoffee_core::menu::default_menu();
+    let knowledge = Knowledge::new(&menu);
+    let vectors = match embed {
+        Some(embed) => Some((embed(&knowledge.embedding_texts())?, embed(&cases.iter().map(|c| c.question.clone()).collect::<Vec<_>>())?)),
+        None => None,
+    };
+    // The baseline: the passage sharing the most words with the question, no tools.
+    let keyword = |q: &str| -> Outcome {
+        let asked: Vec<String> = terms(q);
+        let best = passages
+            .iter()
+            .map(|p| {
+                let text = terms(&format!("{} {}", p.title, p.text));
+                (asked.iter().filter(|w| text.contains(w)).count(), p)
+            })
+            .max_by_key(|(n, _)| *n);
+        match best {
+            Some((n, p)) if n > 0 => Outcome::Passages(vec![p.id.clone()]),
+            _ => Outcome::Handoff,
+        }
+    };
+    let agent = |i: usize, q: &str, with_vectors: bool| -> Outcome {
+        match intent(q) {
+            Intent::MyOrders => Outcome::Tool("my_orders"),
+            Intent::Recommend => Outcome::Tool("recommend"),
+            Intent::Handoff => Outcome::Handoff,
+            Intent::Question => {
+                let pair = match (&vectors, with_vectors) {
+                    (Some((docs, questions)), true) => Some((questions[i].as_slice(), docs.as_slice())),
+                    _ => None,
+                };
+                match knowledge.retrieve(q, pair, 3) {
+                    None => Outcome::Handoff,
+                    Some(found) => Outcome::Passages(found.iter().map(|(p, _)| knowledge.passages[*p].id.clone()).collect()),
+                }
+            }
+        }
+    };
+    println!("\ncustomer service: {} questions ({split}) over {} passages and the menu", cases.len(), passages.len());
+    println!("  {:<28} {:>9} {:>9} {:>9} {:>12}", "method", "hit rate", "cited ok", "fallback", "µs/question");
+    let row = |name: &str, outcomes: Vec<Outcome>, micros: f64| {
+        let (mut hits, mut cited, mut passage_cases) = (0, 0, 0);
+        for (c, o) in cases.iter().zip(&outcomes) {
+            match (&c.expect, o) {
+                (Expect::Passage(want), Outcome::Passages(got)) => {
+                    passage_cases += 1;
+                    // The answer is built from the first café passage found; every one found is cited.
+                    if got.iter().find(|id| !id.starts_with("menu:")) == Some(want) {
+                        hits += 1;
+                    }
+                    if got.contains(want) {
+                        cited += 1;
+                    }
+                }
+                (Expect::Passage(_), _) => passage_cases += 1,
+                (e, Outcome::Tool(t)) if expected(e) == *t => hits += 1,
+                (Expect::Handoff(_), Outcome::Handoff) => hits += 1,
+                _ => {}
+            }
+        }
+        let n = cases.len().max(1) as f64;
+        // No language model runs here: every answer is the fallback's (retrieval and templates).
+        println!("  {name:<28} {:>9.3} {:>9.3} {:>9.3} {micros:>12.1}", hits as f64 / n, cited as f64 / passage_cases.max(1) as f64, 1.0);
+    };
+    let started = Instant::now();
+    let outcomes = cases.iter().map(|c| keyword(&c.question)).collect();
+    row("keyword FAQ (baseline)", outcomes, per(started, cases.len()));
+    let started = Instant::now();
+    let outcomes = cases.iter().enumerate().map(|(i, c)| agent(i, &c.question, false)).collect();
+    row("intents + bm25", outcomes, per(started, cases.len()));
+    if vectors.is_some() {
+        let started = Instant::now();
+        let outcomes = cases.iter().enumerate().map(|(i, c)| agent(i, &c.question, true)).collect();
+        row("intents + bm25 + embeddings", outcomes, per(started, cases.len()));
+    }
+    Ok(())
+}
+
+/// 2026-11-25T15:00:00Z, a Wednesday: the evaluation's "now" for the frozen sales.
+const EVAL_NOW_MS: i64 = 1_795_618_800_000;
+
+fn analytics(dir: &Path, split: &str) -> Result<()> {
+    let all: Vec<AnalyticsCase> = load(dir, "analytics.json")?;
+    let menu = gocoffee_core::menu::default_menu();
+    let items: Vec<(&str, &str)> = menu.iter().map(|m| (m.id.as_str(), m.name.as_str())).collect();
+    let ids: Vec<&str> = menu.iter().map(|m| m.id.as_str()).collect();
+    for c in &all {
+        c.query.validate(&ids).map_err(|why| anyhow::anyhow!("analytics.json labels {:?} with an invalid query: {why}", c.question))?;
+    }
+    let cases: Vec<&AnalyticsCase> = in_split(&all, split, |c| c.split.as_str()).collect();
+    let facts = gocoffee_ai::analytics::synthetic_facts(7, EVAL_NOW_MS);
+    let started = Instant::now();
+    let (mut exact_query, mut exact_answer, mut refused) = (0, 0, 0);
+    for c in &cases {
+        let want = gocoffee_ai::analytics::execute(&c.query, &facts, EVAL_NOW_MS);
+        match gocoffee_ai::analytics::parse(&c.question, &items).and_then(|q| q.validate(&ids).map(|()| q)) {
+            Ok(q) => {
+                exact_query += usize::from(q == c.query);
+                exact_answer += usize::from(gocoffee_ai::analytics::execute(&q, &facts, EVAL_NOW_MS).rows == want.rows);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    let n = cases.len().max(1) as f64;
+    println!("\nanalytics: {} questions ({split}) over {} synthetic orders", cases.len(), facts.len());
+    println!("  {:<28} {:>9} {:>9} {:>9} {:>12}", "method", "answer ok", "query ok", "refused", "µs/question");
+    println!(
+        "  {:<28} {:>9.3} {:>9.3} {:>9.3} {:>12.1}",
+        "rules -> validated query",
+        exact_answer as f64 / n,
+        exact_query as f64 / n,
+        refused as f64 / n,
+        per(started, cases.len())
+    );
+    Ok(())
 }

@@ -137,6 +137,8 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
         let publishes = remove_host(component, "{{ redis_address }}");
         if chained {
             component.remove("sqlite_databases");
+            // Serverless AI is not offered there (platform.rs): the build leaves the llm interface out.
+            component.remove("ai_models");
         } else {
             for consumer in consumer_tables.iter().filter(|_| publishes) {
                 take_needs(component, consumer);
@@ -149,9 +151,11 @@ pub fn generate(platform: Platform, source: &str, source_name: &str) -> Result<S
                 vars.remove("database_url");
             }
         }
-        let features = match (chained, component.contains_key("sqlite_databases"), publishes) {
+        let features = match (chained, component.contains_key("sqlite_databases"), publishes, component.contains_key("ai_models")) {
             (true, ..) => Vec::new(),
-            (false, sqlite, publishes) => [(sqlite, "sqlite"), (publishes, "in-process-consumers")].into_iter().filter(|(on, _)| *on).map(|(_, f)| f).collect(),
+            (false, sqlite, publishes, llm) => {
+                [(sqlite, "sqlite"), (publishes, "in-process-consumers"), (llm, "llm")].into_iter().filter(|(on, _)| *on).map(|(_, f)| f).collect()
+            }
         };
         rebuilt(platform, id.get(), component, &features)?;
         if let Some(hosts) = component.get_mut("allowed_outbound_hosts").and_then(Item::as_array_mut) {

@@ -67,16 +67,18 @@ pub const TEST_RATE_LIMITS: &str = r#"{"credentials": {"requests": 1000, "per_se
 pub fn functions() -> Vec<&'static gocoffee_app::Function> {
     let mut all = gocoffee_app::FUNCTIONS.to_vec();
     all.push(&gocoffee_payments::routes::FUNCTION);
+    all.push(&gocoffee_ai::orchestrator::FUNCTION);
     all
 }
 
 /// Functions whose spin.toml prefix API Gateway's HTTP API doesn't mirror: live status streams as
 /// Server-Sent Events on Spin and the host and goes over the WebSocket API on AWS, so the HTTP API
 /// carries only live's tickets route, by its method.
-pub const SPIN_ONLY: &[&str] = &["live"];
+/// The AI orchestrator runs on Spin and the host only until its Lambda (Bedrock) lands (issue 14).
+pub const SPIN_ONLY: &[&str] = &["live", "ai"];
 
 /// The routes API Gateway's HTTP API doesn't carry (see [`SPIN_ONLY`]): `(method, path)`.
-pub const SPIN_ONLY_ROUTES: &[(&str, &str)] = &[("GET", "/api/v1/live/events")];
+pub const SPIN_ONLY_ROUTES: &[(&str, &str)] = &[("GET", "/api/v1/live/events"), ("POST", "/api/v1/ai/ask")];
 
 /// Whether API Gateway's HTTP API carries `route`.
 pub fn on_aws(route: &gocoffee_app::Route) -> bool {

@@ -75,6 +75,12 @@ on_both_shells!(
     tokens_verify_from_the_published_keys_and_resist_the_usual_attacks,
 );
 
+/// The AI orchestrator on the Spin shell (its Lambda is still to come).
+mod ai {
+    use super::the_agents_answer_from_the_menu_the_knowledge_base_the_callers_own_orders_and_the_sales;
+    on_spin_profiles!(the_agents_answer_from_the_menu_the_knowledge_base_the_callers_own_orders_and_the_sales);
+}
+
 /// Live status on the Spin shell alone: on AWS it is the WebSocket API's.
 mod live {
     use super::order_changes_reach_open_streams_as_they_happen_and_only_their_followers;
@@ -1605,4 +1611,72 @@ mod cloud_delivery {
         let rates = h.get("/api/v1/analytics/rates", Some(&manager));
         assert_eq!((rates.status, rates.body["orders"].as_i64()), (200, Some(2)), "{}", rates.body);
     }
+}
+
+/// `POST /api/v1/ai/ask` end to end: routing to each agent, the embedding model the platform
+/// runs (or words alone where it has none), the knowledge base cited, the caller's own orders
+/// and nobody else's, the analytics agent for managers only, a follow-up kept in its session,
+/// clear 4xx on bad input, and every answer's insight relayed out of the outbox.
+fn the_agents_answer_from_the_menu_the_knowledge_base_the_callers_own_orders_and_the_sales(h: &impl Api) {
+    let ada = h.register("ada@example.com");
+    let bob = h.register("bob@example.com");
+    let manager = h.staff("manager@example.com", "manager");
+    let order = h.place(&ada);
+    h.wait_for_status(&order, &ada, "confirmed");
+    let ask = |token: &str, body: serde_json::Value| {
+        let r = h.post("/api/v1/ai/ask", Some(token), body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    };
+
+    let found = ask(&ada, json!({"message": "anything vegan to eat?"}));
+    assert_eq!(found["agent"], "search", "{found}");
+    let items: Vec<&str> = found["data"]["items"].as_array().expect("items").iter().map(|i| i["id"].as_str().expect("id")).collect();
+    assert!(items.contains(&"avocado-toast") && !items.contains(&"croissant"), "{found}");
+    assert!(found["insight_id"].is_string() && found["session_id"].is_string());
+    let session = found["session_id"].as_str().expect("session").to_owned();
+    let follow_up = ask(&ada, json!({"message": "what about that one?", "session_id": session}));
+    assert_eq!((follow_up["agent"].as_str(), follow_up["routing"]["method"].as_str()), (Some("search"), Some("context")), "{follow_up}");
+
+    let hours = ask(&ada, json!({"message": "what time do you open on saturday?"}));
+    assert_eq!(hours["agent"], "customer-service", "{hours}");
+    assert_eq!(hours["sources"][0]["id"], "opening-hours", "{hours}");
+    assert_eq!(hours["fallback"], "no_model", "no language model is configured: {hours}");
+    assert!(hours["answer"].as_str().expect("answer").contains("[opening-hours]"), "{hours}");
+
+    let mine = ask(&ada, json!({"message": "where is my order?"}));
+    assert_eq!(mine["agent"], "customer-service", "{mine}");
+    assert_eq!(mine["data"]["orders"][0]["id"], order.as_str(), "{mine}");
+    let theirs = ask(&bob, json!({"message": "where is my order?"}));
+    assert_eq!(theirs["data"]["orders"], json!([]), "another customer sees none of Ada's: {theirs}");
+    let nosy = ask(&bob, json!({"message": "what did my friend ada order?"}));
+    assert_eq!(nosy["data"]["handoff"], true, "{nosy}");
+
+    // Sales questions are the managers'.
+    assert_eq!(h.post("/api/v1/ai/ask", Some(&ada), json!({"message": "what sold most today", "agent": "analytics"})).status, 403);
+    assert_ne!(ask(&ada, json!({"message": "what sold most today"}))["agent"], "analytics");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sold = loop {
+        let sold = ask(&manager, json!({"message": "what sold most today?"}));
+        assert_eq!(sold["agent"], "analytics", "{sold}");
+        if sold["data"]["rows"][0]["key"] == "cappuccino" {
+            break sold;
+        }
+        assert!(Instant::now() < deadline, "the read model never had the order: {sold}\n{}", h.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(sold["data"]["query"], json!({"measure": "items_sold", "by": "item", "range": "today", "top": 1}), "{sold}");
+
+    for (body, status) in [
+        (json!({"message": ""}), 400),
+        (json!({"message": "hi", "extra": 1}), 400),
+        (json!({"message": "hi", "session_id": "not a session!"}), 400),
+        (json!({"message": "hi", "agent": "kitchen"}), 400),
+        (json!({"message": "x".repeat(1001)}), 400),
+    ] {
+        let r = h.post("/api/v1/ai/ask", Some(&ada), body.clone());
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert!(r.body["error"]["code"].is_string(), "{}", r.body);
+    }
+    assert_eq!(h.post("/api/v1/ai/ask", None, json!({"message": "hi"})).status, 401);
 }

@@ -30,13 +30,16 @@ fn the_wasm_functions_profile_is_ready_for_its_platform_with_nothing_it_lacks() 
     let out = check("fermyon-wasm-functions", gocoffee_tests::WASM_FUNCTIONS_PROFILE);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("\nready: 15 component(s)"), "{text}");
+    assert!(text.contains("\nready: 16 component(s)"), "{text}");
     // Built without SQLite and without their Redis or cron exports: PostgreSQL and HTTP alone.
     for component in ["orders", "order-consumer", "reconciler"] {
         let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{component} ("))).expect("in the report");
         assert!(line.contains("spin:postgres/postgres@3.0.0"), "{line}");
         assert!(!line.contains("sqlite") && !line.contains("redis-types") && !line.contains("spin-cron"), "{line}");
     }
+    // No Serverless AI there: the AI function is built without the llm interface.
+    let ai = text.lines().find(|l| l.trim_start().starts_with("ai (")).expect("ai in the report");
+    assert!(!ai.contains("fermyon:spin/llm"), "{ai}");
 }
 
 #[test]
@@ -45,7 +48,9 @@ fn the_cloud_profile_is_ready_for_its_platform_with_sqlite_and_no_chaining() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     // The consumers are no components of their own there: the publishers run them.
-    assert!(text.contains("\nready: 11 component(s)"), "{text}");
+    assert!(text.contains("\nready: 12 component(s)"), "{text}");
+    let ai = text.lines().find(|l| l.trim_start().starts_with("ai (")).expect("ai in the report");
+    assert!(ai.contains("fermyon:spin/llm@2.0.0"), "Fermyon Cloud offers Serverless AI: {ai}");
     let orders = text.lines().find(|l| l.trim_start().starts_with("orders (")).expect("orders in the report");
     assert!(orders.contains("fermyon:spin/sqlite@2.0.0") && !orders.contains("redis-types"), "{orders}");
     let manifest = std::fs::read_to_string(workspace().join(gocoffee_tests::FERMYON_CLOUD_PROFILE)).expect("the profile");

@@ -1,6 +1,9 @@
 //! The registry: every agent the orchestrator can route to, described once. Adding an agent is
 //! adding its module and one entry here.
 
+use gocoffee_core::Role;
+
+use crate::orchestrator::{analytics_agent, search_agent, service_agent};
 use crate::router::AgentSpec;
 
 pub const SEARCH: &str = "search";
@@ -54,6 +57,8 @@ pub static AGENTS: &[AgentSpec] = &[
             "status",
             "ready",
         ],
+        role: Role::Customer,
+        run: service_agent,
     },
     AgentSpec {
         name: SEARCH,
@@ -77,6 +82,8 @@ pub static AGENTS: &[AgentSpec] = &[
         inputs: "message: what to look for; optional filters {category, tags, max_price_cents}",
         outputs: "ranked menu items with scores (id, name, category, price_cents, tags, score)",
         keywords: &["have", "menu", "find", "show", "looking", "search", "something", "vegan", "cheap", "cheapest", "under", "drink", "food", "options"],
+        role: Role::Customer,
+        run: search_agent,
     },
     AgentSpec {
         name: ANALYTICS,
@@ -121,6 +128,8 @@ pub static AGENTS: &[AgentSpec] = &[
             "anomaly",
             "unusual",
         ],
+        role: Role::Manager,
+        run: analytics_agent,
     },
 ];
 

@@ -101,3 +101,32 @@ mod tests {
         assert!((f1 - (2.0 / 3.0 + 0.8) / 2.0).abs() < 1e-12);
     }
 }
+
+/// What a customer-service question should get: `{"passage": id}`, `{"tool": name}` or
+/// `{"handoff": true}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// The answer grounded in this passage of `data/cafe.md`.
+    Passage(String),
+    /// One of the agent's tools.
+    Tool(String),
+    /// A hand-off to staff.
+    Handoff(bool),
+}
+
+/// A customer-service question with what should answer it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceCase {
+    pub split: String,
+    pub question: String,
+    pub expect: Expect,
+}
+
+/// A manager's question with the query that answers it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AnalyticsCase {
+    pub split: String,
+    pub question: String,
+    pub query: crate::analytics::Query,
+}

@@ -3,7 +3,10 @@
 //! descriptions and examples, BM25 fused with embedding similarity when there is a model, and a
 //! language model's choice, when one is configured, counts only if it names a registered agent.
 
+use gocoffee_core::Role;
 use serde::Serialize;
+
+use crate::orchestrator::AgentFn;
 
 use crate::retrieve::{Bm25, Document, cosine};
 use crate::text::terms;
@@ -21,6 +24,9 @@ pub struct AgentSpec {
     pub outputs: &'static str,
     /// Words that point at it, for the keyword baseline the evaluation compares routing with.
     pub keywords: &'static [&'static str],
+    /// The least role a caller needs for it; the router doesn't offer it to others.
+    pub role: Role,
+    pub run: AgentFn,
 }
 
 /// How much embedding similarity counts beside BM25 scaled to [0, 1] (tuned on the dev split).
@@ -75,6 +81,11 @@ impl Router {
     /// (BM25 scaled by the best document's, plus the cosine similarity when `vectors` hold the
     /// request's embedding and the documents'). Ties go to the first registered agent.
     pub fn route(&self, request: &str, vectors: Option<(&[f32], &[Vec<f32>])>) -> Routing {
+        self.route_among(request, vectors, &vec![true; self.agents.len()])
+    }
+
+    /// [`Router::route`] among the agents `permitted` marks (in registry order).
+    pub fn route_among(&self, request: &str, vectors: Option<(&[f32], &[Vec<f32>])>, permitted: &[bool]) -> Routing {
         let lexical = self.bm25.scores(request);
         let top = lexical.iter().copied().fold(0.0f32, f32::max);
         let mut best = vec![0.0f32; self.agents.len()];
@@ -85,7 +96,12 @@ impl Router {
             }
             best[owner] = best[owner].max(s);
         }
-        let mut scores: Vec<(&'static str, f32)> = self.agents.iter().map(|a| a.name).zip(best).collect();
+        let mut scores: Vec<(&'static str, f32)> =
+            self.agents.iter().map(|a| a.name).zip(best).enumerate().filter(|(i, _)| permitted.get(*i).copied().unwrap_or(false)).map(|(_, s)| s).collect();
+        if scores.is_empty() {
+            scores.push((self.agents[0].name, 0.0));
+        }
+        // Stable: ties keep registry order.
         scores.sort_by(|a, b| b.1.total_cmp(&a.1));
         let method = if vectors.is_some() { "hybrid" } else { "bm25" };
         Routing { agent: scores[0].0, method, scores }
@@ -160,6 +176,8 @@ mod tests {
             inputs: "",
             outputs: "",
             keywords: &["open", "my order"],
+            role: Role::Customer,
+            run: crate::orchestrator::service_agent,
         },
         AgentSpec {
             name: "search",
@@ -168,6 +186,8 @@ mod tests {
             inputs: "",
             outputs: "",
             keywords: &["have", "menu"],
+            role: Role::Customer,
+            run: crate::orchestrator::search_agent,
         },
     ];
 
@@ -188,6 +208,12 @@ mod tests {
         docs[n - 1] = vec![0.0, 1.0];
         let routing = r.route("craving a treat", Some((&[0.0, 1.0], &docs)));
         assert_eq!((routing.agent, routing.method), ("search", "hybrid"));
+    }
+
+    #[test]
+    fn agents_the_caller_may_not_use_are_not_offered() {
+        let r = Router::new(AGENTS);
+        assert_eq!(r.route_among("any lattes with oat milk?", None, &[true, false]).agent, "customer-service");
     }
 
     #[test]

@@ -157,6 +157,14 @@ pub fn understand(query: &str, filters: &Filters) -> Filters {
         if (word == "decaf" || word == "decaffeinated") && !f.tags.iter().any(|t| t == "caffeine-free") {
             f.tags.push("caffeine-free".into());
         }
+        // "something to eat", "a snack", "a drink": the category, unless the caller chose one.
+        if filters.category.is_none() {
+            if matches!(word.as_str(), "eat" | "food" | "snack" | "snacks" | "hungry" | "bite") {
+                f.category = Some("food".into());
+            } else if matches!(word.as_str(), "drink" | "drinks" | "beverage" | "beverages" | "thirsty") {
+                f.category = Some("drink".into());
+            }
+        }
         if (word == "vegan" || word == "vegetarian") && !f.tags.iter().any(|t| t == word) {
             f.tags.push(word.clone());
         }
@@ -298,6 +306,9 @@ mod tests {
         assert_eq!(understand("under 380 cents", &Filters::default()).max_price_cents, Some(380));
         assert_eq!(understand("something decaf", &Filters::default()).tags, ["caffeine-free"]);
         assert_eq!(understand("latte", &Filters::default()), Filters::default());
+        assert_eq!(understand("something vegan to eat", &Filters::default()).category.as_deref(), Some("food"));
+        let chosen = Filters { category: Some("drink".into()), ..Filters::default() };
+        assert_eq!(understand("a snack", &chosen).category.as_deref(), Some("drink"));
     }
 
     #[test]

@@ -57,6 +57,13 @@ const STOPWORDS: &[&str] = &[
     "id",
     "im",
     "one",
+    "about",
+    "then",
+    "also",
+    "else",
+    "those",
+    "these",
+    "them",
 ];
 
 /// A letter without its accent, for the Latin letters menus use.

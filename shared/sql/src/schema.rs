@@ -7,7 +7,7 @@ use gocoffee_core::menu::default_menu;
 use crate::db::{Db, DbError, RowExt, Value};
 use crate::dialect::ddl;
 
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS menu_items (id TEXT PRIMARY KEY, position INTEGER NOT NULL, doc TEXT NOT NULL)",
@@ -56,6 +56,30 @@ const V5: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS kitchen_state (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, doc TEXT NOT NULL)",
 ];
 
+/// Version 6: the AI layer's sessions (each caller's recent turns), the models' daily usage and
+/// their circuit breakers.
+const V6: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS ai_turns (user_id TEXT NOT NULL, session_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (user_id, session_id, seq))",
+    "CREATE TABLE IF NOT EXISTS ai_usage (day INTEGER PRIMARY KEY, calls INTEGER NOT NULL, tokens INTEGER NOT NULL, cost_micros INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ai_breakers (model TEXT PRIMARY KEY, failures INTEGER NOT NULL, open_until INTEGER NOT NULL)",
+];
+
+/// The default menu's dietary and allergen tags, given to its items in a database seeded before
+/// items had tags (an item a manager already tagged keeps its own).
+fn tag_default_items(db: &dyn Db) -> Result<(), DbError> {
+    for item in default_menu() {
+        let rows = db.execute("SELECT doc FROM menu_items WHERE id = ?", &[item.id.as_str().into()])?;
+        let Some(row) = rows.rows.first() else { continue };
+        let mut stored: gocoffee_core::MenuItem = serde_json::from_str(row.text(0)?).map_err(|e| DbError::Other(e.to_string()))?;
+        if stored.tags.is_empty() && !item.tags.is_empty() {
+            stored.tags = item.tags;
+            let doc = serde_json::to_string(&stored).map_err(|e| DbError::Other(e.to_string()))?;
+            db.execute("UPDATE menu_items SET doc = ? WHERE id = ?", &[doc.into(), item.id.as_str().into()])?;
+        }
+    }
+    Ok(())
+}
+
 fn current(db: &dyn Db) -> Option<i64> {
     let rows = db.execute("SELECT version FROM gocoffee_schema", &[]).ok()?;
     rows.rows.first().and_then(|r| r.int(0).ok())
@@ -85,8 +109,11 @@ pub fn ensure(db: &dyn Db) -> Result<(), DbError> {
                 )?;
             }
         }
-        for statement in V2.iter().chain(V3).chain(V4).chain(V5) {
+        for statement in V2.iter().chain(V3).chain(V4).chain(V5).chain(V6) {
             db.execute(&ddl(db.dialect(), statement), &[])?;
+        }
+        if (1..6).contains(&version) {
+            tag_default_items(db)?;
         }
         db.execute("DELETE FROM gocoffee_schema", &[])?;
         db.execute("INSERT INTO gocoffee_schema (version) VALUES (?)", &[Value::Integer(VERSION)])?;
