@@ -10,7 +10,7 @@ export SPIN_VARIABLE_TOKEN_SIGNING_KEY SPIN_VARIABLE_TOKEN_PUBLIC_KEYS
 start_host() {
   local port=$1 state=$2; shift 2
   rm -rf "$state"; mkdir -p "$state"
-  ./target/release/gocoffee-host --listen "127.0.0.1:$port" --state-dir "$state" --cache-dir target/test-cache "$@" \
+  ./target/release/gocoffee-host --listen "127.0.0.1:$port" --state-dir "$state" --cache-dir target/test-cache --ai-models target/ai-models "$@" \
     >"$state/stdout" 2>"$state/host.log" &
   HOST_PID=$!
   HOST_PIDS+=("$HOST_PID")

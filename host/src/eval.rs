@@ -37,6 +37,9 @@ pub fn run(dir: &Path, split: &str, embed: Embed<'_>) -> Result<()> {
     search(dir, split, embed)?;
     service(dir, split, embed)?;
     analytics(dir, split)?;
+    if let Some(embed) = embed {
+        batches(dir, embed)?;
+    }
     Ok(())
 }
 
@@ -259,5 +262,25 @@ fn analytics(dir: &Path, split: &str) -> Result<()> {
         refused as f64 / n,
         per(started, cases.len())
     );
+    Ok(())
+}
+
+/// How long the native model takes per batch: the median of five runs at each size, over the
+/// routing set's requests (short texts, as the agents embed).
+fn batches(dir: &Path, embed: &dyn Fn(&[String]) -> Result<Vec<Vec<f32>>>) -> Result<()> {
+    let texts: Vec<String> = load::<RoutingCase>(dir, "routing.json")?.into_iter().map(|c| c.request).collect();
+    println!("\nembeddings (all-MiniLM-L6-v2, native, one thread per batch): median of 5 runs");
+    println!("  {:<28} {:>9} {:>12}", "batch", "ms", "ms/text");
+    for size in [1, 8, 32, 64] {
+        let batch: Vec<String> = texts.iter().cycle().take(size).cloned().collect();
+        let mut runs: Vec<f64> = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                embed(&batch).map(|_| started.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<Result<_>>()?;
+        runs.sort_by(f64::total_cmp);
+        println!("  {:<28} {:>9.1} {:>12.2}", format!("{size} text(s)"), runs[2], runs[2] / size as f64);
+    }
     Ok(())
 }

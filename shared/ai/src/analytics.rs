@@ -628,34 +628,7 @@ pub fn parse(question: &str, items: &[(&str, &str)]) -> Result<Query, String> {
 
 // ---- Calendar arithmetic (UTC; no date crate). ----
 
-/// The civil date of a day counted from 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m as u32, d as u32)
-}
-
-/// The day, counted from 1970-01-01, of a civil date (`days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Monday 0 to Sunday 6 (1970-01-01 was a Thursday).
-fn weekday(day: i64) -> i64 {
-    (day + 3).rem_euclid(7)
-}
+use gocoffee_core::calendar::{civil_from_days as civil, days_from_civil, weekday};
 
 fn date(day: i64) -> String {
     let (y, m, d) = civil(day);

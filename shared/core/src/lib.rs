@@ -3,6 +3,7 @@
 //! platform types, so it compiles for native targets and `wasm32-wasip2` alike.
 
 pub mod analytics;
+pub mod calendar;
 pub mod error;
 pub mod identity;
 pub mod ids;
