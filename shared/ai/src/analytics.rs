@@ -840,7 +840,7 @@ fn capitalised(s: &str) -> String {
 
 fn shown(value: &Value, measure: Measure) -> String {
     match *value {
-        Value::Cents(c) => format!("${}.{:02}", c / 100, c % 100),
+        Value::Cents(c) => gocoffee_core::Cents(c).to_string(),
         Value::Count(n) => {
             let noun = if measure == Measure::ItemsSold { "unit" } else { "order" };
             format!("{n} {noun}{}", if n == 1 { "" } else { "s" })

@@ -324,11 +324,8 @@ pub fn search_agent<'a, 'b>(a: &'b AgentCtx<'a>) -> Pin<Box<dyn Future<Output = 
         let hits = catalogue.search(&a.request, &a.filters, method, vectors.as_ref().map(|v| (v[0].as_slice(), &v[1..])), 5);
         let answer = match hits.as_slice() {
             [] => "Nothing on the menu matches that.".to_owned(),
-            [one] => format!("{} (${}.{:02}).", one.name, one.price_cents / 100, one.price_cents % 100),
-            many => format!(
-                "Try {}.",
-                many.iter().map(|h| format!("{} (${}.{:02})", h.name, h.price_cents / 100, h.price_cents % 100)).collect::<Vec<_>>().join(", ")
-            ),
+            [one] => format!("{} ({}).", one.name, gocoffee_core::Cents(one.price_cents)),
+            many => format!("Try {}.", many.iter().map(|h| format!("{} ({})", h.name, gocoffee_core::Cents(h.price_cents))).collect::<Vec<_>>().join(", ")),
         };
         let sources = hits.iter().filter_map(|h| menu.iter().find(|m| m.id == h.id)).map(crate::service::item_passage).collect();
         Ok(AgentAnswer {

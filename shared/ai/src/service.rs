@@ -56,7 +56,7 @@ pub fn cafe_passages() -> Vec<Source> {
 
 /// What the menu says of an item, as a passage (`menu:<id>`): price, sizes, and its tags.
 pub fn item_passage(item: &MenuItem) -> Source {
-    let sizes: Vec<String> = item.sizes.iter().map(|s| format!("{} ${}.{:02}", s.size, s.price_cents.0 / 100, s.price_cents.0 % 100)).collect();
+    let sizes: Vec<String> = item.sizes.iter().map(|s| format!("{} {}", s.size, s.price_cents)).collect();
     let contains: Vec<&str> = item.tags.iter().filter_map(|t| t.strip_prefix("contains-")).collect();
     let diet: Vec<&str> = item.tags.iter().filter(|t| !t.starts_with("contains-")).map(String::as_str).collect();
     let mut text = format!("{}: {} Sizes: {}.", item.name, item.description, sizes.join(", "));
@@ -174,8 +174,7 @@ async fn my_orders(ctx: &Ctx<'_>, user_id: &str, limit: usize) -> Result<Vec<Ord
 
 fn describe(order: &Order) -> String {
     let lines: Vec<String> = order.lines.iter().map(|l| if l.quantity > 1 { format!("{} × {}", l.quantity, l.name) } else { l.name.clone() }).collect();
-    let status = serde_json::to_value(order.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    format!("{} ({}): {}", lines.join(", "), order.id, status)
+    format!("{} ({}): {}", lines.join(", "), order.id, order.status.as_str())
 }
 
 fn handoff(why: &str) -> AgentAnswer {
