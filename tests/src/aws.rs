@@ -33,15 +33,18 @@ fn start_moto() -> String {
     if let Ok(url) = std::env::var("GOCOFFEE_MOTO_URL") {
         return url;
     }
-    let bin = workspace().join(".venv/bin/moto_server");
-    assert!(bin.exists(), "{} is missing: run `make test` (or tests/tools.sh) to install the test tools", bin.display());
+    // moto's own server, started through tests/moto_server.py: DynamoDB's requests one at a time,
+    // so a transaction is atomic as in DynamoDB (the script says why).
+    let python = workspace().join(".venv/bin/python");
+    assert!(python.exists(), "{} is missing: run `make test` (or tests/tools.sh) to install the test tools", python.display());
+    let launcher = workspace().join("tests/moto_server.py");
     let port = free_port();
     let (tx, rx) = std::sync::mpsc::channel();
     // The server is started from a thread that never ends, with a parent-death signal, so it
     // goes away with this test process whatever way it ends.
     std::thread::spawn(move || {
-        let mut cmd = Command::new(bin);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        let mut cmd = Command::new(python);
+        cmd.arg(launcher).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
         // AWS managed policies exist, as in an account (infra/ attaches AWS Backup's).
         cmd.env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true");
         #[allow(unsafe_code)]

@@ -527,8 +527,17 @@ impl PaymentServices<'_> {
                     }
                 }
             }
-            let changed = self.change(&intent.terms.intent_id, "watcher", None, |i| Ok(i.decide_expiry(now, final_time))).await?;
-            if !changed.is_open() {
+            // Counted only when this pass ended it: another watcher (or a payment) may have got
+            // there first, and then the fresh read decides nothing.
+            let ended_here = std::cell::Cell::new(false);
+            let changed = self
+                .change(&intent.terms.intent_id, "watcher", None, |i| {
+                    let events = i.decide_expiry(now, final_time);
+                    ended_here.set(!events.is_empty());
+                    Ok(events)
+                })
+                .await?;
+            if ended_here.get() && !changed.is_open() {
                 report.expired += 1;
             }
         }
