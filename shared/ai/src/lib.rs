@@ -3,6 +3,8 @@
 
 pub mod agents;
 pub mod analytics;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod aws;
 pub mod eval;
 pub mod guard;
 pub mod model;
