@@ -9,11 +9,20 @@ COMPONENTS := health identity menu orders kitchen order-consumer payments paymen
 # Test components: what a guest sees of its host (tests/tests/conformance.rs), and the smallest
 # wasi:http component, the host benchmark's floor (bench/host.sh).
 TEST_COMPONENTS := spin-conformance hello
-# Every function is also a Lambda (ai's Lambda, on Bedrock, is still to come: issue 14).
-LAMBDAS := $(filter-out ai,$(COMPONENTS))
+# Every function is also a Lambda.
+LAMBDAS := $(COMPONENTS)
 HOST := target/release/gocoffee-host
+# Build time: the native builds make test and make bench run (bootstraps, the test build) compile
+# the AWS SDK's service crates unoptimized. They are generated (de)serializers behind a network
+# call: optimized they took 350 core-seconds (dynamodb 114, kms 92, kinesis 81, sqs 46,
+# apigatewaymanagement 17), at opt-level 1 still 290, unoptimized 60, while the generic code
+# they run through (smithy's runtime, hyper, rustls) stays optimized. Passed on the command line,
+# not in Cargo.toml, so no deployed build (sam build's release, make lambdas' lambda profile)
+# inherits it. To rerun one test on make test's build: cargo test --release --workspace
+# $(make -s release-tuning) --test contract
+RELEASE_TUNING := $(foreach c,dynamodb kinesis kms sqs apigatewaymanagement bedrockruntime,--config profile.release.package.aws-sdk-$(c).opt-level=0)
 
-.PHONY: up test setup tools models components profiles host bootstraps lambdas lambdas-check bench eval clean
+.PHONY: up test setup tools models components profiles host bootstraps lambdas lambdas-check bench eval clean release-tuning
 
 ## setup: the wasm target the components build for (idempotent)
 setup:
@@ -69,7 +78,11 @@ host:
 ## binary too, so test and bench take it from here: `make host` alone (-p, what `make up` uses)
 ## unifies features differently, and both would compile wasmtime and cranelift (about 6 minutes).
 bootstraps:
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release --workspace --bins $(RELEASE_TUNING)
+
+## release-tuning: the flags above, for a cargo command by hand on make test's build
+release-tuning:
+	@echo "$(RELEASE_TUNING)"
 
 ## lambdas: every function as a Lambda for arm64, what sam-template.yaml deploys
 ## (target/lambda/<function>/bootstrap.zip, which infra/ deploys; cargo-lambda and zig come from .venv)
@@ -126,7 +139,7 @@ test: setup
 	tests/template.sh
 	tests/infra.sh
 	tests/contracts/build.sh --check
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace $(RELEASE_TUNING)
 	target/release/payments-bench --smoke
 	target/release/live-bench --smoke
 	target/release/lambda-cold --runs 1
@@ -144,10 +157,11 @@ eval: bootstraps models
 
 ## bench: throughput and latency of the host on the real components (on SQLite and on PostgreSQL, and
 ## as each deployment profile),
-## the sizes and init times of the Lambda bootstraps, payment verification on anvil, and live status
-## latency with 100 and 1,000 open streams (see bench/README.md)
-bench: components bootstraps
+## the sizes and init times of the Lambda bootstraps, payment verification on anvil, live status
+## latency with 100 and 1,000 open streams, and the AI agents' latency (see bench/README.md)
+bench: components bootstraps models
 	bench/host.sh
+	bench/ai.sh
 	bench/stores.sh
 	bench/profiles.sh
 	bench/run.sh

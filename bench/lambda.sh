@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-20}
-FUNCTIONS=(health web identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler analytics analytics-consumer live notifier)
+FUNCTIONS=(health web identity menu orders kitchen order-consumer payments payments-consumer payments-watcher reconciler analytics analytics-consumer live notifier ai)
 
 tests/tools.sh main
 export PATH="$PWD/.venv/bin:$PATH"

@@ -36,6 +36,8 @@ locals {
     "ANY /api/v1/payments/{proxy+}"     = "payments"
     "ANY /api/v1/analytics"             = "analytics"
     "ANY /api/v1/analytics/{proxy+}"    = "analytics"
+    "ANY /api/v1/ai"                    = "ai"
+    "ANY /api/v1/ai/{proxy+}"           = "ai"
     # The tickets a browser opens live status's WebSocket with (live.tf); the event stream is
     # Spin's and the host's (API Gateway buffers responses).
     "POST /api/v1/live/tickets" = "live"

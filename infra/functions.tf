@@ -68,6 +68,12 @@ locals {
       description = "Every minute, relays what no request relayed and re-drives orders and payments stuck past reconcile_after_seconds (records a Kinesis mapping gave up on included)"
       timeout     = 25
     }
+    ai = {
+      description = "Answers natural-language requests with its agents (menu search, customer service, sales analytics), its models on Bedrock; publishes each answer as an insight on the ai stream"
+      # A few model calls of up to 8 s each (the guard's timeout), then the relay of the insight.
+      # Under API Gateway's 30 s, and under the outbox relay's 30 s lease (shared/aws/src/kinesis.rs).
+      timeout = 25
+    }
   }
 
   # What every function that records spans reads (all but health and web).
@@ -168,6 +174,15 @@ locals {
       PAYMENTS_STREAM         = aws_kinesis_stream.payments_stream.arn
       JWT_SECRET              = var.jwt_secret
       RECONCILE_AFTER_SECONDS = tostring(var.reconcile_after_seconds)
+    })
+    ai = merge(local.telemetry_environment, local.token_environment, {
+      TABLE_NAME         = aws_dynamodb_table.table.name
+      ANALYTICS_TABLE    = aws_dynamodb_table.analytics_table.name
+      AI_STREAM          = aws_kinesis_stream.ai_stream.arn
+      JWT_SECRET         = var.jwt_secret
+      RATE_LIMITS        = var.rate_limits
+      AI_MODEL           = var.ai_model
+      AI_EMBEDDING_MODEL = var.ai_embedding_model
     })
   }
 }

@@ -14,6 +14,9 @@ locals {
     conditions = [{ test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = ["RATE#*"] }]
   }
 
+  # The Bedrock models the ai function may call (var.ai_model, var.ai_embedding_model): those set.
+  ai_models = [for m in [var.ai_model, var.ai_embedding_model] : "arn:${data.aws_partition.current.partition}:bedrock:${data.aws_region.current.name}::foundation-model/${m}" if m != ""]
+
   # What each function does beyond logging and tracing.
   function_statements = {
     health = []
@@ -108,6 +111,26 @@ locals {
       { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
       { actions = ["kinesis:PutRecords"], resources = concat(local.order_streams, [aws_kinesis_stream.payments_stream.arn]) },
     ]
+    ai = concat([
+      # Conditional updates of the gateway's rate limits (RATE#) and ADDs to the day's model usage
+      # (AIUSAGE#), no others.
+      {
+        actions    = ["dynamodb:UpdateItem"]
+        resources  = [aws_dynamodb_table.table.arn]
+        conditions = [{ test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = ["AIUSAGE#*", "RATE#*"] }]
+      },
+      local.token_keys_statement,
+      # Sessions, breakers, the ai outbox and its relay lease; Query on by-customer: the caller's
+      # own orders.
+      { actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.table_and_indexes },
+      # The analytics agent reads the read model (by-day), never writes it.
+      { actions = ["dynamodb:GetItem", "dynamodb:Query"], resources = [aws_dynamodb_table.analytics_table.arn, "${aws_dynamodb_table.analytics_table.arn}/index/*"] },
+      { actions = ["kinesis:PutRecords"], resources = [aws_kinesis_stream.ai_stream.arn] },
+      ],
+      # Converse and embeddings (both InvokeModel) on the models set, and no others; no Bedrock at
+      # all when neither is.
+      length(local.ai_models) > 0 ? [{ actions = ["bedrock:InvokeModel"], resources = local.ai_models }] : [],
+    )
   }
 }
 

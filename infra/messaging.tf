@@ -36,6 +36,19 @@ resource "aws_kinesis_stream" "analytics_stream" {
   }
 }
 
+# The ai function's insights, one per answer (partition key = the insight's id). Nothing reads
+# it yet; it keeps a week of them for the agents that will.
+resource "aws_kinesis_stream" "ai_stream" {
+  name             = "${var.name}-ai-stream"
+  retention_period = 168
+  encryption_type  = "KMS"
+  kms_key_id       = "alias/aws/kinesis"
+
+  stream_mode_details {
+    stream_mode = "ON_DEMAND"
+  }
+}
+
 resource "aws_sqs_queue" "kitchen_queue" {
   name = "${var.name}-kitchen-queue"
   # At least six times the kitchen function's timeout, as Lambda recommends for SQS sources.

@@ -50,6 +50,11 @@ output "analytics_dead_letter_queue_url" {
   value       = aws_sqs_queue.analytics_dead_letter_queue.url
 }
 
+output "ai_stream_name" {
+  description = "The stream the ai function publishes its insights on"
+  value       = aws_kinesis_stream.ai_stream.name
+}
+
 output "kitchen_queue_url" {
   description = "The kitchen's queue of placed orders"
   value       = aws_sqs_queue.kitchen_queue.url

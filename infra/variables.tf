@@ -156,6 +156,18 @@ variable "reconcile_after_seconds" {
   }
 }
 
+variable "ai_model" {
+  description = "The Bedrock model the ai function phrases its answers with, through Converse: a foundation model id served on demand in the deployment's region, e.g. anthropic.claude-3-haiku-20240307-v1:0, which the account must have been given access to in the Bedrock console. Empty: no language model, and every answer comes from retrieval and templates (README, \"AI\")."
+  type        = string
+  default     = ""
+}
+
+variable "ai_embedding_model" {
+  description = "The Bedrock embedding model the ai function routes and searches with beside BM25, e.g. amazon.titan-embed-text-v2:0 (model access as for ai_model). Empty: words alone."
+  type        = string
+  default     = ""
+}
+
 variable "log_archive_days" {
   description = "How long archived logs are kept in the archive bucket (they move to Infrequent Access after 30 days and Glacier Instant Retrieval after 90)."
   type        = number

@@ -3,7 +3,8 @@
 //! (nDCG@5, MRR), customer service (hit rate, citations) and analytics (exact
 //! answers on frozen synthetic sales). Embeddings come from the host's own
 //! all-MiniLM-L6-v2 when its files are there; without them the hybrid rows are left out and
-//! the command says so.
+//! the command says so. With a language model (`--llm-url`, `--llm-model`), the customer-service
+//! answers are also phrased by it, as the agent does, and its fallback rate is measured.
 
 use std::path::Path;
 use std::time::Instant;
@@ -11,13 +12,17 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use gocoffee_ai::agents::AGENTS;
 use gocoffee_ai::eval::{AnalyticsCase, Expect, RoutingCase, SearchCase, ServiceCase, accuracy_and_macro_f1, in_split, ndcg_at, reciprocal_rank};
+use gocoffee_ai::model::{Prompt, Source};
 use gocoffee_ai::router::Router;
 use gocoffee_ai::search::{Catalogue, Method};
-use gocoffee_ai::service::{Intent, Knowledge, cafe_passages, intent};
+use gocoffee_ai::service::{INSTRUCTIONS, Intent, Knowledge, cafe_passages, cited, intent};
 use gocoffee_ai::text::terms;
 
 /// Turns texts into vectors (the host's native model), or `None` without one.
 pub type Embed<'a> = Option<&'a dyn Fn(&[String]) -> Result<Vec<Vec<f32>>>>;
+
+/// A language model: its name, and the answer to a prompt (as Spin's `infer` takes it).
+pub type Infer<'a> = Option<(&'a str, &'a dyn Fn(&str) -> Result<String>)>;
 
 fn load<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>> {
     let path = dir.join(name);
@@ -26,7 +31,7 @@ fn load<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>
 }
 
 /// Runs every evaluation on `split` (`dev`, `test` or `all`) and prints the tables.
-pub fn run(dir: &Path, split: &str, embed: Embed<'_>) -> Result<()> {
+pub fn run(dir: &Path, split: &str, embed: Embed<'_>, infer: Infer<'_>) -> Result<()> {
     if !matches!(split, "dev" | "test" | "all") {
         bail!("--split must be dev, test or all");
     }
@@ -35,7 +40,7 @@ pub fn run(dir: &Path, split: &str, embed: Embed<'_>) -> Result<()> {
     }
     routing(dir, split, embed)?;
     search(dir, split, embed)?;
-    service(dir, split, embed)?;
+    service(dir, split, embed, infer)?;
     analytics(dir, split)?;
     if let Some(embed) = embed {
         batches(dir, embed)?;
@@ -137,7 +142,7 @@ fn expected(e: &Expect) -> &str {
     }
 }
 
-fn service(dir: &Path, split: &str, embed: Embed<'_>) -> Result<()> {
+fn service(dir: &Path, split: &str, embed: Embed<'_>, infer: Infer<'_>) -> Result<()> {
     let all: Vec<ServiceCase> = load(dir, "service.json")?;
     let passages = cafe_passages();
     for c in &all {
@@ -187,9 +192,11 @@ fn service(dir: &Path, split: &str, embed: Embed<'_>) -> Result<()> {
         }
     };
     println!("\ncustomer service: {} questions ({split}) over {} passages and the menu", cases.len(), passages.len());
-    // No language model runs in the evaluation: every answer is the fallback's (retrieval and
-    // templates), so the fallback rate is 1 by construction and not printed as if measured.
-    println!("  (no language model: every answer is retrieval + template)");
+    if infer.is_none() {
+        // Every answer is the fallback's (retrieval and templates): its rate is 1 by
+        // construction, not a measurement.
+        println!("  (no language model: every answer is retrieval + template; --llm-url measures one)");
+    }
     println!("  {:<28} {:>9} {:>9} {:>12}", "method", "hit rate", "cited ok", "µs/question");
     let row = |name: &str, outcomes: Vec<Outcome>, micros: f64| {
         let (mut hits, mut cited, mut passage_cases) = (0, 0, 0);
@@ -220,11 +227,60 @@ fn service(dir: &Path, split: &str, embed: Embed<'_>) -> Result<()> {
     let started = Instant::now();
     let outcomes = cases.iter().enumerate().map(|(i, c)| agent(i, &c.question, false)).collect();
     row("intents + bm25", outcomes, per(started, cases.len()));
+    let mut best = cases.iter().enumerate().map(|(i, c)| agent(i, &c.question, false)).collect::<Vec<_>>();
     if vectors.is_some() {
         let started = Instant::now();
-        let outcomes = cases.iter().enumerate().map(|(i, c)| agent(i, &c.question, true)).collect();
+        let outcomes = cases.iter().enumerate().map(|(i, c)| agent(i, &c.question, true)).collect::<Vec<_>>();
+        best.clone_from(&outcomes);
         row("intents + bm25 + embeddings", outcomes, per(started, cases.len()));
     }
+    if let Some((model, infer)) = infer {
+        phrased(model, infer, &cases, &best, &knowledge)?;
+    }
+    Ok(())
+}
+
+/// The best method's answers phrased by `model`, as the agent asks it (its instructions, the
+/// passages found, the question): how often the agent would fall back (the model failed, or
+/// cited none of its passages), and how often the model cited the passage that answers.
+fn phrased(model: &str, infer: &dyn Fn(&str) -> Result<String>, cases: &[&ServiceCase], outcomes: &[Outcome], knowledge: &Knowledge) -> Result<()> {
+    let (mut asked, mut failed, mut ungrounded, mut right, mut passage_cases) = (0, 0, 0, 0, 0);
+    let started = Instant::now();
+    for (c, o) in cases.iter().zip(outcomes) {
+        let Outcome::Passages(ids) = o else { continue };
+        let context: Vec<Source> = ids.iter().filter_map(|id| knowledge.passages.iter().find(|p| &p.id == id)).cloned().collect();
+        let prompt = Prompt { system: INSTRUCTIONS.into(), history: vec![], request: c.question.clone(), context: context.clone() };
+        asked += 1;
+        let want = match &c.expect {
+            Expect::Passage(want) => {
+                passage_cases += 1;
+                Some(want)
+            }
+            _ => None,
+        };
+        match infer(&prompt.render()) {
+            Err(e) => {
+                failed += 1;
+                tracing::debug!(error = %e, question = %c.question, "the model failed");
+            }
+            Ok(answer) => {
+                let sources = cited(&context, &answer);
+                if sources.is_empty() {
+                    ungrounded += 1;
+                }
+                if want.is_some_and(|want| sources.iter().any(|s| &s.id == want)) {
+                    right += 1;
+                }
+            }
+        }
+    }
+    let n = asked.max(1) as f64;
+    println!(
+        "  phrased by {model}: {asked} answers, fallback rate {:.3} (failed {failed}, cited none {ungrounded}), cited ok {:.3}, {:.0} ms/answer",
+        (failed + ungrounded) as f64 / n,
+        right as f64 / passage_cases.max(1) as f64,
+        started.elapsed().as_secs_f64() * 1000.0 / n
+    );
     Ok(())
 }
 

@@ -60,6 +60,11 @@ pub struct Remote {
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// Spin's inferencing parameters with these limits, and its defaults for the rest.
+pub fn params_with(max_tokens: u32, temperature: f32) -> llm::InferencingParams {
+    llm::InferencingParams { max_tokens, repeat_penalty: 1.1, repeat_penalty_last_n_token_count: 64, temperature, top_k: 40, top_p: 0.9 }
+}
+
 /// The models every component shares.
 pub struct Llm {
     dir: PathBuf,
@@ -154,14 +159,7 @@ impl Llm {
     }
 
     pub async fn infer(&self, model: String, prompt: String, params: Option<llm::InferencingParams>) -> Result<llm::InferencingResult, llm::Error> {
-        let p = params.unwrap_or(llm::InferencingParams {
-            max_tokens: 100,
-            repeat_penalty: 1.1,
-            repeat_penalty_last_n_token_count: 64,
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.9,
-        });
+        let p = params.unwrap_or(params_with(100, 0.8));
         let u32_at = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0).min(u32::MAX.into()) as u32;
         match self.api() {
             None => Err(llm::Error::ModelNotSupported),

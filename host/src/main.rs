@@ -59,10 +59,12 @@ USAGE:
                                         say whether the application deploys to the platform:
                                         each component's size and imports, and every trigger,
                                         store and interface the platform would refuse
-    gocoffee-host eval [--from <DIR>] [--split dev|test|all]
+    gocoffee-host eval [--from <DIR>] [--split dev|test|all] [--llm-url <URL> --llm-model <NAME>]
                                         the AI layer on its frozen evaluation set (DIR, default
-                                        bench/ai-eval): routing and search, each method beside
-                                        its baselines [default split: test]
+                                        bench/ai-eval): routing, search, customer service and
+                                        analytics, each method beside its baselines; with a
+                                        language model, its answers' fallback rate and citations
+                                        [default split: test]
 
 OPTIONS:
     -f, --manifest <FILE>       the application manifest [default: spin.toml]
@@ -128,6 +130,8 @@ struct Args {
     /// A remote inference service (Spin's `remote_http` llm engine).
     llm_url: Option<url::Url>,
     llm_api: llm::ApiType,
+    /// `eval --llm-model`: the model the inference service is asked for.
+    llm_model: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -151,6 +155,7 @@ fn parse_args() -> Result<Args> {
         ai_models: None,
         llm_url: None,
         llm_api: llm::ApiType::OpenAi,
+        llm_model: None,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(cmd) = it.peek().filter(|a| !a.starts_with('-')).cloned() {
@@ -185,6 +190,7 @@ fn parse_args() -> Result<Args> {
             "--ai-models" => args.ai_models = Some(value(&flag)?.into()),
             "--llm-url" => args.llm_url = Some(value(&flag)?.parse().context("--llm-url must be a URL like http://127.0.0.1:8080")?),
             "--llm-api-type" => args.llm_api = value(&flag)?.parse()?,
+            "--llm-model" => args.llm_model = Some(value(&flag)?),
             "--to" | "--from" => args.to_or_from = Some(value(&flag)?.into()),
             "--metrics-listen" => args.metrics_listen = Some(value(&flag)?.parse().context("--metrics-listen must be an address like 127.0.0.1:9464")?),
             "-h" | "--help" => {
@@ -246,7 +252,24 @@ fn main() -> Result<()> {
             let model = if dir.join("model.safetensors").exists() { Some(minilm::MiniLm::load(&dir)?) } else { None };
             let embed = |texts: &[String]| model.as_ref().context("no model")?.embed(texts).map(|e| e.vectors);
             let set = args.to_or_from.as_deref().unwrap_or(std::path::Path::new("bench/ai-eval"));
-            eval::run(set, &args.split, model.as_ref().map(|_| &embed as &dyn Fn(&[String]) -> Result<Vec<Vec<f32>>>))
+            // A language model, when one is given: through the same client the llm interface
+            // forwards inference with, asked as the customer-service agent asks (160 tokens at
+            // most, temperature 0.2).
+            let remote = match (&args.llm_url, &args.llm_model) {
+                (Some(url), Some(name)) => {
+                    let auth_token = std::env::var("GOCOFFEE_LLM_AUTH_TOKEN").ok().filter(|t| !t.is_empty());
+                    Some((llm::Llm::new(dir.clone(), Some(llm::Remote { url: url.clone(), api: args.llm_api, auth_token }))?, name.clone()))
+                }
+                (Some(_), None) => bail!("eval --llm-url needs --llm-model <NAME>, the model the service is asked for"),
+                _ => None,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let infer = |prompt: &str| -> Result<String> {
+                let (llm, name) = remote.as_ref().context("no language model")?;
+                rt.block_on(llm.infer(name.clone(), prompt.to_owned(), Some(llm::params_with(160, 0.2)))).map(|r| r.text).map_err(|e| anyhow::anyhow!("{e:?}"))
+            };
+            let infer = remote.as_ref().map(|(_, name)| (name.as_str(), &infer as &dyn Fn(&str) -> Result<String>));
+            eval::run(set, &args.split, model.as_ref().map(|_| &embed as &dyn Fn(&[String]) -> Result<Vec<Vec<f32>>>), infer)
         }
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }

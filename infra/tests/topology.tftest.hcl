@@ -71,8 +71,8 @@ run "every_function_is_an_arm64_lambda_with_active_tracing_and_json_logs" {
   command = plan
 
   assert {
-    condition     = length(aws_lambda_function.function) == 15
-    error_message = "fifteen functions, as in sam-template.yaml"
+    condition     = length(aws_lambda_function.function) == 16
+    error_message = "sixteen functions, as in sam-template.yaml"
   }
   assert {
     condition = alltrue([for f in aws_lambda_function.function :
@@ -102,7 +102,7 @@ run "identity_signs_with_the_chosen_slot_and_every_http_function_trusts_both" {
     error_message = "identity signs with slot B when token_signing_key is B"
   }
   assert {
-    condition = alltrue([for f in ["identity", "menu", "orders", "kitchen", "payments", "analytics"] :
+    condition = alltrue([for f in ["identity", "menu", "orders", "kitchen", "payments", "analytics", "live", "ai"] :
     aws_lambda_function.function[f].environment[0].variables["TOKEN_KMS_KEY_IDS"] == "${aws_kms_key.token_key_a.arn},${aws_kms_key.token_key_b.arn}"])
     error_message = "every HTTP function checks tokens against both slots"
   }
@@ -145,13 +145,13 @@ run "every_route_reaches_its_function_with_payload_2" {
   command = plan
 
   assert {
-    condition     = length(aws_apigatewayv2_route.route) == 26 && contains(keys(aws_apigatewayv2_route.route), "$default")
-    error_message = "twenty-six routes, the $default one included"
+    condition     = length(aws_apigatewayv2_route.route) == 28 && contains(keys(aws_apigatewayv2_route.route), "$default")
+    error_message = "twenty-eight routes, the $default one included"
   }
   assert {
     condition = alltrue([for k, r in aws_apigatewayv2_route.route :
-    r.authorization_type == (startswith(k, "ANY /api/v1/orders") || startswith(k, "ANY /api/v1/kitchen") || startswith(k, "ANY /api/v1/payments") || startswith(k, "ANY /api/v1/analytics") || !startswith(k, "ANY ") && k != "$default" ? "JWT" : "NONE")])
-    error_message = "the JWT authorizer guards the orders, kitchen, payments and analytics prefixes and every method-specific route; the rest are public"
+    r.authorization_type == (startswith(k, "ANY /api/v1/orders") || startswith(k, "ANY /api/v1/kitchen") || startswith(k, "ANY /api/v1/payments") || startswith(k, "ANY /api/v1/analytics") || startswith(k, "ANY /api/v1/ai") || !startswith(k, "ANY ") && k != "$default" ? "JWT" : "NONE")])
+    error_message = "the JWT authorizer guards the orders, kitchen, payments, analytics and ai prefixes and every method-specific route; the rest are public"
   }
   assert {
     condition     = alltrue([for i in aws_apigatewayv2_integration.function : i.integration_type == "AWS_PROXY" && i.payload_format_version == "2.0"])
@@ -212,8 +212,8 @@ run "every_function_has_error_and_throttle_alarms_and_every_alarm_notifies_the_t
     error_message = "each function has an errors and a throttles alarm"
   }
   assert {
-    condition     = length(aws_cloudwatch_metric_alarm.alarm) == 43
-    error_message = "43 alarms, as in sam-template.yaml"
+    condition     = length(aws_cloudwatch_metric_alarm.alarm) == 45
+    error_message = "45 alarms, as in sam-template.yaml"
   }
   assert {
     condition     = alltrue([for a in aws_cloudwatch_metric_alarm.alarm : a.alarm_actions == toset([aws_sns_topic.alarm_topic.arn]) && a.ok_actions == toset([aws_sns_topic.alarm_topic.arn])])
@@ -267,7 +267,50 @@ run "backup_selects_the_table_unless_turned_off_where_the_api_lacks_selections" 
   command = plan
 
   assert {
-    condition     = length(aws_backup_selection.backup_selection) == 1 && length(aws_cloudwatch_log_subscription_filter.function) == 15
+    condition     = length(aws_backup_selection.backup_selection) == 1 && length(aws_cloudwatch_log_subscription_filter.function) == 16
     error_message = "AWS Backup selects the table, and every function's log group is archived"
+  }
+}
+
+run "the_ai_function_publishes_on_its_own_stream_and_may_call_only_the_bedrock_models_it_is_given" {
+  command = plan
+  variables {
+    ai_model           = "anthropic.claude-3-haiku-20240307-v1:0"
+    ai_embedding_model = "amazon.titan-embed-text-v2:0"
+  }
+
+  assert {
+    condition = (aws_kinesis_stream.ai_stream.stream_mode_details[0].stream_mode == "ON_DEMAND" && aws_kinesis_stream.ai_stream.retention_period == 168 &&
+    aws_kinesis_stream.ai_stream.encryption_type == "KMS" && aws_kinesis_stream.ai_stream.kms_key_id == "alias/aws/kinesis")
+    error_message = "the ai stream is on demand, encrypted and keeps a week, as the other streams"
+  }
+  assert {
+    condition = toset(one([for s in local.function_statements["ai"] : s.resources if contains(s.actions, "bedrock:InvokeModel")])) == toset([
+      "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+      "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0",
+    ])
+    error_message = "InvokeModel on the two models named, and on no other"
+  }
+  assert {
+    condition = (aws_lambda_function.function["ai"].environment[0].variables["AI_MODEL"] == "anthropic.claude-3-haiku-20240307-v1:0" &&
+    aws_lambda_function.function["ai"].environment[0].variables["AI_EMBEDDING_MODEL"] == "amazon.titan-embed-text-v2:0")
+    error_message = "the function is told the models its role may call"
+  }
+  assert {
+    condition     = aws_lambda_function.function["ai"].timeout == 25 && aws_apigatewayv2_route.route["ANY /api/v1/ai/{proxy+}"].authorization_type == "JWT"
+    error_message = "the ai function answers under /api/v1/ai behind the JWT authorizer, within 25 s"
+  }
+}
+
+run "without_models_the_ai_function_may_not_call_bedrock" {
+  command = plan
+
+  assert {
+    condition     = length([for s in local.function_statements["ai"] : s if contains(s.actions, "bedrock:InvokeModel")]) == 0
+    error_message = "no Bedrock statement when neither ai_model nor ai_embedding_model is set"
+  }
+  assert {
+    condition     = length(flatten([for f, stmts in local.function_statements : [for s in stmts : s if anytrue([for a in s.actions : startswith(a, "bedrock:")])]])) == 0
+    error_message = "no other function may call Bedrock"
   }
 }

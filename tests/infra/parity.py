@@ -23,6 +23,9 @@ import yaml
 
 # ------------------------------------------------------------------------------ SAM side
 
+# `!Ref AWS::NoValue`: the property or list item is left out, as CloudFormation does.
+NO_VALUE = object()
+
 class Tagged:
     def __init__(self, tag, value):
         self.tag, self.value = tag, value
@@ -102,6 +105,8 @@ class Sam:
     def resolve(self, v):
         if isinstance(v, Tagged):
             if v.tag == "Ref":
+                if v.value == "AWS::NoValue":
+                    return NO_VALUE
                 return str(self.param(v.value)) if v.value in self.params else "${" + v.value + "}"
             if v.tag == "GetAtt":
                 target, attr = v.value.split(".", 1) if isinstance(v.value, str) else v.value
@@ -114,9 +119,9 @@ class Sam:
                 return self.resolve(v.value[1] if self.condition(v.value[0]) else v.value[2])
             raise SystemExit(f"parity.py: no rule for !{v.tag}")
         if isinstance(v, list):
-            return [self.resolve(x) for x in v]
+            return [r for r in (self.resolve(x) for x in v) if r is not NO_VALUE]
         if isinstance(v, dict):
-            return {k: self.resolve(x) for k, x in v.items()}
+            return {k: r for k, r in ((k, self.resolve(x)) for k, x in v.items()) if r is not NO_VALUE}
         return v
 
     def of_type(self, kind):

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::aws::{Stack, logical_id, template_resources};
 use crate::workspace;
 
-pub const FUNCTIONS: [&str; 15] = [
+pub const FUNCTIONS: [&str; 16] = [
     "health",
     "web",
     "identity",
@@ -37,6 +37,7 @@ pub const FUNCTIONS: [&str; 15] = [
     "analytics-consumer",
     "live",
     "notifier",
+    "ai",
 ];
 
 /// Where the native bootstrap binaries are (`make test` builds them).
@@ -672,9 +673,11 @@ impl LambdaStack {
             .iter()
             .map(|f| {
                 let mut env = stack.function_env(f, &extra);
-                // Only the parameters the template gives this function.
+                // Only the parameters the template gives this function, and any service's own
+                // endpoint (`AWS_ENDPOINT_URL_<SERVICE>`: a service moto doesn't play).
                 let declared = template_parameters_of(f);
-                env.extend(parameters.iter().filter(|(k, _)| declared.iter().any(|d| d == k)).map(|(k, v)| (k.to_string(), v.to_string())));
+                let given = |k: &str| declared.iter().any(|d| d == k) || k.starts_with("AWS_ENDPOINT_URL_");
+                env.extend(parameters.iter().filter(|(k, _)| given(k)).map(|(k, v)| (k.to_string(), v.to_string())));
                 (f.to_string(), env)
             })
             .collect();

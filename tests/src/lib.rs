@@ -38,6 +38,7 @@ pub fn signed_token(signer: &dyn gocoffee_app::ports::TokenSigner, header: Value
 pub mod anvil;
 pub mod apigw_ws;
 pub mod aws;
+pub mod bedrock;
 pub mod lambda;
 pub mod payments;
 pub mod sse;
@@ -74,11 +75,10 @@ pub fn functions() -> Vec<&'static gocoffee_app::Function> {
 /// Functions whose spin.toml prefix API Gateway's HTTP API doesn't mirror: live status streams as
 /// Server-Sent Events on Spin and the host and goes over the WebSocket API on AWS, so the HTTP API
 /// carries only live's tickets route, by its method.
-/// The AI orchestrator runs on Spin and the host only until its Lambda (Bedrock) lands (issue 14).
-pub const SPIN_ONLY: &[&str] = &["live", "ai"];
+pub const SPIN_ONLY: &[&str] = &["live"];
 
 /// The routes API Gateway's HTTP API doesn't carry (see [`SPIN_ONLY`]): `(method, path)`.
-pub const SPIN_ONLY_ROUTES: &[(&str, &str)] = &[("GET", "/api/v1/live/events"), ("POST", "/api/v1/ai/ask")];
+pub const SPIN_ONLY_ROUTES: &[(&str, &str)] = &[("GET", "/api/v1/live/events")];
 
 /// Whether API Gateway's HTTP API carries `route`.
 pub fn on_aws(route: &gocoffee_app::Route) -> bool {
@@ -522,4 +522,25 @@ pub fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_jso
         }
     });
     (endpoint, spans)
+}
+
+/// One HTTP/1.1 request read off `stream` by a test's stand-in server (one request per
+/// connection): its request line and headers as sent, and its body (by `content-length`).
+pub fn read_request(stream: &std::net::TcpStream) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let mut reader = BufReader::new(stream);
+    let (mut head, mut length) = (String::new(), 0);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    (head, body)
 }

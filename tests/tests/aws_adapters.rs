@@ -780,3 +780,61 @@ async fn connections_follow_channels_until_forgotten_and_a_closed_one_is_gone() 
     let unreachable = ManagementApi::new(&sdk, "http://127.0.0.1:9/live");
     assert!(matches!(unreachable.push("k", b"{}").await, Err(PushError::Unavailable(_))));
 }
+
+/// The AI function's store on the table: each caller's sessions apart, the day's usage added up
+/// by concurrent callers, the breaker kept, and each exchange's insight queued with the session
+/// and relayed to the `ai` stream.
+#[tokio::test(flavor = "current_thread")]
+async fn the_ai_store_keeps_sessions_per_caller_adds_usage_atomically_and_relays_insights() {
+    use gocoffee_ai::guard::{Breaker, Usage, UsageLedger};
+    use gocoffee_ai::model::Speaker;
+    use gocoffee_ai::store::{AiStore, Insight, StoredTurn};
+
+    let stack = Stack::create("ai-store").await;
+    let store = gocoffee_ai::aws::DynamoAiStore::new(stack.store());
+    let turn = |speaker, text: &str, at_ms| StoredTurn { speaker, text: text.into(), agent: Some("search".into()), at_ms };
+    let insight = |id: &str| Insight {
+        id: id.into(),
+        agent: "search".into(),
+        kind: "search_results".into(),
+        subject: "menu".into(),
+        summary: "3 items".into(),
+        data: serde_json::json!({"items": ["flat-white"]}),
+        confidence: 0.8,
+        model: "fallback".into(),
+        window: None,
+        time: 1_000,
+        traceparent: None,
+    };
+    let turns = [turn(Speaker::User, "vegan?", 1), turn(Speaker::Assistant, "Avocado toast.", 2)];
+    store.save_exchange("ada", "s1", &turns, &insight("i1")).await.expect("saved");
+    store.save_exchange("ada", "s1", &turns[1..], &insight("i2")).await.expect("replaced");
+    assert_eq!(store.turns("ada", "s1").await.expect("turns"), turns[1..], "the session holds the last save's turns");
+    assert_eq!(store.turns("bob", "s1").await.expect("turns"), [], "another caller's session id reads as a new session");
+
+    // Usage from ten callers at once: every one counts.
+    let day = 20_420;
+    let adds = (0..10).map(|_| store.add(day, Usage { calls: 1, tokens: 30, cost_micros: 7 }));
+    for r in futures_util::future::join_all(adds).await {
+        r.expect("added");
+    }
+    assert_eq!(store.usage(day).await.expect("usage"), Usage { calls: 10, tokens: 300, cost_micros: 70 });
+    assert_eq!(store.usage(day + 1).await.expect("usage"), Usage::default());
+    assert_eq!(store.breaker("m").await.expect("breaker"), Breaker::default());
+    store.set_breaker("m", Breaker { failures: 3, open_until_ms: 99 }).await.expect("set");
+    assert_eq!(store.breaker("m").await.expect("breaker"), Breaker { failures: 3, open_until_ms: 99 });
+
+    // Both insights go out on the ai stream, keyed by their ids.
+    let publisher = KinesisPublisher::new(stack.clients.kinesis.clone(), stack.streams["AiStream"].1.clone());
+    let relay = DynamoOutboxRelay { store: &stack.store(), outbox: gocoffee_aws::dynamo::AI_OUTBOX, publisher: &publisher };
+    assert_eq!(relay.relay().await.expect("relay"), 2);
+    assert_eq!(relay.relay().await.expect("relay"), 0);
+    let mut published: Vec<(String, Insight)> = stack
+        .records_of("AiStream")
+        .await
+        .into_iter()
+        .map(|(_, r)| (r.partition_key().unwrap_or_default().to_owned(), serde_json::from_slice(r.data().as_ref()).expect("an insight")))
+        .collect();
+    published.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(published, [("i1".to_owned(), insight("i1")), ("i2".to_owned(), insight("i2"))]);
+}

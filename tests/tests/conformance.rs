@@ -223,27 +223,13 @@ fn post(base: &str, path: &str, body: &str) -> serde_json::Value {
 /// A one-answer-per-connection server speaking OpenAI's chat completions, recording what it was
 /// sent (request line, headers and body, as text).
 fn openai_server(answer: &'static str) -> (String, std::sync::mpsc::Receiver<String>) {
-    use std::io::{BufRead, Read, Write};
+    use std::io::Write;
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut reader = std::io::BufReader::new(&stream);
-            let mut head = String::new();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&line);
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
+            let (head, body) = gocoffee_tests::read_request(&stream);
             let _ = tx.send(format!("{head}\n{}", String::from_utf8_lossy(&body)));
             let mut stream = &stream;
             let _ =

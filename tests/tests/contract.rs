@@ -73,13 +73,8 @@ on_both_shells!(
     one_trace_follows_an_order_from_the_request_through_the_stream_to_the_kitchen,
     the_analytics_model_follows_the_orders_and_a_rebuild_gives_the_same_answers,
     tokens_verify_from_the_published_keys_and_resist_the_usual_attacks,
+    the_agents_answer_from_the_menu_the_knowledge_base_the_callers_own_orders_and_the_sales,
 );
-
-/// The AI orchestrator on the Spin shell (its Lambda is still to come).
-mod ai {
-    use super::the_agents_answer_from_the_menu_the_knowledge_base_the_callers_own_orders_and_the_sales;
-    on_spin_profiles!(the_agents_answer_from_the_menu_the_knowledge_base_the_callers_own_orders_and_the_sales);
-}
 
 /// Live status on the Spin shell alone: on AWS it is the WebSocket API's.
 mod live {
@@ -1679,4 +1674,139 @@ fn the_agents_answer_from_the_menu_the_knowledge_base_the_callers_own_orders_and
         assert!(r.body["error"]["code"].is_string(), "{}", r.body);
     }
     assert_eq!(h.post("/api/v1/ai/ask", None, json!({"message": "hi"})).status, 401);
+}
+
+/// An OpenAI-compatible chat service for the host to forward inference to, doing as told:
+/// answer citing the first passage of its prompt (`Cite`), answer without a citation
+/// (`Uncited`), or fail with a 500 (`Fail`). It counts the calls it gets.
+#[derive(Clone, Copy, PartialEq)]
+enum Model {
+    Cite,
+    Uncited,
+    Fail,
+}
+
+struct ChatService {
+    url: String,
+    mode: std::sync::Arc<std::sync::Mutex<Model>>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ChatService {
+    fn start() -> ChatService {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let mode = std::sync::Arc::new(std::sync::Mutex::new(Model::Cite));
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (m, c) = (mode.clone(), calls.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (_, body) = gocoffee_tests::read_request(&stream);
+                c.fetch_add(1, Ordering::SeqCst);
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let prompt = request["messages"][0]["content"].as_str().unwrap_or_default();
+                let first_passage = prompt.split("Passages:\n[").nth(1).and_then(|p| p.split(']').next()).unwrap_or("none");
+                let mode = *m.lock().expect("mode");
+                let (status, answer) = match mode {
+                    Model::Cite => ("200 OK", format!("We open at 8 on Saturdays. [{first_passage}]")),
+                    Model::Uncited => ("200 OK", "We open whenever we like.".to_owned()),
+                    Model::Fail => ("500 Internal Server Error", String::new()),
+                };
+                let reply = if mode == Model::Fail {
+                    json!({"error": {"message": "the model crashed", "type": "server_error"}})
+                } else {
+                    json!({"choices": [{"message": {"role": "assistant", "content": answer}}], "usage": {"prompt_tokens": 300, "completion_tokens": 12}})
+                }
+                .to_string();
+                let mut stream = &stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        ChatService { url, mode, calls }
+    }
+
+    fn set(&self, mode: Model) {
+        *self.mode.lock().expect("mode") = mode;
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// With a language model configured (the host forwarding Spin's `infer` to an OpenAI-compatible
+/// service): a customer-service answer is the model's when it cites one of its passages, the
+/// grounded template's when it cites none; a failing service is fallen back from, and after
+/// three failures in a row the breaker stops calling it.
+#[test]
+fn spin_with_a_model_answers_are_its_own_when_cited_and_a_failing_one_is_cut_off() {
+    let service = ChatService::start();
+    let state = gocoffee_tests::fresh_state("ai-with-a-model");
+    let h = Host::launch_env(
+        state,
+        "127.0.0.1:0",
+        &["--llm-url", &service.url],
+        &[("SPIN_VARIABLE_AI_MODEL", "llama2-chat"), ("SPIN_VARIABLE_AI_BREAKER_FAILURES", "3"), ("SPIN_VARIABLE_AI_BREAKER_COOLDOWN_MS", "600000")],
+    );
+    let ada = h.register("ada@example.com");
+    let ask = || {
+        let r = h.post("/api/v1/ai/ask", Some(&ada), json!({"message": "what time do you open on saturday?"}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["agent"], "customer-service", "{}", r.body);
+        r.body
+    };
+
+    let phrased = ask();
+    assert_eq!((phrased["model"].as_str(), &phrased["fallback"]), (Some("llama2-chat"), &serde_json::Value::Null), "{phrased}");
+    assert_eq!(phrased["answer"], "We open at 8 on Saturdays. [opening-hours]", "{phrased}");
+    assert_eq!(phrased["sources"][0]["id"], "opening-hours", "{phrased}");
+    assert_eq!(service.calls(), 1);
+
+    service.set(Model::Uncited);
+    let ungrounded = ask();
+    assert_eq!(ungrounded["fallback"], "ungrounded", "{ungrounded}");
+    assert!(ungrounded["answer"].as_str().expect("answer").contains("[opening-hours]"), "the template's grounded answer instead: {ungrounded}");
+    assert!(!ungrounded["answer"].as_str().expect("answer").contains("whenever"), "{ungrounded}");
+
+    service.set(Model::Fail);
+    for _ in 0..3 {
+        let failed = ask();
+        assert_eq!(failed["fallback"], "unavailable", "{failed}");
+        assert!(failed["answer"].as_str().expect("answer").contains("[opening-hours]"), "{failed}");
+    }
+    let before = service.calls();
+    assert_eq!(before, 5);
+    let cut_off = ask();
+    assert_eq!(cut_off["fallback"], "circuit_open", "{cut_off}");
+    assert_eq!(service.calls(), before, "an open breaker makes no call");
+}
+
+/// `gocoffee-host eval` with a language model: the customer-service answers phrased by it, and
+/// its fallback rate measured (none when it cites its passages, all when it cites none).
+#[test]
+fn the_evaluation_measures_a_models_fallback_rate_and_citations() {
+    let service = ChatService::start();
+    let eval = || {
+        let out = Command::new(gocoffee_tests::host_binary())
+            .current_dir(gocoffee_tests::workspace())
+            .args(["eval", "--ai-models", "target/ai-models", "--split", "dev", "--llm-url", &service.url, "--llm-model", "test-chat"])
+            .output()
+            .expect("eval runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().find(|l| l.contains("phrased by test-chat")).unwrap_or_else(|| panic!("no phrased row: {text}")).to_owned()
+    };
+    let cites = eval();
+    assert!(cites.contains("fallback rate 0.000 (failed 0, cited none 0)"), "{cites}");
+    let asked: usize = cites.split(": ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).expect("a count");
+    assert!(asked > 10 && service.calls() == asked, "{cites} ({} calls)", service.calls());
+    service.set(Model::Uncited);
+    let uncited = eval();
+    assert!(uncited.contains("fallback rate 1.000") && uncited.contains("cited ok 0.000"), "{uncited}");
 }

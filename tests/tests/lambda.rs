@@ -311,6 +311,27 @@ fn with_an_otlp_endpoint_every_hop_of_an_order_is_a_span_of_the_callers_trace() 
     assert_ne!(ticket["parentSpanId"], placed_span.as_str(), "the ticket was sent in the order consumer's span: {ticket}");
 }
 
+/// The AI function with its models on Bedrock (played on a local port and reached through
+/// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, as the template's parameters set them): the customer
+/// service's answer is the Converse model's, cited, and the call is SigV4-signed for Bedrock with
+/// the function's credentials.
+#[test]
+fn the_ai_function_phrases_its_answers_with_its_bedrock_model() {
+    let (bedrock, seen) = gocoffee_tests::bedrock::stand_in();
+    let model = "anthropic.claude-3-haiku-20240307-v1:0";
+    let h = LambdaStack::start_env("ai-bedrock", false, &[("AI_MODEL", model), ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &bedrock)]);
+    let ada = h.register("ada@example.com");
+    let answer = h.post("/api/v1/ai/ask", Some(&ada), json!({"message": "what time do you open on saturday?"}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!((answer.body["agent"].as_str(), answer.body["model"].as_str()), (Some("customer-service"), Some(model)), "{}", answer.body);
+    assert_eq!(answer.body["fallback"], Value::Null, "{}", answer.body);
+    assert_eq!(answer.body["answer"], "Here you are. [opening-hours]", "{}", answer.body);
+    let call = seen.recv_timeout(std::time::Duration::from_secs(5)).expect("Bedrock was called");
+    assert_eq!(call.path, "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse");
+    assert!(call.headers.contains("/bedrock/aws4_request"), "{}", call.headers);
+    assert!(call.body["system"][0]["text"].as_str().expect("system").contains("[opening-hours]"), "{}", call.body);
+}
+
 /// The sum of `metric` over the EMF documents in `log` whose dimensions are exactly `dimensions`.
 fn emf_total(log: &str, metric: &str, dimensions: &[(&str, &str)]) -> f64 {
     let mut total = 0.0;

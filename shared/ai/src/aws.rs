@@ -1,8 +1,10 @@
-//! The model ports on Amazon Bedrock, for the AI function as a Lambda: text through the Converse
-//! API (any model Converse serves: the prompt's instructions and passages as the system text, the
+//! The AI function on AWS. The model ports on Amazon Bedrock: text through the Converse API (any
+//! model Converse serves: the prompt's instructions and passages as the system text, the
 //! session's turns as messages), embeddings through InvokeModel with Amazon Titan Text
 //! Embeddings (`amazon.titan-embed-text-v2:0`, one text per call). Both give up after their
 //! timeout, and every failure becomes a [`ModelError`] the guard and the agents understand.
+//! Its store on the main DynamoDB table ([`DynamoAiStore`]: sessions, the usage ledger, the
+//! breakers, insights through the `ai` outbox to the `ai` Kinesis stream), and its Lambda entry.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,9 +16,16 @@ use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration, Message, StopReason, SystemContentBlock};
 use futures_util::{StreamExt, TryStreamExt};
+use gocoffee_app::ports::StoreResult;
+use gocoffee_aws::analytics::DynamoAnalyticsStore;
+use gocoffee_aws::dynamo::{AI_OUTBOX, DynamoStore, Item, doc, get_n, key, keys, n, now_s, outbox_entry, sdk, to_doc};
+use gocoffee_aws::lambda::{block_on, http_with_extension, init};
 use serde::Deserialize;
 
+use crate::guard::{Breaker, Policy, Usage, UsageLedger};
 use crate::model::{Embedder, Embeddings, Generation, LanguageModel, Limits, ModelError, Prompt, Speaker};
+use crate::orchestrator::{AiContext, FUNCTION};
+use crate::store::{AiStore, Insight, StoredTurn};
 
 /// Titan's text embedding model, version 2 (1,024 dimensions unless asked for fewer).
 pub const TITAN_EMBED_V2: &str = "amazon.titan-embed-text-v2:0";
@@ -207,6 +216,152 @@ impl Embedder for TitanEmbedder {
         let vectors = texts.iter().map(|t| fresh.get(t).or_else(|| cache.get(t)).cloned().unwrap_or_default()).collect();
         Ok(Embeddings { vectors, model: self.model_id.clone(), prompt_tokens })
     }
+}
+
+// ------------------------------------------------------------------ the store
+
+/// How long an idle session is kept (DynamoDB's TTL removes it after).
+const SESSION_TTL_S: i64 = 7 * 24 * 3600;
+/// How long a day's usage is kept: the month's bill, and some.
+const USAGE_TTL_S: i64 = 40 * 24 * 3600;
+
+/// The AI layer's items on the main table, each in its own partition:
+/// - `AISESSION#{user id}` / `SESSION#{session id}`: the session's turns, one document (at most
+///   [`crate::orchestrator::CONTEXT_TURNS`] of them), expiring a week after the last;
+/// - `AIUSAGE#{day}` / `USAGE`: the day's calls, tokens and cost, added with `ADD`;
+/// - `AIBREAKER#{model}` / `BREAKER`: the model's consecutive failures and open-until;
+/// - insights in the `ai` outbox (`OUTBOX#ai`), written in the session's transaction and relayed
+///   to the `ai` stream after the request, keyed by their id.
+#[derive(Clone, Debug)]
+pub struct DynamoAiStore {
+    table: DynamoStore,
+}
+
+impl DynamoAiStore {
+    pub fn new(table: DynamoStore) -> DynamoAiStore {
+        DynamoAiStore { table }
+    }
+}
+
+fn session_key(user_id: &str, session_id: &str) -> Item {
+    key(format!("AISESSION#{user_id}"), &format!("SESSION#{session_id}"))
+}
+
+fn usage_key(day: i64) -> Item {
+    key(format!("AIUSAGE#{day}"), "USAGE")
+}
+
+fn breaker_key(model: &str) -> Item {
+    key(format!("AIBREAKER#{model}"), "BREAKER")
+}
+
+/// A counter attribute, absent as zero.
+fn count(item: &Item, name: &str) -> StoreResult<u64> {
+    if !item.contains_key(name) {
+        return Ok(0);
+    }
+    Ok(get_n(item, name)?.max(0) as u64)
+}
+
+#[async_trait(?Send)]
+impl AiStore for DynamoAiStore {
+    async fn turns(&self, user_id: &str, session_id: &str) -> StoreResult<Vec<StoredTurn>> {
+        match self.table.get(session_key(user_id, session_id)).await? {
+            Some(item) => doc(&item),
+            None => Ok(vec![]),
+        }
+    }
+
+    async fn save_exchange(&self, user_id: &str, session_id: &str, turns: &[StoredTurn], insight: &Insight) -> StoreResult<()> {
+        let mut session = session_key(user_id, session_id);
+        session.insert("doc".into(), to_doc(&turns)?);
+        session.insert(keys::TTL.into(), n(now_s() + SESSION_TTL_S));
+        let put = |item| aws_sdk_dynamodb::types::TransactWriteItem::builder().put(self.table.put(item)).build();
+        let entry = outbox_entry(AI_OUTBOX, &insight.id, 1, to_doc(insight)?);
+        self.table.transact(vec![put(session), put(entry)]).await
+    }
+}
+
+#[async_trait(?Send)]
+impl UsageLedger for DynamoAiStore {
+    async fn usage(&self, day: i64) -> StoreResult<Usage> {
+        let Some(item) = self.table.get(usage_key(day)).await? else { return Ok(Usage::default()) };
+        Ok(Usage { calls: count(&item, "calls")?, tokens: count(&item, "tokens")?, cost_micros: count(&item, "cost_micros")? })
+    }
+
+    /// One `ADD` of all three counters: concurrent calls from any container both count.
+    async fn add(&self, day: i64, usage: Usage) -> StoreResult<()> {
+        let value = |v: u64| n(v.min(i64::MAX as u64));
+        self.table
+            .client()
+            .update_item()
+            .table_name(self.table.table())
+            .set_key(Some(usage_key(day)))
+            .update_expression("ADD calls :calls, tokens :tokens, cost_micros :cost SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", keys::TTL)
+            .expression_attribute_values(":calls", value(usage.calls))
+            .expression_attribute_values(":tokens", value(usage.tokens))
+            .expression_attribute_values(":cost", value(usage.cost_micros))
+            .expression_attribute_values(":ttl", n(now_s() + USAGE_TTL_S))
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(())
+    }
+
+    async fn breaker(&self, model: &str) -> StoreResult<Breaker> {
+        let Some(item) = self.table.get(breaker_key(model)).await? else { return Ok(Breaker::default()) };
+        Ok(Breaker { failures: count(&item, "failures")?.min(u32::MAX.into()) as u32, open_until_ms: get_n(&item, "open_until")? })
+    }
+
+    async fn set_breaker(&self, model: &str, state: Breaker) -> StoreResult<()> {
+        let mut item = breaker_key(model);
+        item.insert("failures".into(), n(state.failures));
+        item.insert("open_until".into(), n(state.open_until_ms));
+        self.table.client().put_item().table_name(self.table.table()).set_item(Some(item)).send().await.map_err(sdk)?;
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------ the Lambda entry
+
+/// The function's settings from its environment: the `ai_*` variables in upper case
+/// (`AI_MODEL`, a Bedrock model id for Converse, empty for none; `AI_EMBEDDING_MODEL`, Titan's
+/// for embeddings, empty for none; `AI_LLM_ROUTING`; the guard's limits, see
+/// [`Policy::from_lookup`]), `ANALYTICS_TABLE`, the analytics read model, and
+/// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, Bedrock's endpoint where it isn't the region's.
+fn context(shell: &gocoffee_aws::lambda::Shell, lookup: impl Fn(&str) -> Option<String>) -> Result<AiContext, String> {
+    let get = |name: &str| lookup(&name.to_ascii_uppercase()).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let policy = Policy::from_lookup(get).map_err(|e| e.to_string())?;
+    let analytics = get("analytics_table").ok_or("ANALYTICS_TABLE is not set")?;
+    // Bedrock Runtime's own endpoint when set (the SDKs' service-specific variable), else the
+    // function's (`AWS_ENDPOINT_URL`, or the region's).
+    let mut bedrock = aws_sdk_bedrockruntime::config::Builder::from(shell.sdk_config());
+    if let Some(url) = get("aws_endpoint_url_bedrock_runtime") {
+        bedrock = bedrock.endpoint_url(url);
+    }
+    let bedrock = Client::from_conf(bedrock.build());
+    Ok(AiContext {
+        store: Box::new(DynamoAiStore::new(shell.store().clone())),
+        language: get("ai_model").map(|m| Box::new(BedrockModel::new(bedrock.clone(), m)) as Box<dyn LanguageModel>),
+        embedder: get("ai_embedding_model").map(|m| Box::new(TitanEmbedder::new(bedrock.clone(), m, None, policy.timeout)) as Box<dyn Embedder>),
+        llm_routing: get("ai_llm_routing").is_some_and(|v| v == "true"),
+        analytics: Some(Box::new(DynamoAnalyticsStore::new(shell.store().client().clone(), analytics))),
+        policy,
+    })
+}
+
+/// `main` of the AI function: `POST /api/v1/ai/ask` behind API Gateway. The models' clients
+/// and the embeddings they made are kept for the container's life.
+pub fn http() -> Result<(), lambda_runtime::Error> {
+    block_on(async {
+        let shell = init(FUNCTION.name)?;
+        let ai = context(&shell, |name| std::env::var(name).ok()).map_err(|e| {
+            tracing::error!(function = FUNCTION.name, error = %e, "cannot start");
+            lambda_runtime::Error::from(e)
+        })?;
+        http_with_extension(&shell, &FUNCTION, &ai).await
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 pub mod agents;
 pub mod analytics;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "aws", not(target_arch = "wasm32")))]
 pub mod aws;
 pub mod eval;
 pub mod guard;

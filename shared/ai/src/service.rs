@@ -23,9 +23,10 @@ const CAFE: &str = include_str!("../data/cafe.md");
 const MIN_BM25: f32 = 4.0;
 const MIN_COSINE: f32 = 0.45;
 /// Passages given to the model, and cited.
-const CONTEXT_PASSAGES: usize = 3;
+pub const CONTEXT_PASSAGES: usize = 3;
 
-const INSTRUCTIONS: &str = "You are the assistant of Go Coffee, a coffee shop. Answer the customer in at most three short sentences, \
+/// What the language model is told before the passages.
+pub const INSTRUCTIONS: &str = "You are the assistant of Go Coffee, a coffee shop. Answer the customer in at most three short sentences, \
 using only the passages below, and cite each passage you use by its id in square brackets, like [opening-hours]. \
 If the passages don't answer the question, say you don't know and that a member of staff can help.";
 
@@ -33,6 +34,11 @@ If the passages don't answer the question, say you don't know and that a member 
 pub struct Knowledge {
     pub passages: Vec<Source>,
     bm25: Bm25,
+}
+
+/// The passages of `context` that `answer` cites (`[id]`): none, and the answer isn't grounded.
+pub fn cited(context: &[Source], answer: &str) -> Vec<Source> {
+    context.iter().filter(|s| answer.contains(&format!("[{}]", s.id))).cloned().collect()
 }
 
 /// The café's passages from its markdown.
@@ -247,10 +253,10 @@ async fn answer(a: &AgentCtx<'_>) -> Result<AgentAnswer, ApiError> {
     let prompt = Prompt { system: INSTRUCTIONS.into(), history: a.history.clone(), request: a.request.clone(), context: context.clone() };
     let (generation, fallback) = a.models.generate(&prompt, &Limits { max_tokens: 160, ..Limits::default() }).await;
     // An answer that cites none of its passages isn't grounded: the fallback's is.
-    let cited: Vec<Source> = context.iter().filter(|s| generation.text.contains(&format!("[{}]", s.id))).cloned().collect();
+    let cited = cited(&context, &generation.text);
     let (text, model, fallback, cited) = if cited.is_empty() && fallback.is_none() {
         let g = crate::model::Fallback::answer(&prompt);
-        let cited = context.iter().filter(|s| g.text.contains(&format!("[{}]", s.id))).cloned().collect();
+        let cited = self::cited(&context, &g.text);
         (g.text, g.model, Some("ungrounded".to_owned()), cited)
     } else {
         (generation.text, generation.model, fallback, cited)

@@ -46,6 +46,8 @@ pub struct Outbox {
 pub const ORDERS_OUTBOX: Outbox = Outbox { partition: keys::OUTBOX, lease: keys::OUTBOX_LEASE };
 /// Payment intent events, for the payments stream.
 pub const PAYMENTS_OUTBOX: Outbox = Outbox { partition: "OUTBOX#payments", lease: "OUTBOX_LEASE#payments" };
+/// The AI agents' insights, for the `ai` stream (each its own partition key: its id).
+pub const AI_OUTBOX: Outbox = Outbox { partition: "OUTBOX#ai", lease: "OUTBOX_LEASE#ai" };
 
 /// The pending entry of an event in `outbox`: `doc` goes out with `partition_key` (an order id:
 /// one order's events stay on one shard, in `version` order).

@@ -18,7 +18,7 @@ use gocoffee_app::{ApiError, Config, Function, Request, Response, Services};
 use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
-use crate::dynamo::{ORDERS_OUTBOX, Outbox, PAYMENTS_OUTBOX};
+use crate::dynamo::{AI_OUTBOX, ORDERS_OUTBOX, Outbox, PAYMENTS_OUTBOX};
 use crate::tokens::{KmsKeys, KmsSigner};
 use crate::{AwsEnvironment, Clients, DynamoOutboxRelay, DynamoStore, KinesisPublisher, S3Images, SqsDeadLetters, SqsKitchenQueue};
 
@@ -119,7 +119,7 @@ pub struct Shell {
 impl Shell {
     /// From the function's environment: the SDK settings, the app config (`JWT_SECRET`, ...:
     /// [`Config::VARIABLES`] in upper case) and the resources (`TABLE_NAME`, `ORDERS_STREAM` with
-    /// `ANALYTICS_STREAM`, `PAYMENTS_STREAM`, `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`, `IMAGES_BUCKET`; all but
+    /// `ANALYTICS_STREAM`, `PAYMENTS_STREAM`, `AI_STREAM`, `KITCHEN_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL`, `IMAGES_BUCKET`; all but
     /// the table only where used), and the token keys (`TOKEN_KMS_KEY_IDS`, identity's
     /// `TOKEN_SIGNING_KEY_ID`; or PEM `TOKEN_PUBLIC_KEYS` and `TOKEN_SIGNING_KEY` without KMS). A
     /// function relays the outbox of each stream it is given.
@@ -141,6 +141,9 @@ impl Shell {
         }
         if let Some(payments) = get("PAYMENTS_STREAM") {
             streams.push((PAYMENTS_OUTBOX, KinesisPublisher::new(clients.kinesis.clone(), payments)));
+        }
+        if let Some(ai) = get("AI_STREAM") {
+            streams.push((AI_OUTBOX, KinesisPublisher::new(clients.kinesis.clone(), ai)));
         }
         let kms = || aws_sdk_kms::Client::new(&sdk);
         let kms_key_ids: Vec<String> =

@@ -15,7 +15,7 @@ use gocoffee_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, TEST_RATE_LIMITS, workspa
 
 /// Each function's first invocation: a sample its callers send most (a scheduled tick, a stream
 /// batch, the API's read on its prefix).
-const FIRST_EVENTS: [(&str, &str); 15] = [
+const FIRST_EVENTS: [(&str, &str); 16] = [
     ("health", "http/health.json"),
     ("web", "http/web-customer-app.json"),
     ("identity", "http/identity-jwks.json"),
@@ -31,6 +31,7 @@ const FIRST_EVENTS: [(&str, &str); 15] = [
     ("analytics-consumer", "kinesis/order-events.json"),
     ("live", "http/live-ticket.json"),
     ("notifier", "kinesis/order-events.json"),
+    ("ai", "http/ai-ask.json"),
 ];
 
 fn main() {

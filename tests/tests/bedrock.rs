@@ -1,104 +1,14 @@
-//! The Bedrock adapters against a local server speaking Bedrock Runtime's wire protocol (moto
-//! has no Converse): the real SDK client signs and sends, the server checks what arrives and
-//! answers as Bedrock does, errors included (`x-amzn-errortype` and a `message` body).
+//! The Bedrock adapters against a local server speaking Bedrock Runtime's wire protocol
+//! ([`gocoffee_tests::bedrock`]; moto has no Converse): the real SDK client signs and sends, the
+//! server checks what arrives and answers as Bedrock does, errors included.
 
-use std::io::{BufRead, Read, Write};
-use std::net::TcpListener;
-use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
 use gocoffee_ai::aws::{BedrockModel, TITAN_EMBED_V2, TitanEmbedder};
 use gocoffee_ai::guard::{Guard, MemoryLedger, Policy};
 use gocoffee_ai::model::{Embedder, LanguageModel, Limits, ModelError, Prompt, Source, Speaker, Turn};
 use gocoffee_app::ports::SystemClock;
-use serde_json::{Value, json};
-
-/// One request as the server saw it.
-struct Seen {
-    path: String,
-    headers: String,
-    body: Value,
-}
-
-/// A Bedrock Runtime stand-in on a free port. Converse answers by model id: `throttled` (429),
-/// `denied` (403), `slow` (after 2 s), `filtered` (stopped by the content filter), anything else
-/// an answer citing the first passage it was given. InvokeModel answers Titan's shape, with a
-/// vector made from the text (so equal texts give equal vectors).
-fn bedrock() -> (String, Receiver<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = std::io::BufReader::new(&stream);
-                let mut request_line = String::new();
-                let _ = reader.read_line(&mut request_line);
-                let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
-                let (mut headers, mut length) = (String::new(), 0);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    headers.push_str(&line.to_ascii_lowercase());
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let (status, error, answer) = answer(&path, &body);
-                let _ = tx.send(Seen { path, headers, body });
-                let error = error.map(|e| format!("x-amzn-errortype: {e}:http://internal.amazon.com/coral/com.amazon.bedrock/\r\n")).unwrap_or_default();
-                let answer = answer.to_string();
-                let mut stream = &stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{error}content-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-            });
-        }
-    });
-    (url, rx)
-}
-
-fn answer(path: &str, body: &Value) -> (u16, Option<&'static str>, Value) {
-    let model = path.trim_start_matches("/model/").split('/').next().unwrap_or_default();
-    if path.ends_with("/invoke") {
-        let text = body["inputText"].as_str().unwrap_or_default();
-        let raw = [text.len() as f64, text.matches('a').count() as f64 + 1.0, text.split_whitespace().count() as f64];
-        let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
-        return (200, None, json!({ "embedding": raw.iter().map(|x| x / norm).collect::<Vec<_>>(), "inputTextTokenCount": text.split_whitespace().count() }));
-    }
-    match model {
-        "throttled" => (429, Some("ThrottlingException"), json!({ "message": "Too many requests, please wait before trying again." })),
-        "denied" => (403, Some("AccessDeniedException"), json!({ "message": "You don't have access to the model with the specified model ID." })),
-        "slow" => {
-            std::thread::sleep(Duration::from_secs(2));
-            (200, None, json!({}))
-        }
-        _ => {
-            let stop = if model == "filtered" { "content_filtered" } else { "end_turn" };
-            let system = body["system"][0]["text"].as_str().unwrap_or_default();
-            let cited = system.split('[').nth(1).and_then(|s| s.split(']').next()).unwrap_or("none");
-            let text = format!("Here you are. [{cited}]");
-            (
-                200,
-                None,
-                json!({
-                    "output": { "message": { "role": "assistant", "content": [{ "text": text }] } },
-                    "stopReason": stop,
-                    "usage": { "inputTokens": 41, "outputTokens": 5, "totalTokens": 46 },
-                    "metrics": { "latencyMs": 12 }
-                }),
-            )
-        }
-    }
-}
+use gocoffee_tests::bedrock::{Seen, stand_in};
 
 fn client(url: &str) -> aws_sdk_bedrockruntime::Client {
     let vars = [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_ENDPOINT_URL", url)];
@@ -128,7 +38,7 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
 
 #[test]
 fn converse_sends_the_passages_as_system_text_and_the_session_as_messages() {
-    let (url, seen) = bedrock();
+    let (url, seen) = stand_in();
     let model = BedrockModel::new(client(&url), "anthropic.claude-3-haiku-20240307-v1:0");
     let limits = Limits { max_tokens: 120, timeout: Duration::from_secs(5), temperature: 0.1 };
     let answer = run(model.generate(&prompt(), &limits)).expect("answer");
@@ -150,7 +60,7 @@ fn converse_sends_the_passages_as_system_text_and_the_session_as_messages() {
 
 #[test]
 fn bedrock_errors_become_the_ports_errors_and_open_the_breaker() {
-    let (url, seen) = bedrock();
+    let (url, seen) = stand_in();
     let limits = Limits { max_tokens: 50, timeout: Duration::from_millis(500), temperature: 0.0 };
     let c = client_without_retries(&url);
     let denied = run(BedrockModel::new(c.clone(), "denied").generate(&prompt(), &limits)).expect_err("denied");
@@ -178,7 +88,7 @@ fn bedrock_errors_become_the_ports_errors_and_open_the_breaker() {
 
 #[test]
 fn titan_embeds_each_text_once_per_container() {
-    let (url, seen) = bedrock();
+    let (url, seen) = stand_in();
     let embedder = TitanEmbedder::new(client(&url), TITAN_EMBED_V2, Some(256), Duration::from_secs(5));
     let texts: Vec<String> = ["a flat white", "an oat latte", "a flat white"].map(String::from).to_vec();
     let first = run(embedder.embed(&texts)).expect("embeddings");
