@@ -195,13 +195,19 @@ function follow(id) {
   // shortly after the order) shown once, as a QR code, the amount, the address and a wallet link.
   const showPayment = async (order) => {
     if (!order.payment_method.crypto || order.status !== "pending") return;
-    const link = order.links.payment;
-    if (!link) {
+    const preparing = () => {
       payment.replaceChildren(el("p", { class: "muted", text: "Preparing your payment request…" }));
       setTimeout(() => active && refresh(), 1000);
-      return;
-    }
-    const intent = await api.request("GET", link);
+    };
+    const link = order.links.payment;
+    if (!link) return preparing();
+    // The order names its payment as soon as it asks for one; the payment service makes it from
+    // the same event, in parallel, so it may not exist yet: ask again shortly (no event says when).
+    const intent = await api.request("GET", link).catch((e) => {
+      if (e instanceof ApiError && e.status === 404) return null;
+      throw e;
+    });
+    if (!intent) return preparing();
     if (paymentShown === intent.status) return;
     paymentShown = intent.status;
     payment.replaceChildren(...(await paymentView(intent)));
