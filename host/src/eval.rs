@@ -12,10 +12,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use gocoffee_ai::agents::AGENTS;
 use gocoffee_ai::eval::{AnalyticsCase, Expect, RoutingCase, SearchCase, ServiceCase, accuracy_and_macro_f1, in_split, ndcg_at, reciprocal_rank};
-use gocoffee_ai::model::{Prompt, Source};
+use gocoffee_ai::model::Source;
 use gocoffee_ai::router::Router;
 use gocoffee_ai::search::{Catalogue, Method};
-use gocoffee_ai::service::{INSTRUCTIONS, Intent, Knowledge, cafe_passages, cited, intent};
+use gocoffee_ai::service::{Intent, Knowledge, cafe_passages, cited, intent, prompt};
 use gocoffee_ai::text::terms;
 
 /// Turns texts into vectors (the host's native model), or `None` without one.
@@ -249,7 +249,7 @@ fn phrased(model: &str, infer: &dyn Fn(&str) -> Result<String>, cases: &[&Servic
     for (c, o) in cases.iter().zip(outcomes) {
         let Outcome::Passages(ids) = o else { continue };
         let context: Vec<Source> = ids.iter().filter_map(|id| knowledge.passages.iter().find(|p| &p.id == id)).cloned().collect();
-        let prompt = Prompt { system: INSTRUCTIONS.into(), history: vec![], request: c.question.clone(), context: context.clone() };
+        let prompt = prompt(&c.question, vec![], context.clone());
         asked += 1;
         let want = match &c.expect {
             Expect::Passage(want) => {

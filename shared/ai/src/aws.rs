@@ -71,13 +71,7 @@ impl BedrockModel {
 
 /// Converse's system text: the instructions, then the numbered passages to cite.
 fn system(prompt: &Prompt) -> Vec<SystemContentBlock> {
-    let mut text = prompt.system.clone();
-    if !prompt.context.is_empty() {
-        text.push_str("\n\nPassages:\n");
-        for s in &prompt.context {
-            text.push_str(&format!("[{}] {}: {}\n", s.id, s.title, s.text));
-        }
-    }
+    let text = prompt.instructions();
     if text.is_empty() { vec![] } else { vec![SystemContentBlock::Text(text)] }
 }
 

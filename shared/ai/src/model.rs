@@ -45,14 +45,7 @@ impl Prompt {
     /// The prompt as one text, for models that take a single string (Spin's `infer`): the
     /// instructions, the numbered passages, the conversation, and the request.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str(&self.system);
-        if !self.context.is_empty() {
-            out.push_str("\n\nPassages:\n");
-            for s in &self.context {
-                out.push_str(&format!("[{}] {}: {}\n", s.id, s.title, s.text));
-            }
-        }
+        let mut out = self.instructions();
         for t in &self.history {
             let who = match t.speaker {
                 Speaker::User => "User",
@@ -61,6 +54,19 @@ impl Prompt {
             out.push_str(&format!("\n{who}: {}", t.text));
         }
         out.push_str(&format!("\nUser: {}\nAssistant:", self.request));
+        out
+    }
+
+    /// The instructions, then the numbered passages to cite: the system text of models that
+    /// take one (Bedrock's Converse), the start of [`Prompt::render`].
+    pub fn instructions(&self) -> String {
+        let mut out = self.system.clone();
+        if !self.context.is_empty() {
+            out.push_str("\n\nPassages:\n");
+            for s in &self.context {
+                out.push_str(&format!("[{}] {}: {}\n", s.id, s.title, s.text));
+            }
+        }
         out
     }
 

@@ -9,7 +9,7 @@ use gocoffee_app::{ApiError, Ctx};
 use gocoffee_core::{MenuItem, Order};
 use serde_json::json;
 
-use crate::model::{Limits, Prompt, Source};
+use crate::model::{Limits, Prompt, Source, Turn};
 use crate::orchestrator::{AgentAnswer, AgentCtx};
 use crate::retrieve::{Bm25, Document, cosine};
 use crate::search::{Catalogue, Filters, Method};
@@ -25,8 +25,8 @@ const MIN_COSINE: f32 = 0.45;
 /// Passages given to the model, and cited.
 pub const CONTEXT_PASSAGES: usize = 3;
 
-/// What the language model is told before the passages.
-pub const INSTRUCTIONS: &str = "You are the assistant of Go Coffee, a coffee shop. Answer the customer in at most three short sentences, \
+/// What the language model is told before the passages (see [`prompt`]).
+const INSTRUCTIONS: &str = "You are the assistant of Go Coffee, a coffee shop. Answer the customer in at most three short sentences, \
 using only the passages below, and cite each passage you use by its id in square brackets, like [opening-hours]. \
 If the passages don't answer the question, say you don't know and that a member of staff can help.";
 
@@ -34,6 +34,12 @@ If the passages don't answer the question, say you don't know and that a member 
 pub struct Knowledge {
     pub passages: Vec<Source>,
     bm25: Bm25,
+}
+
+/// What the language model is asked for a question: the instructions, the passages found, the
+/// conversation so far and the question (the agent's, and the evaluation's).
+pub fn prompt(request: &str, history: Vec<Turn>, context: Vec<Source>) -> Prompt {
+    Prompt { system: INSTRUCTIONS.into(), history, request: request.to_owned(), context }
 }
 
 /// The passages of `context` that `answer` cites (`[id]`): none, and the answer isn't grounded.
@@ -250,7 +256,7 @@ async fn answer(a: &AgentCtx<'_>) -> Result<AgentAnswer, ApiError> {
         return Ok(handoff("I don't know the answer to that, sorry."));
     };
     let context: Vec<Source> = found.iter().map(|(i, _)| knowledge.passages[*i].clone()).collect();
-    let prompt = Prompt { system: INSTRUCTIONS.into(), history: a.history.clone(), request: a.request.clone(), context: context.clone() };
+    let prompt = prompt(&a.request, a.history.clone(), context.clone());
     let (generation, fallback) = a.models.generate(&prompt, &Limits { max_tokens: 160, ..Limits::default() }).await;
     // An answer that cites none of its passages isn't grounded: the fallback's is.
     let cited = cited(&context, &generation.text);
